@@ -1,0 +1,103 @@
+# Connection policy: may this MCP client connect, and with which scopes?
+#
+# Entry point: data.trustpath.connection.decision (see README, "Policy").
+# trustpath intersects `scopes` with the requested scopes and caps
+# `ttl_seconds`, so this policy can only narrow what was asked for.
+package trustpath.connection
+
+settings := data.trustpath.settings
+
+# How much each authentication result proves, for per-scope minimums.
+auth_rank := {"failed": 0, "none": 0, "document_only": 1, "verified": 2}
+
+delegated if input.delegation != null
+
+issuer := input.metadata_source.authorization_server.issuer
+
+# The host of a CIMD client_id URL ("https://host/path").
+default client_host := ""
+
+client_host := split(input.client.client_id, "/")[2] if input.metadata_source.kind == "cimd"
+
+# ------------------------------------------------------------ whole-request denials
+
+deny_reasons contains msg if {
+	not issuer in settings.trusted_authorization_servers
+	msg := sprintf("authorization server %q is not trusted", [issuer])
+}
+
+deny_reasons contains msg if {
+	not input.metadata_source.kind in settings.allowed_metadata_sources
+	msg := sprintf("metadata source %q is not accepted", [input.metadata_source.kind])
+}
+
+deny_reasons contains msg if {
+	input.metadata_source.kind == "cimd"
+	not client_host in settings.allowed_client_hosts
+	msg := sprintf("client host %q is not allowed", [client_host])
+}
+
+deny_reasons contains "client authentication failed" if input.authentication.result == "failed"
+
+deny_reasons contains "client is not authenticated" if input.authentication.result == "none"
+
+# ------------------------------------------------------------ per-scope rules
+
+# A set of [scope, reason] pairs: a scope may fail several rules.
+scope_problems contains [scope, "unknown scope"] if {
+	some scope in input.scopes
+	not settings.scopes[scope]
+}
+
+scope_problems contains [scope, msg] if {
+	some scope in input.scopes
+	rule := settings.scopes[scope]
+	auth_rank[input.authentication.result] < auth_rank[rule.min_authentication]
+	msg := sprintf("requires %s authentication", [rule.min_authentication])
+}
+
+scope_problems contains [scope, "not available to delegated agents"] if {
+	delegated
+	some scope in input.scopes
+	settings.scopes[scope].delegable == false
+}
+
+scope_problems contains [scope, "not in the human approval"] if {
+	delegated
+	input.delegation.scopes
+	some scope in input.scopes
+	not scope in input.delegation.scopes
+}
+
+scope_reasons[scope] := concat("; ", sort([r | some [s, r] in scope_problems; s == scope])) if {
+	some [scope, _] in scope_problems
+}
+
+approved contains scope if {
+	some scope in input.scopes
+	not scope_reasons[scope]
+}
+
+tools contains tool if {
+	some scope in approved
+	some tool in settings.scopes[scope].tools
+}
+
+# ------------------------------------------------------------ lifetime
+
+ttl := settings.ttl.delegated_seconds if {
+	delegated
+} else := settings.ttl.document_only_seconds if {
+	input.authentication.result == "document_only"
+} else := settings.ttl.default_seconds
+
+# ------------------------------------------------------------ the decision
+
+decision := {
+	"allow": count(deny_reasons) == 0,
+	"scopes": sort([s | some s in approved]),
+	"tools": sort([t | some t in tools]),
+	"ttl_seconds": ttl,
+	"reasons": sort([r | some r in deny_reasons]),
+	"scope_reasons": scope_reasons,
+}

@@ -1,0 +1,72 @@
+package trustpath.connection_test
+
+import data.trustpath.connection
+
+base := {
+	"scopes": ["files:read", "files:write"],
+	"metadata_source": {"kind": "cimd", "authorization_server": {"issuer": "https://auth.example.com"}},
+	"client": {"client_id": "https://agents.example.com/client.json"},
+	"authentication": {"result": "verified"},
+}
+
+test_verified_client_gets_all_scopes if {
+	d := connection.decision with input as base
+	d.allow
+	d.scopes == ["files:read", "files:write"]
+	d.tools == ["list_files", "read_file", "write_file"]
+	d.ttl_seconds == 600
+}
+
+test_document_only_client_loses_write if {
+	d := connection.decision with input as object.union(base, {"authentication": {"result": "document_only"}})
+	d.allow
+	d.scopes == ["files:read"]
+	d.scope_reasons["files:write"] == "requires verified authentication"
+	d.ttl_seconds == 300
+}
+
+test_untrusted_authorization_server_denied if {
+	req := object.union(base, {"metadata_source": {"authorization_server": {"issuer": "https://evil.example"}}})
+	d := connection.decision with input as req
+	not d.allow
+	d.reasons == ["authorization server \"https://evil.example\" is not trusted"]
+}
+
+test_unknown_client_host_denied if {
+	d := connection.decision with input as object.union(base, {"client": {"client_id": "https://evil.example/c.json"}})
+	not d.allow
+	d.reasons == ["client host \"evil.example\" is not allowed"]
+}
+
+test_unauthenticated_denied if {
+	d := connection.decision with input as object.union(base, {"authentication": {"result": "none"}})
+	not d.allow
+}
+
+test_unknown_scope_not_approved if {
+	d := connection.decision with input as object.union(base, {"scopes": ["files:read", "payroll"]})
+	d.scopes == ["files:read"]
+	d.scope_reasons.payroll == "unknown scope"
+}
+
+test_delegated_agent_gets_narrower_shorter_grant if {
+	req := object.union(base, {
+		"scopes": ["files:read", "repo:admin"],
+		"delegation": {"approval_id": "ap-1", "approved_by": "alice@example.com", "approved_at": "2026-11-23T10:00:00Z"},
+	})
+	d := connection.decision with input as req
+	d.allow
+	d.scopes == ["files:read"]
+	d.scope_reasons["repo:admin"] == "not available to delegated agents"
+	d.ttl_seconds == 120
+}
+
+test_delegation_limited_to_human_approval if {
+	req := object.union(base, {"delegation": {
+		"approval_id": "ap-2", "approved_by": "bob@example.com",
+		"approved_at": "2026-11-23T10:00:00Z", "scopes": ["files:read"],
+	}})
+	d := connection.decision with input as req
+	d.scopes == ["files:read"]
+	d.scope_reasons["files:write"] == "not in the human approval"
+}

@@ -1,0 +1,175 @@
+//! Wiring: builds the pipeline from a validated config and runs the server.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError};
+use crate::decide::{Decider, GrantLimits, Recording};
+use crate::grant::{GrantError, GrantSigner};
+use crate::identity::replay::ReplayGuard;
+use crate::identity::{Authenticator, IdentityError};
+use crate::log::{LogError, LogStore, LogWriter, WriterThread};
+use crate::policy::{PolicyError, PolicyStore};
+use crate::server::callers::Callers;
+use crate::server::{router, AppState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+fn limits(config: &Config) -> GrantLimits {
+    GrantLimits {
+        default_ttl_seconds: config.grants.default_ttl_seconds,
+        max_ttl_seconds: config.grants.max_ttl_seconds,
+    }
+}
+
+fn signing_key_path(config: &Config) -> PathBuf {
+    config
+        .grants
+        .signing_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("grant-signing-key.pem"))
+}
+
+/// Everything a recording pipeline needs, opened on the data directory.
+pub struct Opened {
+    pub decider: Decider,
+    pub signer: Arc<GrantSigner>,
+    pub store: LogStore,
+    pub writer_thread: WriterThread,
+}
+
+/// Opens the data directory, loads policies and keys, starts the log writer.
+pub fn open(config: &Config) -> Result<Opened, AppError> {
+    config.validate()?;
+    let store = LogStore::open(&config.data_dir)?;
+    let replay = ReplayGuard::Persistent(store.db().open_tree("jti").map_err(LogError::from)?);
+    let authenticator = Authenticator::from_config(config, replay)?;
+    let policies = Arc::new(PolicyStore::load(&config.policies)?);
+    let signer = Arc::new(GrantSigner::load_or_create(&signing_key_path(config))?);
+    let (log, writer_thread) = LogWriter::start(store.clone(), config.log.durable)?;
+    let recording = Recording {
+        signer: signer.clone(),
+        log,
+        issuer: config.issuer.clone(),
+    };
+    let decider = Decider::new(authenticator, policies, limits(config), Some(recording));
+    Ok(Opened {
+        decider,
+        signer,
+        store,
+        writer_thread,
+    })
+}
+
+/// A pipeline that neither signs nor logs, and keeps used `jti`s in memory:
+/// for `trustpath eval` without `--record`.
+pub fn dry_run(config: &Config) -> Result<Decider, AppError> {
+    config.validate()?;
+    let authenticator = Authenticator::from_config(config, ReplayGuard::ephemeral())?;
+    let policies = Arc::new(PolicyStore::load(&config.policies)?);
+    Ok(Decider::new(authenticator, policies, limits(config), None))
+}
+
+/// Runs the HTTP server until `shutdown` resolves. `on_listening` is told
+/// the bound address (useful with port 0).
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), AppError> {
+    let opened = open(&config)?;
+    if config.callers.is_empty() {
+        tracing::warn!(
+            "no API callers configured: every local caller has every role; \
+             listening on loopback only"
+        );
+    }
+    let writer_thread = opened.writer_thread;
+    let state = Arc::new(AppState {
+        decider: opened.decider,
+        signer: opened.signer,
+        store: opened.store,
+        callers: Callers::from_config(&config.callers),
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AppError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(AppError::Serve)?;
+    tracing::info!(%addr, policy_revision = %state.decider.policies().current().revision().as_str(), "listening");
+    on_listening(addr);
+
+    let maintenance = tokio::spawn(maintain(state.clone()));
+    axum::serve(
+        listener,
+        router(state.clone(), config.limits.max_body_bytes),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(AppError::Serve)?;
+    maintenance.abort();
+    let _ = maintenance.await;
+    // Dropping the last handle to the log writer lets it flush and stop.
+    drop(state);
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await
+        .ok();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Background upkeep: policy reload on SIGHUP, pruning of expired `jti`s.
+async fn maintain(state: Arc<AppState>) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut prune = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        #[cfg(unix)]
+        let hup = async {
+            match hangup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<()>();
+        tokio::select! {
+            _ = hup => match state.decider.policies().reload() {
+                Ok(bundle) => tracing::info!(policy_revision = %bundle.revision().as_str(), "policies reloaded"),
+                Err(e) => tracing::error!(error = %e, "policy reload failed; the running policy stays in force"),
+            },
+            _ = prune.tick() => {
+                let now = chrono::Utc::now().timestamp();
+                let authenticator = state.decider.authenticator();
+                if let Err(e) = authenticator.prune_replay_cache(now) {
+                    tracing::warn!(error = %e, "pruning used jtis failed");
+                }
+            }
+        }
+    }
+}

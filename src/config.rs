@@ -1,0 +1,246 @@
+//! Configuration: a TOML file, then `TRUSTPATH_*` environment variables and
+//! command-line flags on top. Validated once at start.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Where sled keeps the decision log, and where keys are created.
+    pub data_dir: PathBuf,
+    /// The Rego policy directory.
+    pub policies: PathBuf,
+    /// `iss` of the grants trustpath signs.
+    pub issuer: String,
+    pub grants: GrantConfig,
+    pub assertions: AssertionConfig,
+    pub log: LogConfig,
+    pub limits: LimitsConfig,
+    /// API callers and their roles. With none, the server only listens on loopback.
+    pub callers: Vec<CallerConfig>,
+    /// Pre-registered (and DCR) clients, by client_id.
+    pub clients: BTreeMap<String, RegisteredClient>,
+    /// Issuers of workload identity and ID-JAG tokens that trustpath trusts.
+    pub trusted_issuers: Vec<TrustedIssuer>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            policies: PathBuf::from("policies"),
+            issuer: "https://trustpath.local".to_string(),
+            grants: GrantConfig::default(),
+            assertions: AssertionConfig::default(),
+            log: LogConfig::default(),
+            limits: LimitsConfig::default(),
+            callers: Vec::new(),
+            clients: BTreeMap::new(),
+            trusted_issuers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantConfig {
+    /// Lifetime when the policy names none.
+    pub default_ttl_seconds: u64,
+    /// Upper bound on any grant, whatever the policy says.
+    pub max_ttl_seconds: u64,
+    /// PKCS#8 PEM Ed25519 key; created in the data directory when absent.
+    pub signing_key_file: Option<PathBuf>,
+}
+
+impl Default for GrantConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl_seconds: 300,
+            max_ttl_seconds: 900,
+            signing_key_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssertionConfig {
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub leeway_seconds: u64,
+    /// Longest accepted `exp - iat` of a client assertion.
+    pub max_lifetime_seconds: u64,
+    /// JWS algorithms accepted on client assertions and workload JWTs.
+    pub algorithms: Vec<String>,
+}
+
+impl Default for AssertionConfig {
+    fn default() -> Self {
+        Self {
+            leeway_seconds: 30,
+            max_lifetime_seconds: 300,
+            algorithms: ["EdDSA", "ES256", "ES384", "RS256", "PS256"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Answer a decision only after its entry is flushed to disk.
+    pub durable: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { durable: true }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The authorization server: may ask for decisions.
+    Decide,
+    /// Security reviewers: may read the log.
+    Audit,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    pub fn permits(self, needed: Role) -> bool {
+        self == Role::Admin || self == needed
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerConfig {
+    pub name: String,
+    pub role: Role,
+    /// Hex SHA-256 of the bearer token, so the config file holds no secret.
+    pub token_sha256: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisteredClient {
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Keys for `private_key_jwt`, as a JWK Set.
+    #[serde(default)]
+    pub jwks: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuer {
+    pub issuer: String,
+    /// The `aud` the issuer's tokens must carry for trustpath.
+    pub audience: String,
+    /// Inline JWK Set.
+    #[serde(default)]
+    pub jwks: Option<Value>,
+    /// JWK Set in a JSON file.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads a TOML config file; every field is optional.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks what can be checked before anything starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.grants.max_ttl_seconds == 0 {
+            return bad("grants.max_ttl_seconds must be positive".into());
+        }
+        if self.grants.default_ttl_seconds == 0
+            || self.grants.default_ttl_seconds > self.grants.max_ttl_seconds
+        {
+            return bad("grants.default_ttl_seconds must be between 1 and max_ttl_seconds".into());
+        }
+        if self.issuer.is_empty() {
+            return bad("issuer must not be empty".into());
+        }
+        for alg in &self.assertions.algorithms {
+            if crate::identity::proof::parse_algorithm(alg).is_none() {
+                return bad(format!(
+                    "assertions.algorithms: {alg:?} is not an accepted asymmetric JWS algorithm"
+                ));
+            }
+        }
+        for caller in &self.callers {
+            let ok = caller.token_sha256.len() == 64
+                && caller.token_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            if !ok {
+                return bad(format!(
+                    "callers[{}].token_sha256 must be 64 hex digits",
+                    caller.name
+                ));
+            }
+        }
+        for issuer in &self.trusted_issuers {
+            if issuer.jwks.is_none() == issuer.jwks_file.is_none() {
+                return bad(format!(
+                    "trusted_issuers[{}]: give exactly one of jwks and jwks_file",
+                    issuer.issuer
+                ));
+            }
+        }
+        if self.callers.is_empty() && !self.listen.ip().is_loopback() {
+            return bad(format!(
+                "no API callers are configured, so trustpath only listens on loopback, not {}",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,333 @@
+//! The decision pipeline: authenticate -> evaluate -> trim -> grant -> log.
+//!
+//! Shared by the server and the CLI; it knows nothing of HTTP. Any failure
+//! along the way denies (fail closed), and the denial is logged with its reason.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::grant::GrantSigner;
+use crate::identity::{AuthenticatedClient, Authenticator};
+use crate::log::{ConnectionDecisionRecord, EntryReceipt, LogError, LogWriter, Record};
+use crate::model::{
+    ApprovedScopes, Authentication, AuthenticationStatus, ConnectionRequest, Decision, DeniedScope,
+    Grant, GrantClaims, Outcome, PermittedTools,
+};
+use crate::policy::verdict::ConnectionVerdict;
+use crate::policy::{PolicyStore, CONNECTION_ENTRY_POINT};
+
+/// Grant lifetimes the PDP enforces whatever the policy says.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantLimits {
+    pub default_ttl_seconds: u64,
+    pub max_ttl_seconds: u64,
+}
+
+/// What a decision produced. `grant` and `log_entry` are absent in dry runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionOutcome {
+    pub decision_id: String,
+    pub session_id: String,
+    pub authentication: Authentication,
+    pub decision: Decision,
+    pub grant: Option<Grant>,
+    pub log_entry: Option<EntryReceipt>,
+    pub policy_revision: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    /// The decision could not be made durable, so it must not be acted on.
+    #[error("decision could not be logged: {0}")]
+    Log(#[from] LogError),
+}
+
+/// Grant signing and logging: both present for the server, absent for dry runs.
+pub struct Recording {
+    pub signer: Arc<GrantSigner>,
+    pub log: LogWriter,
+    pub issuer: String,
+}
+
+pub struct Decider {
+    authenticator: Authenticator,
+    policies: Arc<PolicyStore>,
+    limits: GrantLimits,
+    recording: Option<Recording>,
+}
+
+impl Decider {
+    pub fn new(
+        authenticator: Authenticator,
+        policies: Arc<PolicyStore>,
+        limits: GrantLimits,
+        recording: Option<Recording>,
+    ) -> Self {
+        Self {
+            authenticator,
+            policies,
+            limits,
+            recording,
+        }
+    }
+
+    pub fn policies(&self) -> &PolicyStore {
+        &self.policies
+    }
+
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
+    }
+
+    pub async fn decide(&self, request: ConnectionRequest) -> Result<DecisionOutcome, DecideError> {
+        let now = Utc::now();
+        let decision_id = uuid::Uuid::now_v7().to_string();
+        let session_id = request
+            .session_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+
+        // 1. Authenticate the client's identity document and proof.
+        let client = self.authenticator.authenticate(&request, now.timestamp());
+
+        // 2. Evaluate the policy on exactly what will be logged.
+        let bundle = self.policies.current();
+        let input = policy_input(&request, &session_id, &client, now, &self.limits);
+        let verdict = bundle
+            .evaluate(CONNECTION_ENTRY_POINT, &input)
+            .map_err(|e| e.to_string())
+            .and_then(ConnectionVerdict::from_policy_result);
+
+        // 3. Trim: intersect with the request, cap the lifetime, apply authentication.
+        let mut decision = trim(&request, &client.authentication, verdict, &self.limits);
+
+        let Some(recording) = &self.recording else {
+            return Ok(DecisionOutcome {
+                decision_id,
+                session_id,
+                authentication: client.authentication,
+                decision,
+                grant: None,
+                log_entry: None,
+                policy_revision: bundle.revision().as_str().to_string(),
+            });
+        };
+
+        // 4. Sign a grant for an allowed decision.
+        let mut grant = None;
+        let mut grant_claims = None;
+        if decision.allow {
+            let claims = grant_claims_for(
+                &request,
+                &decision,
+                &decision_id,
+                &session_id,
+                now,
+                &recording.issuer,
+            );
+            match recording.signer.sign(&claims) {
+                Ok(token) => {
+                    grant = Some(Grant {
+                        token,
+                        jti: claims.jti.clone(),
+                        expires_at: rfc3339(DateTime::from_timestamp(claims.exp, 0).unwrap_or(now)),
+                        scope: claims.scope.clone(),
+                    });
+                    grant_claims = Some(claims);
+                }
+                Err(e) => {
+                    decision = Decision::deny_all(decision.requested_scopes, vec![e.to_string()]);
+                }
+            }
+        }
+
+        // 5. Log it; answer only once the entry is durable.
+        let record = Record::ConnectionDecision(ConnectionDecisionRecord {
+            decision_id: decision_id.clone(),
+            session_id: session_id.clone(),
+            client_id: request.client.client_id.clone(),
+            input,
+            authentication: client.authentication.clone(),
+            decision: decision.clone(),
+            grant: grant_claims,
+        });
+        let policy_revision = bundle.revision().as_str().to_string();
+        let receipt = recording
+            .log
+            .append(rfc3339(now), policy_revision.clone(), record)
+            .await?;
+
+        Ok(DecisionOutcome {
+            decision_id,
+            session_id,
+            authentication: client.authentication,
+            decision,
+            grant,
+            log_entry: Some(receipt),
+            policy_revision,
+        })
+    }
+}
+
+/// The input document the policy sees, and the log keeps. The raw assertion
+/// is not in it: authentication carries its claims and SHA-256 instead.
+/// Absent optional fields are left out rather than set to null, because
+/// null is truthy in Rego.
+pub fn policy_input(
+    request: &ConnectionRequest,
+    session_id: &str,
+    client: &AuthenticatedClient,
+    now: DateTime<Utc>,
+    limits: &GrantLimits,
+) -> Value {
+    let mut input = json!({
+        "now": rfc3339(now),
+        "now_unix": now.timestamp(),
+        "session_id": session_id,
+        "resource": request.resource,
+        "scopes": request.scopes,
+        "tools": request.tools,
+        "metadata_source": request.metadata_source,
+        "client": {
+            "client_id": request.client.client_id,
+            "redirect_uri": request.client.redirect_uri,
+            "document": client.document,
+            "assertion_present": request.client.assertion.is_some(),
+        },
+        "authentication": client.authentication,
+        "subject": request.subject,
+        "delegation": request.delegation,
+        "limits": {
+            "default_ttl_seconds": limits.default_ttl_seconds,
+            "max_ttl_seconds": limits.max_ttl_seconds,
+        },
+    });
+    drop_nulls(&mut input);
+    if let Some(client) = input.get_mut("client") {
+        drop_nulls(client);
+    }
+    input
+}
+
+fn drop_nulls(object: &mut Value) {
+    if let Some(map) = object.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+    }
+}
+
+/// Turns the policy's answer into the PDP's decision. The policy can only
+/// narrow: approved scopes are its offer intersected with the request.
+pub fn trim(
+    request: &ConnectionRequest,
+    authentication: &Authentication,
+    verdict: Result<ConnectionVerdict, String>,
+    limits: &GrantLimits,
+) -> Decision {
+    let requested = request.scopes.clone();
+    let verdict = match verdict {
+        Ok(v) => v,
+        Err(reason) => return Decision::deny_all(requested, vec![reason]),
+    };
+    if authentication.result == AuthenticationStatus::Failed {
+        let mut reasons = vec!["authentication failed".to_string()];
+        reasons.extend(authentication.reasons.iter().cloned());
+        return Decision::deny_all(requested, reasons);
+    }
+    if !verdict.allow {
+        let mut reasons = verdict.reasons.clone();
+        if reasons.is_empty() {
+            reasons.push("denied by policy".to_string());
+        }
+        let mut decision = Decision::deny_all(requested, reasons);
+        for denied in &mut decision.denied_scopes {
+            if let Some(why) = verdict.scope_reasons.get(&denied.scope) {
+                denied.reason = why.clone();
+            }
+        }
+        return decision;
+    }
+
+    let approved = ApprovedScopes::intersect(&requested, &verdict.scopes);
+    if approved.is_empty() && !requested.is_empty() {
+        let mut reasons = vec!["no requested scope was approved".to_string()];
+        reasons.extend(verdict.reasons.iter().cloned());
+        let mut decision = Decision::deny_all(requested, reasons);
+        for denied in &mut decision.denied_scopes {
+            denied.reason = scope_reason(&verdict, &denied.scope);
+        }
+        return decision;
+    }
+    let ttl_seconds = verdict
+        .ttl_seconds
+        .unwrap_or(limits.default_ttl_seconds)
+        .min(limits.max_ttl_seconds);
+    if ttl_seconds == 0 {
+        return Decision::deny_all(
+            requested,
+            vec!["policy gave the grant no lifetime".to_string()],
+        );
+    }
+    let denied_scopes: Vec<DeniedScope> = requested
+        .as_slice()
+        .iter()
+        .filter(|s| !approved.contains(s))
+        .map(|s| DeniedScope {
+            scope: s.clone(),
+            reason: scope_reason(&verdict, s),
+        })
+        .collect();
+    let outcome = if denied_scopes.is_empty() {
+        Outcome::Approved
+    } else {
+        Outcome::Reduced
+    };
+    Decision {
+        outcome,
+        allow: true,
+        tools: PermittedTools::narrow(verdict.tools, request.tools.as_deref()),
+        requested_scopes: requested,
+        approved_scopes: approved,
+        denied_scopes,
+        ttl_seconds,
+        reasons: verdict.reasons,
+    }
+}
+
+fn scope_reason(verdict: &ConnectionVerdict, scope: &str) -> String {
+    verdict
+        .scope_reasons
+        .get(scope)
+        .cloned()
+        .unwrap_or_else(|| "not approved by policy".to_string())
+}
+
+fn grant_claims_for(
+    request: &ConnectionRequest,
+    decision: &Decision,
+    decision_id: &str,
+    session_id: &str,
+    now: DateTime<Utc>,
+    issuer: &str,
+) -> GrantClaims {
+    let iat = now.timestamp();
+    GrantClaims {
+        iss: issuer.to_string(),
+        sub: request.client.client_id.clone(),
+        aud: request.resource.clone(),
+        scope: decision.approved_scopes.to_scope_string(),
+        tools: decision.tools.as_slice().to_vec(),
+        sid: session_id.to_string(),
+        jti: uuid::Uuid::new_v4().to_string(),
+        decision_id: decision_id.to_string(),
+        iat,
+        exp: iat + decision.ttl_seconds as i64,
+        act: request.delegation.as_ref().and_then(|d| d.actor.clone()),
+    }
+}
+
+pub fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}

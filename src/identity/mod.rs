@@ -1,0 +1,303 @@
+//! Authentication of the client: its identity document and its identity
+//! proof. The result is recorded apart from the policy decision.
+
+pub mod document;
+pub mod proof;
+pub mod replay;
+
+use std::collections::{BTreeMap, HashMap};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::digest::sha256_hex;
+use crate::model::{
+    Authentication, AuthenticationStatus, ConnectionRequest, DocumentRecord, MetadataSourceKind,
+    ProofMethod,
+};
+use proof::{Expectations, PresentedJwt, VerifiedProof};
+use replay::ReplayGuard;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("clients.{client_id}.jwks: {message}")]
+    ClientKeys { client_id: String, message: String },
+    #[error("trusted_issuers[{issuer}]: {message}")]
+    IssuerKeys { issuer: String, message: String },
+}
+
+/// A client configured ahead of time (pre-registered or DCR).
+struct RegisteredClient {
+    redirect_uris: Vec<String>,
+    keys: Option<JwkSet>,
+}
+
+/// An issuer of workload identity (or ID-JAG) tokens that we trust.
+struct TrustedIssuer {
+    audience: String,
+    keys: JwkSet,
+}
+
+/// The outcome of authentication, plus the redacted document policy may see.
+pub struct AuthenticatedClient {
+    pub authentication: Authentication,
+    pub document: Option<Value>,
+}
+
+pub struct Authenticator {
+    algorithms: Vec<Algorithm>,
+    leeway_seconds: u64,
+    max_lifetime_seconds: u64,
+    clients: BTreeMap<String, RegisteredClient>,
+    trusted_issuers: HashMap<String, TrustedIssuer>,
+    replay: ReplayGuard,
+}
+
+impl Authenticator {
+    pub fn from_config(config: &Config, replay: ReplayGuard) -> Result<Self, IdentityError> {
+        let mut clients = BTreeMap::new();
+        for (client_id, c) in &config.clients {
+            let keys = c
+                .jwks
+                .as_ref()
+                .map(proof::parse_jwks)
+                .transpose()
+                .map_err(|message| IdentityError::ClientKeys {
+                    client_id: client_id.clone(),
+                    message,
+                })?;
+            let redirect_uris = c.redirect_uris.clone();
+            clients.insert(
+                client_id.clone(),
+                RegisteredClient {
+                    redirect_uris,
+                    keys,
+                },
+            );
+        }
+        let mut trusted_issuers = HashMap::new();
+        for t in &config.trusted_issuers {
+            let issuer_err = |message: String| IdentityError::IssuerKeys {
+                issuer: t.issuer.clone(),
+                message,
+            };
+            let jwks = match (&t.jwks, &t.jwks_file) {
+                (Some(inline), _) => inline.clone(),
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| issuer_err(format!("{}: {e}", path.display())))?;
+                    serde_json::from_str(&text)
+                        .map_err(|e| issuer_err(format!("{}: {e}", path.display())))?
+                }
+                (None, None) => return Err(issuer_err("no keys configured".into())),
+            };
+            let keys = proof::parse_jwks(&jwks).map_err(issuer_err)?;
+            let audience = t.audience.clone();
+            trusted_issuers.insert(t.issuer.clone(), TrustedIssuer { audience, keys });
+        }
+        Ok(Self {
+            algorithms: config
+                .assertions
+                .algorithms
+                .iter()
+                .filter_map(|a| proof::parse_algorithm(a))
+                .collect(),
+            leeway_seconds: config.assertions.leeway_seconds,
+            max_lifetime_seconds: config.assertions.max_lifetime_seconds,
+            clients,
+            trusted_issuers,
+            replay,
+        })
+    }
+
+    pub fn prune_replay_cache(&self, now: i64) -> Result<usize, replay::ReplayError> {
+        self.replay.prune(now)
+    }
+
+    /// Checks the client identity document and the identity proof. Never
+    /// fails: anything that does not check out becomes a reason.
+    pub fn authenticate(&self, request: &ConnectionRequest, now: i64) -> AuthenticatedClient {
+        let kind = request.metadata_source.kind;
+        let client = &request.client;
+        let client_id = client.client_id.as_str();
+        let registered = self.clients.get(client_id);
+        let mut reasons = Vec::new();
+
+        if kind == MetadataSourceKind::Cimd {
+            reasons.extend(document::check_cimd_client_id(client_id));
+        }
+
+        // The client identity document: inline from the AS, or our own record.
+        let mut document_record = None;
+        let mut document_valid = false;
+        if let Some(doc) = &client.document {
+            let found =
+                document::check_document(kind, client_id, doc, client.redirect_uri.as_deref());
+            document_valid = found.is_empty();
+            reasons.extend(found);
+            let bytes = serde_json::to_vec(doc).unwrap_or_default();
+            document_record = Some(DocumentRecord {
+                source: "inline".to_string(),
+                sha256: sha256_hex(&bytes),
+            });
+        } else if let Some(reg) = registered {
+            if let Some(uri) = client.redirect_uri.as_deref() {
+                if !reg.redirect_uris.iter().any(|u| u == uri) {
+                    reasons.push(format!(
+                        "redirect_uri {uri:?} is not registered for this client"
+                    ));
+                }
+            }
+            document_valid = true;
+            document_record = Some(DocumentRecord {
+                source: "config".to_string(),
+                sha256: sha256_hex(client_id.as_bytes()),
+            });
+        } else if kind == MetadataSourceKind::Preregistered {
+            reasons.push(format!("client_id {client_id:?} is not pre-registered"));
+        }
+
+        // The identity proof.
+        let mut method = ProofMethod::None;
+        let mut presented = None;
+        let mut verified: Option<VerifiedProof> = None;
+        if let Some(token) = &client.assertion {
+            let jwt = PresentedJwt::inspect(token);
+            let result = match kind {
+                MetadataSourceKind::Wif | MetadataSourceKind::IdJag => {
+                    method = ProofMethod::WorkloadJwt;
+                    self.check_workload_jwt(token, &jwt, now)
+                }
+                _ => {
+                    method = ProofMethod::PrivateKeyJwt;
+                    let keys = client_keys(client.document.as_ref(), registered);
+                    keys.and_then(|keys| {
+                        self.check_client_assertion(token, &jwt, &keys, request, now)
+                    })
+                }
+            };
+            match result {
+                Ok(proof) => verified = Some(proof),
+                Err(reason) => reasons.push(reason),
+            }
+            presented = Some(jwt);
+        }
+
+        let result = if !reasons.is_empty() {
+            AuthenticationStatus::Failed
+        } else if verified.is_some() {
+            AuthenticationStatus::Verified
+        } else if document_valid {
+            AuthenticationStatus::DocumentOnly
+        } else {
+            AuthenticationStatus::None
+        };
+        let (issuer, subject, key_id) = match &verified {
+            Some(p) => (
+                Some(p.issuer.clone()),
+                Some(p.subject.clone()),
+                p.key_id.clone(),
+            ),
+            None => (
+                None,
+                document_valid.then(|| client_id.to_string()),
+                presented
+                    .as_ref()
+                    .and_then(|p| p.key_id().map(str::to_string)),
+            ),
+        };
+        AuthenticatedClient {
+            authentication: Authentication {
+                result,
+                method,
+                issuer,
+                subject,
+                key_id,
+                reasons,
+                document: document_record,
+                proof: presented.map(|p| p.record()),
+            },
+            document: client.document.as_ref().map(document::redact),
+        }
+    }
+
+    /// RFC 7523 client authentication: `iss` = `sub` = client_id, `aud` names
+    /// the AS, short-lived, and each `jti` used once.
+    fn check_client_assertion(
+        &self,
+        token: &str,
+        jwt: &PresentedJwt,
+        keys: &JwkSet,
+        request: &ConnectionRequest,
+        now: i64,
+    ) -> Result<VerifiedProof, String> {
+        let client_id = request.client.client_id.as_str();
+        let server = &request.metadata_source.authorization_server;
+        let mut audiences = vec![server.issuer.clone()];
+        audiences.extend(server.token_endpoint.clone());
+        let expect = Expectations {
+            issuer: client_id,
+            subject: Some(client_id),
+            audiences,
+            leeway_seconds: self.leeway_seconds,
+            max_lifetime_seconds: Some(self.max_lifetime_seconds),
+            require_jti: true,
+            algorithms: &self.algorithms,
+        };
+        let proof = proof::verify(token, jwt, keys, &expect, now)?;
+        let jti = proof.jti.as_deref().unwrap_or_default();
+        match self.replay.first_use(client_id, jti, proof.exp) {
+            Ok(true) => Ok(proof),
+            Ok(false) => Err(format!("assertion jti {jti:?} was already used (replay)")),
+            // Fail closed: an unrecordable jti could be replayed later.
+            Err(e) => Err(format!("assertion jti could not be recorded: {e}")),
+        }
+    }
+
+    /// A workload JWT (e.g. a SPIFFE JWT-SVID) from a configured trusted issuer.
+    fn check_workload_jwt(
+        &self,
+        token: &str,
+        jwt: &PresentedJwt,
+        now: i64,
+    ) -> Result<VerifiedProof, String> {
+        let iss = jwt.claim_str("iss").ok_or("workload token has no iss")?;
+        let trusted = self
+            .trusted_issuers
+            .get(iss)
+            .ok_or_else(|| format!("workload token issuer {iss:?} is not a trusted issuer"))?;
+        let expect = Expectations {
+            issuer: iss,
+            subject: None,
+            audiences: vec![trusted.audience.clone()],
+            leeway_seconds: self.leeway_seconds,
+            max_lifetime_seconds: None,
+            require_jti: false,
+            algorithms: &self.algorithms,
+        };
+        proof::verify(token, jwt, &trusted.keys, &expect, now)
+    }
+}
+
+/// Keys for a client assertion: the document's inline `jwks`, else the
+/// configured record's.
+fn client_keys(
+    document: Option<&Value>,
+    registered: Option<&RegisteredClient>,
+) -> Result<JwkSet, String> {
+    if let Some(doc) = document {
+        if let Some(jwks) = doc.get("jwks") {
+            return proof::parse_jwks(jwks);
+        }
+        if doc.get("jwks_uri").is_some() {
+            return Err(
+                "the document names a jwks_uri, which is not fetched; send jwks inline".into(),
+            );
+        }
+    }
+    registered
+        .and_then(|r| r.keys.clone())
+        .ok_or_else(|| "no keys are known for this client to check its assertion".to_string())
+}

@@ -1,0 +1,19 @@
+//! trustpath: a policy decision point for MCP authorization.
+//!
+//! The pipeline (see [`decide`]): authenticate the client's identity
+//! document and proof, evaluate the organisation's Rego policy, trim the
+//! result to what was requested, sign a short-lived grant, and append a
+//! decision log entry before answering.
+
+pub mod app;
+pub mod config;
+pub mod decide;
+pub mod digest;
+pub mod grant;
+pub mod identity;
+pub mod input;
+pub mod log;
+pub mod model;
+pub mod policy;
+pub mod secret_file;
+pub mod server;

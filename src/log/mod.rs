@@ -1,0 +1,25 @@
+//! The decision log: an append-only sequence of entries in sled.
+
+pub mod entry;
+pub mod store;
+pub mod writer;
+
+use std::path::PathBuf;
+
+pub use entry::{leaf_hash, ConnectionDecisionRecord, EntryReceipt, LogEntry, Record};
+pub use store::LogStore;
+pub use writer::{LogWriter, WriterThread};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot open data directory {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error("storage error: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("stored log data is corrupt")]
+    Corrupt,
+    #[error("cannot encode entry: {0}")]
+    Encode(String),
+    #[error("log writer: {0}")]
+    Writer(String),
+}

@@ -1,0 +1,143 @@
+//! The trustpath command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use trustpath::config::Config;
+use trustpath::model::ConnectionRequest;
+
+#[derive(Parser)]
+#[command(
+    name = "trustpath",
+    version,
+    about = "Policy decision point for MCP authorization"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP decision service.
+    Serve(Settings),
+    /// Decide one request from a JSON file, without a server.
+    Eval {
+        /// The connection request (the body of POST /v1/decisions).
+        #[arg(long)]
+        input: PathBuf,
+        /// Also sign a grant and append the decision to the log in --data-dir
+        /// (the server must not be running on it).
+        #[arg(long)]
+        record: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+/// Settings shared by the commands; flags and `TRUSTPATH_*` variables
+/// override the config file.
+#[derive(Args)]
+struct Settings {
+    /// TOML config file.
+    #[arg(long, env = "TRUSTPATH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+    #[arg(long, env = "TRUSTPATH_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory (sled log, keys).
+    #[arg(long, env = "TRUSTPATH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Rego policy directory.
+    #[arg(long, env = "TRUSTPATH_POLICIES")]
+    policies: Option<PathBuf>,
+    /// `iss` of signed grants.
+    #[arg(long, env = "TRUSTPATH_ISSUER")]
+    issuer: Option<String>,
+}
+
+impl Settings {
+    fn resolve(self) -> Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = self.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(dir) = self.policies {
+            config.policies = dir;
+        }
+        if let Some(issuer) = self.issuer {
+            config.issuer = issuer;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRUSTPATH_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(settings) => runtime.block_on(serve(settings.resolve()?)),
+        Command::Eval {
+            input,
+            record,
+            settings,
+        } => runtime.block_on(eval(settings.resolve()?, input, record)),
+    }
+}
+
+async fn serve(config: Config) -> Result<()> {
+    trustpath::app::serve(config, shutdown_signal(), |addr| {
+        // On stdout, so scripts and tests can find a port chosen with :0.
+        println!("trustpath listening on http://{addr}");
+    })
+    .await
+    .context("trustpath serve")
+}
+
+async fn eval(config: Config, input: PathBuf, record: bool) -> Result<()> {
+    let bytes = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+    let request: ConnectionRequest = trustpath::input::parse_json(&bytes)
+        .with_context(|| format!("{}: not a valid connection request", input.display()))?;
+    let outcome = if record {
+        let opened = trustpath::app::open(&config).context("opening the data directory")?;
+        let outcome = opened.decider.decide(request).await;
+        drop(opened.decider);
+        opened.writer_thread.join();
+        outcome?
+    } else {
+        trustpath::app::dry_run(&config)?.decide(request).await?
+    };
+    println!("{}", serde_json::to_string_pretty(&outcome)?);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,324 @@
+//! The domain types: what the authorization server asks, what authentication
+//! found, what the policy decided, the grant, and the log entry that ties them.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// How the authorization server learned who the client is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetadataSourceKind {
+    Cimd,
+    Dcr,
+    Preregistered,
+    IdJag,
+    Wif,
+}
+
+/// The authorization server's own metadata (RFC 8414); `issuer` is required.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthorizationServer {
+    pub issuer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    /// Any further RFC 8414 fields, passed to policy unchanged.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataSource {
+    pub kind: MetadataSourceKind,
+    pub authorization_server: AuthorizationServer,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_resource_metadata: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRequest {
+    pub client_id: String,
+    #[serde(default)]
+    pub document: Option<Value>,
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    /// A raw JWT. Never logged: only its header, claims and SHA-256 are kept.
+    #[serde(default)]
+    pub assertion: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subject {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delegation {
+    pub approval_id: String,
+    pub approved_by: String,
+    pub approved_at: String,
+    /// RFC 8693 actor claim, possibly nested (`{"sub": ..., "act": {...}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Value>,
+    /// Scopes the human approved for the workflow, when the AS knows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+}
+
+/// `POST /v1/decisions` body, as sent by the authorization server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionRequest {
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub resource: Option<String>,
+    pub scopes: RequestedScopes,
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    pub metadata_source: MetadataSource,
+    pub client: ClientRequest,
+    #[serde(default)]
+    pub subject: Option<Subject>,
+    #[serde(default)]
+    pub delegation: Option<Delegation>,
+}
+
+/// Scopes the client asked for, deduplicated, in request order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Vec<String>")]
+pub struct RequestedScopes(Vec<String>);
+
+impl From<Vec<String>> for RequestedScopes {
+    fn from(scopes: Vec<String>) -> Self {
+        let mut seen = BTreeSet::new();
+        Self(
+            scopes
+                .into_iter()
+                .filter(|s| seen.insert(s.clone()))
+                .collect(),
+        )
+    }
+}
+
+impl RequestedScopes {
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.iter().any(|s| s == scope)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Scopes the PDP approved: always a subset of the requested ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovedScopes(Vec<String>);
+
+impl ApprovedScopes {
+    /// The only way to build approved scopes: what the policy offered,
+    /// narrowed to what was requested, in request order. A policy cannot widen.
+    pub fn intersect(requested: &RequestedScopes, offered: &BTreeSet<String>) -> Self {
+        Self(
+            requested
+                .as_slice()
+                .iter()
+                .filter(|s| offered.contains(*s))
+                .cloned()
+                .collect(),
+        )
+    }
+    pub fn none() -> Self {
+        Self(Vec::new())
+    }
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.iter().any(|s| s == scope)
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The OAuth `scope` string: space separated.
+    pub fn to_scope_string(&self) -> String {
+        self.0.join(" ")
+    }
+}
+
+/// A requested scope that was not approved, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeniedScope {
+    pub scope: String,
+    pub reason: String,
+}
+
+/// Tools the grant permits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermittedTools(Vec<String>);
+
+impl PermittedTools {
+    /// The policy's tools, narrowed to the requested ones when the request names tools.
+    pub fn narrow(offered: Vec<String>, requested: Option<&[String]>) -> Self {
+        let mut seen = BTreeSet::new();
+        Self(
+            offered
+                .into_iter()
+                .filter(|t| requested.is_none_or(|r| r.contains(t)))
+                .filter(|t| seen.insert(t.clone()))
+                .collect(),
+        )
+    }
+    pub fn none() -> Self {
+        Self(Vec::new())
+    }
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+// ---------------------------------------------------------------- authentication
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthenticationStatus {
+    /// A cryptographic proof checked out.
+    Verified,
+    /// A valid client identity document, no key proof (public client).
+    DocumentOnly,
+    /// Something presented did not check out. Always denied.
+    Failed,
+    /// Nothing was presented that could be checked.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProofMethod {
+    PrivateKeyJwt,
+    WorkloadJwt,
+    None,
+}
+
+/// What was kept of a presented JWT: never the token itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProofRecord {
+    pub header: Value,
+    pub claims: Value,
+    pub sha256: String,
+}
+
+/// Where the client identity document came from and what it hashed to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentRecord {
+    /// `inline` (sent by the AS) or, from a configured record, `config`.
+    pub source: String,
+    pub sha256: String,
+}
+
+/// The authentication result, recorded apart from the policy decision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Authentication {
+    pub result: AuthenticationStatus,
+    pub method: ProofMethod,
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+    pub key_id: Option<String>,
+    pub reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<DocumentRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<ProofRecord>,
+}
+
+// ---------------------------------------------------------------- decision
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Allowed with every requested scope.
+    Approved,
+    /// Allowed with fewer scopes than requested.
+    Reduced,
+    Denied,
+}
+
+/// The PDP's decision, after intersecting the policy's answer with the request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub allow: bool,
+    pub requested_scopes: RequestedScopes,
+    pub approved_scopes: ApprovedScopes,
+    pub denied_scopes: Vec<DeniedScope>,
+    pub tools: PermittedTools,
+    pub ttl_seconds: u64,
+    pub reasons: Vec<String>,
+}
+
+impl Decision {
+    /// A denial of everything requested, with one reason for all of it.
+    pub fn deny_all(requested: RequestedScopes, reasons: Vec<String>) -> Self {
+        let scope_reason = reasons.first().cloned().unwrap_or_default();
+        Self {
+            outcome: Outcome::Denied,
+            allow: false,
+            denied_scopes: requested
+                .as_slice()
+                .iter()
+                .map(|s| DeniedScope {
+                    scope: s.clone(),
+                    reason: scope_reason.clone(),
+                })
+                .collect(),
+            requested_scopes: requested,
+            approved_scopes: ApprovedScopes::none(),
+            tools: PermittedTools::none(),
+            ttl_seconds: 0,
+            reasons,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- grant
+
+/// The claims of a grant JWT. The log keeps these, never the token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantClaims {
+    pub iss: String,
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    pub scope: String,
+    pub tools: Vec<String>,
+    pub sid: String,
+    pub jti: String,
+    pub decision_id: String,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Value>,
+}
+
+/// The grant as returned to the authorization server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Grant {
+    pub token: String,
+    pub jti: String,
+    pub expires_at: String,
+    pub scope: String,
+}

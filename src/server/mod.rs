@@ -1,0 +1,101 @@
+//! HTTP API: routes, caller authentication and error mapping.
+
+pub mod callers;
+pub mod error;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::config::Role;
+use crate::decide::{DecideError, Decider};
+use crate::grant::GrantSigner;
+use crate::log::LogStore;
+use crate::model::ConnectionRequest;
+use callers::Callers;
+use error::{parse_json, ApiError};
+
+pub struct AppState {
+    pub decider: Decider,
+    pub signer: Arc<GrantSigner>,
+    pub store: LogStore,
+    pub callers: Callers,
+}
+
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/v1/decisions", post(create_decision))
+        .route("/v1/decisions/{decision_id}", get(read_decision))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let bundle = state.decider.policies().current();
+    Json(json!({ "status": "ok", "policy_revision": bundle.revision().as_str() }))
+}
+
+async fn jwks(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.signer.jwks()),
+    )
+        .into_response()
+}
+
+async fn create_decision(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let caller = state.callers.authorize(&headers, Role::Decide)?;
+    let body = body.map_err(body_error)?;
+    let request: ConnectionRequest = parse_json(&body)?;
+    let outcome = state.decider.decide(request).await.map_err(|e| match e {
+        // Not durable, so not answered: the AS must treat this as a deny.
+        DecideError::Log(e) => ApiError::unavailable(e.to_string()),
+    })?;
+    tracing::info!(
+        caller = %caller,
+        decision_id = %outcome.decision_id,
+        session_id = %outcome.session_id,
+        outcome = ?outcome.decision.outcome,
+        authentication = ?outcome.authentication.result,
+        "decision"
+    );
+    Ok(Json(outcome).into_response())
+}
+
+async fn read_decision(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(decision_id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.callers.authorize(&headers, Role::Audit)?;
+    let entry = state
+        .store
+        .decision(&decision_id)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .ok_or_else(|| ApiError::not_found(format!("no decision {decision_id}")))?;
+    // The stored bytes as they are, so they can be hashed by the reader.
+    Ok(([(header::CONTENT_TYPE, "application/json")], entry.to_vec()).into_response())
+}
+
+fn body_error(rejection: BytesRejection) -> ApiError {
+    let status = rejection.status();
+    let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "body_too_large"
+    } else {
+        "invalid_request"
+    };
+    ApiError::new(status, error, rejection.body_text())
+}
