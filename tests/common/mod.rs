@@ -1,0 +1,179 @@
+//! Test support: a real trustpath process on a loopback port with a real
+//! sled directory, and real Ed25519 keys that sign real JWTs.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::SigningKey;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+pub const AS_ISSUER: &str = "https://auth.example.com";
+pub const CLIENT_ID: &str = "https://agents.example.com/client.json";
+
+pub fn repo_policies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+/// A running `trustpath serve`. Killed (SIGKILL, no graceful shutdown) on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path, policies: &Path, config: Option<&Path>) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trustpath"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--policies")
+            .arg(policies)
+            .env("TRUSTPATH_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(config) = config {
+            cmd.arg("--config").arg(config);
+        }
+        let mut child = cmd.spawn().expect("spawn trustpath");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read listen line");
+        let base = line
+            .trim()
+            .strip_prefix("trustpath listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        Server {
+            child,
+            base,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Stops the process abruptly, as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An Ed25519 key pair that signs JWTs and publishes itself as a JWK.
+pub struct TestKey {
+    signing: SigningKey,
+    pub kid: String,
+}
+
+impl TestKey {
+    pub fn generate(kid: &str) -> TestKey {
+        TestKey {
+            signing: SigningKey::generate(&mut rand::rngs::OsRng),
+            kid: kid.to_string(),
+        }
+    }
+
+    pub fn jwk(&self) -> Value {
+        json!({
+            "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": self.kid,
+            "x": URL_SAFE_NO_PAD.encode(self.signing.verifying_key().as_bytes()),
+        })
+    }
+
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": [self.jwk()] })
+    }
+
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        let der = self.signing.to_pkcs8_der().expect("pkcs8");
+        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(der.as_bytes()))
+            .expect("sign")
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// RFC 7523 client assertion claims for CLIENT_ID at AS_ISSUER.
+pub fn assertion_claims(jti: &str) -> Value {
+    let now = now();
+    json!({
+        "iss": CLIENT_ID, "sub": CLIENT_ID, "aud": AS_ISSUER,
+        "iat": now, "exp": now + 60, "jti": jti,
+    })
+}
+
+/// A client identity document for CLIENT_ID carrying `jwks`.
+pub fn cimd_document(jwks: Option<Value>) -> Value {
+    let mut doc = json!({
+        "client_id": CLIENT_ID,
+        "client_name": "Example agent",
+        "redirect_uris": ["https://agents.example.com/callback"],
+        "token_endpoint_auth_method": "private_key_jwt",
+    });
+    if let Some(jwks) = jwks {
+        doc["jwks"] = jwks;
+    }
+    doc
+}
+
+/// A CIMD connection request.
+pub fn cimd_request(scopes: &[&str], document: Value, assertion: Option<String>) -> Value {
+    let mut client = json!({
+        "client_id": CLIENT_ID,
+        "document": document,
+        "redirect_uri": "https://agents.example.com/callback",
+    });
+    if let Some(a) = assertion {
+        client["assertion"] = json!(a);
+    }
+    json!({
+        "session_id": "sess-1",
+        "resource": "https://mcp.example.com/mcp",
+        "scopes": scopes,
+        "metadata_source": {
+            "kind": "cimd",
+            "authorization_server": { "issuer": AS_ISSUER, "token_endpoint": "https://auth.example.com/token" },
+        },
+        "client": client,
+    })
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+pub async fn post_decision(server: &Server, body: &Value) -> Value {
+    let resp = http()
+        .post(server.url("/v1/decisions"))
+        .json(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 200, "decision call failed");
+    resp.json().await.expect("json")
+}

@@ -1,0 +1,339 @@
+//! POST /v1/decisions over real HTTP, with a real sled directory and real JWTs.
+
+mod common;
+
+use common::*;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{json, Value};
+
+fn strs(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn verified_client_is_approved_and_grant_verifies_against_served_jwks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &repo_policies(), None);
+    let key = TestKey::generate("k1");
+    let assertion = key.sign(&assertion_claims("jti-approved"));
+    let body = cimd_request(
+        &["files:read", "files:write"],
+        cimd_document(Some(key.jwks())),
+        Some(assertion.clone()),
+    );
+    let out = post_decision(&server, &body).await;
+
+    assert_eq!(out["session_id"], "sess-1");
+    assert_eq!(out["authentication"]["result"], "verified", "{out:#}");
+    assert_eq!(out["authentication"]["method"], "private_key_jwt");
+    assert_eq!(out["authentication"]["issuer"], CLIENT_ID);
+    assert_eq!(out["authentication"]["key_id"], "k1");
+    let decision = &out["decision"];
+    assert_eq!(decision["outcome"], "approved");
+    assert_eq!(decision["allow"], true);
+    assert_eq!(strs(&decision["approved_scopes"]), ["files:read", "files:write"]);
+    assert_eq!(decision["denied_scopes"], json!([]));
+    assert_eq!(strs(&decision["tools"]), ["list_files", "read_file", "write_file"]);
+    assert_eq!(decision["ttl_seconds"], 600);
+    assert!(out["log_entry"]["seq"].is_u64());
+    assert_eq!(out["log_entry"]["leaf_hash"].as_str().unwrap().len(), 44);
+
+    // The grant verifies with the key the server publishes, and says what was decided.
+    let jwks: JwkSet = http()
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let grant = &out["grant"];
+    let token = grant["token"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.alg, Algorithm::EdDSA);
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("grant kid in JWKS");
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_audience(&["https://mcp.example.com/mcp"]);
+    validation.set_issuer(&["https://trustpath.local"]);
+    let claims = jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
+        .expect("grant verifies against the served JWKS")
+        .claims;
+    assert_eq!(claims["sub"], CLIENT_ID);
+    assert_eq!(claims["scope"], "files:read files:write");
+    assert_eq!(claims["sid"], "sess-1");
+    assert_eq!(claims["jti"], grant["jti"]);
+    assert_eq!(claims["decision_id"], out["decision_id"]);
+    assert_eq!(strs(&claims["tools"]), ["list_files", "read_file", "write_file"]);
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600);
+    assert!(claims.get("act").is_none());
+    assert_eq!(grant["scope"], "files:read files:write");
+
+    // A token signed by another key does not verify against the JWKS.
+    let forged = TestKey::generate(header.kid.as_deref().unwrap()).sign(&claims);
+    assert!(jsonwebtoken::decode::<Value>(&forged, &DecodingKey::from_jwk(jwk).unwrap(), &validation).is_err());
+
+    // The stored entry keeps claims and a hash, never the raw assertion or grant token.
+    let stored = http()
+        .get(server.url(&format!("/v1/decisions/{}", out["decision_id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!stored.contains(&assertion), "raw assertion leaked into the log");
+    assert!(!stored.contains(token), "grant token leaked into the log");
+    let entry: Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(entry["kind"], "connection_decision");
+    assert_eq!(entry["authentication"]["proof"]["claims"]["jti"], "jti-approved");
+    assert_eq!(entry["authentication"]["proof"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(entry["grant"]["jti"], grant["jti"]);
+    assert_eq!(entry["input"]["authentication"]["result"], "verified");
+    assert!(entry["input"]["now"].is_string());
+    assert_eq!(entry["policy_revision"].as_str().unwrap().len(), 64);
+}
+
+#[tokio::test]
+async fn document_only_client_is_reduced_with_per_scope_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &repo_policies(), None);
+    let body = cimd_request(&["files:read", "files:write", "payroll"], cimd_document(None), None);
+    let out = post_decision(&server, &body).await;
+    assert_eq!(out["authentication"]["result"], "document_only");
+    let d = &out["decision"];
+    assert_eq!(d["outcome"], "reduced");
+    assert_eq!(d["allow"], true);
+    assert_eq!(strs(&d["requested_scopes"]), ["files:read", "files:write", "payroll"]);
+    assert_eq!(strs(&d["approved_scopes"]), ["files:read"]);
+    assert_eq!(
+        d["denied_scopes"],
+        json!([
+            {"scope": "files:write", "reason": "requires verified authentication"},
+            {"scope": "payroll", "reason": "unknown scope"},
+        ])
+    );
+    assert_eq!(d["ttl_seconds"], 300);
+    assert_eq!(out["grant"]["scope"], "files:read");
+}
+
+#[tokio::test]
+async fn untrusted_authorization_server_is_denied_and_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &repo_policies(), None);
+    let mut body = cimd_request(&["files:read"], cimd_document(None), None);
+    body["metadata_source"]["authorization_server"]["issuer"] = json!("https://rogue.example");
+    let out = post_decision(&server, &body).await;
+    let d = &out["decision"];
+    assert_eq!(d["outcome"], "denied");
+    assert_eq!(d["allow"], false);
+    assert_eq!(d["approved_scopes"], json!([]));
+    assert_eq!(strs(&d["reasons"]), ["authorization server \"https://rogue.example\" is not trusted"]);
+    assert!(out["grant"].is_null());
+    let entry: Value = http()
+        .get(server.url(&format!("/v1/decisions/{}", out["decision_id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(entry["decision"]["outcome"], "denied");
+    assert!(entry["grant"].is_null());
+}
+
+/// Posts a CIMD request with `assertion` and returns the response.
+async fn decide_with_assertion(server: &Server, key: &TestKey, assertion: String) -> Value {
+    let body = cimd_request(&["files:read"], cimd_document(Some(key.jwks())), Some(assertion));
+    post_decision(server, &body).await
+}
+
+fn assert_failed(out: &Value, reason_part: &str) {
+    assert_eq!(out["authentication"]["result"], "failed", "{out:#}");
+    let reasons = out["authentication"]["reasons"].to_string();
+    assert!(reasons.contains(reason_part), "{reasons} lacks {reason_part:?}");
+    assert_eq!(out["decision"]["outcome"], "denied");
+    assert!(out["grant"].is_null());
+    assert!(out["log_entry"]["seq"].is_u64(), "a failed authentication is still logged");
+}
+
+#[tokio::test]
+async fn bad_assertions_fail_authentication_and_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &repo_policies(), None);
+    let key = TestKey::generate("k1");
+
+    // Signed by a key the document does not list (same kid).
+    let wrong = TestKey::generate("k1").sign(&assertion_claims("jti-wrong-key"));
+    assert_failed(&decide_with_assertion(&server, &key, wrong).await, "signature");
+
+    // Expired well beyond the leeway.
+    let mut claims = assertion_claims("jti-expired");
+    claims["iat"] = json!(now() - 600);
+    claims["exp"] = json!(now() - 300);
+    let expired = key.sign(&claims);
+    assert_failed(&decide_with_assertion(&server, &key, expired).await, "expired");
+
+    // Replayed jti: first use passes, second fails.
+    let once = key.sign(&assertion_claims("jti-once"));
+    let first = decide_with_assertion(&server, &key, once.clone()).await;
+    assert_eq!(first["authentication"]["result"], "verified");
+    assert_failed(&decide_with_assertion(&server, &key, once).await, "replay");
+
+    // alg none, unsigned.
+    let b64 = |v: Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let none = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT"})),
+        b64(assertion_claims("jti-none"))
+    );
+    assert_failed(&decide_with_assertion(&server, &key, none).await, "not allowed");
+
+    // Audience naming another server.
+    let mut claims = assertion_claims("jti-aud");
+    claims["aud"] = json!("https://other-as.example");
+    assert_failed(&decide_with_assertion(&server, &key, key.sign(&claims)).await, "aud");
+
+    // Too long-lived.
+    let mut claims = assertion_claims("jti-long");
+    claims["exp"] = json!(now() + 3600);
+    assert_failed(&decide_with_assertion(&server, &key, key.sign(&claims)).await, "lifetime");
+
+    // No jti.
+    let mut claims = assertion_claims("x");
+    claims.as_object_mut().unwrap().remove("jti");
+    assert_failed(&decide_with_assertion(&server, &key, key.sign(&claims)).await, "jti");
+}
+
+#[tokio::test]
+async fn cimd_document_with_other_client_id_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &repo_policies(), None);
+    let mut doc = cimd_document(None);
+    doc["client_id"] = json!("https://agents.example.com/other.json");
+    let out = post_decision(&server, &cimd_request(&["files:read"], doc, None)).await;
+    assert_failed(&out, "does not equal the client_id URL");
+
+    let mut doc = cimd_document(None);
+    doc["client_secret"] = json!("s3cret-value");
+    let out = post_decision(&server, &cimd_request(&["files:read"], doc, None)).await;
+    assert_failed(&out, "client_secret");
+    let entry = http()
+        .get(server.url(&format!("/v1/decisions/{}", out["decision_id"].as_str().unwrap())))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!entry.contains("s3cret-value"), "client_secret leaked into the log");
+}
+
+#[tokio::test]
+async fn policy_returning_garbage_denies_with_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("garbage.rego"),
+        "package trustpath.connection\n\ndecision := {\"allow\": \"yes\", \"scopes\": 7}\n",
+    )
+    .unwrap();
+    let server = Server::start(&dir.path().join("data"), &policies, None);
+    let out = post_decision(&server, &cimd_request(&["files:read"], cimd_document(None), None)).await;
+    assert_eq!(out["decision"]["outcome"], "denied");
+    assert!(out["grant"].is_null());
+    let reasons = out["decision"]["reasons"].to_string();
+    assert!(reasons.contains("policy result is malformed"), "{reasons}");
+    assert!(out["log_entry"]["seq"].is_u64());
+
+    // An undefined decision denies too.
+    std::fs::write(
+        policies.join("garbage.rego"),
+        "package trustpath.connection\n\ndecision := {\"allow\": true} if input.never\n",
+    )
+    .unwrap();
+    drop(server);
+    let server = Server::start(&dir.path().join("data"), &policies, None);
+    let out = post_decision(&server, &cimd_request(&["files:read"], cimd_document(None), None)).await;
+    assert_eq!(out["decision"]["outcome"], "denied");
+    assert!(out["decision"]["reasons"].to_string().contains("undefined"));
+}
+
+#[tokio::test]
+async fn workload_jwt_from_trusted_issuer_is_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer_key = TestKey::generate("spire-1");
+    let jwks_file = dir.path().join("spire.json");
+    std::fs::write(&jwks_file, issuer_key.jwks().to_string()).unwrap();
+    let config = dir.path().join("trustpath.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[trusted_issuers]]\nissuer = \"https://spire.example.com\"\n\
+             audience = \"trustpath\"\njwks_file = '{}'\n",
+            jwks_file.display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), Some(&config));
+
+    let svid = |aud: &str| {
+        issuer_key.sign(&json!({
+            "iss": "https://spire.example.com", "sub": "spiffe://example.com/agent/builder",
+            "aud": aud, "exp": now() + 300, "iat": now(),
+        }))
+    };
+    let request = |token: String| {
+        json!({
+            "scopes": ["files:read", "files:write"],
+            "metadata_source": { "kind": "wif", "authorization_server": { "issuer": AS_ISSUER } },
+            "client": { "client_id": "spiffe://example.com/agent/builder", "assertion": token },
+        })
+    };
+    let out = post_decision(&server, &request(svid("trustpath"))).await;
+    assert_eq!(out["authentication"]["result"], "verified", "{out:#}");
+    assert_eq!(out["authentication"]["method"], "workload_jwt");
+    assert_eq!(out["authentication"]["subject"], "spiffe://example.com/agent/builder");
+    assert_eq!(out["decision"]["outcome"], "approved");
+
+    let out = post_decision(&server, &request(svid("someone-else"))).await;
+    assert_failed(&out, "aud");
+}
+
+#[tokio::test]
+async fn delegated_agent_gets_narrower_shorter_grant_with_act() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &repo_policies(), None);
+    let key = TestKey::generate("k1");
+    let mut body = cimd_request(
+        &["files:read", "repo:admin"],
+        cimd_document(Some(key.jwks())),
+        Some(key.sign(&assertion_claims("jti-delegated"))),
+    );
+    let actor = json!({"sub": "agent:builder", "act": {"sub": "agent:orchestrator"}});
+    body["delegation"] = json!({
+        "approval_id": "appr-42", "approved_by": "alice@example.com",
+        "approved_at": "2026-11-23T09:00:00Z", "actor": actor,
+    });
+    let out = post_decision(&server, &body).await;
+    let d = &out["decision"];
+    assert_eq!(d["outcome"], "reduced", "{out:#}");
+    assert_eq!(strs(&d["approved_scopes"]), ["files:read"]);
+    assert_eq!(d["denied_scopes"][0]["reason"], "not available to delegated agents");
+    assert_eq!(d["ttl_seconds"], 120);
+    let token = out["grant"]["token"].as_str().unwrap();
+    let claims: Value = {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    };
+    assert_eq!(claims["act"], actor);
+}
