@@ -43,19 +43,17 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// serde reports a missing or unknown field at its parent's path, with the
-/// name in backticks; join them so the caller sees the full field path.
+/// serde reports a missing field at its parent's path, with the name in
+/// backticks; join them so the caller sees the full field path.
 fn field_name(path: &str, message: &str) -> Option<String> {
-    let named = ["missing field `", "unknown field `"]
-        .iter()
-        .find_map(|p| message.strip_prefix(p))
+    let parent = (path != ".").then(|| path.to_string());
+    let missing = message
+        .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next());
-    let parent = (path != ".").then_some(path);
-    match (parent, named) {
+    match (parent, missing) {
         (Some(parent), Some(name)) => Some(format!("{parent}.{name}")),
         (None, Some(name)) => Some(name.to_string()),
-        (Some(parent), None) => Some(parent.to_string()),
-        (None, None) => None,
+        (parent, None) => parent,
     }
 }
 

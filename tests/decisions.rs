@@ -36,9 +36,15 @@ async fn verified_client_is_approved_and_grant_verifies_against_served_jwks() {
     let decision = &out["decision"];
     assert_eq!(decision["outcome"], "approved");
     assert_eq!(decision["allow"], true);
-    assert_eq!(strs(&decision["approved_scopes"]), ["files:read", "files:write"]);
+    assert_eq!(
+        strs(&decision["approved_scopes"]),
+        ["files:read", "files:write"]
+    );
     assert_eq!(decision["denied_scopes"], json!([]));
-    assert_eq!(strs(&decision["tools"]), ["list_files", "read_file", "write_file"]);
+    assert_eq!(
+        strs(&decision["tools"]),
+        ["list_files", "read_file", "write_file"]
+    );
     assert_eq!(decision["ttl_seconds"], 600);
     assert!(out["log_entry"]["seq"].is_u64());
     assert_eq!(out["log_entry"]["leaf_hash"].as_str().unwrap().len(), 44);
@@ -56,42 +62,71 @@ async fn verified_client_is_approved_and_grant_verifies_against_served_jwks() {
     let token = grant["token"].as_str().unwrap();
     let header = jsonwebtoken::decode_header(token).unwrap();
     assert_eq!(header.alg, Algorithm::EdDSA);
-    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("grant kid in JWKS");
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("grant kid in JWKS");
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.set_audience(&["https://mcp.example.com/mcp"]);
     validation.set_issuer(&["https://trustpath.local"]);
-    let claims = jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
-        .expect("grant verifies against the served JWKS")
-        .claims;
+    let claims =
+        jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
+            .expect("grant verifies against the served JWKS")
+            .claims;
     assert_eq!(claims["sub"], CLIENT_ID);
     assert_eq!(claims["scope"], "files:read files:write");
     assert_eq!(claims["sid"], "sess-1");
     assert_eq!(claims["jti"], grant["jti"]);
     assert_eq!(claims["decision_id"], out["decision_id"]);
-    assert_eq!(strs(&claims["tools"]), ["list_files", "read_file", "write_file"]);
-    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600);
+    assert_eq!(
+        strs(&claims["tools"]),
+        ["list_files", "read_file", "write_file"]
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        600
+    );
     assert!(claims.get("act").is_none());
     assert_eq!(grant["scope"], "files:read files:write");
 
     // A token signed by another key does not verify against the JWKS.
     let forged = TestKey::generate(header.kid.as_deref().unwrap()).sign(&claims);
-    assert!(jsonwebtoken::decode::<Value>(&forged, &DecodingKey::from_jwk(jwk).unwrap(), &validation).is_err());
+    assert!(jsonwebtoken::decode::<Value>(
+        &forged,
+        &DecodingKey::from_jwk(jwk).unwrap(),
+        &validation
+    )
+    .is_err());
 
     // The stored entry keeps claims and a hash, never the raw assertion or grant token.
     let stored = http()
-        .get(server.url(&format!("/v1/decisions/{}", out["decision_id"].as_str().unwrap())))
+        .get(server.url(&format!(
+            "/v1/decisions/{}",
+            out["decision_id"].as_str().unwrap()
+        )))
         .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(!stored.contains(&assertion), "raw assertion leaked into the log");
+    assert!(
+        !stored.contains(&assertion),
+        "raw assertion leaked into the log"
+    );
     assert!(!stored.contains(token), "grant token leaked into the log");
     let entry: Value = serde_json::from_str(&stored).unwrap();
     assert_eq!(entry["kind"], "connection_decision");
-    assert_eq!(entry["authentication"]["proof"]["claims"]["jti"], "jti-approved");
-    assert_eq!(entry["authentication"]["proof"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        entry["authentication"]["proof"]["claims"]["jti"],
+        "jti-approved"
+    );
+    assert_eq!(
+        entry["authentication"]["proof"]["sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
     assert_eq!(entry["grant"]["jti"], grant["jti"]);
     assert_eq!(entry["input"]["authentication"]["result"], "verified");
     assert!(entry["input"]["now"].is_string());
@@ -102,13 +137,20 @@ async fn verified_client_is_approved_and_grant_verifies_against_served_jwks() {
 async fn document_only_client_is_reduced_with_per_scope_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &repo_policies(), None);
-    let body = cimd_request(&["files:read", "files:write", "payroll"], cimd_document(None), None);
+    let body = cimd_request(
+        &["files:read", "files:write", "payroll"],
+        cimd_document(None),
+        None,
+    );
     let out = post_decision(&server, &body).await;
     assert_eq!(out["authentication"]["result"], "document_only");
     let d = &out["decision"];
     assert_eq!(d["outcome"], "reduced");
     assert_eq!(d["allow"], true);
-    assert_eq!(strs(&d["requested_scopes"]), ["files:read", "files:write", "payroll"]);
+    assert_eq!(
+        strs(&d["requested_scopes"]),
+        ["files:read", "files:write", "payroll"]
+    );
     assert_eq!(strs(&d["approved_scopes"]), ["files:read"]);
     assert_eq!(
         d["denied_scopes"],
@@ -132,10 +174,16 @@ async fn untrusted_authorization_server_is_denied_and_logged() {
     assert_eq!(d["outcome"], "denied");
     assert_eq!(d["allow"], false);
     assert_eq!(d["approved_scopes"], json!([]));
-    assert_eq!(strs(&d["reasons"]), ["authorization server \"https://rogue.example\" is not trusted"]);
+    assert_eq!(
+        strs(&d["reasons"]),
+        ["authorization server \"https://rogue.example\" is not trusted"]
+    );
     assert!(out["grant"].is_null());
     let entry: Value = http()
-        .get(server.url(&format!("/v1/decisions/{}", out["decision_id"].as_str().unwrap())))
+        .get(server.url(&format!(
+            "/v1/decisions/{}",
+            out["decision_id"].as_str().unwrap()
+        )))
         .send()
         .await
         .unwrap()
@@ -148,17 +196,27 @@ async fn untrusted_authorization_server_is_denied_and_logged() {
 
 /// Posts a CIMD request with `assertion` and returns the response.
 async fn decide_with_assertion(server: &Server, key: &TestKey, assertion: String) -> Value {
-    let body = cimd_request(&["files:read"], cimd_document(Some(key.jwks())), Some(assertion));
+    let body = cimd_request(
+        &["files:read"],
+        cimd_document(Some(key.jwks())),
+        Some(assertion),
+    );
     post_decision(server, &body).await
 }
 
 fn assert_failed(out: &Value, reason_part: &str) {
     assert_eq!(out["authentication"]["result"], "failed", "{out:#}");
     let reasons = out["authentication"]["reasons"].to_string();
-    assert!(reasons.contains(reason_part), "{reasons} lacks {reason_part:?}");
+    assert!(
+        reasons.contains(reason_part),
+        "{reasons} lacks {reason_part:?}"
+    );
     assert_eq!(out["decision"]["outcome"], "denied");
     assert!(out["grant"].is_null());
-    assert!(out["log_entry"]["seq"].is_u64(), "a failed authentication is still logged");
+    assert!(
+        out["log_entry"]["seq"].is_u64(),
+        "a failed authentication is still logged"
+    );
 }
 
 #[tokio::test]
@@ -169,14 +227,20 @@ async fn bad_assertions_fail_authentication_and_deny() {
 
     // Signed by a key the document does not list (same kid).
     let wrong = TestKey::generate("k1").sign(&assertion_claims("jti-wrong-key"));
-    assert_failed(&decide_with_assertion(&server, &key, wrong).await, "signature");
+    assert_failed(
+        &decide_with_assertion(&server, &key, wrong).await,
+        "signature",
+    );
 
     // Expired well beyond the leeway.
     let mut claims = assertion_claims("jti-expired");
     claims["iat"] = json!(now() - 600);
     claims["exp"] = json!(now() - 300);
     let expired = key.sign(&claims);
-    assert_failed(&decide_with_assertion(&server, &key, expired).await, "expired");
+    assert_failed(
+        &decide_with_assertion(&server, &key, expired).await,
+        "expired",
+    );
 
     // Replayed jti: first use passes, second fails.
     let once = key.sign(&assertion_claims("jti-once"));
@@ -194,22 +258,34 @@ async fn bad_assertions_fail_authentication_and_deny() {
         b64(json!({"alg": "none", "typ": "JWT"})),
         b64(assertion_claims("jti-none"))
     );
-    assert_failed(&decide_with_assertion(&server, &key, none).await, "not allowed");
+    assert_failed(
+        &decide_with_assertion(&server, &key, none).await,
+        "not allowed",
+    );
 
     // Audience naming another server.
     let mut claims = assertion_claims("jti-aud");
     claims["aud"] = json!("https://other-as.example");
-    assert_failed(&decide_with_assertion(&server, &key, key.sign(&claims)).await, "aud");
+    assert_failed(
+        &decide_with_assertion(&server, &key, key.sign(&claims)).await,
+        "aud",
+    );
 
     // Too long-lived.
     let mut claims = assertion_claims("jti-long");
     claims["exp"] = json!(now() + 3600);
-    assert_failed(&decide_with_assertion(&server, &key, key.sign(&claims)).await, "lifetime");
+    assert_failed(
+        &decide_with_assertion(&server, &key, key.sign(&claims)).await,
+        "lifetime",
+    );
 
     // No jti.
     let mut claims = assertion_claims("x");
     claims.as_object_mut().unwrap().remove("jti");
-    assert_failed(&decide_with_assertion(&server, &key, key.sign(&claims)).await, "jti");
+    assert_failed(
+        &decide_with_assertion(&server, &key, key.sign(&claims)).await,
+        "jti",
+    );
 }
 
 #[tokio::test]
@@ -226,14 +302,20 @@ async fn cimd_document_with_other_client_id_fails() {
     let out = post_decision(&server, &cimd_request(&["files:read"], doc, None)).await;
     assert_failed(&out, "client_secret");
     let entry = http()
-        .get(server.url(&format!("/v1/decisions/{}", out["decision_id"].as_str().unwrap())))
+        .get(server.url(&format!(
+            "/v1/decisions/{}",
+            out["decision_id"].as_str().unwrap()
+        )))
         .send()
         .await
         .unwrap()
         .text()
         .await
         .unwrap();
-    assert!(!entry.contains("s3cret-value"), "client_secret leaked into the log");
+    assert!(
+        !entry.contains("s3cret-value"),
+        "client_secret leaked into the log"
+    );
 }
 
 #[tokio::test]
@@ -247,7 +329,11 @@ async fn policy_returning_garbage_denies_with_reason() {
     )
     .unwrap();
     let server = Server::start(&dir.path().join("data"), &policies, None);
-    let out = post_decision(&server, &cimd_request(&["files:read"], cimd_document(None), None)).await;
+    let out = post_decision(
+        &server,
+        &cimd_request(&["files:read"], cimd_document(None), None),
+    )
+    .await;
     assert_eq!(out["decision"]["outcome"], "denied");
     assert!(out["grant"].is_null());
     let reasons = out["decision"]["reasons"].to_string();
@@ -262,7 +348,11 @@ async fn policy_returning_garbage_denies_with_reason() {
     .unwrap();
     drop(server);
     let server = Server::start(&dir.path().join("data"), &policies, None);
-    let out = post_decision(&server, &cimd_request(&["files:read"], cimd_document(None), None)).await;
+    let out = post_decision(
+        &server,
+        &cimd_request(&["files:read"], cimd_document(None), None),
+    )
+    .await;
     assert_eq!(out["decision"]["outcome"], "denied");
     assert!(out["decision"]["reasons"].to_string().contains("undefined"));
 }
@@ -301,7 +391,10 @@ async fn workload_jwt_from_trusted_issuer_is_verified() {
     let out = post_decision(&server, &request(svid("trustpath"))).await;
     assert_eq!(out["authentication"]["result"], "verified", "{out:#}");
     assert_eq!(out["authentication"]["method"], "workload_jwt");
-    assert_eq!(out["authentication"]["subject"], "spiffe://example.com/agent/builder");
+    assert_eq!(
+        out["authentication"]["subject"],
+        "spiffe://example.com/agent/builder"
+    );
     assert_eq!(out["decision"]["outcome"], "approved");
 
     let out = post_decision(&server, &request(svid("someone-else"))).await;
@@ -327,13 +420,21 @@ async fn delegated_agent_gets_narrower_shorter_grant_with_act() {
     let d = &out["decision"];
     assert_eq!(d["outcome"], "reduced", "{out:#}");
     assert_eq!(strs(&d["approved_scopes"]), ["files:read"]);
-    assert_eq!(d["denied_scopes"][0]["reason"], "not available to delegated agents");
+    assert_eq!(
+        d["denied_scopes"][0]["reason"],
+        "not available to delegated agents"
+    );
     assert_eq!(d["ttl_seconds"], 120);
     let token = out["grant"]["token"].as_str().unwrap();
     let claims: Value = {
         use base64::Engine as _;
         let payload = token.split('.').nth(1).unwrap();
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
     };
     assert_eq!(claims["act"], actor);
 }

@@ -37,7 +37,7 @@ impl Server {
             .arg(data_dir)
             .arg("--policies")
             .arg(policies)
-            .env("TRUSTPATH_LOG", "warn")
+            .env("TRUSTPATH_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(config) = config {
@@ -46,7 +46,9 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn trustpath");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read listen line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listen line");
         let base = line
             .trim()
             .strip_prefix("trustpath listening on ")

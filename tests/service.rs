@@ -1,0 +1,345 @@
+//! The service around the pipeline: caller roles, bad input, durability
+//! across a crash, and gap-free sequencing under concurrent load.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use serde_json::{json, Value};
+use trustpath::digest::sha256_hex;
+
+fn config_with_callers(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("trustpath.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[callers]]
+name = "as"
+role = "decide"
+token_sha256 = "{}"
+
+[[callers]]
+name = "reviewer"
+role = "audit"
+token_sha256 = "{}"
+"#,
+            sha256_hex(b"decide-token"),
+            sha256_hex(b"audit-token")
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn callers_need_a_token_with_the_right_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_callers(dir.path());
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), Some(&config));
+    let body = cimd_request(&["files:read"], cimd_document(None), None);
+    let post = |token: Option<&str>| {
+        let mut req = http().post(server.url("/v1/decisions")).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+
+    let resp = post(None).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "unauthorized");
+    assert_eq!(post(Some("wrong-token")).await.unwrap().status(), 401);
+    let resp = post(Some("audit-token")).await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(resp.json::<Value>().await.unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .contains("decide"));
+
+    let resp = post(Some("decide-token")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let out: Value = resp.json().await.unwrap();
+    let path = format!("/v1/decisions/{}", out["decision_id"].as_str().unwrap());
+
+    // Reading the log is for auditors, not for the AS.
+    let read = |token: &str| http().get(server.url(&path)).bearer_auth(token).send();
+    assert_eq!(read("decide-token").await.unwrap().status(), 403);
+    assert_eq!(read("audit-token").await.unwrap().status(), 200);
+    // Health and JWKS are public.
+    assert_eq!(
+        http()
+            .get(server.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http()
+            .get(server.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn no_callers_means_loopback_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trustpath"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .arg("--policies")
+        .arg(repo_policies())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("only listens on loopback"), "{stderr}");
+}
+
+async fn post_raw(server: &Server, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let resp = http()
+        .post(server.url("/v1/decisions"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_naming_the_field_and_logs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &repo_policies(), None);
+    let good = cimd_request(&["files:read"], cimd_document(None), None);
+    let first = post_decision(&server, &good).await;
+    assert_eq!(first["log_entry"]["seq"], 0);
+
+    let (status, body) = post_raw(&server, "{not json").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_request");
+
+    let mut missing = good.clone();
+    missing["client"]
+        .as_object_mut()
+        .unwrap()
+        .remove("client_id");
+    let (status, body) = post_raw(&server, missing.to_string()).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("client.client_id")),
+        "{body}"
+    );
+
+    let mut wrong_type = good.clone();
+    wrong_type["scopes"] = json!("files:read");
+    let (status, body) = post_raw(&server, wrong_type.to_string()).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("scopes")),
+        "{body}"
+    );
+
+    let mut bad_kind = good.clone();
+    bad_kind["metadata_source"]["kind"] = json!("magic");
+    let (status, body) = post_raw(&server, bad_kind.to_string()).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("metadata_source.kind")),
+        "{body}"
+    );
+
+    let mut typo = good.clone();
+    typo["scope"] = json!(["files:read"]);
+    let (status, body) = post_raw(&server, typo.to_string()).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("scope")),
+        "{body}"
+    );
+
+    let mut huge = good.clone();
+    huge["client"]["document"]["padding"] = json!("x".repeat(100 * 1024));
+    let (status, body) = post_raw(&server, huge.to_string()).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"], "body_too_large");
+
+    // None of that was logged, and the earlier entry is intact.
+    let next = post_decision(&server, &good).await;
+    assert_eq!(next["log_entry"]["seq"], 1);
+    let stored: Value = http()
+        .get(server.url(&format!(
+            "/v1/decisions/{}",
+            first["decision_id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["seq"], 0);
+}
+
+#[tokio::test]
+async fn entry_and_signing_key_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &repo_policies(), None);
+    let out = post_decision(
+        &server,
+        &cimd_request(&["files:read"], cimd_document(None), None),
+    )
+    .await;
+    let id = out["decision_id"].as_str().unwrap().to_string();
+    let jwks_before: Value = http()
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let before = http()
+        .get(server.url(&format!("/v1/decisions/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    // SIGKILL: no graceful shutdown, so only what was flushed survives.
+    server.kill();
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("grant-signing-key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let server = Server::start(dir.path(), &repo_policies(), None);
+    let after = http()
+        .get(server.url(&format!("/v1/decisions/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 200);
+    assert_eq!(
+        after.bytes().await.unwrap(),
+        before,
+        "stored bytes changed across restart"
+    );
+    let entry: Value = serde_json::from_slice(&before).unwrap();
+    assert_eq!(entry["decision_id"], id);
+    assert_eq!(entry["decision"]["outcome"], "approved");
+    let jwks_after: Value = http()
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks_before, jwks_after, "grant key changed across restart");
+    // The sequence continues where it stopped.
+    let next = post_decision(
+        &server,
+        &cimd_request(&["files:read"], cimd_document(None), None),
+    )
+    .await;
+    assert_eq!(next["log_entry"]["seq"], 1);
+    let missing = http()
+        .get(server.url("/v1/decisions/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn concurrent_decisions_get_gap_free_distinct_seqs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &repo_policies(), None);
+    let client = http();
+    let url = server.url("/v1/decisions");
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (client, url) = (client.clone(), url.clone());
+        let mut body = cimd_request(&["files:read"], cimd_document(None), None);
+        body["session_id"] = json!(format!("s-{i}"));
+        tasks.push(tokio::spawn(async move {
+            let resp = client.post(url).json(&body).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<Value>().await.unwrap()["log_entry"]["seq"]
+                .as_u64()
+                .unwrap()
+        }));
+    }
+    let mut seqs = BTreeSet::new();
+    for t in tasks {
+        assert!(seqs.insert(t.await.unwrap()), "a seq was handed out twice");
+    }
+    assert_eq!(seqs, (0..200).collect::<BTreeSet<u64>>());
+}
+
+#[test]
+fn eval_prints_a_decision_without_logging() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("request.json");
+    std::fs::write(
+        &input,
+        cimd_request(&["files:read"], cimd_document(None), None).to_string(),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trustpath"))
+        .args(["eval", "--input"])
+        .arg(&input)
+        .arg("--policies")
+        .arg(repo_policies())
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["decision"]["outcome"], "approved");
+    assert!(printed["grant"].is_null());
+    assert!(printed["log_entry"].is_null());
+    assert!(
+        !data.exists(),
+        "a dry run must not touch the data directory"
+    );
+
+    // A malformed request names the file and the field.
+    std::fs::write(&input, r#"{"scopes": ["a"], "client": {}}"#).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trustpath"))
+        .args(["eval", "--input"])
+        .arg(&input)
+        .arg("--policies")
+        .arg(repo_policies())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("request.json"), "{stderr}");
+    assert!(
+        stderr.contains("client.client_id") || stderr.contains("metadata_source"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line 1"), "{stderr}");
+}
