@@ -165,8 +165,13 @@ async fn maintain(state: Arc<AppState>) {
             },
             _ = prune.tick() => {
                 let now = chrono::Utc::now().timestamp();
-                let authenticator = state.decider.authenticator();
-                if let Err(e) = authenticator.prune_replay_cache(now) {
+                let state = state.clone();
+                // A scan of the jti tree: kept off the async workers.
+                let pruned = tokio::task::spawn_blocking(move || {
+                    state.decider.authenticator().prune_replay_cache(now)
+                })
+                .await;
+                if let Ok(Err(e)) = pruned {
                     tracing::warn!(error = %e, "pruning used jtis failed");
                 }
             }

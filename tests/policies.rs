@@ -49,7 +49,7 @@ fn shipped_policy_tests_pass() {
     let failed: Vec<_> = rules
         .iter()
         .filter(|(package, rule)| {
-            let result = bundle.evaluate_path(&format!("data.{package}.{rule}"));
+            let result = bundle.evaluate_interpreted(&format!("data.{package}.{rule}"), &json!({}));
             !matches!(result, Ok(Some(serde_json::Value::Bool(true))))
         })
         .collect();
@@ -92,4 +92,93 @@ fn broken_policy_never_replaces_the_running_one() {
     .unwrap();
     store.reload().unwrap();
     assert_ne!(store.current().revision(), &revision);
+}
+
+/// The register VM serves the connection entry point on the hot path; the
+/// interpreter is the reference. They must agree on every input shape the
+/// shipped policy distinguishes.
+#[test]
+fn vm_and_interpreter_agree_on_the_shipped_policy() {
+    let bundle = PolicyBundle::load(&common::repo_policies()).unwrap();
+    assert!(
+        bundle.uses_vm(),
+        "the shipped policy should compile for the VM"
+    );
+    let scope_sets: [&[&str]; 5] = [
+        &[],
+        &["files:read"],
+        &["files:read", "files:write"],
+        &["files:write", "repo:admin", "payroll"],
+        &["tickets:read", "files:read", "repo:admin"],
+    ];
+    let delegations = [
+        None,
+        Some(json!({"approval_id": "a", "approved_by": "h", "approved_at": "t"})),
+        Some(
+            json!({"approval_id": "a", "approved_by": "h", "approved_at": "t", "scopes": ["files:read"]}),
+        ),
+    ];
+    let mut checked = 0;
+    for result in ["verified", "document_only", "failed", "none"] {
+        for kind in ["cimd", "dcr", "preregistered", "wif"] {
+            for issuer in ["https://auth.example.com", "https://rogue.example"] {
+                for client_id in [
+                    "https://agents.example.com/c.json",
+                    "https://evil.example/c.json",
+                    "x",
+                ] {
+                    for scopes in scope_sets {
+                        for delegation in &delegations {
+                            let mut input = json!({
+                                "scopes": scopes,
+                                "metadata_source": {"kind": kind, "authorization_server": {"issuer": issuer}},
+                                "client": {"client_id": client_id},
+                                "authentication": {"result": result},
+                            });
+                            if let Some(d) = delegation {
+                                input["delegation"] = d.clone();
+                            }
+                            let vm = bundle.evaluate(CONNECTION_ENTRY_POINT, &input).unwrap();
+                            let reference = bundle
+                                .evaluate_interpreted(CONNECTION_ENTRY_POINT, &input)
+                                .unwrap();
+                            assert_eq!(vm, reference, "engines disagree on {input}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 4 * 4 * 2 * 3 * 5 * 3);
+}
+
+#[test]
+fn runaway_policy_is_cut_off_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.rego"),
+        "package trustpath.connection\n\n\
+         decision := {\"allow\": true, \"n\": n}\n\n\
+         n := count([1 | some x in numbers.range(1, 20000); some y in numbers.range(1, 20000)])\n",
+    )
+    .unwrap();
+    let bundle = PolicyBundle::load(dir.path()).expect("a slow policy still loads");
+    for evaluate in [PolicyBundle::evaluate, PolicyBundle::evaluate_interpreted] {
+        let started = std::time::Instant::now();
+        let err = evaluate(&bundle, CONNECTION_ENTRY_POINT, &json!({})).unwrap_err();
+        assert!(err.to_string().contains("time limit"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    }
+}
+
+#[test]
+fn policy_without_the_entry_point_does_not_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.rego"), "package other\n\nx := 1\n").unwrap();
+    let err = PolicyBundle::load(dir.path())
+        .err()
+        .expect("must not load")
+        .to_string();
+    assert!(err.contains("trustpath.connection"), "{err}");
 }
