@@ -5,7 +5,6 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::digest::sha256;
 use crate::model::{Authentication, Decision, GrantClaims};
 
 /// One entry of the append-only log. Its `seq` is its leaf index.
@@ -51,14 +50,6 @@ pub struct ConnectionDecisionRecord {
     pub decision: Decision,
     /// The grant's claims; the token itself is never stored.
     pub grant: Option<GrantClaims>,
-}
-
-/// RFC 9162 leaf hash: SHA-256(0x00 ‖ entry bytes).
-pub fn leaf_hash(entry_bytes: &[u8]) -> [u8; 32] {
-    let mut buf = Vec::with_capacity(entry_bytes.len() + 1);
-    buf.push(0u8);
-    buf.extend_from_slice(entry_bytes);
-    sha256(&buf)
 }
 
 /// Where an appended entry landed, as told to the caller.

@@ -1,12 +1,14 @@
 //! The decision log: an append-only sequence of entries in sled.
 
 pub mod entry;
+pub mod merkle;
 pub mod store;
 pub mod writer;
 
 use std::path::PathBuf;
 
-pub use entry::{leaf_hash, ConnectionDecisionRecord, EntryReceipt, LogEntry, Record};
+pub use entry::{ConnectionDecisionRecord, EntryReceipt, LogEntry, Record};
+pub use merkle::leaf_hash;
 pub use store::LogStore;
 pub use writer::{LogWriter, WriterThread};
 

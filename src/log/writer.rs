@@ -9,7 +9,8 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::entry::{leaf_hash, EntryReceipt, LogEntry, Record};
+use super::entry::{EntryReceipt, LogEntry, Record};
+use super::merkle::leaf_hash;
 use super::store::{LogStore, StoredEntry};
 use super::LogError;
 
