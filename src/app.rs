@@ -10,7 +10,8 @@ use crate::decide::{Decider, GrantLimits, Recording};
 use crate::grant::{GrantError, GrantSigner};
 use crate::identity::replay::ReplayGuard;
 use crate::identity::{Authenticator, IdentityError};
-use crate::log::{LogError, LogStore, LogWriter, WriterThread};
+use crate::log::checkpoint::{LogSigner, NoteVerifier};
+use crate::log::{CheckpointPolicy, LogError, LogStore, LogWriter, WriterThread};
 use crate::policy::{PolicyError, PolicyStore};
 use crate::server::callers::Callers;
 use crate::server::{router, AppState};
@@ -51,11 +52,41 @@ fn signing_key_path(config: &Config) -> PathBuf {
         .unwrap_or_else(|| config.data_dir.join("grant-signing-key.pem"))
 }
 
+/// The log's checkpoint key: separate from the grant key.
+pub fn log_signer(config: &Config) -> Result<LogSigner, AppError> {
+    let path = log_key_path(config);
+    LogSigner::load_or_create(&path, &config.log.origin)
+        .map_err(|message| AppError::Log(LogError::Open { path, message }))
+}
+
+/// The log's verifier key, for tools that read a data directory: never
+/// creates a key, since a missing key means there is nothing to verify with.
+pub fn log_verifier(config: &Config) -> Result<NoteVerifier, AppError> {
+    let path = log_key_path(config);
+    if !path.exists() {
+        return Err(AppError::Log(LogError::Open {
+            path,
+            message: "no log signing key here; give --public-key or the right --data-dir".into(),
+        }));
+    }
+    Ok(log_signer(config)?.verifier().clone())
+}
+
+fn log_key_path(config: &Config) -> PathBuf {
+    config
+        .log
+        .signing_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("log-signing-key.pem"))
+}
+
 /// Everything a recording pipeline needs, opened on the data directory.
 pub struct Opened {
     pub decider: Decider,
     pub signer: Arc<GrantSigner>,
     pub store: LogStore,
+    pub log: LogWriter,
+    pub log_verifier: NoteVerifier,
     pub writer_thread: WriterThread,
 }
 
@@ -67,10 +98,17 @@ pub fn open(config: &Config) -> Result<Opened, AppError> {
     let authenticator = Authenticator::from_config(config, replay)?;
     let policies = Arc::new(PolicyStore::load(&config.policies)?);
     let signer = Arc::new(GrantSigner::load_or_create(&signing_key_path(config))?);
-    let (log, writer_thread) = LogWriter::start(store.clone(), config.log.durable)?;
+    let log_signer = log_signer(config)?;
+    let log_verifier = log_signer.verifier().clone();
+    let policy = CheckpointPolicy {
+        every_entries: config.log.checkpoint_every_entries,
+        every: Duration::from_secs(config.log.checkpoint_every_seconds),
+    };
+    let (log, writer_thread) =
+        LogWriter::start(store.clone(), log_signer, policy, config.log.durable)?;
     let recording = Recording {
         signer: signer.clone(),
-        log,
+        log: log.clone(),
         issuer: config.issuer.clone(),
     };
     let decider = Decider::new(authenticator, policies, limits(config), Some(recording));
@@ -78,6 +116,8 @@ pub fn open(config: &Config) -> Result<Opened, AppError> {
         decider,
         signer,
         store,
+        log,
+        log_verifier,
         writer_thread,
     })
 }
@@ -106,10 +146,12 @@ pub async fn serve(
         );
     }
     let writer_thread = opened.writer_thread;
+    let ticker = tokio::spawn(tick_checkpoints(opened.log));
     let state = Arc::new(AppState {
         decider: opened.decider,
         signer: opened.signer,
         store: opened.store,
+        log_verifier: opened.log_verifier,
         callers: Callers::from_config(&config.callers),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -132,6 +174,8 @@ pub async fn serve(
     .map_err(AppError::Serve)?;
     maintenance.abort();
     let _ = maintenance.await;
+    ticker.abort();
+    let _ = ticker.await;
     // Dropping the last handle to the log writer lets it flush and stop.
     drop(state);
     tokio::task::spawn_blocking(move || writer_thread.join())
@@ -139,6 +183,16 @@ pub async fn serve(
         .ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Wakes the log writer once a second so time-based checkpoints happen
+/// when no decisions arrive.
+async fn tick_checkpoints(log: LogWriter) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        log.tick().await;
+    }
 }
 
 /// Background upkeep: policy reload on SIGHUP, pruning of expired `jti`s.

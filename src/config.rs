@@ -111,11 +111,25 @@ impl Default for AssertionConfig {
 pub struct LogConfig {
     /// Answer a decision only after its entry is flushed to disk.
     pub durable: bool,
+    /// Checkpoint origin line and signed-note key name.
+    pub origin: String,
+    /// Sign a checkpoint once this many entries are uncovered...
+    pub checkpoint_every_entries: u64,
+    /// ...or once the oldest uncovered entry is this many seconds old.
+    pub checkpoint_every_seconds: u64,
+    /// PKCS#8 PEM Ed25519 log key; created in the data directory when absent.
+    pub signing_key_file: Option<PathBuf>,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { durable: true }
+        Self {
+            durable: true,
+            origin: "trustpath.local/decision-log".to_string(),
+            checkpoint_every_entries: 1000,
+            checkpoint_every_seconds: 10,
+            signing_key_file: None,
+        }
     }
 }
 
@@ -206,6 +220,15 @@ impl Config {
             || self.grants.default_ttl_seconds > self.grants.max_ttl_seconds
         {
             return bad("grants.default_ttl_seconds must be between 1 and max_ttl_seconds".into());
+        }
+        let origin_ok = !self.log.origin.is_empty()
+            && !self.log.origin.contains(['+', ' ', '\n'])
+            && self.log.origin.is_ascii();
+        if !origin_ok {
+            return bad("log.origin must be non-empty ASCII without spaces or '+'".into());
+        }
+        if self.log.checkpoint_every_entries == 0 || self.log.checkpoint_every_seconds == 0 {
+            return bad("log.checkpoint_every_entries and _seconds must be positive".into());
         }
         if self.issuer.is_empty() {
             return bad("issuer must not be empty".into());

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{json, Value};
 
@@ -42,18 +41,7 @@ impl GrantSigner {
             path: path.to_path_buf(),
             message,
         };
-        let signing_key = if path.exists() {
-            let pem = std::fs::read_to_string(path).map_err(|e| key_err(e.to_string()))?;
-            SigningKey::from_pkcs8_pem(&pem).map_err(|e| key_err(e.to_string()))?
-        } else {
-            let key = SigningKey::generate(&mut rand::rngs::OsRng);
-            let pem = key
-                .to_pkcs8_pem(Default::default())
-                .map_err(|e| key_err(e.to_string()))?;
-            crate::secret_file::write_new(path, pem.as_bytes())
-                .map_err(|e| key_err(e.to_string()))?;
-            key
-        };
+        let signing_key = crate::secret_file::ed25519_key(path).map_err(key_err)?;
         Self::from_key(&signing_key).map_err(key_err)
     }
 

@@ -40,6 +40,44 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Work on the decision log of a stopped server, or on an export.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Recompute every leaf and the tree, check every checkpoint, and name
+    /// the first entry changed, removed, reordered or inserted.
+    Verify {
+        /// Verify an export file instead of the data directory.
+        #[arg(long, requires = "public_key")]
+        export: Option<PathBuf>,
+        /// The log's verifier key (signed-note vkey), as text or a file path.
+        #[arg(long)]
+        public_key: Option<String>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Write entries and the latest checkpoint as NDJSON to stdout.
+    Export {
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// One past the last seq (default: the latest checkpoint's size).
+        #[arg(long)]
+        to: Option<u64>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Print an inclusion proof for one entry against the latest checkpoint.
+    Proof {
+        #[arg(long)]
+        seq: u64,
+        #[command(flatten)]
+        settings: Settings,
+    },
 }
 
 /// Settings shared by the commands; flags and `TRUSTPATH_*` variables
@@ -103,6 +141,85 @@ fn main() -> Result<()> {
             record,
             settings,
         } => runtime.block_on(eval(settings.resolve()?, input, record)),
+        Command::Log { command } => log_command(command),
+    }
+}
+
+fn log_command(command: LogCommand) -> Result<()> {
+    use trustpath::log::verify;
+    match command {
+        LogCommand::Verify {
+            export: Some(file),
+            public_key,
+            ..
+        } => {
+            let vkey = public_key.expect("clap requires --public-key with --export");
+            let vkey = match std::fs::read_to_string(&vkey) {
+                Ok(text) => text,
+                Err(_) => vkey,
+            };
+            let verifier = trustpath::log::checkpoint::NoteVerifier::from_vkey(&vkey)
+                .context("--public-key")?;
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?,
+            );
+            report_verify(verify::verify_export(reader, &verifier))
+        }
+        LogCommand::Verify {
+            export: None,
+            public_key,
+            settings,
+        } => {
+            let config = settings.resolve()?;
+            let store = trustpath::log::LogStore::open(&config.data_dir)?;
+            let verifier = match public_key {
+                Some(vkey) => {
+                    let vkey = std::fs::read_to_string(&vkey).unwrap_or(vkey);
+                    trustpath::log::checkpoint::NoteVerifier::from_vkey(&vkey)
+                        .context("--public-key")?
+                }
+                None => trustpath::app::log_verifier(&config)?,
+            };
+            report_verify(verify::verify_store(&store, &verifier))
+        }
+        LogCommand::Export { from, to, settings } => {
+            let config = settings.resolve()?;
+            let store = trustpath::log::LogStore::open(&config.data_dir)?;
+            let verifier = trustpath::app::log_verifier(&config)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let count = verify::export(&store, &verifier, from, to, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            eprintln!("exported {count} entries");
+            Ok(())
+        }
+        LogCommand::Proof { seq, settings } => {
+            let config = settings.resolve()?;
+            let store = trustpath::log::LogStore::open(&config.data_dir)?;
+            let verifier = trustpath::app::log_verifier(&config)?;
+            let proof = trustpath::log::proof::inclusion_bundle(&store, &verifier, seq)?;
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+            Ok(())
+        }
+    }
+}
+
+fn report_verify(
+    result: Result<trustpath::log::verify::Verified, trustpath::log::verify::Tampering>,
+) -> Result<()> {
+    match result {
+        Ok(v) => {
+            println!(
+                "OK: tree size {}, root {}, {} checkpoint(s) verified",
+                v.tree_size, v.root_hash, v.checkpoints
+            );
+            Ok(())
+        }
+        Err(e) => {
+            println!("FAILED: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
@@ -122,7 +239,8 @@ async fn eval(config: Config, input: PathBuf, record: bool) -> Result<()> {
     let outcome = if record {
         let opened = trustpath::app::open(&config).context("opening the data directory")?;
         let outcome = opened.decider.decide(request).await;
-        drop(opened.decider);
+        // The writer stops (and signs its final checkpoint) once every handle is gone.
+        drop((opened.decider, opened.log));
         opened.writer_thread.join();
         outcome?
     } else {

@@ -58,13 +58,17 @@ pub struct EntryReceipt {
     pub seq: u64,
     /// Base64 RFC 9162 leaf hash of the stored bytes.
     pub leaf_hash: String,
+    /// Size of the tree the entry was first included in: ask for an
+    /// inclusion proof at this size or any later checkpoint.
+    pub tree_size: u64,
 }
 
 impl EntryReceipt {
-    pub fn new(seq: u64, hash: &[u8; 32]) -> Self {
+    pub fn new(seq: u64, hash: &[u8; 32], tree_size: u64) -> Self {
         Self {
             seq,
             leaf_hash: STANDARD.encode(hash),
+            tree_size,
         }
     }
 }

@@ -285,10 +285,19 @@ mod tests {
 
     /// The Certificate Transparency test inputs (RFC 6962 / 9162 test vectors).
     fn ct_leaves() -> Vec<Hash> {
-        ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
-            .iter()
-            .map(|s| leaf_hash(&hex::decode(s).unwrap()))
-            .collect()
+        [
+            "",
+            "00",
+            "10",
+            "2021",
+            "3031",
+            "40414243",
+            "5051525354555657",
+            "606162636465666768696a6b6c6d6e6f",
+        ]
+        .iter()
+        .map(|s| leaf_hash(&hex::decode(s).unwrap()))
+        .collect()
     }
 
     const CT_ROOTS: [&str; 9] = [
@@ -316,7 +325,11 @@ mod tests {
         let leaves = ct_leaves();
         let t = tree(&leaves);
         for size in 0..=8u64 {
-            assert_eq!(root(&t, size).unwrap(), h(CT_ROOTS[size as usize]), "size {size}");
+            assert_eq!(
+                root(&t, size).unwrap(),
+                h(CT_ROOTS[size as usize]),
+                "size {size}"
+            );
             assert_eq!(mth(&leaves[..size as usize]), h(CT_ROOTS[size as usize]));
         }
     }
@@ -326,20 +339,46 @@ mod tests {
         let t = tree(&ct_leaves());
         // (0-based index, tree size, audit path) from the CT test vectors.
         let vectors: [(u64, u64, &[&str]); 4] = [
-            (0, 8, &["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-                     "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-                     "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
-            (5, 8, &["bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-                     "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-                     "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
-            (2, 3, &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
-            (1, 5, &["6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-                     "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-                     "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
+            (
+                0,
+                8,
+                &[
+                    "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+                ],
+            ),
+            (
+                5,
+                8,
+                &[
+                    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                    "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+                ],
+            ),
+            (
+                2,
+                3,
+                &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+            ),
+            (
+                1,
+                5,
+                &[
+                    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                ],
+            ),
         ];
         for (index, size, path) in vectors {
             let proof = inclusion_proof(&t, index, size).unwrap();
-            assert_eq!(proof, path.iter().map(|s| h(s)).collect::<Vec<_>>(), "{index}/{size}");
+            assert_eq!(
+                proof,
+                path.iter().map(|s| h(s)).collect::<Vec<_>>(),
+                "{index}/{size}"
+            );
         }
     }
 
@@ -348,18 +387,40 @@ mod tests {
         let t = tree(&ct_leaves());
         let vectors: [(u64, u64, &[&str]); 4] = [
             (1, 1, &[]),
-            (1, 8, &["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-                     "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-                     "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
-            (6, 8, &["0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-                     "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-                     "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
-            (2, 5, &["5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-                     "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
+            (
+                1,
+                8,
+                &[
+                    "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+                ],
+            ),
+            (
+                6,
+                8,
+                &[
+                    "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                    "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+                ],
+            ),
+            (
+                2,
+                5,
+                &[
+                    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                ],
+            ),
         ];
         for (first, second, path) in vectors {
             let proof = consistency_proof(&t, first, second).unwrap();
-            assert_eq!(proof, path.iter().map(|s| h(s)).collect::<Vec<_>>(), "{first}->{second}");
+            assert_eq!(
+                proof,
+                path.iter().map(|s| h(s)).collect::<Vec<_>>(),
+                "{first}->{second}"
+            );
         }
     }
 
@@ -371,7 +432,13 @@ mod tests {
             let r = h(CT_ROOTS[size as usize]);
             for index in 0..size {
                 let proof = inclusion_proof(&t, index, size).unwrap();
-                assert!(verify_inclusion(index, size, &leaves[index as usize], &proof, &r));
+                assert!(verify_inclusion(
+                    index,
+                    size,
+                    &leaves[index as usize],
+                    &proof,
+                    &r
+                ));
                 let mut wrong = leaves[index as usize];
                 wrong[0] ^= 1;
                 assert!(!verify_inclusion(index, size, &wrong, &proof, &r));
@@ -379,7 +446,10 @@ mod tests {
             for first in 1..=size {
                 let proof = consistency_proof(&t, first, size).unwrap();
                 let fr = h(CT_ROOTS[first as usize]);
-                assert!(verify_consistency(first, size, &proof, &fr, &r), "{first}->{size}");
+                assert!(
+                    verify_consistency(first, size, &proof, &fr, &r),
+                    "{first}->{size}"
+                );
             }
         }
     }

@@ -1,8 +1,11 @@
 //! The decision log: an append-only sequence of entries in sled.
 
+pub mod checkpoint;
 pub mod entry;
 pub mod merkle;
+pub mod proof;
 pub mod store;
+pub mod verify;
 pub mod writer;
 
 use std::path::PathBuf;
@@ -10,7 +13,7 @@ use std::path::PathBuf;
 pub use entry::{ConnectionDecisionRecord, EntryReceipt, LogEntry, Record};
 pub use merkle::leaf_hash;
 pub use store::LogStore;
-pub use writer::{LogWriter, WriterThread};
+pub use writer::{CheckpointPolicy, LogWriter, WriterThread};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -24,4 +27,6 @@ pub enum LogError {
     Encode(String),
     #[error("log writer: {0}")]
     Writer(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
 }

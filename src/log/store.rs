@@ -6,10 +6,30 @@
 
 use std::path::Path;
 
+use super::merkle::{Hash, HashSource};
 use super::LogError;
 
 const ENTRY: u8 = b'e';
 const DECISION: u8 = b'd';
+/// Stored Merkle subtree hashes: level, index.
+const HASH: u8 = b'h';
+/// Signed checkpoints, by tree size.
+const CHECKPOINT: u8 = b'c';
+
+fn hash_key(level: u8, index: u64) -> [u8; 10] {
+    let mut key = [0u8; 10];
+    key[0] = HASH;
+    key[1] = level;
+    key[2..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+fn checkpoint_key(size: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = CHECKPOINT;
+    key[1..].copy_from_slice(&size.to_be_bytes());
+    key
+}
 
 fn entry_key(seq: u64) -> [u8; 9] {
     let mut key = [0u8; 9];
@@ -25,12 +45,13 @@ fn decision_key(decision_id: &str) -> Vec<u8> {
     key
 }
 
-/// An entry ready to be written: its seq, its canonical bytes, and the
-/// decision id it is found by.
+/// An entry ready to be written: its seq, its canonical bytes, the decision
+/// id it is found by, and the Merkle hashes its append completes.
 pub struct StoredEntry<'a> {
     pub seq: u64,
     pub bytes: &'a [u8],
     pub decision_id: Option<&'a str>,
+    pub hashes: &'a [(u8, u64, Hash)],
 }
 
 #[derive(Clone)]
@@ -78,6 +99,9 @@ impl LogStore {
             if let Some(id) = e.decision_id {
                 batch.insert(decision_key(id), &e.seq.to_be_bytes());
             }
+            for (level, index, hash) in e.hashes {
+                batch.insert(&hash_key(*level, *index), hash);
+            }
         }
         self.log.apply_batch(batch)?;
         Ok(())
@@ -108,4 +132,71 @@ impl LogStore {
             None => Ok(None),
         }
     }
+
+    /// A stored subtree hash, if present.
+    pub fn stored_hash(&self, level: u8, index: u64) -> Result<Option<Hash>, LogError> {
+        match self.log.get(hash_key(level, index))? {
+            Some(v) => Ok(Some(v.as_ref().try_into().map_err(|_| LogError::Corrupt)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a signed checkpoint note for `size` entries.
+    pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), LogError> {
+        self.log.insert(checkpoint_key(size), note.as_bytes())?;
+        Ok(())
+    }
+
+    /// The newest signed checkpoint note.
+    pub fn latest_checkpoint(&self) -> Result<Option<String>, LogError> {
+        let last = self.log.scan_prefix([CHECKPOINT]).next_back().transpose()?;
+        Ok(last.map(|(_, v)| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Every stored checkpoint, oldest first: (size named by its key, note).
+    pub fn checkpoints(&self) -> impl Iterator<Item = Result<(u64, String), LogError>> + '_ {
+        self.log.scan_prefix([CHECKPOINT]).map(|item| {
+            let (k, v) = item?;
+            let size = u64::from_be_bytes(k[1..9].try_into().map_err(|_| LogError::Corrupt)?);
+            Ok((size, String::from_utf8_lossy(&v).into_owned()))
+        })
+    }
+
+    /// Every stored entry in key order: (seq named by its key, bytes).
+    pub fn entries(&self) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> + '_ {
+        self.log.scan_prefix([ENTRY]).map(|item| {
+            let (k, v) = item?;
+            let seq = u64::from_be_bytes(k[1..9].try_into().map_err(|_| LogError::Corrupt)?);
+            Ok((seq, v))
+        })
+    }
+
+    /// Test and repair tooling only: raw access to the tree, to simulate tampering.
+    pub fn raw_tree(&self) -> &sled::Tree {
+        &self.log
+    }
+}
+
+impl LogStore {
+    /// A subtree hash that must exist.
+    pub fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash, LogError> {
+        self.stored_hash(level, index)?.ok_or(LogError::Corrupt)
+    }
+}
+
+impl HashSource for LogStore {
+    type Error = LogError;
+    fn subtree(&self, level: u8, index: u64) -> Result<Hash, LogError> {
+        self.subtree_hash(level, index)
+    }
+}
+
+/// Key of entry `seq`, for tools that edit a stopped data directory.
+pub fn raw_entry_key(seq: u64) -> Vec<u8> {
+    entry_key(seq).to_vec()
+}
+
+/// Key of the checkpoint for `size`, for tools that edit a stopped data directory.
+pub fn raw_checkpoint_key(size: u64) -> Vec<u8> {
+    checkpoint_key(size).to_vec()
 }

@@ -1,21 +1,43 @@
-//! The single log writer, with group commit.
+//! The single log writer, with group commit and checkpoints.
 //!
 //! Every append goes through one thread, which gives entries gap-free seqs
-//! in order. It takes whatever appends are waiting, writes them in one
-//! batch, flushes once, and only then answers each of them: many decisions
-//! share one fsync, and none is answered before it is durable.
+//! in order. It takes whatever appends are waiting, writes them with their
+//! Merkle hashes in one atomic batch, flushes once, and only then answers
+//! each of them: many decisions share one fsync, and none is answered
+//! before it is durable. The same thread signs checkpoints, so a checkpoint
+//! always describes a tree that is on disk.
 
+use std::collections::HashMap;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::LogSigner;
 use super::entry::{EntryReceipt, LogEntry, Record};
-use super::merkle::leaf_hash;
+use super::merkle::{self, leaf_hash, Hash};
 use super::store::{LogStore, StoredEntry};
 use super::LogError;
 
 /// Appends waiting beyond this many are taken in the next batch.
 const MAX_BATCH: usize = 1024;
+
+/// When to sign a new checkpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointPolicy {
+    /// Sign once this many entries are not yet covered...
+    pub every_entries: u64,
+    /// ...or once the oldest uncovered entry is this old.
+    pub every: Duration,
+}
+
+// Appends dominate the channel; boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Message {
+    Append(Append),
+    /// Time has passed: sign if `CheckpointPolicy::every` says so.
+    Tick,
+}
 
 struct Append {
     /// `seq` is set by the writer.
@@ -26,7 +48,7 @@ struct Append {
 /// A cheap handle to the writer thread.
 #[derive(Clone)]
 pub struct LogWriter {
-    tx: mpsc::Sender<Append>,
+    tx: mpsc::Sender<Message>,
 }
 
 /// Joins the writer thread once every [`LogWriter`] is dropped.
@@ -39,12 +61,19 @@ impl WriterThread {
 }
 
 impl LogWriter {
-    pub fn start(store: LogStore, durable: bool) -> Result<(Self, WriterThread), LogError> {
-        let next_seq = store.next_seq()?;
+    pub fn start(
+        store: LogStore,
+        signer: LogSigner,
+        policy: CheckpointPolicy,
+        durable: bool,
+    ) -> Result<(Self, WriterThread), LogError> {
+        let mut state = WriterState::open(store, signer, policy, durable)?;
+        // Entries written before a crash have no checkpoint yet: cover them now.
+        state.checkpoint_if(|uncovered, _| uncovered > 0);
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let handle = std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || run(store, rx, next_seq, durable))
+            .spawn(move || state.run(rx))
             .map_err(|e| LogError::Writer(e.to_string()))?;
         Ok((Self { tx }, WriterThread(handle)))
     }
@@ -63,30 +92,95 @@ impl LogWriter {
             policy_revision,
             record,
         };
-        let append = Append { entry, reply };
         self.tx
-            .send(append)
+            .send(Message::Append(Append { entry, reply }))
             .await
             .map_err(|_| LogError::Writer("log writer has stopped".into()))?;
         answer
             .await
             .map_err(|_| LogError::Writer("log writer dropped the append".into()))?
     }
+
+    /// Lets a time-based checkpoint happen when no appends arrive.
+    pub async fn tick(&self) {
+        let _ = self.tx.send(Message::Tick).await;
+    }
 }
 
-fn run(store: LogStore, mut rx: mpsc::Receiver<Append>, mut next_seq: u64, durable: bool) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(append) => batch.push(append),
-                Err(_) => break,
+struct WriterState {
+    store: LogStore,
+    signer: LogSigner,
+    policy: CheckpointPolicy,
+    durable: bool,
+    size: u64,
+    /// (size, root) of the last checkpoint signed.
+    checkpointed: (u64, Hash),
+    /// When the first entry not covered by a checkpoint was written.
+    uncovered_since: Option<Instant>,
+}
+
+impl WriterState {
+    fn open(
+        store: LogStore,
+        signer: LogSigner,
+        policy: CheckpointPolicy,
+        durable: bool,
+    ) -> Result<Self, LogError> {
+        let size = store.next_seq()?;
+        let checkpointed = match store.latest_checkpoint()? {
+            Some(note) => {
+                let cp = signer
+                    .verifier()
+                    .open(&note)
+                    .map_err(|e| LogError::Checkpoint(format!("latest stored checkpoint: {e}")))?;
+                (cp.size, cp.root)
             }
+            None => (0, merkle::empty_root()),
+        };
+        Ok(Self {
+            store,
+            signer,
+            policy,
+            durable,
+            size,
+            checkpointed,
+            uncovered_since: None,
+        })
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Message>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            let mut message = Some(first);
+            while let Some(m) = message.take() {
+                if let Message::Append(append) = m {
+                    batch.push(append);
+                }
+                if batch.len() < MAX_BATCH {
+                    message = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(&mut batch);
+            }
+            let policy = self.policy;
+            self.checkpoint_if(|uncovered, since| {
+                uncovered >= policy.every_entries
+                    || (uncovered > 0 && since.is_some_and(|t| t.elapsed() >= policy.every))
+            });
         }
-        match write_batch(&store, &mut batch, next_seq, durable) {
+        // Shutting down: the last checkpoint covers everything written.
+        self.checkpoint_if(|uncovered, _| uncovered > 0);
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "final decision log flush failed");
+        }
+    }
+
+    fn commit(&mut self, batch: &mut Vec<Append>) {
+        match self.write_batch(batch) {
             Ok(receipts) => {
-                next_seq += receipts.len() as u64;
+                self.size += receipts.len() as u64;
+                self.uncovered_since.get_or_insert_with(Instant::now);
                 for (append, receipt) in batch.drain(..).zip(receipts) {
                     let _ = append.reply.send(Ok(receipt));
                 }
@@ -101,38 +195,80 @@ fn run(store: LogStore, mut rx: mpsc::Receiver<Append>, mut next_seq: u64, durab
             }
         }
     }
-    if let Err(e) = store.flush() {
-        tracing::error!(error = %e, "final decision log flush failed");
-    }
-}
 
-fn write_batch(
-    store: &LogStore,
-    batch: &mut [Append],
-    first_seq: u64,
-    durable: bool,
-) -> Result<Vec<EntryReceipt>, LogError> {
-    let mut encoded = Vec::with_capacity(batch.len());
-    for (seq, append) in (first_seq..).zip(batch.iter_mut()) {
-        append.entry.seq = seq;
-        let bytes =
-            serde_json::to_vec(&append.entry).map_err(|e| LogError::Encode(e.to_string()))?;
-        encoded.push((seq, bytes, append.entry.record.decision_id()));
+    fn write_batch(&self, batch: &mut [Append]) -> Result<Vec<EntryReceipt>, LogError> {
+        let tree_size = self.size + batch.len() as u64;
+        let mut encoded = Vec::with_capacity(batch.len());
+        // Hashes made earlier in this batch are not in the store yet.
+        let mut fresh: HashMap<(u8, u64), Hash> = HashMap::new();
+        for (seq, append) in (self.size..).zip(batch.iter_mut()) {
+            append.entry.seq = seq;
+            let bytes =
+                serde_json::to_vec(&append.entry).map_err(|e| LogError::Encode(e.to_string()))?;
+            let leaf = leaf_hash(&bytes);
+            let hashes = merkle::hashes_for_append(seq, leaf, |level, index| {
+                match fresh.get(&(level, index)) {
+                    Some(h) => Ok(*h),
+                    None => self
+                        .store
+                        .stored_hash(level, index)?
+                        .ok_or(LogError::Corrupt),
+                }
+            })?;
+            fresh.extend(hashes.iter().map(|(l, i, h)| ((*l, *i), *h)));
+            encoded.push((seq, bytes, leaf, hashes, append.entry.record.decision_id()));
+        }
+        let stored: Vec<StoredEntry<'_>> = encoded
+            .iter()
+            .map(|(seq, bytes, _, hashes, id)| StoredEntry {
+                seq: *seq,
+                bytes,
+                decision_id: *id,
+                hashes,
+            })
+            .collect();
+        self.store.append(&stored)?;
+        if self.durable {
+            self.store.flush()?;
+        }
+        Ok(encoded
+            .iter()
+            .map(|(seq, _, leaf, _, _)| EntryReceipt::new(*seq, leaf, tree_size))
+            .collect())
     }
-    let stored: Vec<StoredEntry<'_>> = encoded
-        .iter()
-        .map(|(seq, bytes, id)| StoredEntry {
-            seq: *seq,
-            bytes,
-            decision_id: *id,
-        })
-        .collect();
-    store.append(&stored)?;
-    if durable {
-        store.flush()?;
+
+    /// Signs a checkpoint for the current size when `due(uncovered entries,
+    /// uncovered since)` says so, and only if it is consistent with the last one.
+    fn checkpoint_if(&mut self, due: impl FnOnce(u64, Option<Instant>) -> bool) {
+        let uncovered = self.size - self.checkpointed.0;
+        if !due(uncovered, self.uncovered_since) {
+            return;
+        }
+        match self.sign_checkpoint() {
+            Ok(()) => self.uncovered_since = None,
+            Err(e) => tracing::error!(error = %e, "checkpoint not signed"),
+        }
     }
-    Ok(encoded
-        .iter()
-        .map(|(seq, bytes, _)| EntryReceipt::new(*seq, &leaf_hash(bytes)))
-        .collect())
+
+    fn sign_checkpoint(&mut self) -> Result<(), LogError> {
+        let size = self.size;
+        let root = merkle::root(&self.store, size)?;
+        let (old_size, old_root) = self.checkpointed;
+        // Never sign a tree that does not extend the one signed before.
+        let proof = if old_size == 0 {
+            Vec::new()
+        } else {
+            merkle::consistency_proof(&self.store, old_size, size)?
+        };
+        if !merkle::verify_consistency(old_size, size, &proof, &old_root, &root) {
+            return Err(LogError::Checkpoint(format!(
+                "tree of size {size} is not consistent with the checkpoint at size {old_size}"
+            )));
+        }
+        let note = self.signer.sign(size, root);
+        self.store.put_checkpoint(size, &note)?;
+        self.store.flush()?;
+        self.checkpointed = (size, root);
+        Ok(())
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod callers;
 pub mod error;
+pub mod log_routes;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use serde_json::{json, Value};
 use crate::config::Role;
 use crate::decide::{DecideError, Decider};
 use crate::grant::GrantSigner;
+use crate::log::checkpoint::NoteVerifier;
 use crate::log::LogStore;
 use crate::model::ConnectionRequest;
 use callers::Callers;
@@ -26,6 +28,7 @@ pub struct AppState {
     pub decider: Decider,
     pub signer: Arc<GrantSigner>,
     pub store: LogStore,
+    pub log_verifier: NoteVerifier,
     pub callers: Callers,
 }
 
@@ -35,6 +38,11 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/v1/decisions", post(create_decision))
         .route("/v1/decisions/{decision_id}", get(read_decision))
+        .route("/v1/log/checkpoint", get(log_routes::checkpoint))
+        .route("/v1/log/public-key", get(log_routes::public_key))
+        .route("/v1/log/entries/{seq}", get(log_routes::entry))
+        .route("/v1/log/proof/inclusion", get(log_routes::inclusion))
+        .route("/v1/log/proof/consistency", get(log_routes::consistency))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

@@ -65,6 +65,17 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
+    /// Stops the process with SIGTERM (graceful: final checkpoint) and waits.
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        assert!(exit.success(), "trustpath exited with {exit}");
+    }
+
     /// Stops the process abruptly, as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -178,4 +189,18 @@ pub async fn post_decision(server: &Server, body: &Value) -> Value {
         .expect("post");
     assert_eq!(resp.status(), 200, "decision call failed");
     resp.json().await.expect("json")
+}
+
+/// Runs the trustpath binary with `args`; returns (success, stdout, stderr).
+pub fn trustpath(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_trustpath"))
+        .args(args)
+        .env("TRUSTPATH_LOG", "error")
+        .output()
+        .expect("run trustpath");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -1,0 +1,389 @@
+//! Offline verification of the decision log: recompute every leaf and the
+//! tree from the stored entries, check every checkpoint's signature and root,
+//! and name the first entry that was changed, removed, reordered or inserted.
+//! Works in constant memory (a compact range of O(log n) hashes).
+
+use std::io::BufRead;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{Checkpoint, NoteVerifier};
+use super::merkle::{self, leaf_hash, node_hash, Hash, HashSource};
+use super::store::LogStore;
+use super::LogError;
+
+/// What `log verify` found wrong, naming the first place it went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Tampering {
+    #[error(
+        "entry {seq} was changed: its bytes do not hash to the leaf recorded when it was written"
+    )]
+    Changed { seq: u64 },
+    #[error("entry {seq} was removed")]
+    Removed { seq: u64 },
+    #[error("entry {seq} was reordered: the entry stored there says it is seq {claims}")]
+    Reordered { seq: u64, claims: u64 },
+    #[error("entry {seq} was inserted: it is not covered by any signed checkpoint")]
+    Inserted { seq: u64 },
+    #[error("checkpoint at tree size {size}: {reason}")]
+    Checkpoint { size: u64, reason: String },
+    #[error("export file line {line}: {reason}")]
+    Export { line: usize, reason: String },
+    #[error(transparent)]
+    Storage(#[from] LogError),
+}
+
+/// A verified log: its size and root, and how many checkpoints vouch for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    pub tree_size: u64,
+    pub root_hash: String,
+    pub checkpoints: usize,
+}
+
+/// The right edge of a Merkle tree: enough to append leaves and compute the
+/// root without keeping the tree.
+#[derive(Debug, Clone, Default)]
+pub struct CompactRange {
+    size: u64,
+    frontier: Vec<Hash>,
+}
+
+impl CompactRange {
+    /// A range standing for the first `size` leaves, from the hashes of the
+    /// complete subtrees that make them up, largest first.
+    pub fn from_prefix(size: u64, hashes: &[Hash]) -> Option<Self> {
+        let mut range = Self {
+            size,
+            frontier: vec![[0; 32]; 64],
+        };
+        let levels: Vec<u32> = (0..64).rev().filter(|l| size >> l & 1 == 1).collect();
+        if levels.len() != hashes.len() {
+            return None;
+        }
+        for (level, hash) in levels.into_iter().zip(hashes) {
+            range.frontier[level as usize] = *hash;
+        }
+        Some(range)
+    }
+
+    /// The hashes `from_prefix` takes, read from a store.
+    pub fn prefix_hashes<S: HashSource>(source: &S, size: u64) -> Result<Vec<Hash>, S::Error> {
+        let mut start = 0u64;
+        let mut out = Vec::new();
+        for level in (0..64u32).rev().filter(|l| size >> l & 1 == 1) {
+            out.push(source.subtree(level as u8, start >> level)?);
+            start += 1 << level;
+        }
+        Ok(out)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn push(&mut self, leaf: Hash) {
+        if self.frontier.is_empty() {
+            self.frontier = vec![[0; 32]; 64];
+        }
+        let frontier = &self.frontier;
+        let new = merkle::hashes_for_append::<()>(self.size, leaf, |level, _| {
+            Ok(frontier[level as usize])
+        })
+        .expect("frontier siblings are always there");
+        let (level, _, top) = *new.last().expect("at least the leaf");
+        self.frontier[level as usize] = top;
+        self.size += 1;
+    }
+
+    pub fn root(&self) -> Hash {
+        let mut root: Option<Hash> = None;
+        for level in (0..64).filter(|l| self.size >> l & 1 == 1) {
+            let left = &self.frontier[level as usize];
+            root = Some(match root {
+                None => *left,
+                Some(right) => node_hash(left, &right),
+            });
+        }
+        root.unwrap_or_else(merkle::empty_root)
+    }
+}
+
+/// The `seq` an entry's bytes claim.
+fn claimed_seq(bytes: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Seq {
+        seq: u64,
+    }
+    serde_json::from_slice::<Seq>(bytes).ok().map(|s| s.seq)
+}
+
+/// Verifies a stopped server's data directory.
+pub fn verify_store(store: &LogStore, verifier: &NoteVerifier) -> Result<Verified, Tampering> {
+    let mut checkpoints: Vec<(u64, String)> = store.checkpoints().collect::<Result<_, _>>()?;
+    checkpoints.sort_by_key(|(size, _)| *size);
+    let opened: Vec<Checkpoint> = checkpoints
+        .iter()
+        .map(|(size, note)| open_checkpoint(verifier, *size, note))
+        .collect::<Result<_, _>>()?;
+    let covered = opened.last().map_or(0, |c| c.size);
+
+    let mut range = CompactRange::default();
+    let mut next_checkpoint = opened.iter().peekable();
+    for item in store.entries() {
+        let (seq, bytes) = item?;
+        let expected = range.size();
+        if seq != expected {
+            return Err(Tampering::Removed { seq: expected });
+        }
+        match claimed_seq(&bytes) {
+            Some(claims) if claims != seq => return Err(Tampering::Reordered { seq, claims }),
+            _ => {}
+        }
+        if seq >= covered {
+            return Err(Tampering::Inserted { seq });
+        }
+        let leaf = leaf_hash(&bytes);
+        if store.stored_hash(0, seq)? != Some(leaf) {
+            return Err(Tampering::Changed { seq });
+        }
+        range.push(leaf);
+        check_due_checkpoints(&range, &mut next_checkpoint)?;
+    }
+    if range.size() < covered {
+        return Err(Tampering::Removed { seq: range.size() });
+    }
+    Ok(Verified {
+        tree_size: range.size(),
+        root_hash: STANDARD.encode(range.root()),
+        checkpoints: opened.len(),
+    })
+}
+
+fn open_checkpoint(
+    verifier: &NoteVerifier,
+    size: u64,
+    note: &str,
+) -> Result<Checkpoint, Tampering> {
+    let cp = verifier.open(note).map_err(|e| Tampering::Checkpoint {
+        size,
+        reason: e.to_string(),
+    })?;
+    if cp.size != size {
+        return Err(Tampering::Checkpoint {
+            size,
+            reason: format!("stored under size {size} but says {}", cp.size),
+        });
+    }
+    Ok(cp)
+}
+
+/// Every checkpoint whose size the range has reached must have its root.
+fn check_due_checkpoints<'a>(
+    range: &CompactRange,
+    pending: &mut std::iter::Peekable<impl Iterator<Item = &'a Checkpoint>>,
+) -> Result<(), Tampering> {
+    while let Some(cp) = pending.next_if(|cp| cp.size == range.size()) {
+        if cp.root != range.root() {
+            return Err(Tampering::Checkpoint {
+                size: cp.size,
+                reason: "its signed root does not match the entries".to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// First line of an export: where it starts and the tree before it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportHeader {
+    pub trustpath_export: u32,
+    pub from: u64,
+    pub to: u64,
+    /// Base64 hashes of the complete subtrees covering entries `0..from`.
+    pub prefix: Vec<String>,
+}
+
+/// Last line of an export: the checkpoint and the proof tying `to` to it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportTrailer {
+    pub checkpoint: String,
+    /// Consistency proof from tree size `to` to the checkpoint's size.
+    pub consistency: Vec<String>,
+    /// The leaf hash recorded for each exported entry when it was written.
+    /// They are checked against the signed root first; then an entry whose
+    /// bytes no longer hash to its leaf is named.
+    pub leaf_hashes: Vec<String>,
+}
+
+/// Writes entries `from..to` (to ≤ the latest checkpoint) as NDJSON.
+pub fn export(
+    store: &LogStore,
+    verifier: &NoteVerifier,
+    from: u64,
+    to: Option<u64>,
+    out: &mut impl std::io::Write,
+) -> Result<u64, Tampering> {
+    let note = store.latest_checkpoint()?.ok_or(Tampering::Checkpoint {
+        size: 0,
+        reason: "no checkpoint has been signed; start and stop the server once".to_string(),
+    })?;
+    let cp = verifier.open(&note).map_err(|e| Tampering::Checkpoint {
+        size: 0,
+        reason: e.to_string(),
+    })?;
+    let to = to.unwrap_or(cp.size).min(cp.size);
+    let from = from.min(to);
+    let io = |e: std::io::Error| Tampering::Storage(LogError::Writer(e.to_string()));
+    let mut leaf_hashes = Vec::with_capacity((to - from) as usize);
+    let header = ExportHeader {
+        trustpath_export: 1,
+        from,
+        to,
+        prefix: CompactRange::prefix_hashes(store, from)?
+            .iter()
+            .map(|h| STANDARD.encode(h))
+            .collect(),
+    };
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string(&header).expect("serialisable")
+    )
+    .map_err(io)?;
+    for seq in from..to {
+        let bytes = store.entry(seq)?.ok_or(Tampering::Removed { seq })?;
+        out.write_all(&bytes).map_err(io)?;
+        out.write_all(b"\n").map_err(io)?;
+        leaf_hashes.push(STANDARD.encode(store.subtree_hash(0, seq)?));
+    }
+    let consistency = if to == cp.size || to == 0 {
+        Vec::new()
+    } else {
+        merkle::consistency_proof(store, to, cp.size)?
+    };
+    let trailer = ExportTrailer {
+        checkpoint: note,
+        consistency: consistency.iter().map(|h| STANDARD.encode(h)).collect(),
+        leaf_hashes,
+    };
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string(&trailer).expect("serialisable")
+    )
+    .map_err(io)?;
+    Ok(to - from)
+}
+
+fn decode_hashes(line: usize, hashes: &[String]) -> Result<Vec<Hash>, Tampering> {
+    hashes
+        .iter()
+        .map(|h| {
+            STANDARD
+                .decode(h)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| Tampering::Export {
+                    line,
+                    reason: "a hash is not 32 bytes of base64".to_string(),
+                })
+        })
+        .collect()
+}
+
+/// Verifies an export file against its checkpoint, without the data directory.
+pub fn verify_export(input: impl BufRead, verifier: &NoteVerifier) -> Result<Verified, Tampering> {
+    let lines: Vec<String> =
+        input
+            .lines()
+            .collect::<Result<_, _>>()
+            .map_err(|e| Tampering::Export {
+                line: 0,
+                reason: e.to_string(),
+            })?;
+    let export_err = |line: usize, reason: &str| Tampering::Export {
+        line,
+        reason: reason.to_string(),
+    };
+    if lines.len() < 2 {
+        return Err(export_err(
+            lines.len(),
+            "an export has a header and a checkpoint line",
+        ));
+    }
+    let header: ExportHeader =
+        serde_json::from_str(&lines[0]).map_err(|e| export_err(1, &e.to_string()))?;
+    let trailer_line = lines.len();
+    let trailer: ExportTrailer = serde_json::from_str(&lines[trailer_line - 1])
+        .map_err(|e| export_err(trailer_line, &e.to_string()))?;
+    let cp = verifier
+        .open(&trailer.checkpoint)
+        .map_err(|e| Tampering::Checkpoint {
+            size: 0,
+            reason: e.to_string(),
+        })?;
+    let prefix = decode_hashes(1, &header.prefix)?;
+    let mut range = CompactRange::from_prefix(header.from, &prefix)
+        .ok_or_else(|| export_err(1, "prefix does not fit the starting seq"))?;
+
+    // The recorded leaf hashes must lead to the signed root...
+    let leaves = decode_hashes(trailer_line, &trailer.leaf_hashes)?;
+    let mut claimed = range.clone();
+    for leaf in &leaves {
+        claimed.push(*leaf);
+    }
+    let proof = decode_hashes(trailer_line, &trailer.consistency)?;
+    let consistent = if claimed.size() == cp.size {
+        claimed.root() == cp.root
+    } else {
+        merkle::verify_consistency(claimed.size(), cp.size, &proof, &claimed.root(), &cp.root)
+    };
+    if !consistent || claimed.size() != header.to {
+        return Err(Tampering::Checkpoint {
+            size: cp.size,
+            reason: "the recorded leaf hashes do not lead to the signed root".to_string(),
+        });
+    }
+
+    // ...and every entry line must be the one its leaf hash was made from.
+    for (i, line) in lines[1..trailer_line - 1].iter().enumerate() {
+        let expected = range.size();
+        let claims =
+            claimed_seq(line.as_bytes()).ok_or_else(|| export_err(i + 2, "not a log entry"))?;
+        if claims != expected {
+            // The missing seq further down means a move; nowhere, a removal.
+            let later = &lines[i + 2..trailer_line - 1];
+            let moved = claims < expected
+                || later
+                    .iter()
+                    .any(|l| claimed_seq(l.as_bytes()) == Some(expected));
+            return Err(if moved {
+                Tampering::Reordered {
+                    seq: expected,
+                    claims,
+                }
+            } else {
+                Tampering::Removed { seq: expected }
+            });
+        }
+        let Some(recorded) = leaves.get((expected - header.from) as usize) else {
+            return Err(Tampering::Inserted { seq: expected });
+        };
+        let leaf = leaf_hash(line.as_bytes());
+        if leaf != *recorded {
+            return Err(Tampering::Changed { seq: expected });
+        }
+        range.push(leaf);
+    }
+    if range.size() != header.to {
+        return Err(Tampering::Removed { seq: range.size() });
+    }
+    Ok(Verified {
+        tree_size: range.size(),
+        root_hash: STANDARD.encode(range.root()),
+        checkpoints: 1,
+    })
+}

@@ -1,0 +1,366 @@
+//! The tamper-evident log: checkpoints and proofs over HTTP, and
+//! `trustpath log verify` naming the first tampered seq in a real sled
+//! directory and in an export file.
+
+mod common;
+
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use common::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use trustpath::log::checkpoint::{LogSigner, NoteVerifier};
+use trustpath::log::merkle::{self, Hash};
+use trustpath::log::store::{raw_checkpoint_key, raw_entry_key};
+use trustpath::log::LogStore;
+
+fn b64_hash(v: &Value) -> Hash {
+    STANDARD
+        .decode(v.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+fn config(dir: &Path, every: u64) -> std::path::PathBuf {
+    let path = dir.join("trustpath.toml");
+    std::fs::write(
+        &path,
+        format!("[log]\ncheckpoint_every_entries = {every}\n"),
+    )
+    .unwrap();
+    path
+}
+
+async fn get(server: &Server, path: &str) -> reqwest::Response {
+    let resp = http().get(server.url(path)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "GET {path}");
+    resp
+}
+
+async fn write_decisions(server: &Server, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let mut body = cimd_request(&["files:read"], cimd_document(None), None);
+        body["session_id"] = serde_json::json!(format!("s-{i}"));
+        out.push(post_decision(server, &body).await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn checkpoint_and_proofs_verify_from_http_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &repo_policies(),
+        Some(&config(dir.path(), 4)),
+    );
+    let first = write_decisions(&server, 4).await;
+    let note_a = get(&server, "/v1/log/checkpoint")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let more = write_decisions(&server, 7).await;
+    assert_eq!(more[6]["log_entry"]["seq"], 10);
+    assert_eq!(more[6]["log_entry"]["tree_size"], 11);
+
+    let vkey = get(&server, "/v1/log/public-key")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let verifier = NoteVerifier::from_vkey(&vkey).unwrap();
+    let note_b = get(&server, "/v1/log/checkpoint")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let a = verifier
+        .open(&note_a)
+        .expect("checkpoint A signature verifies");
+    let b = verifier
+        .open(&note_b)
+        .expect("checkpoint B signature verifies");
+    assert_eq!(a.size, 4);
+    assert_eq!(
+        b.size, 8,
+        "checkpoints every 4 entries: 11 entries -> latest at 8"
+    );
+    assert_eq!(a.origin, "trustpath.local/decision-log");
+
+    // An entry's bytes, hashed here, are included in the signed tree.
+    for seq in [0u64, 3, 7] {
+        let bytes = get(&server, &format!("/v1/log/entries/{seq}"))
+            .await
+            .bytes()
+            .await
+            .unwrap();
+        let mut leaf_input = vec![0u8];
+        leaf_input.extend_from_slice(&bytes);
+        let leaf: Hash = Sha256::digest(&leaf_input).into();
+        let proof: Value = get(
+            &server,
+            &format!("/v1/log/proof/inclusion?seq={seq}&tree_size=8"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        let path: Vec<Hash> = proof["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(b64_hash)
+            .collect();
+        assert!(
+            merkle::verify_inclusion(seq, 8, &leaf, &path, &b.root),
+            "seq {seq}"
+        );
+        let mut wrong = leaf;
+        wrong[5] ^= 1;
+        assert!(!merkle::verify_inclusion(seq, 8, &wrong, &path, &b.root));
+    }
+    // The receipt's leaf hash is the hash of the stored bytes.
+    let bytes = get(&server, "/v1/log/entries/2")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let mut leaf_input = vec![0u8];
+    leaf_input.extend_from_slice(&bytes);
+    assert_eq!(
+        first[2]["log_entry"]["leaf_hash"],
+        STANDARD.encode(Sha256::digest(&leaf_input))
+    );
+
+    // The later checkpoint extends the earlier one.
+    let consistency: Value = get(&server, "/v1/log/proof/consistency?from=4&to=8")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let path: Vec<Hash> = consistency["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(b64_hash)
+        .collect();
+    assert!(merkle::verify_consistency(4, 8, &path, &a.root, &b.root));
+
+    // Bad parameters name the field.
+    for (query, field) in [
+        ("/v1/log/proof/inclusion?seq=9&tree_size=8", "seq"),
+        ("/v1/log/proof/inclusion?seq=1&tree_size=99", "tree_size"),
+        ("/v1/log/proof/consistency?from=0&to=8", "from"),
+        ("/v1/log/proof/inclusion?seq=x", "query"),
+    ] {
+        let resp = http().get(server.url(query)).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{query}");
+        assert_eq!(
+            resp.json::<Value>().await.unwrap()["field"],
+            field,
+            "{query}"
+        );
+    }
+}
+
+/// A stopped data directory with `n` decisions, checkpointed at shutdown.
+async fn stopped_log(dir: &Path, n: usize) -> std::path::PathBuf {
+    let data = dir.join("data");
+    let server = Server::start(&data, &repo_policies(), Some(&config(dir, 3)));
+    write_decisions(&server, n).await;
+    server.stop();
+    data
+}
+
+fn verify_dir(data: &Path) -> (bool, String) {
+    let (ok, stdout, stderr) = trustpath(&["log", "verify", "--data-dir", data.to_str().unwrap()]);
+    (ok, format!("{stdout}{stderr}"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Copies the data directory, applies `tamper` to its sled tree, and runs
+/// `log verify` on the copy.
+fn tampered(data: &Path, name: &str, tamper: impl FnOnce(&sled::Tree)) -> (bool, String) {
+    let copy = data.parent().unwrap().join(name);
+    copy_dir(data, &copy);
+    {
+        let store = LogStore::open(&copy).unwrap();
+        tamper(store.raw_tree());
+        store.flush().unwrap();
+    }
+    verify_dir(&copy)
+}
+
+#[tokio::test]
+async fn log_verify_names_the_tampered_seq_in_a_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = stopped_log(dir.path(), 10).await;
+    let (ok, out) = verify_dir(&data);
+    assert!(ok, "{out}");
+    assert!(out.contains("OK: tree size 10"), "{out}");
+
+    let (ok, out) = tampered(&data, "changed", |t| {
+        let key = raw_entry_key(3);
+        let bytes = t.get(&key).unwrap().unwrap();
+        let edited = String::from_utf8(bytes.to_vec())
+            .unwrap()
+            .replace("\"approved\"", "\"denied\"");
+        t.insert(key, edited.as_bytes()).unwrap();
+    });
+    assert!(!ok && out.contains("entry 3 was changed"), "{out}");
+
+    let (ok, out) = tampered(&data, "removed", |t| {
+        t.remove(raw_entry_key(5)).unwrap();
+    });
+    assert!(!ok && out.contains("entry 5 was removed"), "{out}");
+
+    let (ok, out) = tampered(&data, "swapped", |t| {
+        let a = t.get(raw_entry_key(2)).unwrap().unwrap();
+        let b = t.get(raw_entry_key(6)).unwrap().unwrap();
+        t.insert(raw_entry_key(2), b).unwrap();
+        t.insert(raw_entry_key(6), a).unwrap();
+    });
+    assert!(!ok && out.contains("entry 2 was reordered"), "{out}");
+
+    let (ok, out) = tampered(&data, "appended", |t| {
+        let last = t.get(raw_entry_key(9)).unwrap().unwrap();
+        let forged = String::from_utf8(last.to_vec())
+            .unwrap()
+            .replace("\"seq\":9", "\"seq\":10");
+        t.insert(raw_entry_key(10), forged.as_bytes()).unwrap();
+    });
+    assert!(!ok && out.contains("entry 10 was inserted"), "{out}");
+
+    let (ok, out) = tampered(&data, "checkpoint", |t| {
+        let other = LogSigner::new(
+            ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng),
+            "trustpath.local/decision-log",
+        );
+        t.insert(raw_checkpoint_key(10), other.sign(10, [9u8; 32]).as_bytes())
+            .unwrap();
+    });
+    assert!(!ok && out.contains("checkpoint at tree size 10"), "{out}");
+}
+
+#[tokio::test]
+async fn export_verifies_offline_and_edits_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = stopped_log(dir.path(), 9).await;
+    let data_arg = data.to_str().unwrap();
+    let (ok, export, err) = trustpath(&["log", "export", "--data-dir", data_arg]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = export.lines().collect();
+    assert_eq!(lines.len(), 9 + 2, "header, nine entries, trailer");
+    // Entry lines are exactly the stored bytes.
+    {
+        let store = LogStore::open(&data).unwrap();
+        assert_eq!(lines[4].as_bytes(), &store.entry(3).unwrap().unwrap()[..]);
+    }
+    let vkey_file = dir.path().join("log.vkey");
+    let signer_key = trustpath::log::checkpoint::LogSigner::load_or_create(
+        &data.join("log-signing-key.pem"),
+        "trustpath.local/decision-log",
+    )
+    .unwrap();
+    std::fs::write(&vkey_file, signer_key.verifier().vkey()).unwrap();
+
+    let check = |name: &str, lines: &[String]| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        let (ok, out, err) = trustpath(&[
+            "log",
+            "verify",
+            "--export",
+            file.to_str().unwrap(),
+            "--public-key",
+            vkey_file.to_str().unwrap(),
+        ]);
+        (ok, format!("{out}{err}"))
+    };
+    let original: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+    let (ok, out) = check("ok.ndjson", &original);
+    assert!(ok && out.contains("OK: tree size 9"), "{out}");
+
+    let mut changed = original.clone();
+    changed[5] = changed[5].replace("files:read", "files:rEad");
+    let (ok, out) = check("changed.ndjson", &changed);
+    assert!(!ok && out.contains("entry 4 was changed"), "{out}");
+
+    let mut removed = original.clone();
+    removed.remove(3);
+    let (ok, out) = check("removed.ndjson", &removed);
+    assert!(!ok && out.contains("entry 2 was removed"), "{out}");
+
+    let mut swapped = original.clone();
+    swapped.swap(2, 7);
+    let (ok, out) = check("swapped.ndjson", &swapped);
+    assert!(!ok && out.contains("entry 1 was reordered"), "{out}");
+
+    let mut appended = original.clone();
+    let forged = original[9].replace("\"seq\":8", "\"seq\":9");
+    appended.insert(10, forged);
+    let (ok, out) = check("appended.ndjson", &appended);
+    assert!(!ok && out.contains("entry 9 was inserted"), "{out}");
+
+    let mut resigned = original.clone();
+    let other = LogSigner::new(
+        ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng),
+        "trustpath.local/decision-log",
+    );
+    let mut trailer: Value = serde_json::from_str(&original[10]).unwrap();
+    trailer["checkpoint"] = Value::String(other.sign(9, [1u8; 32]));
+    resigned[10] = trailer.to_string();
+    let (ok, out) = check("resigned.ndjson", &resigned);
+    assert!(!ok && out.contains("checkpoint"), "{out}");
+
+    // A partial export verifies against the same checkpoint.
+    let (ok, part, err) = trustpath(&[
+        "log",
+        "export",
+        "--data-dir",
+        data_arg,
+        "--from",
+        "3",
+        "--to",
+        "7",
+    ]);
+    assert!(ok, "{err}");
+    let part: Vec<String> = part.lines().map(str::to_string).collect();
+    assert_eq!(part.len(), 4 + 2);
+    let (ok, out) = check("part.ndjson", &part);
+    assert!(ok && out.contains("OK: tree size 7"), "{out}");
+
+    // And `log proof` prints a bundle a third party can check.
+    let (ok, proof, err) = trustpath(&["log", "proof", "--seq", "4", "--data-dir", data_arg]);
+    assert!(ok, "{err}");
+    let bundle: Value = serde_json::from_str(&proof).unwrap();
+    let verifier = NoteVerifier::from_vkey(bundle["public_key"].as_str().unwrap()).unwrap();
+    let cp = verifier
+        .open(bundle["checkpoint"].as_str().unwrap())
+        .unwrap();
+    let leaf = merkle::leaf_hash(bundle["entry"].as_str().unwrap().as_bytes());
+    let path: Vec<Hash> = bundle["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(b64_hash)
+        .collect();
+    assert!(merkle::verify_inclusion(4, cp.size, &leaf, &path, &cp.root));
+}
