@@ -68,7 +68,10 @@ fn main() {
             let writer = writer.clone();
             tasks.push(tokio::spawn(async move {
                 for r in chunk {
-                    writer.append("2026-11-23T23:18:15.896193Z".into(), "rev".into(), r).await.unwrap();
+                    writer
+                        .append("2026-11-23T23:18:15.896193Z".into(), "rev".into(), r)
+                        .await
+                        .unwrap();
                 }
             }));
         }
