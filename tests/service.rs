@@ -251,6 +251,16 @@ async fn entry_and_signing_key_survive_a_crash() {
         .await
         .unwrap();
     assert_eq!(jwks_before, jwks_after, "grant key changed across restart");
+    // The entry the crash left without a checkpoint is covered at start.
+    let note = http()
+        .get(server.url("/v1/log/checkpoint"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(note.lines().nth(1), Some("1"), "{note}");
     // The sequence continues where it stopped.
     let next = post_decision(
         &server,
