@@ -98,17 +98,7 @@ async fn verified_client_is_approved_and_grant_verifies_against_served_jwks() {
     .is_err());
 
     // The stored entry keeps claims and a hash, never the raw assertion or grant token.
-    let stored = http()
-        .get(server.url(&format!(
-            "/v1/decisions/{}",
-            out["decision_id"].as_str().unwrap()
-        )))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let stored = stored_entry(&server, &out).await;
     assert!(
         !stored.contains(&assertion),
         "raw assertion leaked into the log"
@@ -179,17 +169,7 @@ async fn untrusted_authorization_server_is_denied_and_logged() {
         ["authorization server \"https://rogue.example\" is not trusted"]
     );
     assert!(out["grant"].is_null());
-    let entry: Value = http()
-        .get(server.url(&format!(
-            "/v1/decisions/{}",
-            out["decision_id"].as_str().unwrap()
-        )))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let entry: Value = serde_json::from_str(&stored_entry(&server, &out).await).unwrap();
     assert_eq!(entry["decision"]["outcome"], "denied");
     assert!(entry["grant"].is_null());
 }
@@ -301,17 +281,7 @@ async fn cimd_document_with_other_client_id_fails() {
     doc["client_secret"] = json!("s3cret-value");
     let out = post_decision(&server, &cimd_request(&["files:read"], doc, None)).await;
     assert_failed(&out, "client_secret");
-    let entry = http()
-        .get(server.url(&format!(
-            "/v1/decisions/{}",
-            out["decision_id"].as_str().unwrap()
-        )))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let entry = stored_entry(&server, &out).await;
     assert!(
         !entry.contains("s3cret-value"),
         "client_secret leaked into the log"

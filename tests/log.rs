@@ -24,6 +24,23 @@ fn b64_hash(v: &Value) -> Hash {
         .unwrap()
 }
 
+/// The base64 hashes of a proof response's `proof` array.
+fn proof_of(response: &Value) -> Vec<Hash> {
+    response["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(b64_hash)
+        .collect()
+}
+
+/// SHA-256(0x00 ‖ bytes), computed here rather than by trustpath.
+fn independent_leaf_hash(bytes: &[u8]) -> Hash {
+    let mut input = vec![0u8];
+    input.extend_from_slice(bytes);
+    Sha256::digest(&input).into()
+}
+
 fn config(dir: &Path, every: u64) -> std::path::PathBuf {
     let path = dir.join("trustpath.toml");
     std::fs::write(
@@ -99,9 +116,7 @@ async fn checkpoint_and_proofs_verify_from_http_alone() {
             .bytes()
             .await
             .unwrap();
-        let mut leaf_input = vec![0u8];
-        leaf_input.extend_from_slice(&bytes);
-        let leaf: Hash = Sha256::digest(&leaf_input).into();
+        let leaf = independent_leaf_hash(&bytes);
         let proof: Value = get(
             &server,
             &format!("/v1/log/proof/inclusion?seq={seq}&tree_size=8"),
@@ -110,12 +125,7 @@ async fn checkpoint_and_proofs_verify_from_http_alone() {
         .json()
         .await
         .unwrap();
-        let path: Vec<Hash> = proof["proof"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(b64_hash)
-            .collect();
+        let path: Vec<Hash> = proof_of(&proof);
         assert!(
             merkle::verify_inclusion(seq, 8, &leaf, &path, &b.root),
             "seq {seq}"
@@ -130,11 +140,10 @@ async fn checkpoint_and_proofs_verify_from_http_alone() {
         .bytes()
         .await
         .unwrap();
-    let mut leaf_input = vec![0u8];
-    leaf_input.extend_from_slice(&bytes);
+
     assert_eq!(
         first[2]["log_entry"]["leaf_hash"],
-        STANDARD.encode(Sha256::digest(&leaf_input))
+        STANDARD.encode(independent_leaf_hash(&bytes))
     );
 
     // The later checkpoint extends the earlier one.
@@ -143,12 +152,7 @@ async fn checkpoint_and_proofs_verify_from_http_alone() {
         .json()
         .await
         .unwrap();
-    let path: Vec<Hash> = consistency["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(b64_hash)
-        .collect();
+    let path: Vec<Hash> = proof_of(&consistency);
     assert!(merkle::verify_consistency(4, 8, &path, &a.root, &b.root));
 
     // Bad parameters name the field.
@@ -356,11 +360,6 @@ async fn export_verifies_offline_and_edits_are_named() {
         .open(bundle["checkpoint"].as_str().unwrap())
         .unwrap();
     let leaf = merkle::leaf_hash(bundle["entry"].as_str().unwrap().as_bytes());
-    let path: Vec<Hash> = bundle["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(b64_hash)
-        .collect();
+    let path: Vec<Hash> = proof_of(&bundle);
     assert!(merkle::verify_inclusion(4, cp.size, &leaf, &path, &cp.root));
 }

@@ -68,24 +68,8 @@ async fn callers_need_a_token_with_the_right_role() {
     assert_eq!(read("decide-token").await.unwrap().status(), 403);
     assert_eq!(read("audit-token").await.unwrap().status(), 200);
     // Health and JWKS are public.
-    assert_eq!(
-        http()
-            .get(server.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        http()
-            .get(server.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&server, "/health").await, 200);
+    assert_eq!(status_of(&server, "/.well-known/jwks.json").await, 200);
 }
 
 #[test]

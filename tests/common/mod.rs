@@ -204,3 +204,32 @@ pub fn trustpath(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// GET a path; returns the status.
+pub async fn status_of(server: &Server, path: &str) -> u16 {
+    http()
+        .get(server.url(path))
+        .send()
+        .await
+        .expect("get")
+        .status()
+        .as_u16()
+}
+
+/// GET a path that must answer 200; returns the body.
+pub async fn get_ok(server: &Server, path: &str) -> bytes::Bytes {
+    let resp = http().get(server.url(path)).send().await.expect("get");
+    assert_eq!(resp.status(), 200, "GET {path}");
+    resp.bytes().await.expect("body")
+}
+
+/// The stored log entry of a decision response, as text.
+pub async fn stored_entry(server: &Server, decision: &Value) -> String {
+    let id = decision["decision_id"].as_str().expect("decision_id");
+    String::from_utf8(
+        get_ok(server, &format!("/v1/decisions/{id}"))
+            .await
+            .to_vec(),
+    )
+    .unwrap()
+}
