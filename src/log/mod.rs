@@ -2,8 +2,10 @@
 
 pub mod checkpoint;
 pub mod entry;
+pub mod index;
 pub mod merkle;
 pub mod proof;
+pub mod query;
 pub mod store;
 pub mod verify;
 pub mod writer;

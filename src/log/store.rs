@@ -52,6 +52,9 @@ pub struct StoredEntry<'a> {
     pub bytes: &'a [u8],
     pub decision_id: Option<&'a str>,
     pub hashes: &'a [(u8, u64, Hash)],
+    /// Secondary index keys (empty values) and the time key, written with it.
+    pub index_keys: &'a [Vec<u8>],
+    pub time_micros: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -101,6 +104,12 @@ impl LogStore {
             }
             for (level, index, hash) in e.hashes {
                 batch.insert(&hash_key(*level, *index), hash);
+            }
+            for key in e.index_keys {
+                batch.insert(key.as_slice(), &[]);
+            }
+            if let Some(t) = e.time_micros {
+                batch.insert(&super::index::time_key(e.seq), &t.to_be_bytes());
             }
         }
         self.log.apply_batch(batch)?;
@@ -169,6 +178,47 @@ impl LogStore {
             let seq = u64::from_be_bytes(k[1..9].try_into().map_err(|_| LogError::Corrupt)?);
             Ok((seq, v))
         })
+    }
+
+    /// Whether `key` exists (index look-ups).
+    pub fn contains(&self, key: &[u8]) -> Result<bool, LogError> {
+        Ok(self.log.contains_key(key)?)
+    }
+
+    /// Keys under `prefix`, newest (highest) first, strictly below `below` when given.
+    pub fn keys_descending(
+        &self,
+        prefix: &[u8],
+        below: Option<&[u8]>,
+    ) -> impl Iterator<Item = Result<sled::IVec, LogError>> + '_ {
+        let mut end = prefix.to_vec();
+        let upper = match below {
+            Some(b) => std::ops::Bound::Excluded(b.to_vec()),
+            None => {
+                // Everything under the prefix: the bound just past it.
+                match end.iter().rposition(|b| *b != 0xff) {
+                    Some(i) => {
+                        end.truncate(i + 1);
+                        end[i] += 1;
+                        std::ops::Bound::Excluded(end)
+                    }
+                    None => std::ops::Bound::Unbounded,
+                }
+            }
+        };
+        self.log
+            .range::<Vec<u8>, _>((std::ops::Bound::Included(prefix.to_vec()), upper))
+            .rev()
+            .map(|item| item.map(|(k, _)| k).map_err(LogError::from))
+    }
+
+    /// The event time of entry `seq`, in µs since the epoch.
+    pub fn time_of(&self, seq: u64) -> Result<Option<i64>, LogError> {
+        Ok(self
+            .log
+            .get(super::index::time_key(seq))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes))
     }
 
     /// Test and repair tooling only: raw access to the tree, to simulate tampering.

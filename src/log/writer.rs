@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::LogSigner;
 use super::entry::{EntryReceipt, LogEntry, Record};
+use super::index;
 use super::merkle::{self, leaf_hash, Hash};
 use super::store::{LogStore, StoredEntry};
 use super::LogError;
@@ -216,16 +217,26 @@ impl WriterState {
                 }
             })?;
             fresh.extend(hashes.iter().map(|(l, i, h)| ((*l, *i), *h)));
-            encoded.push((seq, bytes, leaf, hashes, append.entry.record.decision_id()));
+            let index_keys: Vec<Vec<u8>> = index::postings(&append.entry)
+                .iter()
+                .map(|(field, value)| index::posting_key(*field, value, seq))
+                .collect();
+            let time = index::micros(&append.entry.time);
+            let id = append.entry.record.decision_id();
+            encoded.push((seq, bytes, leaf, hashes, id, index_keys, time));
         }
         let stored: Vec<StoredEntry<'_>> = encoded
             .iter()
-            .map(|(seq, bytes, _, hashes, id)| StoredEntry {
-                seq: *seq,
-                bytes,
-                decision_id: *id,
-                hashes,
-            })
+            .map(
+                |(seq, bytes, _, hashes, id, index_keys, time)| StoredEntry {
+                    seq: *seq,
+                    bytes,
+                    decision_id: *id,
+                    hashes,
+                    index_keys,
+                    time_micros: *time,
+                },
+            )
             .collect();
         self.store.append(&stored)?;
         if self.durable {
@@ -233,7 +244,7 @@ impl WriterState {
         }
         Ok(encoded
             .iter()
-            .map(|(seq, _, leaf, _, _)| EntryReceipt::new(*seq, leaf, tree_size))
+            .map(|(seq, _, leaf, ..)| EntryReceipt::new(*seq, leaf, tree_size))
             .collect())
     }
 

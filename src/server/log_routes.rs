@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
@@ -16,6 +16,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::config::Role;
 use crate::log::merkle::{self, Hash};
+use crate::log::query::{Filter, ScopeState};
 
 fn b64(hashes: &[Hash]) -> Vec<String> {
     hashes.iter().map(|h| STANDARD.encode(h)).collect()
@@ -163,6 +164,154 @@ pub async fn consistency(
         "from_root": STANDARD.encode(merkle::root(store, q.from).map_err(internal)?),
         "to_root": STANDARD.encode(merkle::root(store, to).map_err(internal)?),
         "proof": b64(&proof),
+    }))
+    .into_response())
+}
+
+/// Largest page a caller may ask for.
+const MAX_LIMIT: usize = 1000;
+/// Most entries a session trail returns.
+const MAX_SESSION_ENTRIES: usize = 10_000;
+
+fn parse_time(field: &str, value: &str) -> Result<i64, ApiError> {
+    crate::log::index::micros(value).ok_or_else(|| {
+        bad_param(
+            field,
+            format!("{field} must be an RFC 3339 time, got {value:?}"),
+        )
+    })
+}
+
+/// Reads `GET /v1/decisions` parameters: every name known, every value checked.
+fn parse_search(
+    params: &std::collections::HashMap<String, String>,
+) -> Result<(Filter, usize, Option<u64>), ApiError> {
+    let mut filter = Filter::default();
+    let mut limit = 100usize;
+    let mut cursor = None;
+    let mut scope = None;
+    let mut scope_state = ScopeState::Requested;
+    for (name, value) in params {
+        let v = value.clone();
+        match name.as_str() {
+            "session_id" => filter.session = Some(v),
+            "client_id" => filter.client = Some(v),
+            "subject" => filter.subject = Some(v),
+            "issuer" => filter.issuer = Some(v),
+            "scope" => scope = Some(v),
+            "scope_state" => {
+                scope_state = match value.as_str() {
+                    "requested" => ScopeState::Requested,
+                    "approved" => ScopeState::Approved,
+                    "denied" => ScopeState::Denied,
+                    _ => {
+                        return Err(bad_param(
+                            name,
+                            "scope_state must be requested, approved or denied".into(),
+                        ))
+                    }
+                }
+            }
+            "outcome" => {
+                if !["approved", "reduced", "denied"].contains(&value.as_str()) {
+                    return Err(bad_param(
+                        name,
+                        "outcome must be approved, reduced or denied".into(),
+                    ));
+                }
+                filter.outcome = Some(v)
+            }
+            "kind" => filter.kind = Some(v),
+            "since" => filter.since = Some(parse_time(name, value)?),
+            "until" => filter.until = Some(parse_time(name, value)?),
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=MAX_LIMIT).contains(l))
+                    .ok_or_else(|| bad_param(name, format!("limit must be 1 to {MAX_LIMIT}")))?
+            }
+            "cursor" => {
+                cursor = Some(
+                    URL_SAFE_NO_PAD
+                        .decode(value)
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .and_then(|s| s.strip_prefix("before:").and_then(|n| n.parse().ok()))
+                        .ok_or_else(|| {
+                            bad_param(name, "cursor is not one this server issued".into())
+                        })?,
+                )
+            }
+            _ => return Err(bad_param(name, format!("unknown filter {name:?}"))),
+        }
+    }
+    if params.contains_key("scope_state") && scope.is_none() {
+        return Err(bad_param("scope_state", "scope_state needs scope".into()));
+    }
+    filter.scope = scope.map(|s| (s, scope_state));
+    Ok((filter, limit, cursor))
+}
+
+fn entry_json(state: &AppState, seq: u64) -> Result<serde_json::Value, ApiError> {
+    let bytes = state
+        .store
+        .entry(seq)
+        .map_err(internal)?
+        .ok_or_else(|| internal("indexed entry missing"))?;
+    let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(internal)?;
+    value["leaf_hash"] = json!(STANDARD.encode(merkle::leaf_hash(&bytes)));
+    Ok(value)
+}
+
+pub async fn search(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    state.callers.authorize(&headers, Role::Audit)?;
+    let (filter, limit, cursor) = parse_search(&params)?;
+    let page = crate::log::query::query(&state.store, &filter, limit, cursor).map_err(internal)?;
+    let entries: Vec<_> = page
+        .seqs
+        .iter()
+        .map(|seq| entry_json(&state, *seq))
+        .collect::<Result<_, _>>()?;
+    let next = page
+        .next_cursor
+        .map(|seq| URL_SAFE_NO_PAD.encode(format!("before:{seq}")));
+    Ok(Json(json!({ "entries": entries, "next_cursor": next })).into_response())
+}
+
+/// A session's whole trust path, oldest first; each entry carries its seq
+/// and leaf hash so it can be proven against a checkpoint.
+pub async fn session(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(session_id): Path<String>,
+) -> Result<Response, ApiError> {
+    state.callers.authorize(&headers, Role::Audit)?;
+    let filter = Filter {
+        session: Some(session_id.clone()),
+        ..Filter::default()
+    };
+    let page = crate::log::query::query(&state.store, &filter, MAX_SESSION_ENTRIES, None)
+        .map_err(internal)?;
+    if page.seqs.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no entries for session {session_id}"
+        )));
+    }
+    let entries: Vec<_> = page
+        .seqs
+        .iter()
+        .rev()
+        .map(|seq| entry_json(&state, *seq))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(json!({
+        "session_id": session_id,
+        "entries": entries,
+        "truncated": page.next_cursor.is_some(),
     }))
     .into_response())
 }

@@ -36,7 +36,11 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/.well-known/jwks.json", get(jwks))
-        .route("/v1/decisions", post(create_decision))
+        .route(
+            "/v1/decisions",
+            post(create_decision).get(log_routes::search),
+        )
+        .route("/v1/sessions/{session_id}", get(log_routes::session))
         .route("/v1/decisions/{decision_id}", get(read_decision))
         .route("/v1/log/checkpoint", get(log_routes::checkpoint))
         .route("/v1/log/public-key", get(log_routes::public_key))

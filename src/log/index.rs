@@ -1,0 +1,134 @@
+//! Secondary indexes of the decision log, written in the same atomic batch
+//! as the entry they point to, so they are never out of step after a crash.
+//!
+//! Key: `i` ‖ field ‖ u32 length ‖ value ‖ u64 seq (big endian). The length
+//! prefix means no value can be mistaken for another that shares a prefix
+//! or contains separator bytes.
+
+use super::entry::{LogEntry, Record};
+
+/// The indexed fields, each with its one-byte tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Session,
+    Client,
+    Subject,
+    Issuer,
+    RequestedScope,
+    ApprovedScope,
+    DeniedScope,
+    Outcome,
+    Kind,
+}
+
+impl Field {
+    fn tag(self) -> u8 {
+        match self {
+            Field::Session => b's',
+            Field::Client => b'c',
+            Field::Subject => b'u',
+            Field::Issuer => b'i',
+            Field::RequestedScope => b'r',
+            Field::ApprovedScope => b'a',
+            Field::DeniedScope => b'x',
+            Field::Outcome => b'o',
+            Field::Kind => b'k',
+        }
+    }
+}
+
+pub const INDEX: u8 = b'i';
+/// seq → event time (µs since the epoch), for time filters.
+pub const TIME: u8 = b't';
+
+/// The key prefix of every entry indexed under `field = value`.
+pub fn posting_prefix(field: Field, value: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(6 + value.len() + 8);
+    key.push(INDEX);
+    key.push(field.tag());
+    key.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    key.extend_from_slice(value.as_bytes());
+    key
+}
+
+pub fn posting_key(field: Field, value: &str, seq: u64) -> Vec<u8> {
+    let mut key = posting_prefix(field, value);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub fn time_key(seq: u64) -> [u8; 9] {
+    let mut key = [0u8; 9];
+    key[0] = TIME;
+    key[1..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Event time in µs since the epoch, from the entry's RFC 3339 time.
+pub fn micros(time: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(time)
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
+/// Every (field, value) an entry is found by.
+pub fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
+    let mut out = Vec::new();
+    match &entry.record {
+        Record::ConnectionDecision(r) => {
+            out.push((Field::Kind, "connection_decision".to_string()));
+            out.push((Field::Session, r.session_id.clone()));
+            out.push((Field::Client, r.client_id.clone()));
+            if let Some(sub) = r.input.pointer("/subject/sub").and_then(|v| v.as_str()) {
+                out.push((Field::Subject, sub.to_string()));
+            }
+            if let Some(iss) = &r.authentication.issuer {
+                out.push((Field::Issuer, iss.clone()));
+            }
+            let outcome = serde_json::to_value(r.decision.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            out.push((Field::Outcome, outcome));
+            for s in r.decision.requested_scopes.as_slice() {
+                out.push((Field::RequestedScope, s.clone()));
+            }
+            for s in r.decision.approved_scopes.as_slice() {
+                out.push((Field::ApprovedScope, s.clone()));
+            }
+            for d in &r.decision.denied_scopes {
+                out.push((Field::DeniedScope, d.scope.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_collide_across_values() {
+        // Values that share prefixes, or hold the bytes a naive separator would use.
+        let values = ["a", "ab", "a\u{0}b", "a\u{0}", "", "\u{0}\u{0}\u{0}\u{1}a"];
+        let mut keys = std::collections::BTreeSet::new();
+        for v in values {
+            for seq in [0u64, 1, 256] {
+                assert!(
+                    keys.insert(posting_key(Field::Session, v, seq)),
+                    "{v:?}/{seq}"
+                );
+                // A prefix scan for one value never yields another value's key.
+                for other in values.iter().filter(|o| **o != v) {
+                    assert!(!posting_key(Field::Session, other, seq)
+                        .starts_with(&posting_prefix(Field::Session, v)));
+                }
+            }
+        }
+        assert_ne!(
+            posting_key(Field::Session, "x", 1),
+            posting_key(Field::Client, "x", 1)
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! Searching the decision log through its secondary indexes: combinable
+//! filters (AND), newest first, paged by a cursor that neither skips nor
+//! repeats an entry while new ones are appended (new entries have higher seqs).
+
+use super::entry::LogEntry;
+use super::index::{self, Field};
+use super::store::LogStore;
+use super::LogError;
+
+/// Which scope list a scope filter looks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeState {
+    Requested,
+    Approved,
+    Denied,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub session: Option<String>,
+    pub client: Option<String>,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub scope: Option<(String, ScopeState)>,
+    pub outcome: Option<String>,
+    pub kind: Option<String>,
+    /// Event time bounds, µs since the epoch: since inclusive, until exclusive.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+impl Filter {
+    /// The equality filters, most selective first (a session names few entries).
+    fn postings(&self) -> Vec<(Field, &str)> {
+        let scope = self.scope.as_ref().map(|(s, state)| {
+            let field = match state {
+                ScopeState::Requested => Field::RequestedScope,
+                ScopeState::Approved => Field::ApprovedScope,
+                ScopeState::Denied => Field::DeniedScope,
+            };
+            (field, s.as_str())
+        });
+        [
+            self.session.as_deref().map(|v| (Field::Session, v)),
+            self.subject.as_deref().map(|v| (Field::Subject, v)),
+            self.client.as_deref().map(|v| (Field::Client, v)),
+            self.issuer.as_deref().map(|v| (Field::Issuer, v)),
+            scope,
+            self.outcome.as_deref().map(|v| (Field::Outcome, v)),
+            self.kind.as_deref().map(|v| (Field::Kind, v)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    fn time_ok(&self, micros: Option<i64>) -> bool {
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        let Some(t) = micros else { return false };
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+    }
+
+    /// Whether `entry` matches, judged from the entry itself: the reference
+    /// the indexes must agree with.
+    pub fn matches(&self, entry: &LogEntry) -> bool {
+        let has = index::postings(entry);
+        self.postings()
+            .iter()
+            .all(|(f, v)| has.iter().any(|(hf, hv)| hf == f && hv == v))
+            && self.time_ok(index::micros(&entry.time))
+    }
+}
+
+/// One page of results, newest first.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub seqs: Vec<u64>,
+    /// Pass back as `before` for the next page; `None` when there is no more.
+    pub next_cursor: Option<u64>,
+}
+
+fn seq_of_key(key: &[u8]) -> Result<u64, LogError> {
+    let tail = key.len().checked_sub(8).ok_or(LogError::Corrupt)?;
+    Ok(u64::from_be_bytes(
+        key[tail..].try_into().map_err(|_| LogError::Corrupt)?,
+    ))
+}
+
+/// Runs `filter`, returning up to `limit` seqs below `before` (newest first).
+pub fn query(
+    store: &LogStore,
+    filter: &Filter,
+    limit: usize,
+    before: Option<u64>,
+) -> Result<Page, LogError> {
+    let postings = filter.postings();
+    // Drive from the most selective index; without one, from the entries.
+    let (prefix, below) = match postings.first() {
+        Some((field, value)) => (
+            index::posting_prefix(*field, value),
+            before.map(|b| index::posting_key(*field, value, b)),
+        ),
+        None => (
+            vec![b'e'],
+            before.map(|b| {
+                let mut k = vec![b'e'];
+                k.extend_from_slice(&b.to_be_bytes());
+                k
+            }),
+        ),
+    };
+    let mut seqs = Vec::new();
+    for key in store.keys_descending(&prefix, below.as_deref()) {
+        let seq = seq_of_key(&key?)?;
+        let mut ok = true;
+        for (field, value) in postings.iter().skip(1) {
+            if !store.contains(&index::posting_key(*field, value, seq))? {
+                ok = false;
+                break;
+            }
+        }
+        if ok && filter.time_ok(store.time_of(seq)?) {
+            seqs.push(seq);
+            if seqs.len() == limit {
+                break;
+            }
+        }
+    }
+    let next_cursor = (seqs.len() == limit)
+        .then(|| seqs.last().copied())
+        .flatten();
+    Ok(Page { seqs, next_cursor })
+}
