@@ -15,7 +15,8 @@ fn record(i: usize) -> Record {
     serde_json::from_value(json!({
         "kind": "connection_decision",
         "decision_id": format!("01a20ab3-f658-7109-8958-{i:012}"),
-        "session_id": format!("session-{i}"),
+        // Ten entries a session, like a connection and its later tool calls.
+        "session_id": format!("session-{}", i / 10),
         "client_id": client,
         "input": {
             "now": "2026-11-23T23:18:15.896193Z", "now_unix": 1795475895,
@@ -98,6 +99,41 @@ fn main() {
         verified.checkpoints,
         verify_time.as_secs_f64(),
         verified.tree_size as f64 / verify_time.as_secs_f64()
+    );
+
+    // Queries through the secondary indexes.
+    use trustpath::log::query::{query, Filter};
+    let session = format!("session-{}", entries / 20);
+    let by_session = Filter {
+        session: Some(session.clone()),
+        ..Filter::default()
+    };
+    let runs = 1000;
+    let started = Instant::now();
+    for _ in 0..runs {
+        let page = query(&store, &by_session, 100, None).unwrap();
+        assert_eq!(page.seqs.len(), 10);
+    }
+    println!(
+        "query by session ({session}: 10 of {entries} entries): {:.1} µs per query",
+        started.elapsed().as_secs_f64() * 1e6 / runs as f64
+    );
+    let by_client_scope = Filter {
+        client: Some("https://agents.example.com/client.json".into()),
+        scope: Some((
+            "files:read".into(),
+            trustpath::log::query::ScopeState::Approved,
+        )),
+        ..Filter::default()
+    };
+    let started = Instant::now();
+    for _ in 0..runs {
+        let page = query(&store, &by_client_scope, 100, None).unwrap();
+        assert_eq!(page.seqs.len(), 100);
+    }
+    println!(
+        "query by client and approved scope, first page of 100: {:.1} µs per query",
+        started.elapsed().as_secs_f64() * 1e6 / runs as f64
     );
 
     // The Merkle share of an append: hashing a leaf and completing its subtrees.

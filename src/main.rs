@@ -71,6 +71,27 @@ enum LogCommand {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Search the log: filters combine (AND), newest first.
+    Query {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// NDJSON (the stored entries) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// A session's whole trust path, oldest first.
+    Session {
+        session_id: String,
+        /// NDJSON (the stored entries) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
     /// Print an inclusion proof for one entry against the latest checkpoint.
     Proof {
         #[arg(long)]
@@ -78,6 +99,64 @@ enum LogCommand {
         #[command(flatten)]
         settings: Settings,
     },
+}
+
+/// Log search filters, the same as `GET /v1/decisions`.
+#[derive(Args)]
+struct FilterArgs {
+    #[arg(long)]
+    session: Option<String>,
+    #[arg(long)]
+    client: Option<String>,
+    #[arg(long)]
+    subject: Option<String>,
+    #[arg(long)]
+    issuer: Option<String>,
+    #[arg(long)]
+    scope: Option<String>,
+    /// Which scope list --scope looks in.
+    #[arg(long, value_parser = ["requested", "approved", "denied"], default_value = "requested")]
+    scope_state: String,
+    #[arg(long, value_parser = ["approved", "reduced", "denied"])]
+    outcome: Option<String>,
+    #[arg(long)]
+    kind: Option<String>,
+    /// RFC 3339 time, inclusive.
+    #[arg(long)]
+    since: Option<String>,
+    /// RFC 3339 time, exclusive.
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl FilterArgs {
+    fn to_filter(&self) -> Result<trustpath::log::query::Filter> {
+        use trustpath::log::query::{Filter, ScopeState};
+        let time = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
+            v.as_deref()
+                .map(|t| {
+                    trustpath::log::index::micros(t)
+                        .with_context(|| format!("{flag} must be an RFC 3339 time, got {t:?}"))
+                })
+                .transpose()
+        };
+        let state = match self.scope_state.as_str() {
+            "approved" => ScopeState::Approved,
+            "denied" => ScopeState::Denied,
+            _ => ScopeState::Requested,
+        };
+        Ok(Filter {
+            session: self.session.clone(),
+            client: self.client.clone(),
+            subject: self.subject.clone(),
+            issuer: self.issuer.clone(),
+            scope: self.scope.clone().map(|s| (s, state)),
+            outcome: self.outcome.clone(),
+            kind: self.kind.clone(),
+            since: time("--since", &self.since)?,
+            until: time("--until", &self.until)?,
+        })
+    }
 }
 
 /// Settings shared by the commands; flags and `TRUSTPATH_*` variables
@@ -124,7 +203,18 @@ impl Settings {
     }
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole context chain on one line, without a backtrace.
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TRUSTPATH_LOG")
@@ -194,6 +284,35 @@ fn log_command(command: LogCommand) -> Result<()> {
             eprintln!("exported {count} entries");
             Ok(())
         }
+        LogCommand::Query {
+            filter,
+            limit,
+            json,
+            settings,
+        } => {
+            let config = settings.resolve()?;
+            let store = trustpath::log::LogStore::open(&config.data_dir)?;
+            let page = trustpath::log::query::query(&store, &filter.to_filter()?, limit, None)?;
+            print_entries(&store, &page.seqs, json)
+        }
+        LogCommand::Session {
+            session_id,
+            json,
+            settings,
+        } => {
+            let config = settings.resolve()?;
+            let store = trustpath::log::LogStore::open(&config.data_dir)?;
+            let filter = trustpath::log::query::Filter {
+                session: Some(session_id.clone()),
+                ..Default::default()
+            };
+            let mut page = trustpath::log::query::query(&store, &filter, usize::MAX, None)?;
+            if page.seqs.is_empty() {
+                anyhow::bail!("no entries for session {session_id}");
+            }
+            page.seqs.reverse();
+            print_entries(&store, &page.seqs, json)
+        }
         LogCommand::Proof { seq, settings } => {
             let config = settings.resolve()?;
             let store = trustpath::log::LogStore::open(&config.data_dir)?;
@@ -203,6 +322,54 @@ fn log_command(command: LogCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints entries as NDJSON (exact stored bytes) or as a table.
+fn print_entries(store: &trustpath::log::LogStore, seqs: &[u64], json: bool) -> Result<()> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if !json {
+        writeln!(
+            out,
+            "{:>8}  {:<27}  {:<20}  {:<9}  {:<13}  {:<40}  {:<30}  approved",
+            "seq", "time", "session", "outcome", "auth", "client", "requested"
+        )?;
+    }
+    for seq in seqs {
+        let bytes = store.entry(*seq)?.context("indexed entry is missing")?;
+        if json {
+            out.write_all(&bytes)?;
+            writeln!(out)?;
+            continue;
+        }
+        let e: serde_json::Value = serde_json::from_slice(&bytes)?;
+        let list = |v: &serde_json::Value| {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default()
+        };
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+        writeln!(
+            out,
+            "{:>8}  {:<27}  {:<20}  {:<9}  {:<13}  {:<40}  {:<30}  {}",
+            seq,
+            text(&e["time"]),
+            text(&e["session_id"]),
+            text(&e["decision"]["outcome"]),
+            text(&e["authentication"]["result"]),
+            text(&e["client_id"]),
+            list(&e["decision"]["requested_scopes"]),
+            list(&e["decision"]["approved_scopes"]),
+        )?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn report_verify(
