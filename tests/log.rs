@@ -57,6 +57,27 @@ async fn get(server: &Server, path: &str) -> reqwest::Response {
     resp
 }
 
+/// The latest checkpoint once it covers `size` entries: the writer signs
+/// checkpoints just after answering the batch that made them due.
+async fn checkpoint_at_least(server: &Server, size: u64) -> String {
+    for _ in 0..100 {
+        let resp = http()
+            .get(server.url("/v1/log/checkpoint"))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            let note = resp.text().await.unwrap();
+            let signed: u64 = note.lines().nth(1).unwrap().parse().unwrap();
+            if signed >= size {
+                return note;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no checkpoint of size {size} within 5 s");
+}
+
 async fn write_decisions(server: &Server, n: usize) -> Vec<Value> {
     let mut out = Vec::new();
     for i in 0..n {
@@ -76,11 +97,7 @@ async fn checkpoint_and_proofs_verify_from_http_alone() {
         Some(&config(dir.path(), 4)),
     );
     let first = write_decisions(&server, 4).await;
-    let note_a = get(&server, "/v1/log/checkpoint")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let note_a = checkpoint_at_least(&server, 4).await;
     let more = write_decisions(&server, 7).await;
     assert_eq!(more[6]["log_entry"]["seq"], 10);
     assert_eq!(more[6]["log_entry"]["tree_size"], 11);
@@ -91,11 +108,7 @@ async fn checkpoint_and_proofs_verify_from_http_alone() {
         .await
         .unwrap();
     let verifier = NoteVerifier::from_vkey(&vkey).unwrap();
-    let note_b = get(&server, "/v1/log/checkpoint")
-        .await
-        .text()
-        .await
-        .unwrap();
+    let note_b = checkpoint_at_least(&server, 8).await;
     let a = verifier
         .open(&note_a)
         .expect("checkpoint A signature verifies");
