@@ -64,8 +64,11 @@ enum LogCommand {
         #[command(flatten)]
         settings: Settings,
     },
-    /// Write entries and the latest checkpoint as NDJSON to stdout.
+    /// Write entries and the latest checkpoint as NDJSON to stdout. With
+    /// filters, only the matching entries, each with an inclusion proof.
     Export {
+        #[command(flatten)]
+        filter: FilterArgs,
         #[arg(long, default_value_t = 0)]
         from: u64,
         /// One past the last seq (default: the latest checkpoint's size).
@@ -276,13 +279,30 @@ fn log_command(command: LogCommand) -> Result<()> {
             };
             report_verify(verify::verify_store(&store, &verifier))
         }
-        LogCommand::Export { from, to, settings } => {
+        LogCommand::Export {
+            filter,
+            from,
+            to,
+            settings,
+        } => {
             let config = settings.resolve()?;
             let store = trustpath::log::LogStore::open(&config.data_dir)?;
             let verifier = trustpath::app::log_verifier(&config)?;
+            let filter = filter.to_filter()?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let count = verify::export(&store, &verifier, from, to, &mut out)?;
+            let count = if filter.is_empty() {
+                verify::export(&store, &verifier, from, to, &mut out)?
+            } else {
+                let page = trustpath::log::query::query(&store, &filter, usize::MAX, None)?;
+                let mut seqs: Vec<u64> = page
+                    .seqs
+                    .into_iter()
+                    .filter(|s| *s >= from && to.is_none_or(|t| *s < t))
+                    .collect();
+                seqs.reverse();
+                verify::export_selected(&store, &verifier, &seqs, &mut out)?
+            };
             std::io::Write::flush(&mut out)?;
             eprintln!("exported {count} entries");
             Ok(())

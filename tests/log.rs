@@ -364,6 +364,19 @@ async fn export_verifies_offline_and_edits_are_named() {
     let (ok, out) = check("part.ndjson", &part);
     assert!(ok && out.contains("OK: tree size 7"), "{out}");
 
+    // A filtered export: only the matches, each proven on its own.
+    let (ok, sel, err) = trustpath(&["log", "export", "--data-dir", data_arg, "--session", "s-4"]);
+    assert!(ok, "{err}");
+    let sel: Vec<String> = sel.lines().map(str::to_string).collect();
+    assert_eq!(sel.len(), 1 + 2, "one entry for session s-4");
+    assert!(sel[1].contains("\"session_id\":\"s-4\""));
+    let (ok, out) = check("selected.ndjson", &sel);
+    assert!(ok, "{out}");
+    let mut edited = sel.clone();
+    edited[1] = edited[1].replace("files:read", "files:rEad");
+    let (ok, out) = check("selected-edited.ndjson", &edited);
+    assert!(!ok && out.contains("entry 4 was changed"), "{out}");
+
     // And `log proof` prints a bundle a third party can check.
     let (ok, proof, err) = trustpath(&["log", "proof", "--seq", "4", "--data-dir", data_arg]);
     assert!(ok, "{err}");

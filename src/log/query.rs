@@ -54,6 +54,11 @@ impl Filter {
         .collect()
     }
 
+    /// Whether no filter is set.
+    pub fn is_empty(&self) -> bool {
+        self.postings().is_empty() && self.since.is_none() && self.until.is_none()
+    }
+
     fn time_ok(&self, micros: Option<i64>) -> bool {
         if self.since.is_none() && self.until.is_none() {
             return true;

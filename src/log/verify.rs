@@ -204,6 +204,122 @@ pub struct ExportHeader {
     pub to: u64,
     /// Base64 hashes of the complete subtrees covering entries `0..from`.
     pub prefix: Vec<String>,
+    /// A filtered export holds chosen entries, each with its own inclusion
+    /// proof, instead of a contiguous range.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub filtered: bool,
+}
+
+/// Last line of a filtered export: the checkpoint and, for each entry line
+/// in order, its RFC 9162 audit path to the checkpoint's root.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FilteredTrailer {
+    pub checkpoint: String,
+    pub inclusion: Vec<Vec<String>>,
+}
+
+/// Writes the entries `seqs` (ascending, all covered by the latest
+/// checkpoint) with inclusion proofs, as NDJSON.
+pub fn export_selected(
+    store: &LogStore,
+    verifier: &NoteVerifier,
+    seqs: &[u64],
+    out: &mut impl std::io::Write,
+) -> Result<u64, Tampering> {
+    let note = store.latest_checkpoint()?.ok_or(Tampering::Checkpoint {
+        size: 0,
+        reason: "no checkpoint has been signed; start and stop the server once".to_string(),
+    })?;
+    let cp = verifier.open(&note).map_err(|e| Tampering::Checkpoint {
+        size: 0,
+        reason: e.to_string(),
+    })?;
+    let io = |e: std::io::Error| Tampering::Storage(LogError::Writer(e.to_string()));
+    let covered: Vec<u64> = seqs.iter().copied().filter(|s| *s < cp.size).collect();
+    let header = ExportHeader {
+        trustpath_export: 1,
+        from: covered.first().copied().unwrap_or(0),
+        to: covered.last().map_or(0, |s| s + 1),
+        prefix: Vec::new(),
+        filtered: true,
+    };
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string(&header).expect("serialisable")
+    )
+    .map_err(io)?;
+    let mut inclusion = Vec::with_capacity(covered.len());
+    for seq in &covered {
+        let bytes = store.entry(*seq)?.ok_or(Tampering::Removed { seq: *seq })?;
+        out.write_all(&bytes).map_err(io)?;
+        out.write_all(b"\n").map_err(io)?;
+        let proof = merkle::inclusion_proof(store, *seq, cp.size)?;
+        inclusion.push(proof.iter().map(|h| STANDARD.encode(h)).collect());
+    }
+    let trailer = FilteredTrailer {
+        checkpoint: note,
+        inclusion,
+    };
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string(&trailer).expect("serialisable")
+    )
+    .map_err(io)?;
+    Ok(covered.len() as u64)
+}
+
+/// Verifies a filtered export: each entry, by its own inclusion proof.
+/// (A selection cannot show that an entry was left out; a full export can.)
+fn verify_selected(
+    entry_lines: &[String],
+    trailer: &str,
+    trailer_line: usize,
+    verifier: &NoteVerifier,
+) -> Result<Verified, Tampering> {
+    let export_err = |line: usize, reason: &str| Tampering::Export {
+        line,
+        reason: reason.to_string(),
+    };
+    let trailer: FilteredTrailer =
+        serde_json::from_str(trailer).map_err(|e| export_err(trailer_line, &e.to_string()))?;
+    let cp = verifier
+        .open(&trailer.checkpoint)
+        .map_err(|e| Tampering::Checkpoint {
+            size: 0,
+            reason: e.to_string(),
+        })?;
+    if trailer.inclusion.len() != entry_lines.len() {
+        return Err(export_err(
+            trailer_line,
+            "one inclusion proof per entry line is needed",
+        ));
+    }
+    let mut last: Option<u64> = None;
+    for (i, (line, proof)) in entry_lines.iter().zip(&trailer.inclusion).enumerate() {
+        let seq =
+            claimed_seq(line.as_bytes()).ok_or_else(|| export_err(i + 2, "not a log entry"))?;
+        if last.is_some_and(|l| seq <= l) {
+            return Err(Tampering::Reordered {
+                seq: last.unwrap_or(0) + 1,
+                claims: seq,
+            });
+        }
+        if seq >= cp.size {
+            return Err(Tampering::Inserted { seq });
+        }
+        let proof = decode_hashes(trailer_line, proof)?;
+        if !merkle::verify_inclusion(seq, cp.size, &leaf_hash(line.as_bytes()), &proof, &cp.root) {
+            return Err(Tampering::Changed { seq });
+        }
+        last = Some(seq);
+    }
+    Ok(Verified {
+        tree_size: cp.size,
+        root_hash: STANDARD.encode(cp.root),
+        checkpoints: 1,
+    })
 }
 
 /// Last line of an export: the checkpoint and the proof tying `to` to it.
@@ -246,6 +362,7 @@ pub fn export(
             .iter()
             .map(|h| STANDARD.encode(h))
             .collect(),
+        filtered: false,
     };
     writeln!(
         out,
@@ -317,6 +434,10 @@ pub fn verify_export(input: impl BufRead, verifier: &NoteVerifier) -> Result<Ver
     let header: ExportHeader =
         serde_json::from_str(&lines[0]).map_err(|e| export_err(1, &e.to_string()))?;
     let trailer_line = lines.len();
+    if header.filtered {
+        let entries = &lines[1..trailer_line - 1];
+        return verify_selected(entries, &lines[trailer_line - 1], trailer_line, verifier);
+    }
     let trailer: ExportTrailer = serde_json::from_str(&lines[trailer_line - 1])
         .map_err(|e| export_err(trailer_line, &e.to_string()))?;
     let cp = verifier
