@@ -218,14 +218,11 @@ pub struct FilteredTrailer {
     pub inclusion: Vec<Vec<String>>,
 }
 
-/// Writes the entries `seqs` (ascending, all covered by the latest
-/// checkpoint) with inclusion proofs, as NDJSON.
-pub fn export_selected(
+/// The latest checkpoint's note and content, its signature checked.
+fn latest_checkpoint(
     store: &LogStore,
     verifier: &NoteVerifier,
-    seqs: &[u64],
-    out: &mut impl std::io::Write,
-) -> Result<u64, Tampering> {
+) -> Result<(String, Checkpoint), Tampering> {
     let note = store.latest_checkpoint()?.ok_or(Tampering::Checkpoint {
         size: 0,
         reason: "no checkpoint has been signed; start and stop the server once".to_string(),
@@ -234,6 +231,18 @@ pub fn export_selected(
         size: 0,
         reason: e.to_string(),
     })?;
+    Ok((note, cp))
+}
+
+/// Writes the entries `seqs` (ascending, all covered by the latest
+/// checkpoint) with inclusion proofs, as NDJSON.
+pub fn export_selected(
+    store: &LogStore,
+    verifier: &NoteVerifier,
+    seqs: &[u64],
+    out: &mut impl std::io::Write,
+) -> Result<u64, Tampering> {
+    let (note, cp) = latest_checkpoint(store, verifier)?;
     let io = |e: std::io::Error| Tampering::Storage(LogError::Writer(e.to_string()));
     let covered: Vec<u64> = seqs.iter().copied().filter(|s| *s < cp.size).collect();
     let header = ExportHeader {
@@ -342,14 +351,7 @@ pub fn export(
     to: Option<u64>,
     out: &mut impl std::io::Write,
 ) -> Result<u64, Tampering> {
-    let note = store.latest_checkpoint()?.ok_or(Tampering::Checkpoint {
-        size: 0,
-        reason: "no checkpoint has been signed; start and stop the server once".to_string(),
-    })?;
-    let cp = verifier.open(&note).map_err(|e| Tampering::Checkpoint {
-        size: 0,
-        reason: e.to_string(),
-    })?;
+    let (note, cp) = latest_checkpoint(store, verifier)?;
     let to = to.unwrap_or(cp.size).min(cp.size);
     let from = from.min(to);
     let io = |e: std::io::Error| Tampering::Storage(LogError::Writer(e.to_string()));
