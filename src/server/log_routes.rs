@@ -267,9 +267,13 @@ fn entry_json(state: &AppState, seq: u64) -> Result<serde_json::Value, ApiError>
 pub async fn search(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Query(params): Query<std::collections::HashMap<String, String>>,
+    query: Result<
+        Query<std::collections::HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
 ) -> Result<Response, ApiError> {
     state.callers.authorize(&headers, Role::Audit)?;
+    let Query(params) = query.map_err(|e| bad_param("query", e.body_text()))?;
     let (filter, limit, cursor) = parse_search(&params)?;
     let page = crate::log::query::query(&state.store, &filter, limit, cursor).map_err(internal)?;
     let entries: Vec<_> = page
