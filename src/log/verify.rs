@@ -218,6 +218,14 @@ pub struct FilteredTrailer {
     pub inclusion: Vec<Vec<String>>,
 }
 
+/// A checkpoint note, its signature checked.
+fn open_note(verifier: &NoteVerifier, note: &str) -> Result<Checkpoint, Tampering> {
+    verifier.open(note).map_err(|e| Tampering::Checkpoint {
+        size: 0,
+        reason: e.to_string(),
+    })
+}
+
 /// The latest checkpoint's note and content, its signature checked.
 fn latest_checkpoint(
     store: &LogStore,
@@ -227,10 +235,7 @@ fn latest_checkpoint(
         size: 0,
         reason: "no checkpoint has been signed; start and stop the server once".to_string(),
     })?;
-    let cp = verifier.open(&note).map_err(|e| Tampering::Checkpoint {
-        size: 0,
-        reason: e.to_string(),
-    })?;
+    let cp = open_note(verifier, &note)?;
     Ok((note, cp))
 }
 
@@ -293,12 +298,7 @@ fn verify_selected(
     };
     let trailer: FilteredTrailer =
         serde_json::from_str(trailer).map_err(|e| export_err(trailer_line, &e.to_string()))?;
-    let cp = verifier
-        .open(&trailer.checkpoint)
-        .map_err(|e| Tampering::Checkpoint {
-            size: 0,
-            reason: e.to_string(),
-        })?;
+    let cp = open_note(verifier, &trailer.checkpoint)?;
     if trailer.inclusion.len() != entry_lines.len() {
         return Err(export_err(
             trailer_line,
@@ -442,12 +442,7 @@ pub fn verify_export(input: impl BufRead, verifier: &NoteVerifier) -> Result<Ver
     }
     let trailer: ExportTrailer = serde_json::from_str(&lines[trailer_line - 1])
         .map_err(|e| export_err(trailer_line, &e.to_string()))?;
-    let cp = verifier
-        .open(&trailer.checkpoint)
-        .map_err(|e| Tampering::Checkpoint {
-            size: 0,
-            reason: e.to_string(),
-        })?;
+    let cp = open_note(verifier, &trailer.checkpoint)?;
     let prefix = decode_hashes(1, &header.prefix)?;
     let mut range = CompactRange::from_prefix(header.from, &prefix)
         .ok_or_else(|| export_err(1, "prefix does not fit the starting seq"))?;
