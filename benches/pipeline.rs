@@ -139,7 +139,8 @@ fn main() {
         )
     });
     let dir = tempfile::tempdir().unwrap();
-    let signer = GrantSigner::load_or_create(&dir.path().join("k.pem")).unwrap();
+    let signer =
+        GrantSigner::load_or_create(&dir.path().join("k.pem"), "https://trustpath.local").unwrap();
     let claims = trustpath::model::GrantClaims {
         iss: "https://trustpath.local".into(),
         sub: "https://agents.example.com/client.json".into(),

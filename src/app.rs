@@ -7,14 +7,17 @@ use std::time::Duration;
 
 use crate::config::{Config, ConfigError};
 use crate::decide::{Decider, GrantLimits, Recording};
+use crate::grant::status::GrantChecker;
 use crate::grant::{GrantError, GrantSigner};
 use crate::identity::replay::ReplayGuard;
 use crate::identity::{Authenticator, IdentityError};
 use crate::log::checkpoint::{LogSigner, NoteVerifier};
 use crate::log::{CheckpointPolicy, LogError, LogStore, LogWriter, WriterThread};
 use crate::policy::{PolicyError, PolicyStore};
+use crate::revocation::Revoker;
 use crate::server::callers::Callers;
 use crate::server::{router, AppState};
+use crate::tool_call::ToolCallChecker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -83,6 +86,9 @@ fn log_key_path(config: &Config) -> PathBuf {
 /// Everything a recording pipeline needs, opened on the data directory.
 pub struct Opened {
     pub decider: Decider,
+    pub tool_calls: ToolCallChecker,
+    pub grants: Arc<GrantChecker>,
+    pub revoker: Revoker,
     pub signer: Arc<GrantSigner>,
     pub store: LogStore,
     pub log: LogWriter,
@@ -97,7 +103,10 @@ pub fn open(config: &Config) -> Result<Opened, AppError> {
     let replay = ReplayGuard::Persistent(store.db().open_tree("jti").map_err(LogError::from)?);
     let authenticator = Authenticator::from_config(config, replay)?;
     let policies = Arc::new(PolicyStore::load(&config.policies)?);
-    let signer = Arc::new(GrantSigner::load_or_create(&signing_key_path(config))?);
+    let signer = Arc::new(GrantSigner::load_or_create(
+        &signing_key_path(config),
+        &config.issuer,
+    )?);
     let log_signer = log_signer(config)?;
     let log_verifier = log_signer.verifier().clone();
     let policy = CheckpointPolicy {
@@ -109,17 +118,52 @@ pub fn open(config: &Config) -> Result<Opened, AppError> {
     let recording = Recording {
         signer: signer.clone(),
         log: log.clone(),
+        store: store.clone(),
         issuer: config.issuer.clone(),
     };
+    let grants = Arc::new(GrantChecker::new(signer.clone(), store.clone()));
+    let tool_calls = ToolCallChecker::new(
+        grants.clone(),
+        policies.clone(),
+        config.tool_calls.clone(),
+        log.clone(),
+    );
+    let revoker = Revoker::new(store.clone(), log.clone(), policies.clone());
     let decider = Decider::new(authenticator, policies, limits(config), Some(recording));
     Ok(Opened {
         decider,
+        tool_calls,
+        grants,
+        revoker,
         signer,
         store,
         log,
         log_verifier,
         writer_thread,
     })
+}
+
+impl Opened {
+    /// Drops every log handle, so the writer signs its final checkpoint and
+    /// stops, and waits for it.
+    pub fn close(self) {
+        // Named one by one so that a new field holding a log handle cannot
+        // be forgotten here (the writer would never stop).
+        let Opened {
+            decider,
+            tool_calls,
+            grants,
+            revoker,
+            signer,
+            store,
+            log,
+            log_verifier,
+            writer_thread,
+        } = self;
+        drop((decider, tool_calls, grants, revoker, signer, store, log));
+        drop(log_verifier);
+        writer_thread.join();
+    }
 }
 
 /// A pipeline that neither signs nor logs, and keeps used `jti`s in memory:
@@ -149,6 +193,9 @@ pub async fn serve(
     let ticker = tokio::spawn(tick_checkpoints(opened.log));
     let state = Arc::new(AppState {
         decider: opened.decider,
+        tool_calls: opened.tool_calls,
+        grants: opened.grants,
+        revoker: opened.revoker,
         signer: opened.signer,
         store: opened.store,
         log_verifier: opened.log_verifier,

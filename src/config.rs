@@ -36,6 +36,7 @@ pub struct Config {
     pub assertions: AssertionConfig,
     pub log: LogConfig,
     pub limits: LimitsConfig,
+    pub tool_calls: ToolCallConfig,
     /// API callers and their roles. With none, the server only listens on loopback.
     pub callers: Vec<CallerConfig>,
     /// Pre-registered (and DCR) clients, by client_id.
@@ -55,6 +56,7 @@ impl Default for Config {
             assertions: AssertionConfig::default(),
             log: LogConfig::default(),
             limits: LimitsConfig::default(),
+            tool_calls: ToolCallConfig::default(),
             callers: Vec::new(),
             clients: BTreeMap::new(),
             trusted_issuers: Vec::new(),
@@ -147,6 +149,26 @@ impl Default for LimitsConfig {
     }
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolCallConfig {
+    /// Argument values the log may keep, by tool name (`"*"`: every tool).
+    /// Every other value is kept only as part of the arguments' SHA-256,
+    /// because tool arguments can carry secrets and personal data.
+    pub log_argument_values: BTreeMap<String, Vec<String>>,
+}
+
+impl ToolCallConfig {
+    /// Whether the value of argument `name` of `tool` may be logged.
+    pub fn logs_value(&self, tool: &str, name: &str) -> bool {
+        [tool, "*"].iter().any(|t| {
+            self.log_argument_values
+                .get(*t)
+                .is_some_and(|names| names.iter().any(|n| n == name))
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -154,6 +176,9 @@ pub enum Role {
     Decide,
     /// Security reviewers: may read the log.
     Audit,
+    /// The MCP server or gateway (the enforcement point): may check tool
+    /// calls and introspect grants.
+    Enforce,
     /// Everything.
     Admin,
 }

@@ -9,9 +9,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::digest::sha256_hex;
 use crate::grant::GrantSigner;
 use crate::identity::{AuthenticatedClient, Authenticator};
-use crate::log::{ConnectionDecisionRecord, EntryReceipt, LogError, LogWriter, Record};
+use crate::log::entry::GrantIssuedRecord;
+use crate::log::{ConnectionDecisionRecord, EntryReceipt, LogError, LogStore, LogWriter, Record};
 use crate::model::{
     ApprovedScopes, Authentication, AuthenticationStatus, ConnectionRequest, Decision, DeniedScope,
     Grant, GrantClaims, Outcome, PermittedTools,
@@ -49,6 +51,8 @@ pub enum DecideError {
 pub struct Recording {
     pub signer: Arc<GrantSigner>,
     pub log: LogWriter,
+    /// Read for revoked sessions.
+    pub store: LogStore,
     pub issuer: String,
 }
 
@@ -116,9 +120,22 @@ impl Decider {
             });
         };
 
-        // 4. Sign a grant for an allowed decision.
+        // 4. A revoked session gets no new grant, whatever the policy says.
+        if decision.allow {
+            let revoked = crate::revocation::session_revocation(&recording.store, &session_id);
+            let reason = match revoked {
+                Ok(None) => None,
+                Ok(Some(seq)) => Some(format!("session was revoked (log entry {seq})")),
+                Err(e) => Some(format!("revocation state could not be read: {e}")),
+            };
+            if let Some(reason) = reason {
+                decision = Decision::deny_all(decision.requested_scopes, vec![reason]);
+            }
+        }
+
+        // 5. Sign a grant for an allowed decision.
         let mut grant = None;
-        let mut grant_claims = None;
+        let mut issued = None;
         if decision.allow {
             let claims = grant_claims_for(
                 &request,
@@ -131,12 +148,13 @@ impl Decider {
             match recording.signer.sign(&claims) {
                 Ok(token) => {
                     grant = Some(Grant {
-                        token,
                         jti: claims.jti.clone(),
                         expires_at: rfc3339(DateTime::from_timestamp(claims.exp, 0).unwrap_or(now)),
                         scope: claims.scope.clone(),
+                        token_sha256: sha256_hex(token.as_bytes()),
+                        token,
                     });
-                    grant_claims = Some(claims);
+                    issued = Some(claims);
                 }
                 Err(e) => {
                     decision = Decision::deny_all(decision.requested_scopes, vec![e.to_string()]);
@@ -144,20 +162,31 @@ impl Decider {
             }
         }
 
-        // 5. Log it; answer only once the entry is durable.
-        let record = Record::ConnectionDecision(ConnectionDecisionRecord {
+        // 6. Log the decision and the grant's issuance together; answer only
+        //    once both are durable.
+        let client_id = &request.client.client_id;
+        let mut records = vec![Record::ConnectionDecision(ConnectionDecisionRecord {
             decision_id: decision_id.clone(),
             session_id: session_id.clone(),
-            client_id: request.client.client_id.clone(),
+            client_id: client_id.clone(),
             input,
             authentication: client.authentication.clone(),
             decision: decision.clone(),
-            grant: grant_claims,
-        });
+            grant_jti: issued.as_ref().map(|c| c.jti.clone()),
+        })];
+        if let (Some(claims), Some(grant)) = (issued, &grant) {
+            records.push(Record::GrantIssued(GrantIssuedRecord {
+                decision_id: decision_id.clone(),
+                session_id: session_id.clone(),
+                client_id: client_id.clone(),
+                grant: claims,
+                token_sha256: grant.token_sha256.clone(),
+            }));
+        }
         let policy_revision = bundle.revision().as_str().to_string();
-        let receipt = recording
+        let receipts = recording
             .log
-            .append(rfc3339(now), policy_revision.clone(), record)
+            .append_all(rfc3339(now), policy_revision.clone(), records)
             .await?;
 
         Ok(DecisionOutcome {
@@ -166,7 +195,7 @@ impl Decider {
             authentication: client.authentication,
             decision,
             grant,
-            log_entry: Some(receipt),
+            log_entry: receipts.into_iter().next(),
             policy_revision,
         })
     }

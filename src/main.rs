@@ -123,10 +123,16 @@ struct FilterArgs {
     /// Which scope list --scope looks in.
     #[arg(long, value_parser = ["requested", "approved", "denied"], default_value = "requested")]
     scope_state: String,
-    #[arg(long, value_parser = ["approved", "reduced", "denied"])]
+    /// Decision outcome, or `allowed`/`denied` for tool calls.
+    #[arg(long, value_parser = ["approved", "reduced", "denied", "allowed"])]
     outcome: Option<String>,
-    #[arg(long)]
+    #[arg(long, value_parser = trustpath::log::entry::KINDS)]
     kind: Option<String>,
+    /// A grant's jti: its issuance, its tool calls, its revocation.
+    #[arg(long)]
+    grant: Option<String>,
+    #[arg(long)]
+    tool: Option<String>,
     /// RFC 3339 time, inclusive.
     #[arg(long)]
     since: Option<String>,
@@ -159,6 +165,8 @@ impl FilterArgs {
             scope: self.scope.clone().map(|s| (s, state)),
             outcome: self.outcome.clone(),
             kind: self.kind.clone(),
+            grant: self.grant.clone(),
+            tool: self.tool.clone(),
             since: time("--since", &self.since)?,
             until: time("--until", &self.until)?,
         })
@@ -355,8 +363,8 @@ fn print_entries(store: &trustpath::log::LogStore, seqs: &[u64], json: bool) -> 
     if !json {
         writeln!(
             out,
-            "{:>8}  {:<27}  {:<20}  {:<9}  {:<13}  {:<40}  {:<30}  approved",
-            "seq", "time", "session", "outcome", "auth", "client", "requested"
+            "{:>8}  {:<27}  {:<19}  {:<36}  {:<8}  {:<40}  detail",
+            "seq", "time", "kind", "session", "outcome", "client"
         )?;
     }
     for seq in seqs {
@@ -367,32 +375,88 @@ fn print_entries(store: &trustpath::log::LogStore, seqs: &[u64], json: bool) -> 
             continue;
         }
         let e: serde_json::Value = serde_json::from_slice(&bytes)?;
-        let list = |v: &serde_json::Value| {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default()
-        };
-        let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+        let (outcome, detail) = entry_summary(&e);
         writeln!(
             out,
-            "{:>8}  {:<27}  {:<20}  {:<9}  {:<13}  {:<40}  {:<30}  {}",
+            "{:>8}  {:<27}  {:<19}  {:<36}  {:<8}  {:<40}  {}",
             seq,
             text(&e["time"]),
+            text(&e["kind"]),
             text(&e["session_id"]),
-            text(&e["decision"]["outcome"]),
-            text(&e["authentication"]["result"]),
+            outcome,
             text(&e["client_id"]),
-            list(&e["decision"]["requested_scopes"]),
-            list(&e["decision"]["approved_scopes"]),
+            detail,
         )?;
     }
     out.flush()?;
     Ok(())
+}
+
+fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or("-").to_string()
+}
+
+/// The outcome column and a one-line detail for each kind of entry.
+fn entry_summary(e: &serde_json::Value) -> (String, String) {
+    let list = |v: &serde_json::Value| {
+        let items: Vec<&str> = v
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+            .unwrap_or_default();
+        format!("[{}]", items.join(" "))
+    };
+    match e["kind"].as_str().unwrap_or_default() {
+        "connection_decision" => (
+            text(&e["decision"]["outcome"]),
+            format!(
+                "auth={} requested={} approved={}",
+                text(&e["authentication"]["result"]),
+                list(&e["decision"]["requested_scopes"]),
+                list(&e["decision"]["approved_scopes"]),
+            ),
+        ),
+        "grant_issued" => (
+            "-".into(),
+            format!(
+                "grant={} scope=[{}] exp={}",
+                text(&e["grant"]["jti"]),
+                text(&e["grant"]["scope"]),
+                e["grant"]["exp"]
+            ),
+        ),
+        "tool_call" => {
+            let allowed = e["decision"]["allow"].as_bool() == Some(true);
+            (
+                if allowed { "allowed" } else { "denied" }.into(),
+                format!(
+                    "{} {} grant={} {}",
+                    text(&e["method"]),
+                    text(&e["tool"]),
+                    text(&e["input"]["grant"]["status"]),
+                    list(&e["decision"]["reasons"]),
+                ),
+            )
+        }
+        "grant_revoked" => (
+            "-".into(),
+            format!(
+                "grant={} by={} reason={:?}",
+                text(&e["grant_jti"]),
+                text(&e["revoked_by"]),
+                text(&e["reason"])
+            ),
+        ),
+        "session_revoked" => (
+            "-".into(),
+            format!(
+                "grants={} by={} reason={:?}",
+                list(&e["grant_jtis"]),
+                text(&e["revoked_by"]),
+                text(&e["reason"])
+            ),
+        ),
+        other => ("-".into(), format!("unknown kind {other:?}")),
+    }
 }
 
 fn report_verify(
@@ -429,9 +493,7 @@ async fn eval(config: Config, input: PathBuf, record: bool) -> Result<()> {
     let outcome = if record {
         let opened = trustpath::app::open(&config).context("opening the data directory")?;
         let outcome = opened.decider.decide(request).await;
-        // The writer stops (and signs its final checkpoint) once every handle is gone.
-        drop((opened.decider, opened.log));
-        opened.writer_thread.join();
+        opened.close();
         outcome?
     } else {
         trustpath::app::dry_run(&config)?.decide(request).await?

@@ -257,6 +257,16 @@ pub enum Outcome {
     Denied,
 }
 
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Approved => "approved",
+            Outcome::Reduced => "reduced",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
 /// The PDP's decision, after intersecting the policy's answer with the request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Decision {
@@ -318,7 +328,117 @@ pub struct GrantClaims {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Grant {
     pub token: String,
+    /// What the log keeps of the token.
+    pub token_sha256: String,
     pub jti: String,
     pub expires_at: String,
     pub scope: String,
+}
+
+// ---------------------------------------------------------------- tool calls
+
+/// `POST /v1/tool-calls` body, as sent by the MCP server or gateway (the
+/// enforcement point) before it runs a tool call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCallRequest {
+    /// The grant token. Never logged: only its claims and SHA-256.
+    #[serde(default)]
+    pub grant: Option<String>,
+    /// Instead of a token: the session, whose newest grant is checked.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    pub tool: String,
+    /// The MCP method: `tools/call`, `resources/read`, `prompts/get`, ...
+    pub method: String,
+    /// The call's arguments. Logged as names and a SHA-256, values only
+    /// where the configuration allows.
+    #[serde(default)]
+    pub arguments: Option<Map<String, Value>>,
+    /// The acting agent (the `sub` of the current actor).
+    #[serde(default)]
+    pub actor: Option<String>,
+}
+
+/// MCP's method for calling a tool: the one a grant's `tools` list governs.
+pub const TOOLS_CALL: &str = "tools/call";
+
+/// Whether a grant can be acted on now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantStatus {
+    Active,
+    Expired,
+    Revoked,
+    /// Not a grant trustpath signed (forged, malformed, unknown key), or
+    /// one whose state could not be read.
+    Invalid,
+    /// No grant was presented, or the session has none.
+    Missing,
+}
+
+impl GrantStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantStatus::Active => "active",
+            GrantStatus::Expired => "expired",
+            GrantStatus::Revoked => "revoked",
+            GrantStatus::Invalid => "invalid",
+            GrantStatus::Missing => "missing",
+        }
+    }
+}
+
+/// What trustpath found about a presented grant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantCheck {
+    pub status: GrantStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// SHA-256 of the presented token, when a token was presented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+    /// The claims, only from a grant whose signature checked out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<GrantClaims>,
+    /// The grant's scopes as a list, for policies.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl GrantCheck {
+    pub fn failed(status: GrantStatus, reason: String, token_sha256: Option<String>) -> Self {
+        Self {
+            status,
+            reason: Some(reason),
+            token_sha256,
+            claims: None,
+            scopes: Vec::new(),
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.status == GrantStatus::Active
+    }
+}
+
+/// A tool call's arguments as the log may keep them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArgumentsSummary {
+    /// SHA-256 of the arguments' RFC 8785 canonical JSON, so the enforcement
+    /// point can show which exact arguments were checked.
+    pub sha256: String,
+    /// Top-level argument names, sorted.
+    pub names: Vec<String>,
+    /// Values of allow-listed arguments only.
+    pub values: Map<String, Value>,
+}
+
+/// The PDP's answer to a tool call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolCallDecision {
+    pub allow: bool,
+    pub reasons: Vec<String>,
+    /// Scopes the call would need and the grant lacks (for step-up).
+    pub required_scopes: Vec<String>,
 }

@@ -6,6 +6,7 @@ use common::*;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
+use sha2::Digest as _;
 
 fn strs(v: &Value) -> Vec<&str> {
     v.as_array()
@@ -117,10 +118,26 @@ async fn verified_client_is_approved_and_grant_verifies_against_served_jwks() {
             .len(),
         64
     );
-    assert_eq!(entry["grant"]["jti"], grant["jti"]);
+    assert_eq!(entry["grant_jti"], grant["jti"]);
     assert_eq!(entry["input"]["authentication"]["result"], "verified");
     assert!(entry["input"]["now"].is_string());
     assert_eq!(entry["policy_revision"].as_str().unwrap().len(), 64);
+
+    // The grant's issuance is its own entry, right after the decision's, with
+    // the claims and the token's SHA-256 but never the token.
+    let next = entry["seq"].as_u64().unwrap() + 1;
+    let issued_bytes = get_ok(&server, &format!("/v1/log/entries/{next}")).await;
+    assert!(!String::from_utf8_lossy(&issued_bytes).contains(token));
+    let issued: Value = serde_json::from_slice(&issued_bytes).unwrap();
+    assert_eq!(issued["kind"], "grant_issued");
+    assert_eq!(issued["decision_id"], out["decision_id"]);
+    assert_eq!(issued["grant"]["jti"], grant["jti"]);
+    assert_eq!(issued["grant"]["scope"], "files:read files:write");
+    assert_eq!(
+        issued["token_sha256"],
+        hex::encode(sha2::Sha256::digest(token.as_bytes()))
+    );
+    assert_eq!(grant["token_sha256"], issued["token_sha256"]);
 }
 
 #[tokio::test]

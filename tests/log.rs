@@ -78,10 +78,12 @@ async fn checkpoint_at_least(server: &Server, size: u64) -> String {
     panic!("no checkpoint of size {size} within 5 s");
 }
 
+/// Writes `n` decisions that are denied, so each is exactly one entry (an
+/// approved decision is two: the decision and the grant's issuance).
 async fn write_decisions(server: &Server, n: usize) -> Vec<Value> {
     let mut out = Vec::new();
     for i in 0..n {
-        let mut body = cimd_request(&["files:read"], cimd_document(None), None);
+        let mut body = cimd_request(&["payroll"], cimd_document(None), None);
         body["session_id"] = serde_json::json!(format!("s-{i}"));
         out.push(post_decision(server, &body).await);
     }
@@ -238,7 +240,7 @@ async fn log_verify_names_the_tampered_seq_in_a_data_directory() {
         let bytes = t.get(&key).unwrap().unwrap();
         let edited = String::from_utf8(bytes.to_vec())
             .unwrap()
-            .replace("\"approved\"", "\"denied\"");
+            .replace("\"denied\"", "\"approved\"");
         t.insert(key, edited.as_bytes()).unwrap();
     });
     assert!(!ok && out.contains("entry 3 was changed"), "{out}");
@@ -316,7 +318,7 @@ async fn export_verifies_offline_and_edits_are_named() {
     assert!(ok && out.contains("OK: tree size 9"), "{out}");
 
     let mut changed = original.clone();
-    changed[5] = changed[5].replace("files:read", "files:rEad");
+    changed[5] = changed[5].replace("payroll", "payrolL");
     let (ok, out) = check("changed.ndjson", &changed);
     assert!(!ok && out.contains("entry 4 was changed"), "{out}");
 
@@ -373,7 +375,7 @@ async fn export_verifies_offline_and_edits_are_named() {
     let (ok, out) = check("selected.ndjson", &sel);
     assert!(ok, "{out}");
     let mut edited = sel.clone();
-    edited[1] = edited[1].replace("files:read", "files:rEad");
+    edited[1] = edited[1].replace("payroll", "payrolL");
     let (ok, out) = check("selected-edited.ndjson", &edited);
     assert!(!ok && out.contains("entry 4 was changed"), "{out}");
 

@@ -101,7 +101,7 @@ fn broken_policy_never_replaces_the_running_one() {
 fn vm_and_interpreter_agree_on_the_shipped_policy() {
     let bundle = PolicyBundle::load(&common::repo_policies()).unwrap();
     assert!(
-        bundle.uses_vm(),
+        bundle.uses_vm(CONNECTION_ENTRY_POINT),
         "the shipped policy should compile for the VM"
     );
     let scope_sets: [&[&str]; 5] = [

@@ -58,7 +58,7 @@ fn record(i: usize) -> (String, Record) {
         "decision": {"outcome": outcome, "allow": outcome != "denied",
             "requested_scopes": requested, "approved_scopes": approved, "denied_scopes": denied,
             "tools": [], "ttl_seconds": 60, "reasons": []},
-        "grant": null,
+        "grant_jti": null,
     }))
     .unwrap();
     (time, record)
@@ -234,16 +234,35 @@ async fn search_and_session_trail_over_http() {
     }
     let search = |q: &'static str| http().get(server.url(&format!("/v1/decisions?{q}"))).send();
 
+    // Every allowed decision is two entries: the decision, then the grant's
+    // issuance. Decision i is at seq 2i.
+    let seqs_of = |page: &Value| -> Vec<u64> {
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect()
+    };
     let resp = search("session_id=sess-1").await.unwrap();
     assert_eq!(resp.status(), 200);
     let page: Value = resp.json().await.unwrap();
-    let seqs: Vec<u64> = page["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_u64().unwrap())
-        .collect();
-    assert_eq!(seqs, [10, 7, 4, 1]);
+    assert_eq!(seqs_of(&page), [21, 20, 15, 14, 9, 8, 3, 2]);
+    let page = get_json(
+        &server,
+        "/v1/decisions?session_id=sess-1&kind=connection_decision",
+    )
+    .await;
+    assert_eq!(seqs_of(&page), [20, 14, 8, 2]);
+    let page = get_json(&server, "/v1/decisions?session_id=sess-1&kind=grant_issued").await;
+    assert_eq!(seqs_of(&page), [21, 15, 9, 3]);
+    let jti = page["entries"][0]["grant"]["jti"].as_str().unwrap();
+    let page = get_json(&server, &format!("/v1/decisions?grant={jti}")).await;
+    assert_eq!(
+        seqs_of(&page),
+        [21, 20],
+        "the grant's issuance and its decision"
+    );
 
     let page: Value = search("scope=files:write&scope_state=denied&limit=2")
         .await
@@ -274,6 +293,7 @@ async fn search_and_session_trail_over_http() {
         ("since=yesterday", "since"),
         ("limit=0", "limit"),
         ("outcome=maybe", "outcome"),
+        ("kind=decision", "kind"),
         ("scope_state=approved", "scope_state"),
         ("cursor=garbage", "cursor"),
     ] {
@@ -287,18 +307,17 @@ async fn search_and_session_trail_over_http() {
     }
 
     // The session trail: oldest first, each entry with its seq and leaf hash.
-    let trail: Value = http()
-        .get(server.url("/v1/sessions/sess-2"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let trail = get_json(&server, "/v1/sessions/sess-2").await;
+    assert_eq!(seqs_of(&trail), [4, 5, 10, 11, 16, 17, 22, 23]);
     let entries = trail["entries"].as_array().unwrap();
-    let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, [2, 5, 8, 11]);
-    for e in entries {
+    for pair in entries.chunks(2) {
+        assert_eq!(pair[1]["kind"], "grant_issued");
+        assert_eq!(pair[1]["decision_id"], pair[0]["decision_id"]);
+        assert_eq!(pair[1]["grant"]["sid"], "sess-2");
+        assert_eq!(pair[0]["grant_jti"], pair[1]["grant"]["jti"]);
+    }
+    for e in entries.iter().step_by(2) {
+        assert_eq!(e["kind"], "connection_decision");
         let receipt = ids
             .iter()
             .find(|d| d["decision_id"] == e["decision_id"])

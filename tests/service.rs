@@ -157,7 +157,8 @@ async fn bad_input_is_a_4xx_naming_the_field_and_logs_nothing() {
 
     // None of that was logged, and the earlier entry is intact.
     let next = post_decision(&server, &good).await;
-    assert_eq!(next["log_entry"]["seq"], 1);
+    // seq 1 is the first decision's grant issuance.
+    assert_eq!(next["log_entry"]["seq"], 2);
     let stored: Value = http()
         .get(server.url(&format!(
             "/v1/decisions/{}",
@@ -244,14 +245,15 @@ async fn entry_and_signing_key_survive_a_crash() {
         .text()
         .await
         .unwrap();
-    assert_eq!(note.lines().nth(1), Some("1"), "{note}");
+    // (The decision and its grant's issuance.)
+    assert_eq!(note.lines().nth(1), Some("2"), "{note}");
     // The sequence continues where it stopped.
     let next = post_decision(
         &server,
         &cimd_request(&["files:read"], cimd_document(None), None),
     )
     .await;
-    assert_eq!(next["log_entry"]["seq"], 1);
+    assert_eq!(next["log_entry"]["seq"], 2);
     let missing = http()
         .get(server.url("/v1/decisions/nope"))
         .send()
@@ -283,7 +285,9 @@ async fn concurrent_decisions_get_gap_free_distinct_seqs() {
     for t in tasks {
         assert!(seqs.insert(t.await.unwrap()), "a seq was handed out twice");
     }
-    assert_eq!(seqs, (0..200).collect::<BTreeSet<u64>>());
+    // Each decision is written with its grant's issuance at the next seq,
+    // atomically: decisions hold every even seq, and nothing else does.
+    assert_eq!(seqs, (0..400).step_by(2).collect::<BTreeSet<u64>>());
 }
 
 #[test]

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{Authentication, Decision, GrantClaims};
+use crate::model::{Authentication, Decision, GrantClaims, ToolCallDecision};
 
 /// One entry of the append-only log. Its `seq` is its leaf index.
 ///
@@ -23,22 +23,52 @@ pub struct LogEntry {
     pub record: Record,
 }
 
+/// Every entry kind, as [`Record::kind`] names them.
+pub const KINDS: [&str; 5] = [
+    "connection_decision",
+    "grant_issued",
+    "tool_call",
+    "grant_revoked",
+    "session_revoked",
+];
+
+/// What happened. `kind` in the stored JSON names the variant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
     ConnectionDecision(ConnectionDecisionRecord),
+    /// A credential was issued: every grant has one, so the log holds the
+    /// whole lifecycle of each non-human identity's credentials.
+    GrantIssued(GrantIssuedRecord),
+    ToolCall(ToolCallRecord),
+    GrantRevoked(GrantRevokedRecord),
+    SessionRevoked(SessionRevokedRecord),
 }
 
 impl Record {
+    /// The decision id an entry is looked up by (`GET /v1/decisions/{id}`).
     pub fn decision_id(&self) -> Option<&str> {
         match self {
             Record::ConnectionDecision(r) => Some(&r.decision_id),
+            _ => None,
+        }
+    }
+
+    /// The `kind` field of the stored entry.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::ConnectionDecision(_) => "connection_decision",
+            Record::GrantIssued(_) => "grant_issued",
+            Record::ToolCall(_) => "tool_call",
+            Record::GrantRevoked(_) => "grant_revoked",
+            Record::SessionRevoked(_) => "session_revoked",
         }
     }
 }
 
 /// A connection decision: the request as the policy saw it, the
-/// authentication result and the decision kept apart, and the grant's claims.
+/// authentication result and the decision kept apart, and the grant issued
+/// for it (its own `grant_issued` entry, right after this one).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConnectionDecisionRecord {
     pub decision_id: String,
@@ -48,8 +78,59 @@ pub struct ConnectionDecisionRecord {
     pub input: Value,
     pub authentication: Authentication,
     pub decision: Decision,
-    /// The grant's claims; the token itself is never stored.
-    pub grant: Option<GrantClaims>,
+    pub grant_jti: Option<String>,
+}
+
+/// A grant was signed. The token itself is never stored, only its claims
+/// and SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantIssuedRecord {
+    pub decision_id: String,
+    pub session_id: String,
+    pub client_id: String,
+    pub grant: GrantClaims,
+    pub token_sha256: String,
+}
+
+/// A tool call checked for an MCP server or gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolCallRecord {
+    pub tool_call_id: String,
+    /// Session, grant and issuing decision, from a grant trustpath could
+    /// verify; absent when the presented grant did not check out.
+    pub session_id: Option<String>,
+    pub grant_jti: Option<String>,
+    pub decision_id: Option<String>,
+    pub client_id: Option<String>,
+    pub tool: String,
+    pub method: String,
+    /// The exact policy input: the grant check and the arguments summary
+    /// (names and SHA-256; values only where allow-listed).
+    pub input: Value,
+    pub decision: ToolCallDecision,
+}
+
+/// One grant revoked by an administrator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantRevokedRecord {
+    pub revocation_id: String,
+    pub grant_jti: String,
+    pub session_id: String,
+    pub client_id: String,
+    pub decision_id: String,
+    pub reason: String,
+    pub revoked_by: String,
+}
+
+/// A whole session revoked: every grant of it, issued before or after.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRevokedRecord {
+    pub revocation_id: String,
+    pub session_id: String,
+    /// The grants the session had when it was revoked.
+    pub grant_jtis: Vec<String>,
+    pub reason: String,
+    pub revoked_by: String,
 }
 
 /// Where an appended entry landed, as told to the caller.

@@ -19,6 +19,9 @@ pub enum Field {
     DeniedScope,
     Outcome,
     Kind,
+    /// A grant's `jti`: its issuance, tool calls made with it, revocations.
+    Grant,
+    Tool,
 }
 
 impl Field {
@@ -33,6 +36,8 @@ impl Field {
             Field::DeniedScope => b'x',
             Field::Outcome => b'o',
             Field::Kind => b'k',
+            Field::Grant => b'g',
+            Field::Tool => b'T',
         }
     }
 }
@@ -73,31 +78,66 @@ pub fn micros(time: &str) -> Option<i64> {
 
 /// Every (field, value) an entry is found by.
 pub fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
-    let mut out = Vec::new();
+    let mut out = vec![(Field::Kind, entry.record.kind().to_string())];
+    let mut add = |field, value: &str| out.push((field, value.to_string()));
     match &entry.record {
         Record::ConnectionDecision(r) => {
-            out.push((Field::Kind, "connection_decision".to_string()));
-            out.push((Field::Session, r.session_id.clone()));
-            out.push((Field::Client, r.client_id.clone()));
+            add(Field::Session, &r.session_id);
+            add(Field::Client, &r.client_id);
             if let Some(sub) = r.input.pointer("/subject/sub").and_then(|v| v.as_str()) {
-                out.push((Field::Subject, sub.to_string()));
+                add(Field::Subject, sub);
             }
             if let Some(iss) = &r.authentication.issuer {
-                out.push((Field::Issuer, iss.clone()));
+                add(Field::Issuer, iss);
             }
-            let outcome = serde_json::to_value(r.decision.outcome)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            out.push((Field::Outcome, outcome));
+            add(Field::Outcome, r.decision.outcome.as_str());
             for s in r.decision.requested_scopes.as_slice() {
-                out.push((Field::RequestedScope, s.clone()));
+                add(Field::RequestedScope, s);
             }
             for s in r.decision.approved_scopes.as_slice() {
-                out.push((Field::ApprovedScope, s.clone()));
+                add(Field::ApprovedScope, s);
             }
             for d in &r.decision.denied_scopes {
-                out.push((Field::DeniedScope, d.scope.clone()));
+                add(Field::DeniedScope, &d.scope);
+            }
+            if let Some(jti) = &r.grant_jti {
+                add(Field::Grant, jti);
+            }
+        }
+        Record::GrantIssued(r) => {
+            add(Field::Session, &r.session_id);
+            add(Field::Client, &r.client_id);
+            add(Field::Grant, &r.grant.jti);
+        }
+        Record::ToolCall(r) => {
+            for (field, value) in [
+                (Field::Session, &r.session_id),
+                (Field::Client, &r.client_id),
+                (Field::Grant, &r.grant_jti),
+            ] {
+                if let Some(v) = value {
+                    add(field, v);
+                }
+            }
+            add(Field::Tool, &r.tool);
+            add(
+                Field::Outcome,
+                if r.decision.allow {
+                    "allowed"
+                } else {
+                    "denied"
+                },
+            );
+        }
+        Record::GrantRevoked(r) => {
+            add(Field::Session, &r.session_id);
+            add(Field::Client, &r.client_id);
+            add(Field::Grant, &r.grant_jti);
+        }
+        Record::SessionRevoked(r) => {
+            add(Field::Session, &r.session_id);
+            for jti in &r.grant_jtis {
+                add(Field::Grant, jti);
             }
         }
     }

@@ -24,6 +24,9 @@ pub struct Filter {
     pub scope: Option<(String, ScopeState)>,
     pub outcome: Option<String>,
     pub kind: Option<String>,
+    /// A grant's `jti`.
+    pub grant: Option<String>,
+    pub tool: Option<String>,
     /// Event time bounds, µs since the epoch: since inclusive, until exclusive.
     pub since: Option<i64>,
     pub until: Option<i64>,
@@ -41,11 +44,13 @@ impl Filter {
             (field, s.as_str())
         });
         [
+            self.grant.as_deref().map(|v| (Field::Grant, v)),
             self.session.as_deref().map(|v| (Field::Session, v)),
             self.subject.as_deref().map(|v| (Field::Subject, v)),
             self.client.as_deref().map(|v| (Field::Client, v)),
             self.issuer.as_deref().map(|v| (Field::Issuer, v)),
             scope,
+            self.tool.as_deref().map(|v| (Field::Tool, v)),
             self.outcome.as_deref().map(|v| (Field::Outcome, v)),
             self.kind.as_deref().map(|v| (Field::Kind, v)),
         ]
@@ -137,4 +142,15 @@ pub fn query(
         .then(|| seqs.last().copied())
         .flatten();
     Ok(Page { seqs, next_cursor })
+}
+
+/// The newest entry matching `filter`, decoded.
+pub fn newest(store: &LogStore, filter: &Filter) -> Result<Option<(u64, LogEntry)>, LogError> {
+    let page = query(store, filter, 1, None)?;
+    let Some(seq) = page.seqs.first().copied() else {
+        return Ok(None);
+    };
+    let bytes = store.entry(seq)?.ok_or(LogError::Corrupt)?;
+    let entry = serde_json::from_slice(&bytes).map_err(|_| LogError::Corrupt)?;
+    Ok(Some((seq, entry)))
 }

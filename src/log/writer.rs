@@ -40,10 +40,11 @@ enum Message {
     Tick,
 }
 
+/// Entries that are written together, at consecutive seqs, or not at all.
 struct Append {
     /// `seq` is set by the writer.
-    entry: LogEntry,
-    reply: oneshot::Sender<Result<EntryReceipt, LogError>>,
+    entries: Vec<LogEntry>,
+    reply: oneshot::Sender<Result<Vec<EntryReceipt>, LogError>>,
 }
 
 /// A cheap handle to the writer thread.
@@ -86,15 +87,30 @@ impl LogWriter {
         policy_revision: String,
         record: Record,
     ) -> Result<EntryReceipt, LogError> {
+        let mut receipts = self.append_all(time, policy_revision, vec![record]).await?;
+        receipts.pop().ok_or(LogError::Corrupt)
+    }
+
+    /// Appends records at consecutive seqs in one atomic write: all of them
+    /// are stored, or none.
+    pub async fn append_all(
+        &self,
+        time: String,
+        policy_revision: String,
+        records: Vec<Record>,
+    ) -> Result<Vec<EntryReceipt>, LogError> {
         let (reply, answer) = oneshot::channel();
-        let entry = LogEntry {
-            seq: 0,
-            time,
-            policy_revision,
-            record,
-        };
+        let entries = records
+            .into_iter()
+            .map(|record| LogEntry {
+                seq: 0,
+                time: time.clone(),
+                policy_revision: policy_revision.clone(),
+                record,
+            })
+            .collect();
         self.tx
-            .send(Message::Append(Append { entry, reply }))
+            .send(Message::Append(Append { entries, reply }))
             .await
             .map_err(|_| LogError::Writer("log writer has stopped".into()))?;
         answer
@@ -182,8 +198,10 @@ impl WriterState {
             Ok(receipts) => {
                 self.size += receipts.len() as u64;
                 self.uncovered_since.get_or_insert_with(Instant::now);
-                for (append, receipt) in batch.drain(..).zip(receipts) {
-                    let _ = append.reply.send(Ok(receipt));
+                let mut receipts = receipts.into_iter();
+                for append in batch.drain(..) {
+                    let mine = receipts.by_ref().take(append.entries.len()).collect();
+                    let _ = append.reply.send(Ok(mine));
                 }
             }
             Err(e) => {
@@ -198,14 +216,15 @@ impl WriterState {
     }
 
     fn write_batch(&self, batch: &mut [Append]) -> Result<Vec<EntryReceipt>, LogError> {
-        let tree_size = self.size + batch.len() as u64;
-        let mut encoded = Vec::with_capacity(batch.len());
+        let count: usize = batch.iter().map(|a| a.entries.len()).sum();
+        let entries = batch.iter_mut().flat_map(|a| a.entries.iter_mut());
+        let tree_size = self.size + count as u64;
+        let mut encoded = Vec::with_capacity(count);
         // Hashes made earlier in this batch are not in the store yet.
         let mut fresh: HashMap<(u8, u64), Hash> = HashMap::new();
-        for (seq, append) in (self.size..).zip(batch.iter_mut()) {
-            append.entry.seq = seq;
-            let bytes =
-                serde_json::to_vec(&append.entry).map_err(|e| LogError::Encode(e.to_string()))?;
+        for (seq, entry) in (self.size..).zip(entries) {
+            entry.seq = seq;
+            let bytes = serde_json::to_vec(&*entry).map_err(|e| LogError::Encode(e.to_string()))?;
             let leaf = leaf_hash(&bytes);
             let hashes = merkle::hashes_for_append(seq, leaf, |level, index| {
                 match fresh.get(&(level, index)) {
@@ -217,12 +236,12 @@ impl WriterState {
                 }
             })?;
             fresh.extend(hashes.iter().map(|(l, i, h)| ((*l, *i), *h)));
-            let index_keys: Vec<Vec<u8>> = index::postings(&append.entry)
+            let index_keys: Vec<Vec<u8>> = index::postings(entry)
                 .iter()
                 .map(|(field, value)| index::posting_key(*field, value, seq))
                 .collect();
-            let time = index::micros(&append.entry.time);
-            let id = append.entry.record.decision_id();
+            let time = index::micros(&entry.time);
+            let id = entry.record.decision_id();
             encoded.push((seq, bytes, leaf, hashes, id, index_keys, time));
         }
         let stored: Vec<StoredEntry<'_>> = encoded

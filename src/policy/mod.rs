@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256};
 
 /// The rule the connection decision comes from.
 pub const CONNECTION_ENTRY_POINT: &str = "data.trustpath.connection.decision";
+/// The rule a tool call's decision comes from. Optional in a policy set:
+/// without it every tool call is denied (the result is undefined).
+pub const TOOL_CALL_ENTRY_POINT: &str = "data.trustpath.tool_call.decision";
 
 /// A runaway policy is stopped and the request denied (fail closed).
 const EVALUATION_TIME_LIMIT: Duration = Duration::from_millis(250);
@@ -49,11 +52,11 @@ impl PolicyRevision {
 /// with the `arc` feature: each evaluation clones it, nothing locks it.
 pub struct PolicyBundle {
     engine: regorus::Engine,
-    /// The connection entry point compiled for regorus' register VM, which
-    /// evaluates the shipped policy about 4x faster than the tree-walking
-    /// interpreter (BENCHMARKS.md). `None` when the policy uses something
-    /// the VM cannot compile: the interpreter then serves it.
-    connection_program: Option<VmProgram>,
+    /// The entry points compiled for regorus' register VM, which evaluates
+    /// the shipped policy about 4x faster than the tree-walking interpreter
+    /// (BENCHMARKS.md). An entry point is missing here when the policy uses
+    /// something the VM cannot compile: the interpreter then serves it.
+    programs: Vec<(&'static str, VmProgram)>,
     data: regorus::Value,
     revision: PolicyRevision,
     files: Vec<PathBuf>,
@@ -110,16 +113,28 @@ impl PolicyBundle {
         }
         // Compiling analyses and prepares the engine now, so errors surface at
         // load (naming file and line) and every clone starts prepared.
-        let entry_point: regorus::Rc<str> = CONNECTION_ENTRY_POINT.into();
-        let compiled = engine
-            .compile_with_entrypoint(&entry_point)
-            .map_err(|e| PolicyError::Compile(format!("{CONNECTION_ENTRY_POINT}: {e}")))?;
-        let connection_program = compile_for_vm(compiled, &engine.get_data());
         let data = engine.get_data();
+        let mut programs = Vec::new();
+        for entry_point in [CONNECTION_ENTRY_POINT, TOOL_CALL_ENTRY_POINT] {
+            let compiled = match engine.compile_with_entrypoint(&entry_point.into()) {
+                Ok(compiled) => compiled,
+                Err(e) if entry_point == CONNECTION_ENTRY_POINT => {
+                    return Err(PolicyError::Compile(format!("{entry_point}: {e}")));
+                }
+                // Policies without tool-call rules still load; tool calls deny.
+                Err(e) => {
+                    tracing::warn!(error = %e, "{entry_point} is not defined: tool calls will be denied");
+                    continue;
+                }
+            };
+            if let Some(vm) = compile_for_vm(entry_point, compiled, &data) {
+                programs.push((entry_point, vm));
+            }
+        }
 
         Ok(Self {
             engine,
-            connection_program,
+            programs,
             data,
             revision: PolicyRevision(hex::encode(hasher.finalize())),
             files,
@@ -137,9 +152,10 @@ impl PolicyBundle {
     /// Evaluates `rule` against `input`. `Ok(None)` means the rule is undefined.
     pub fn evaluate(&self, rule: &str, input: &Value) -> Result<Option<Value>, PolicyError> {
         let input = regorus::Value::from(input.clone());
-        let value = match &self.connection_program {
-            Some(vm) if rule == CONNECTION_ENTRY_POINT => self.run_vm(vm, rule, input),
-            _ => self.interpret(rule, input),
+        let vm = self.programs.iter().find(|(r, _)| *r == rule);
+        let value = match vm {
+            Some((_, vm)) => self.run_vm(vm, rule, input),
+            None => self.interpret(rule, input),
         }
         .map_err(|e| PolicyError::Evaluate(e.to_string()))?;
         to_json(value)
@@ -158,9 +174,9 @@ impl PolicyBundle {
         to_json(value)
     }
 
-    /// Whether the connection entry point runs on the VM.
-    pub fn uses_vm(&self) -> bool {
-        self.connection_program.is_some()
+    /// Whether `rule` (an entry point) runs on the VM.
+    pub fn uses_vm(&self, rule: &str) -> bool {
+        self.programs.iter().any(|(r, _)| *r == rule)
     }
 
     fn interpret(&self, rule: &str, input: regorus::Value) -> anyhow::Result<regorus::Value> {
@@ -202,13 +218,17 @@ fn timer_config() -> ExecutionTimerConfig {
     }
 }
 
-/// Compiles the connection entry point for the VM; `None` (with a warning)
-/// if the VM cannot run it.
-fn compile_for_vm(policy: regorus::CompiledPolicy, data: &regorus::Value) -> Option<VmProgram> {
+/// Compiles an entry point for the VM; `None` (with a warning) if the VM
+/// cannot run it.
+fn compile_for_vm(
+    entry_point: &str,
+    policy: regorus::CompiledPolicy,
+    data: &regorus::Value,
+) -> Option<VmProgram> {
     let compile = || -> anyhow::Result<VmProgram> {
         let program = regorus::languages::rego::compiler::Compiler::compile_from_policy(
             &policy,
-            &[CONNECTION_ENTRY_POINT],
+            &[entry_point],
         )?;
         program.check_rule_data_conflicts(data)?;
         Ok(VmProgram {
@@ -219,7 +239,7 @@ fn compile_for_vm(policy: regorus::CompiledPolicy, data: &regorus::Value) -> Opt
     match compile() {
         Ok(vm) => Some(vm),
         Err(e) => {
-            tracing::warn!(error = %e, "policy runs on the interpreter: the VM cannot compile it");
+            tracing::warn!(error = %e, "{entry_point} runs on the interpreter: the VM cannot compile it");
             None
         }
     }

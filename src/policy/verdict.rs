@@ -33,3 +33,28 @@ impl ConnectionVerdict {
         serde_json::from_value(value).map_err(|e| format!("policy result is malformed: {e}"))
     }
 }
+
+/// `data.trustpath.tool_call.decision`, as the policy returned it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ToolCallVerdict {
+    pub allow: bool,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// Scopes the call needs that the grant lacks: the MCP server answers
+    /// `insufficient_scope` with them so the client can step up.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+}
+
+impl ToolCallVerdict {
+    pub fn from_policy_result(value: Option<Value>) -> Result<Self, String> {
+        let value = value.ok_or("tool-call policy result is undefined")?;
+        if !value.is_object() {
+            return Err(format!(
+                "tool-call policy result must be an object, got {value}"
+            ));
+        }
+        serde_json::from_value(value)
+            .map_err(|e| format!("tool-call policy result is malformed: {e}"))
+    }
+}

@@ -70,6 +70,7 @@ fn role_name(role: Role) -> &'static str {
     match role {
         Role::Decide => "decide",
         Role::Audit => "audit",
+        Role::Enforce => "enforce",
         Role::Admin => "admin",
     }
 }

@@ -213,15 +213,28 @@ fn parse_search(
                 }
             }
             "outcome" => {
-                if !["approved", "reduced", "denied"].contains(&value.as_str()) {
+                if !["approved", "reduced", "denied", "allowed"].contains(&value.as_str()) {
                     return Err(bad_param(
                         name,
-                        "outcome must be approved, reduced or denied".into(),
+                        "outcome must be approved, reduced, denied or (tool calls) allowed".into(),
                     ));
                 }
                 filter.outcome = Some(v)
             }
-            "kind" => filter.kind = Some(v),
+            "kind" => {
+                if !crate::log::entry::KINDS.contains(&value.as_str()) {
+                    return Err(bad_param(
+                        name,
+                        format!(
+                            "kind must be one of {}",
+                            crate::log::entry::KINDS.join(", ")
+                        ),
+                    ));
+                }
+                filter.kind = Some(v)
+            }
+            "grant" => filter.grant = Some(v),
+            "tool" => filter.tool = Some(v),
             "since" => filter.since = Some(parse_time(name, value)?),
             "until" => filter.until = Some(parse_time(name, value)?),
             "limit" => {
@@ -314,8 +327,27 @@ pub async fn session(
         .collect::<Result<_, _>>()?;
     Ok(Json(json!({
         "session_id": session_id,
+        "delegations": delegations(&entries),
         "entries": entries,
         "truncated": page.next_cursor.is_some(),
     }))
     .into_response())
+}
+
+/// Each human approval behind a session, once, with the first entry that
+/// carried it; the agents' actor chains stay on the entries themselves.
+fn delegations(entries: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let mut seen = std::collections::BTreeSet::new();
+    entries
+        .iter()
+        .filter_map(|e| {
+            let delegation = e.pointer("/input/delegation")?;
+            let approval_id = delegation["approval_id"].as_str()?;
+            seen.insert(approval_id.to_string()).then(|| {
+                let mut approval = delegation.clone();
+                approval["first_seq"] = e["seq"].clone();
+                approval
+            })
+        })
+        .collect()
 }

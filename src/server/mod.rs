@@ -1,8 +1,10 @@
 //! HTTP API: routes, caller authentication and error mapping.
 
 pub mod callers;
+pub mod enforcement;
 pub mod error;
 pub mod log_routes;
+pub mod revocation_routes;
 
 use std::sync::Arc;
 
@@ -17,15 +19,21 @@ use serde_json::{json, Value};
 
 use crate::config::Role;
 use crate::decide::{DecideError, Decider};
+use crate::grant::status::GrantChecker;
 use crate::grant::GrantSigner;
 use crate::log::checkpoint::NoteVerifier;
 use crate::log::LogStore;
 use crate::model::ConnectionRequest;
+use crate::revocation::Revoker;
+use crate::tool_call::ToolCallChecker;
 use callers::Callers;
 use error::{parse_json, ApiError};
 
 pub struct AppState {
     pub decider: Decider,
+    pub tool_calls: ToolCallChecker,
+    pub grants: Arc<GrantChecker>,
+    pub revoker: Revoker,
     pub signer: Arc<GrantSigner>,
     pub store: LogStore,
     pub log_verifier: NoteVerifier,
@@ -41,6 +49,16 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             post(create_decision).get(log_routes::search),
         )
         .route("/v1/sessions/{session_id}", get(log_routes::session))
+        .route(
+            "/v1/sessions/{session_id}/revoke",
+            post(revocation_routes::revoke_session),
+        )
+        .route(
+            "/v1/grants/{jti}/revoke",
+            post(revocation_routes::revoke_grant),
+        )
+        .route("/v1/tool-calls", post(enforcement::tool_call))
+        .route("/v1/introspect", post(enforcement::introspect))
         .route("/v1/decisions/{decision_id}", get(read_decision))
         .route("/v1/log/checkpoint", get(log_routes::checkpoint))
         .route("/v1/log/public-key", get(log_routes::public_key))
@@ -102,7 +120,7 @@ async fn read_decision(
     Ok(([(header::CONTENT_TYPE, "application/json")], entry.to_vec()).into_response())
 }
 
-fn body_error(rejection: BytesRejection) -> ApiError {
+pub(crate) fn body_error(rejection: BytesRejection) -> ApiError {
     let status = rejection.status();
     let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
         "body_too_large"

@@ -233,3 +233,20 @@ pub async fn stored_entry(server: &Server, decision: &Value) -> String {
     )
     .unwrap()
 }
+
+/// GET a path that must answer 200; returns the body as JSON.
+pub async fn get_json(server: &Server, path: &str) -> Value {
+    serde_json::from_slice(&get_ok(server, path).await).expect("json body")
+}
+
+/// POST a JSON body; returns the status and the JSON answer.
+pub async fn post_json(server: &Server, path: &str, body: &Value) -> (u16, Value) {
+    let resp = http()
+        .post(server.url(path))
+        .json(body)
+        .send()
+        .await
+        .expect("post");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("json body"))
+}

@@ -1,11 +1,15 @@
-//! Grant signing: the Ed25519 key, minting grant JWTs, and the JWKS that
-//! verifies them.
+//! Grants: the Ed25519 key, minting grant JWTs, the JWKS that verifies
+//! them, checking a presented grant, and introspection.
+
+pub mod introspection;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::{Signer, SigningKey};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
 use crate::digest::sha256;
@@ -32,33 +36,48 @@ pub struct GrantSigner {
     encoded_header: String,
     kid: String,
     public_jwk: Value,
+    decoding_key: DecodingKey,
+    validation: Validation,
 }
 
 impl GrantSigner {
     /// Loads the PKCS#8 PEM key at `path`, creating it (mode 0600) when absent.
-    pub fn load_or_create(path: &Path) -> Result<Self, GrantError> {
+    /// Verification expects `issuer` as the grants' `iss`.
+    pub fn load_or_create(path: &Path, issuer: &str) -> Result<Self, GrantError> {
         let key_err = |message: String| GrantError::Key {
             path: path.to_path_buf(),
             message,
         };
         let signing_key = crate::secret_file::ed25519_key(path).map_err(key_err)?;
-        Self::from_key(&signing_key).map_err(key_err)
+        Self::from_key(&signing_key, issuer).map_err(key_err)
     }
 
-    fn from_key(key: &SigningKey) -> Result<Self, String> {
+    fn from_key(key: &SigningKey, issuer: &str) -> Result<Self, String> {
         let x = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
         // RFC 7638: members in lexicographic order, no whitespace.
         let thumbprint_input = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
         let kid = URL_SAFE_NO_PAD.encode(sha256(thumbprint_input.as_bytes()));
         let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
+        let public_jwk = json!({
+            "kty": "OKP", "crv": "Ed25519", "x": x,
+            "kid": kid, "alg": "EdDSA", "use": "sig",
+        });
+        let jwk = serde_json::from_value(public_jwk.clone()).map_err(|e| e.to_string())?;
+        let decoding_key = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
+        // Expiry is checked by the caller against its own `now`, so a check
+        // can say "expired" rather than "invalid", and replay is deterministic.
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_issuer(&[issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "jti"]);
         Ok(Self {
             key: key.clone(),
             encoded_header: URL_SAFE_NO_PAD.encode(header.to_string()),
-            public_jwk: json!({
-                "kty": "OKP", "crv": "Ed25519", "x": x,
-                "kid": kid, "alg": "EdDSA", "use": "sig",
-            }),
+            public_jwk,
             kid,
+            decoding_key,
+            validation,
         })
     }
 
@@ -81,5 +100,18 @@ impl GrantSigner {
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
         Ok(token)
+    }
+
+    /// The claims of a grant this key signed, or why it is not one. Does not
+    /// look at `exp`: see [`status::GrantChecker`].
+    pub fn verify(&self, token: &str) -> Result<GrantClaims, String> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| format!("grant is malformed: {e}"))?;
+        if header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err("grant was not signed by a current trustpath key".to_string());
+        }
+        jsonwebtoken::decode::<GrantClaims>(token, &self.decoding_key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| format!("grant does not verify: {e}"))
     }
 }

@@ -1,0 +1,110 @@
+//! What a presented grant is worth right now: signed by trustpath, logged
+//! as issued, not revoked, not expired. Tool calls and introspection share
+//! this one check, so they always agree.
+
+use std::sync::Arc;
+
+use super::GrantSigner;
+use crate::digest::sha256_hex;
+use crate::log::query::Filter;
+use crate::log::LogStore;
+use crate::model::{GrantCheck, GrantClaims, GrantStatus};
+use crate::revocation;
+
+pub struct GrantChecker {
+    signer: Arc<GrantSigner>,
+    store: LogStore,
+}
+
+impl GrantChecker {
+    pub fn new(signer: Arc<GrantSigner>, store: LogStore) -> Self {
+        Self { signer, store }
+    }
+
+    /// Checks a presented grant token at `now` (Unix seconds).
+    pub fn check_token(&self, token: &str, now: i64) -> GrantCheck {
+        let token_sha256 = Some(sha256_hex(token.as_bytes()));
+        match self.signer.verify(token) {
+            Ok(claims) => self.check_claims(claims, token_sha256, now),
+            Err(reason) => GrantCheck::failed(GrantStatus::Invalid, reason, token_sha256),
+        }
+    }
+
+    /// Checks the newest grant issued in `session_id`.
+    pub fn check_session(&self, session_id: &str, now: i64) -> GrantCheck {
+        let filter = Filter {
+            session: Some(session_id.to_string()),
+            ..Filter::default()
+        };
+        match revocation::issued_grant(&self.store, filter) {
+            Ok(Some(issued)) => self.check_claims(issued.grant, None, now),
+            Ok(None) => GrantCheck::failed(
+                GrantStatus::Missing,
+                format!("session {session_id} has no grant"),
+                None,
+            ),
+            Err(e) => unreadable(e, None),
+        }
+    }
+
+    /// Claims from a verified token or from the log: the rest of the check.
+    fn check_claims(
+        &self,
+        claims: GrantClaims,
+        token_sha256: Option<String>,
+        now: i64,
+    ) -> GrantCheck {
+        // A correctly signed grant that was never logged as issued is not
+        // one trustpath gave out (a stolen key, a lost log): refuse it.
+        let issued = Filter {
+            grant: Some(claims.jti.clone()),
+            ..Filter::default()
+        };
+        match revocation::issued_grant(&self.store, issued) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return GrantCheck::failed(
+                    GrantStatus::Invalid,
+                    format!("grant {} was never logged as issued", claims.jti),
+                    token_sha256,
+                )
+            }
+            Err(e) => return unreadable(e, token_sha256),
+        }
+        let (status, reason) = match revocation::revocation_of(&self.store, &claims) {
+            Err(e) => return unreadable(e, token_sha256),
+            Ok(Some(revoked)) => (
+                GrantStatus::Revoked,
+                Some(format!(
+                    "grant revoked ({}, log entry {})",
+                    revoked.kind, revoked.seq
+                )),
+            ),
+            Ok(None) if claims.exp <= now => (
+                GrantStatus::Expired,
+                Some(format!("grant expired {}s ago", now - claims.exp)),
+            ),
+            Ok(None) => (GrantStatus::Active, None),
+        };
+        GrantCheck {
+            status,
+            reason,
+            token_sha256,
+            scopes: claims
+                .scope
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            claims: Some(claims),
+        }
+    }
+}
+
+/// The grant's state could not be read: it does not count (fail closed).
+fn unreadable(e: impl std::fmt::Display, token_sha256: Option<String>) -> GrantCheck {
+    GrantCheck::failed(
+        GrantStatus::Invalid,
+        format!("grant state could not be read: {e}"),
+        token_sha256,
+    )
+}

@@ -1,0 +1,93 @@
+//! The enforcement point's API: tool-call checks and grant introspection,
+//! for the `enforce` role (the MCP server or gateway).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FormRejection};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use serde::Deserialize;
+
+use super::error::{parse_json, ApiError};
+use super::{body_error, AppState};
+use crate::config::Role;
+use crate::grant::introspection;
+use crate::model::ToolCallRequest;
+
+fn bad_field(field: &str, message: impl Into<String>) -> ApiError {
+    let mut err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message);
+    err.field = Some(field.to_string());
+    err
+}
+
+/// `POST /v1/tool-calls`: may this call run under this grant?
+pub async fn tool_call(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let caller = state.callers.authorize(&headers, Role::Enforce)?;
+    let body = body.map_err(body_error)?;
+    let request: ToolCallRequest = parse_json(&body)?;
+    if request.grant.is_none() && request.session_id.is_none() {
+        return Err(bad_field(
+            "grant",
+            "give grant (the grant token) or session_id",
+        ));
+    }
+    if request.tool.is_empty() {
+        return Err(bad_field("tool", "tool must not be empty"));
+    }
+    if request.method.is_empty() {
+        return Err(bad_field("method", "method must not be empty"));
+    }
+    let outcome = state
+        .tool_calls
+        .check(request)
+        .await
+        // Not durable, so not answered: the caller must treat this as a deny.
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    tracing::info!(
+        caller = %caller,
+        tool_call_id = %outcome.tool_call_id,
+        session_id = outcome.session_id.as_deref().unwrap_or("-"),
+        allow = outcome.allow,
+        grant_status = outcome.grant_status.as_str(),
+        "tool call"
+    );
+    Ok(Json(outcome).into_response())
+}
+
+/// RFC 7662 request: form-encoded.
+#[derive(Deserialize)]
+pub struct IntrospectionRequest {
+    token: Option<String>,
+    /// Accepted and ignored: trustpath only knows one kind of token.
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+}
+
+/// `POST /v1/introspect` (RFC 7662).
+pub async fn introspect(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    form: Result<Form<IntrospectionRequest>, FormRejection>,
+) -> Result<Response, ApiError> {
+    state.callers.authorize(&headers, Role::Enforce)?;
+    let Form(request) = form.map_err(|e| {
+        let mut err = ApiError::new(e.status(), "invalid_request", e.body_text());
+        err.field = Some("token".into());
+        err
+    })?;
+    let token = request
+        .token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad_field("token", "token is required"))?;
+    let check = state
+        .grants
+        .check_token(&token, chrono::Utc::now().timestamp());
+    Ok(Json(introspection::response(&check)).into_response())
+}

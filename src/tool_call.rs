@@ -1,0 +1,216 @@
+//! The tool-call pipeline: check the grant -> summarise the arguments ->
+//! evaluate -> enforce -> log.
+//!
+//! Called by the MCP server or gateway before each tool call. Like the
+//! connection pipeline it fails closed: whatever goes wrong denies, and the
+//! denial is logged with its reason.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::config::ToolCallConfig;
+use crate::decide::rfc3339;
+use crate::digest::sha256_hex;
+use crate::grant::status::GrantChecker;
+use crate::log::entry::ToolCallRecord;
+use crate::log::{EntryReceipt, LogError, LogWriter, Record};
+use crate::model::{
+    ArgumentsSummary, GrantCheck, GrantStatus, ToolCallDecision, ToolCallRequest, TOOLS_CALL,
+};
+use crate::policy::verdict::ToolCallVerdict;
+use crate::policy::{PolicyStore, TOOL_CALL_ENTRY_POINT};
+
+/// What the enforcement point is told.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolCallOutcome {
+    pub tool_call_id: String,
+    pub allow: bool,
+    pub reasons: Vec<String>,
+    pub required_scopes: Vec<String>,
+    pub grant_status: GrantStatus,
+    pub session_id: Option<String>,
+    pub grant_jti: Option<String>,
+    /// The connection decision that issued the grant.
+    pub decision_id: Option<String>,
+    pub log_entry: EntryReceipt,
+    pub policy_revision: String,
+}
+
+pub struct ToolCallChecker {
+    grants: Arc<GrantChecker>,
+    policies: Arc<PolicyStore>,
+    config: ToolCallConfig,
+    log: LogWriter,
+}
+
+impl ToolCallChecker {
+    pub fn new(
+        grants: Arc<GrantChecker>,
+        policies: Arc<PolicyStore>,
+        config: ToolCallConfig,
+        log: LogWriter,
+    ) -> Self {
+        Self {
+            grants,
+            policies,
+            config,
+            log,
+        }
+    }
+
+    /// `request` must name a grant or a session (the server checks).
+    pub async fn check(&self, request: ToolCallRequest) -> Result<ToolCallOutcome, LogError> {
+        let now = Utc::now();
+        let tool_call_id = uuid::Uuid::now_v7().to_string();
+
+        // 1. The grant: signed by us, logged as issued, not revoked, not expired.
+        let grant = match (&request.grant, &request.session_id) {
+            (Some(token), _) => self.grants.check_token(token, now.timestamp()),
+            (None, Some(session_id)) => self.grants.check_session(session_id, now.timestamp()),
+            (None, None) => GrantCheck::failed(
+                GrantStatus::Missing,
+                "no grant or session was presented".into(),
+                None,
+            ),
+        };
+
+        // 2. The arguments, as the log may keep them.
+        let arguments = summarise_arguments(&request, &self.config);
+
+        // 3. Evaluate the tool-call policy on exactly what will be logged.
+        let bundle = self.policies.current();
+        let input = json!({
+            "now": rfc3339(now),
+            "now_unix": now.timestamp(),
+            "tool": request.tool,
+            "method": request.method,
+            "actor": request.actor,
+            "session_id": request.session_id,
+            "arguments": arguments,
+            "grant": grant,
+        });
+        let input = without_nulls(input);
+        let verdict = bundle
+            .evaluate(TOOL_CALL_ENTRY_POINT, &input)
+            .map_err(|e| e.to_string())
+            .and_then(ToolCallVerdict::from_policy_result);
+
+        // 4. Enforce what holds whatever the policy says.
+        let decision = enforce(&input, &grant, verdict);
+
+        // 5. Log it; answer only once the entry is durable.
+        let claims = grant.claims.as_ref();
+        let session_id = claims.map(|c| c.sid.clone());
+        let grant_jti = claims.map(|c| c.jti.clone());
+        let decision_id = claims.map(|c| c.decision_id.clone());
+        let record = Record::ToolCall(ToolCallRecord {
+            tool_call_id: tool_call_id.clone(),
+            session_id: session_id.clone(),
+            grant_jti: grant_jti.clone(),
+            decision_id: decision_id.clone(),
+            client_id: claims.map(|c| c.sub.clone()),
+            tool: request.tool,
+            method: request.method,
+            input,
+            decision: decision.clone(),
+        });
+        let policy_revision = bundle.revision().as_str().to_string();
+        let log_entry = self
+            .log
+            .append(rfc3339(now), policy_revision.clone(), record)
+            .await?;
+
+        Ok(ToolCallOutcome {
+            tool_call_id,
+            allow: decision.allow,
+            reasons: decision.reasons,
+            required_scopes: decision.required_scopes,
+            grant_status: grant.status,
+            session_id,
+            grant_jti,
+            decision_id,
+            log_entry,
+            policy_revision,
+        })
+    }
+}
+
+/// Names and a SHA-256 of every argument; values only where allow-listed,
+/// since arguments can carry secrets and personal data.
+pub fn summarise_arguments(request: &ToolCallRequest, config: &ToolCallConfig) -> ArgumentsSummary {
+    let arguments = request.arguments.clone().unwrap_or_default();
+    // RFC 8785 canonical JSON, so the enforcement point can reproduce the hash.
+    let canonical = serde_json_canonicalizer::to_vec(&arguments).unwrap_or_default();
+    let values: Map<String, Value> = arguments
+        .iter()
+        .filter(|(name, _)| config.logs_value(&request.tool, name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let mut names: Vec<String> = arguments.into_iter().map(|(name, _)| name).collect();
+    names.sort();
+    ArgumentsSummary {
+        sha256: sha256_hex(&canonical),
+        names,
+        values,
+    }
+}
+
+/// Applies the rules no policy can lift to the policy's verdict: the grant
+/// must be active, belong to the session named, and list the tool for
+/// `tools/call`. Reads only the logged input, so replay gives the same answer.
+pub fn enforce(
+    input: &Value,
+    grant: &GrantCheck,
+    verdict: Result<ToolCallVerdict, String>,
+) -> ToolCallDecision {
+    // The PDP's own denials come first, then what the policy said.
+    let mut reasons = Vec::new();
+    if !grant.is_active() {
+        let why = grant.reason.as_deref().unwrap_or("no reason given");
+        reasons.push(format!("grant is {}: {why}", grant.status.as_str()));
+    }
+    let tool = input["tool"].as_str().unwrap_or_default();
+    if let Some(claims) = &grant.claims {
+        if let Some(session) = input["session_id"].as_str() {
+            if claims.sid != session {
+                reasons.push(format!(
+                    "grant belongs to session {}, not {session}",
+                    claims.sid
+                ));
+            }
+        }
+        if input["method"] == TOOLS_CALL && !claims.tools.iter().any(|t| t == tool) {
+            reasons.push(format!("tool {tool:?} is not in the grant"));
+        }
+    }
+    let denied_by_pdp = !reasons.is_empty();
+    let (allowed_by_policy, required_scopes) = match verdict {
+        Ok(v) => {
+            if !v.allow && v.reasons.is_empty() {
+                reasons.push("denied by policy".to_string());
+            }
+            reasons.extend(v.reasons);
+            (v.allow, v.required_scopes)
+        }
+        Err(reason) => {
+            reasons.push(reason);
+            (false, Vec::new())
+        }
+    };
+    ToolCallDecision {
+        allow: allowed_by_policy && !denied_by_pdp,
+        reasons,
+        required_scopes,
+    }
+}
+
+/// Top-level nulls are left out: null is truthy in Rego.
+fn without_nulls(mut input: Value) -> Value {
+    if let Some(map) = input.as_object_mut() {
+        map.retain(|_, v| !v.is_null());
+    }
+    input
+}
