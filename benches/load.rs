@@ -1,8 +1,9 @@
 //! Load generator against the real server: starts `trustpath serve` on a
 //! loopback port with a fresh sled directory and the shipped policies, and
-//! drives `POST /v1/decisions` from this process.
+//! drives `POST /v1/decisions` from this process, or with `--tool-calls`
+//! `POST /v1/tool-calls` under one grant (distinct arguments each).
 //!
-//!     cargo bench --bench load -- [--seconds N] [--concurrency N] [--rate N] [--proof jwt|none]
+//!     cargo bench --bench load -- [--seconds N] [--concurrency N] [--rate N] [--proof jwt|none] [--tool-calls]
 //!
 //! Without `--rate`, a closed loop: `concurrency` callers send as fast as
 //! answers come (throughput). With `--rate`, requests are started on a fixed
@@ -33,6 +34,7 @@ struct Options {
     concurrency: usize,
     rate: Option<u64>,
     jwt: bool,
+    tool_calls: bool,
 }
 
 fn options() -> Options {
@@ -41,6 +43,7 @@ fn options() -> Options {
         concurrency: 32,
         rate: None,
         jwt: true,
+        tool_calls: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -51,6 +54,11 @@ fn options() -> Options {
             "--concurrency" => o.concurrency = value.parse().expect("--concurrency N"),
             "--rate" => o.rate = Some(value.parse().expect("--rate N")),
             "--proof" => o.jwt = value == "jwt",
+            "--tool-calls" => {
+                o.tool_calls = true;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue;
@@ -109,8 +117,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
     // TRUSTPATH_URL points the load at a server started elsewhere (for profiling).
-    let (url, mut child) = match std::env::var("TRUSTPATH_URL") {
-        Ok(base) => (format!("{base}/v1/decisions"), None),
+    let (base, mut child) = match std::env::var("TRUSTPATH_URL") {
+        Ok(base) => (base, None),
         Err(_) => {
             let mut child = Command::new(env!("CARGO_BIN_EXE_trustpath"))
                 .args([
@@ -135,7 +143,7 @@ fn main() {
                 .strip_prefix("trustpath listening on ")
                 .unwrap()
                 .to_string();
-            (format!("{base}/v1/decisions"), Some(child))
+            (base, Some(child))
         }
     };
 
@@ -143,18 +151,50 @@ fn main() {
     let count = o.rate.map_or(12_000 * o.seconds as usize, |r| {
         (r * o.seconds) as usize + 1
     });
-    let bodies = Arc::new(bodies(count, o.jwt));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
+    let decisions = bodies(count, o.jwt);
+    let (url, bodies) = if o.tool_calls {
+        let grant = runtime.block_on(grant_for(&base, &decisions[0]));
+        let calls = (0..count)
+            .map(|i| {
+                json!({"grant": grant, "tool": "read_file", "method": "tools/call",
+                       "arguments": {"path": format!("/reports/{i}.txt")}, "actor": "bench"})
+                .to_string()
+            })
+            .collect();
+        (format!("{base}/v1/tool-calls"), calls)
+    } else {
+        (format!("{base}/v1/decisions"), decisions)
+    };
+    let bodies = Arc::new(bodies);
     let (latencies, elapsed, errors) = runtime.block_on(run(&o, &url, bodies));
     if let Some(child) = child.as_mut() {
         let _ = child.kill();
         let _ = child.wait();
     }
     report(&o, latencies, elapsed, errors);
+}
+
+/// A grant token, from one decision made before the clock starts.
+async fn grant_for(base: &str, decision: &str) -> String {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/v1/decisions"))
+        .header("content-type", "application/json")
+        .body(decision.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["grant"]["token"]
+        .as_str()
+        .expect("a grant")
+        .to_string()
 }
 
 async fn run(o: &Options, url: &str, bodies: Arc<Vec<String>>) -> (Vec<Duration>, Duration, usize) {
@@ -262,8 +302,12 @@ fn report(o: &Options, mut lat: Vec<Duration>, elapsed: Duration, errors: usize)
         None => format!("closed loop, concurrency {}", o.concurrency),
     };
     println!(
-        "proof={} {mode}: {} ok, {errors} errors in {:.2}s = {:.0} decisions/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        if o.jwt { "private_key_jwt" } else { "none" },
+        "{} {mode}: {} ok, {errors} errors in {:.2}s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        match (o.tool_calls, o.jwt) {
+            (true, _) => "tool calls",
+            (false, true) => "decisions, proof=private_key_jwt",
+            (false, false) => "decisions, proof=none",
+        },
         lat.len(),
         elapsed.as_secs_f64(),
         lat.len() as f64 / elapsed.as_secs_f64(),

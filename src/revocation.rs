@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::decide::rfc3339;
 use crate::log::entry::{GrantIssuedRecord, GrantRevokedRecord, SessionRevokedRecord};
+use crate::log::index::Field;
 use crate::log::query::{self, Filter};
 use crate::log::{EntryReceipt, LogError, LogStore, LogWriter, Record};
 use crate::model::GrantClaims;
@@ -37,7 +38,7 @@ pub struct Revoked {
     pub kind: &'static str,
 }
 
-/// The revocation that applies to a grant, if any: its own, or its session's.
+/// The revocation that applies to a grant, if any: its session's, or its own.
 pub fn revocation_of(store: &LogStore, grant: &GrantClaims) -> Result<Option<Revoked>, LogError> {
     if let Some(seq) = session_revocation(store, &grant.sid)? {
         return Ok(Some(Revoked {
@@ -45,41 +46,42 @@ pub fn revocation_of(store: &LogStore, grant: &GrantClaims) -> Result<Option<Rev
             kind: "session_revoked",
         }));
     }
-    let filter = Filter {
-        grant: Some(grant.jti.clone()),
-        kind: Some("grant_revoked".into()),
-        ..Filter::default()
-    };
-    let page = query::query(store, &filter, 1, None)?;
-    Ok(page.seqs.first().map(|seq| Revoked {
-        seq: *seq,
+    let own = query::oldest_posting(store, Field::RevokedGrant, &grant.jti)?;
+    Ok(own.map(|seq| Revoked {
+        seq,
         kind: "grant_revoked",
     }))
 }
 
 /// The entry that revoked `session_id`, if it was revoked.
 pub fn session_revocation(store: &LogStore, session_id: &str) -> Result<Option<u64>, LogError> {
-    let filter = Filter {
-        session: Some(session_id.to_string()),
-        kind: Some("session_revoked".into()),
-        ..Filter::default()
-    };
-    Ok(query::query(store, &filter, 1, None)?.seqs.first().copied())
+    query::oldest_posting(store, Field::RevokedSession, session_id)
 }
 
-/// The issuance of the newest grant matching `filter` (a jti or a session).
-pub fn issued_grant(
+/// The issuance of grant `jti`: the first entry that names the grant.
+pub fn issued_grant(store: &LogStore, jti: &str) -> Result<Option<GrantIssuedRecord>, LogError> {
+    match query::oldest_posting(store, Field::Grant, jti)? {
+        Some(seq) => issuance_at(store, seq).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The newest grant issued in `session_id`.
+pub fn session_grant(
     store: &LogStore,
-    mut filter: Filter,
+    session_id: &str,
 ) -> Result<Option<GrantIssuedRecord>, LogError> {
-    filter.kind = Some("grant_issued".into());
-    Ok(match query::newest(store, &filter)? {
-        Some((_, entry)) => match entry.record {
-            Record::GrantIssued(r) => Some(r),
-            _ => return Err(LogError::Corrupt),
-        },
-        None => None,
-    })
+    match query::newest_posting(store, Field::SessionGrant, session_id)? {
+        Some(seq) => issuance_at(store, seq).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn issuance_at(store: &LogStore, seq: u64) -> Result<GrantIssuedRecord, LogError> {
+    match query::entry(store, seq)?.record {
+        Record::GrantIssued(r) => Ok(r),
+        _ => Err(LogError::Corrupt),
+    }
 }
 
 /// What a revocation produced.
@@ -115,11 +117,7 @@ impl Revoker {
         reason: &str,
         revoked_by: &str,
     ) -> Result<RevocationOutcome, RevokeError> {
-        let filter = Filter {
-            grant: Some(jti.to_string()),
-            ..Filter::default()
-        };
-        let issued = issued_grant(&self.store, filter)?
+        let issued = issued_grant(&self.store, jti)?
             .ok_or_else(|| RevokeError::NotFound(format!("no grant {jti} was issued")))?;
         let record = GrantRevokedRecord {
             revocation_id: uuid::Uuid::now_v7().to_string(),
@@ -158,20 +156,16 @@ impl Revoker {
                 "no entries for session {session_id}"
             )));
         }
-        let grants = Filter {
-            kind: Some("grant_issued".into()),
-            ..in_session
-        };
+        let issuances = query::postings(
+            &self.store,
+            Field::SessionGrant,
+            session_id,
+            MAX_LISTED_GRANTS,
+        )?;
         let mut grant_jtis = Vec::new();
-        for seq in query::query(&self.store, &grants, MAX_LISTED_GRANTS, None)?.seqs {
-            let bytes = self.store.entry(seq)?.ok_or(LogError::Corrupt)?;
-            let entry: crate::log::LogEntry =
-                serde_json::from_slice(&bytes).map_err(|_| LogError::Corrupt)?;
-            if let Record::GrantIssued(r) = entry.record {
-                grant_jtis.push(r.grant.jti);
-            }
+        for seq in issuances.into_iter().rev() {
+            grant_jtis.push(issuance_at(&self.store, seq)?.grant.jti);
         }
-        grant_jtis.reverse();
         let record = SessionRevokedRecord {
             revocation_id: uuid::Uuid::now_v7().to_string(),
             session_id: session_id.to_string(),

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use serde_json::json;
-use trustpath::policy::{PolicyBundle, PolicyStore, CONNECTION_ENTRY_POINT};
+use trustpath::policy::{PolicyBundle, PolicyStore, CONNECTION_ENTRY_POINT, TOOL_CALL_ENTRY_POINT};
 
 /// `(package, rule)` for every `test_*` rule defined in the `.rego` files under `dir`.
 fn test_rules(dir: &Path, found: &mut Vec<(String, String)>) {
@@ -151,6 +151,59 @@ fn vm_and_interpreter_agree_on_the_shipped_policy() {
         }
     }
     assert_eq!(checked, 4 * 4 * 2 * 3 * 5 * 3);
+}
+
+/// The same for the tool-call entry point.
+#[test]
+fn vm_and_interpreter_agree_on_the_tool_call_policy() {
+    let bundle = PolicyBundle::load(&common::repo_policies()).unwrap();
+    assert!(bundle.uses_vm(TOOL_CALL_ENTRY_POINT));
+    let mut checked = 0;
+    for status in ["active", "expired", "invalid"] {
+        for scopes in [
+            &[][..],
+            &["files:read"][..],
+            &["files:read", "repo:admin"][..],
+        ] {
+            for (method, tool) in [
+                ("tools/call", "read_file"),
+                ("tools/call", "write_file"),
+                ("tools/call", "delete_repository"),
+                ("tools/call", "unknown"),
+                ("resources/read", "file:///a"),
+                ("sampling/createMessage", "x"),
+            ] {
+                for names in [&["path"][..], &["path", "password"][..], &[][..]] {
+                    for (act, actor) in [
+                        (None, None),
+                        (Some(json!({"sub": "a7", "act": {"sub": "o"}})), Some("a7")),
+                        (Some(json!({"sub": "a7"})), Some("a9")),
+                        (Some(json!({"sub": "a7"})), None),
+                    ] {
+                        let mut input = json!({
+                            "tool": tool, "method": method,
+                            "arguments": {"names": names, "sha256": "00", "values": {}},
+                            "grant": {"status": status, "scopes": scopes, "claims": {"sub": "c"}},
+                        });
+                        if let Some(act) = act {
+                            input["grant"]["claims"]["act"] = act;
+                        }
+                        if let Some(actor) = actor {
+                            input["actor"] = json!(actor);
+                        }
+                        let vm = bundle.evaluate(TOOL_CALL_ENTRY_POINT, &input).unwrap();
+                        let reference = bundle
+                            .evaluate_interpreted(TOOL_CALL_ENTRY_POINT, &input)
+                            .unwrap();
+                        assert!(vm.is_some(), "undefined for {input}");
+                        assert_eq!(vm, reference, "engines disagree on {input}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 3 * 3 * 6 * 3 * 4);
 }
 
 #[test]

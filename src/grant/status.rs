@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use super::GrantSigner;
 use crate::digest::sha256_hex;
-use crate::log::query::Filter;
 use crate::log::LogStore;
 use crate::model::{GrantCheck, GrantClaims, GrantStatus};
 use crate::revocation;
@@ -32,11 +31,7 @@ impl GrantChecker {
 
     /// Checks the newest grant issued in `session_id`.
     pub fn check_session(&self, session_id: &str, now: i64) -> GrantCheck {
-        let filter = Filter {
-            session: Some(session_id.to_string()),
-            ..Filter::default()
-        };
-        match revocation::issued_grant(&self.store, filter) {
+        match revocation::session_grant(&self.store, session_id) {
             Ok(Some(issued)) => self.check_claims(issued.grant, None, now),
             Ok(None) => GrantCheck::failed(
                 GrantStatus::Missing,
@@ -56,11 +51,7 @@ impl GrantChecker {
     ) -> GrantCheck {
         // A correctly signed grant that was never logged as issued is not
         // one trustpath gave out (a stolen key, a lost log): refuse it.
-        let issued = Filter {
-            grant: Some(claims.jti.clone()),
-            ..Filter::default()
-        };
-        match revocation::issued_grant(&self.store, issued) {
+        match revocation::issued_grant(&self.store, &claims.jti) {
             Ok(Some(_)) => {}
             Ok(None) => {
                 return GrantCheck::failed(

@@ -22,6 +22,15 @@ pub enum Field {
     /// A grant's `jti`: its issuance, tool calls made with it, revocations.
     Grant,
     Tool,
+    /// Lifecycle look-ups that must stay cheap however long a session or a
+    /// grant's list of tool calls grows: each is posted only by the rare
+    /// entry it names.
+    /// A session's grant issuances (by session id).
+    SessionGrant,
+    /// A grant's own revocation (by jti).
+    RevokedGrant,
+    /// A session's revocation (by session id).
+    RevokedSession,
 }
 
 impl Field {
@@ -38,6 +47,9 @@ impl Field {
             Field::Kind => b'k',
             Field::Grant => b'g',
             Field::Tool => b'T',
+            Field::SessionGrant => b'S',
+            Field::RevokedGrant => b'R',
+            Field::RevokedSession => b'V',
         }
     }
 }
@@ -100,14 +112,13 @@ pub fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
             for d in &r.decision.denied_scopes {
                 add(Field::DeniedScope, &d.scope);
             }
-            if let Some(jti) = &r.grant_jti {
-                add(Field::Grant, jti);
-            }
         }
         Record::GrantIssued(r) => {
             add(Field::Session, &r.session_id);
             add(Field::Client, &r.client_id);
+            // The issuance is the first entry of its grant's posting list.
             add(Field::Grant, &r.grant.jti);
+            add(Field::SessionGrant, &r.session_id);
         }
         Record::ToolCall(r) => {
             for (field, value) in [
@@ -133,9 +144,11 @@ pub fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
             add(Field::Session, &r.session_id);
             add(Field::Client, &r.client_id);
             add(Field::Grant, &r.grant_jti);
+            add(Field::RevokedGrant, &r.grant_jti);
         }
         Record::SessionRevoked(r) => {
             add(Field::Session, &r.session_id);
+            add(Field::RevokedSession, &r.session_id);
             for jti in &r.grant_jtis {
                 add(Field::Grant, jti);
             }

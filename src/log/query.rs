@@ -144,13 +144,45 @@ pub fn query(
     Ok(Page { seqs, next_cursor })
 }
 
-/// The newest entry matching `filter`, decoded.
-pub fn newest(store: &LogStore, filter: &Filter) -> Result<Option<(u64, LogEntry)>, LogError> {
-    let page = query(store, filter, 1, None)?;
-    let Some(seq) = page.seqs.first().copied() else {
-        return Ok(None);
-    };
+/// Up to `limit` entries posted under `field = value`, newest first.
+pub fn postings(
+    store: &LogStore,
+    field: Field,
+    value: &str,
+    limit: usize,
+) -> Result<Vec<u64>, LogError> {
+    let prefix = index::posting_prefix(field, value);
+    store
+        .keys_descending(&prefix, None)
+        .take(limit)
+        .map(|k| seq_of_key(&k?))
+        .collect()
+}
+
+/// The newest entry posted under `field = value`.
+pub fn newest_posting(
+    store: &LogStore,
+    field: Field,
+    value: &str,
+) -> Result<Option<u64>, LogError> {
+    Ok(postings(store, field, value, 1)?.first().copied())
+}
+
+/// The oldest entry posted under `field = value`.
+pub fn oldest_posting(
+    store: &LogStore,
+    field: Field,
+    value: &str,
+) -> Result<Option<u64>, LogError> {
+    let prefix = index::posting_prefix(field, value);
+    store
+        .first_key(&prefix)?
+        .map(|k| seq_of_key(&k))
+        .transpose()
+}
+
+/// Entry `seq`, decoded.
+pub fn entry(store: &LogStore, seq: u64) -> Result<LogEntry, LogError> {
     let bytes = store.entry(seq)?.ok_or(LogError::Corrupt)?;
-    let entry = serde_json::from_slice(&bytes).map_err(|_| LogError::Corrupt)?;
-    Ok(Some((seq, entry)))
+    serde_json::from_slice(&bytes).map_err(|_| LogError::Corrupt)
 }

@@ -185,6 +185,11 @@ impl LogStore {
         Ok(self.log.contains_key(key)?)
     }
 
+    /// The lowest key under `prefix` (the oldest entry of a posting list).
+    pub fn first_key(&self, prefix: &[u8]) -> Result<Option<sled::IVec>, LogError> {
+        Ok(self.log.scan_prefix(prefix).keys().next().transpose()?)
+    }
+
     /// Keys under `prefix`, newest (highest) first, strictly below `below` when given.
     pub fn keys_descending(
         &self,
