@@ -580,3 +580,26 @@ async fn enforcement_api_checks_roles_and_input() {
         .unwrap();
     assert_eq!(entry["revoked_by"], "admin-caller");
 }
+
+#[tokio::test]
+async fn a_policy_set_without_tool_call_rules_denies_every_tool_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(policies.join("trustpath")).unwrap();
+    for file in ["data.json", "trustpath/connection.rego"] {
+        std::fs::copy(repo_policies().join(file), policies.join(file)).unwrap();
+    }
+    let server = Server::start(&dir.path().join("data"), &policies, None);
+    let key = TestKey::generate("k1");
+    let decision = connect(&server, &key, "sess-u", &["files:read"]).await;
+    let out = check(
+        &server,
+        &call(&token(&decision), "read_file", json!({"path": "/a"})),
+    )
+    .await;
+    assert_eq!(out["allow"], false);
+    assert_eq!(out["grant_status"], "active");
+    assert!(out["reasons"].to_string().contains("undefined"), "{out:#}");
+    let entry = entry_at(&server, &out["log_entry"]["seq"]).await;
+    assert_eq!(entry["decision"]["allow"], false);
+}

@@ -57,6 +57,8 @@ pub struct PolicyBundle {
     /// (BENCHMARKS.md). An entry point is missing here when the policy uses
     /// something the VM cannot compile: the interpreter then serves it.
     programs: Vec<(&'static str, VmProgram)>,
+    /// Entry points the policies do not define: their result is undefined.
+    undefined: Vec<&'static str>,
     data: regorus::Value,
     revision: PolicyRevision,
     files: Vec<PathBuf>,
@@ -115,6 +117,7 @@ impl PolicyBundle {
         // load (naming file and line) and every clone starts prepared.
         let data = engine.get_data();
         let mut programs = Vec::new();
+        let mut undefined = Vec::new();
         for entry_point in [CONNECTION_ENTRY_POINT, TOOL_CALL_ENTRY_POINT] {
             let compiled = match engine.compile_with_entrypoint(&entry_point.into()) {
                 Ok(compiled) => compiled,
@@ -122,10 +125,12 @@ impl PolicyBundle {
                     return Err(PolicyError::Compile(format!("{entry_point}: {e}")));
                 }
                 // Policies without tool-call rules still load; tool calls deny.
-                Err(e) => {
-                    tracing::warn!(error = %e, "{entry_point} is not defined: tool calls will be denied");
+                Err(_) if !defines_package(&engine, entry_point) => {
+                    tracing::warn!("{entry_point} is not defined: tool calls will be denied");
+                    undefined.push(entry_point);
                     continue;
                 }
+                Err(e) => return Err(PolicyError::Compile(format!("{entry_point}: {e}"))),
             };
             if let Some(vm) = compile_for_vm(entry_point, compiled, &data) {
                 programs.push((entry_point, vm));
@@ -135,6 +140,7 @@ impl PolicyBundle {
         Ok(Self {
             engine,
             programs,
+            undefined,
             data,
             revision: PolicyRevision(hex::encode(hasher.finalize())),
             files,
@@ -151,6 +157,9 @@ impl PolicyBundle {
 
     /// Evaluates `rule` against `input`. `Ok(None)` means the rule is undefined.
     pub fn evaluate(&self, rule: &str, input: &Value) -> Result<Option<Value>, PolicyError> {
+        if self.undefined.contains(&rule) {
+            return Ok(None);
+        }
         let input = regorus::Value::from(input.clone());
         let vm = self.programs.iter().find(|(r, _)| *r == rule);
         let value = match vm {
@@ -200,6 +209,14 @@ impl PolicyBundle {
         machine.set_input(input);
         Ok(machine.execute_entry_point_by_name(rule)?)
     }
+}
+
+/// Whether the package of `entry_point` (`data.a.b.rule` -> `data.a.b`) is loaded.
+fn defines_package(engine: &regorus::Engine, entry_point: &str) -> bool {
+    let package = entry_point.rsplit_once('.').map_or(entry_point, |(p, _)| p);
+    engine
+        .get_packages()
+        .is_ok_and(|packages| packages.iter().any(|p| p == package))
 }
 
 fn to_json(value: regorus::Value) -> Result<Option<Value>, PolicyError> {
