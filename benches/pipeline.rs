@@ -123,19 +123,21 @@ fn main() {
         a
     });
     time("build policy input", || {
-        policy_input(&req, "s", &client, now, &limits)
+        policy_input(&req, "s", &client, now, &limits, None)
     });
-    let input = policy_input(&req, "s", &client, now, &limits);
+    let input = policy_input(&req, "s", &client, now, &limits, None);
     time("evaluate connection policy", || {
         bundle.evaluate(CONNECTION_ENTRY_POINT, &input).unwrap()
     });
     let result: Option<Value> = bundle.evaluate(CONNECTION_ENTRY_POINT, &input).unwrap();
     time("trim", || {
         trim(
-            &req,
+            &req.scopes,
+            req.tools.as_deref(),
             &client.authentication,
             ConnectionVerdict::from_policy_result(result.clone()),
             &limits,
+            None,
         )
     });
     let dir = tempfile::tempdir().unwrap();

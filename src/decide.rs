@@ -16,13 +16,14 @@ use crate::log::entry::GrantIssuedRecord;
 use crate::log::{ConnectionDecisionRecord, EntryReceipt, LogError, LogStore, LogWriter, Record};
 use crate::model::{
     ApprovedScopes, Authentication, AuthenticationStatus, ConnectionRequest, Decision, DeniedScope,
-    Grant, GrantClaims, Outcome, PermittedTools,
+    Grant, GrantClaims, Outcome, PermittedTools, RequestedScopes,
 };
 use crate::policy::verdict::ConnectionVerdict;
 use crate::policy::{PolicyStore, CONNECTION_ENTRY_POINT};
 
-/// Grant lifetimes the PDP enforces whatever the policy says.
-#[derive(Debug, Clone, Copy)]
+/// Grant lifetimes the PDP enforces whatever the policy says. Kept in the
+/// policy input (`limits`), so a replay enforces the ones then in force.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
 pub struct GrantLimits {
     pub default_ttl_seconds: u64,
     pub max_ttl_seconds: u64,
@@ -97,16 +98,37 @@ impl Decider {
         // 1. Authenticate the client's identity document and proof.
         let client = self.authenticator.authenticate(&request, now.timestamp());
 
-        // 2. Evaluate the policy on exactly what will be logged.
+        // 2. Evaluate the policy on exactly what will be logged, including
+        //    whether the session was revoked (read from the log when recording).
+        let session_revoked = self
+            .recording
+            .as_ref()
+            .and_then(|r| session_revoked(&r.store, &session_id));
         let bundle = self.policies.current();
-        let input = policy_input(&request, &session_id, &client, now, &self.limits);
+        let input = policy_input(
+            &request,
+            &session_id,
+            &client,
+            now,
+            &self.limits,
+            session_revoked.as_deref(),
+        );
         let verdict = bundle
             .evaluate(CONNECTION_ENTRY_POINT, &input)
             .map_err(|e| e.to_string())
             .and_then(ConnectionVerdict::from_policy_result);
 
-        // 3. Trim: intersect with the request, cap the lifetime, apply authentication.
-        let mut decision = trim(&request, &client.authentication, verdict, &self.limits);
+        // 3. Trim: intersect with the request, cap the lifetime, apply
+        //    authentication and revocation.
+        let requested_tools = request.tools.as_deref();
+        let mut decision = trim(
+            &request.scopes,
+            requested_tools,
+            &client.authentication,
+            verdict,
+            &self.limits,
+            session_revoked.as_deref(),
+        );
 
         let Some(recording) = &self.recording else {
             return Ok(DecisionOutcome {
@@ -120,20 +142,7 @@ impl Decider {
             });
         };
 
-        // 4. A revoked session gets no new grant, whatever the policy says.
-        if decision.allow {
-            let revoked = crate::revocation::session_revocation(&recording.store, &session_id);
-            let reason = match revoked {
-                Ok(None) => None,
-                Ok(Some(seq)) => Some(format!("session was revoked (log entry {seq})")),
-                Err(e) => Some(format!("revocation state could not be read: {e}")),
-            };
-            if let Some(reason) = reason {
-                decision = Decision::deny_all(decision.requested_scopes, vec![reason]);
-            }
-        }
-
-        // 5. Sign a grant for an allowed decision.
+        // 4. Sign a grant for an allowed decision.
         let mut grant = None;
         let mut issued = None;
         if decision.allow {
@@ -162,7 +171,7 @@ impl Decider {
             }
         }
 
-        // 6. Log the decision and the grant's issuance together; answer only
+        // 5. Log the decision and the grant's issuance together; answer only
         //    once both are durable.
         let client_id = &request.client.client_id;
         let mut records = vec![Record::ConnectionDecision(ConnectionDecisionRecord {
@@ -211,6 +220,7 @@ pub fn policy_input(
     client: &AuthenticatedClient,
     now: DateTime<Utc>,
     limits: &GrantLimits,
+    session_revoked: Option<&str>,
 ) -> Value {
     let mut input = json!({
         "now": rfc3339(now),
@@ -233,6 +243,7 @@ pub fn policy_input(
             "default_ttl_seconds": limits.default_ttl_seconds,
             "max_ttl_seconds": limits.max_ttl_seconds,
         },
+        "session_revoked": session_revoked,
     });
     drop_nulls(&mut input);
     if let Some(client) = input.get_mut("client") {
@@ -247,15 +258,32 @@ fn drop_nulls(object: &mut Value) {
     }
 }
 
+/// Why a session may get no new grant: it was revoked, or its revocation
+/// state could not be read (fail closed). `None` when neither.
+fn session_revoked(store: &LogStore, session_id: &str) -> Option<String> {
+    match crate::revocation::session_revocation(store, session_id) {
+        Ok(None) => None,
+        Ok(Some(seq)) => Some(format!("session was revoked (log entry {seq})")),
+        Err(e) => Some(format!("revocation state could not be read: {e}")),
+    }
+}
+
 /// Turns the policy's answer into the PDP's decision. The policy can only
 /// narrow: approved scopes are its offer intersected with the request.
+/// A failed authentication or a revoked session denies whatever it says.
+/// Replay calls this with what the log kept, so it reads nothing else.
 pub fn trim(
-    request: &ConnectionRequest,
+    requested: &RequestedScopes,
+    requested_tools: Option<&[String]>,
     authentication: &Authentication,
     verdict: Result<ConnectionVerdict, String>,
     limits: &GrantLimits,
+    session_revoked: Option<&str>,
 ) -> Decision {
-    let requested = request.scopes.clone();
+    let requested = requested.clone();
+    if let Some(reason) = session_revoked {
+        return Decision::deny_all(requested, vec![reason.to_string()]);
+    }
     let verdict = match verdict {
         Ok(v) => v,
         Err(reason) => return Decision::deny_all(requested, vec![reason]),
@@ -316,7 +344,7 @@ pub fn trim(
     Decision {
         outcome,
         allow: true,
-        tools: PermittedTools::narrow(verdict.tools, request.tools.as_deref()),
+        tools: PermittedTools::narrow(verdict.tools, requested_tools),
         requested_scopes: requested,
         approved_scopes: approved,
         denied_scopes,

@@ -15,6 +15,7 @@ pub mod input;
 pub mod log;
 pub mod model;
 pub mod policy;
+pub mod replay;
 pub mod revocation;
 pub mod secret_file;
 pub mod server;

@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use trustpath::config::Config;
 use trustpath::model::ConnectionRequest;
+
+mod commands;
 
 // The decision path allocates many small objects (JSON, policy values);
 // mimalloc serves them faster than glibc's malloc (BENCHMARKS.md).
@@ -46,6 +48,53 @@ enum Command {
     Log {
         #[command(subcommand)]
         command: LogCommand,
+    },
+    /// Run the policies' own test_* rules, as `opa test` does. Exit 0 when
+    /// all pass, 2 on a failure or error, 1 when the policies do not load.
+    Test {
+        /// The policy directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+        /// Only tests whose full path (data.pkg.test_name) matches this regex.
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        format: String,
+        /// Report the lines the tests evaluated and those they did not.
+        #[arg(long)]
+        coverage: bool,
+        /// List passing tests too.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Re-evaluate logged decisions and tool calls against candidate
+    /// policies and report each one that would change.
+    #[command(group(ArgGroup::new("source").required(true).args(["data_dir", "export"])))]
+    Replay {
+        /// The candidate policy directory.
+        #[arg(long)]
+        policies: PathBuf,
+        /// A stopped server's data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// An NDJSON export from `trustpath log export`.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// `json`: one line per change, then a summary line.
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        format: String,
+        /// Exit 2 if anything changed.
+        #[arg(long)]
+        fail_on_change: bool,
+        /// Exit 2 if these changes happen, e.g. `widened,newly-allowed`
+        /// (newly-denied, newly-allowed, widened, narrowed, tools, ttl, error).
+        #[arg(long)]
+        fail_on: Option<String>,
+        /// Evaluator threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
     },
 }
 
@@ -219,7 +268,7 @@ impl Settings {
 
 fn main() -> std::process::ExitCode {
     match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // The whole context chain on one line, without a backtrace.
             eprintln!("Error: {e:#}");
@@ -228,7 +277,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run() -> Result<()> {
+fn run() -> Result<std::process::ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TRUSTPATH_LOG")
@@ -238,14 +287,47 @@ fn run() -> Result<()> {
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let done = |result: Result<()>| result.map(|()| std::process::ExitCode::SUCCESS);
     match cli.command {
-        Command::Serve(settings) => runtime.block_on(serve(settings.resolve()?)),
+        Command::Serve(settings) => done(runtime.block_on(serve(settings.resolve()?))),
         Command::Eval {
             input,
             record,
             settings,
-        } => runtime.block_on(eval(settings.resolve()?, input, record)),
-        Command::Log { command } => log_command(command),
+        } => done(runtime.block_on(eval(settings.resolve()?, input, record))),
+        Command::Log { command } => done(log_command(command)),
+        Command::Test {
+            dir,
+            run,
+            format,
+            coverage,
+            verbose,
+        } => commands::policy_test::run(&dir, run.as_deref(), format == "json", coverage, verbose),
+        Command::Replay {
+            policies,
+            data_dir,
+            export,
+            filter,
+            format,
+            fail_on_change,
+            fail_on,
+            workers,
+        } => {
+            let fail_on = match (fail_on_change, fail_on) {
+                (true, _) => trustpath::replay::ChangeKind::ALL.to_vec(),
+                (false, Some(list)) => commands::replay::parse_fail_on(&list)?,
+                (false, None) => Vec::new(),
+            };
+            commands::replay::run(commands::replay::ReplayArgs {
+                candidate: &policies,
+                data_dir,
+                export,
+                filter: filter.to_filter()?,
+                json: format == "json",
+                fail_on,
+                workers,
+            })
+        }
     }
 }
 

@@ -70,3 +70,9 @@ test_delegation_limited_to_human_approval if {
 	d.scopes == ["files:read"]
 	d.scope_reasons["files:write"] == "not in the human approval"
 }
+
+test_dcr_clients_not_accepted if {
+	d := connection.decision with input as object.union(base, {"metadata_source": {"kind": "dcr"}})
+	not d.allow
+	d.reasons == ["metadata source \"dcr\" is not accepted"]
+}

@@ -1,5 +1,6 @@
 //! The organisation's Rego policies, compiled once and shared.
 
+pub mod test_runner;
 pub mod verdict;
 
 use std::num::NonZeroU32;
@@ -74,45 +75,74 @@ struct VmProgram {
 /// policy, so the count limit only has to be far above any sane policy.
 const VM_MAX_INSTRUCTIONS: usize = 50_000_000;
 
-impl PolicyBundle {
-    /// Loads every `*.rego` file and every `data.json` under `dir`.
-    pub fn load(dir: &Path) -> Result<Self, PolicyError> {
-        let mut files = Vec::new();
-        collect_files(dir, &mut files)?;
-        files.sort();
-        let rego_count = files.iter().filter(|f| is_rego(f)).count();
-        if rego_count == 0 {
-            return Err(PolicyError::Empty(dir.to_path_buf()));
-        }
+/// The policy files under a directory, read and added to a fresh engine:
+/// what both the decision path and the test runner start from.
+pub struct PolicySources {
+    pub engine: regorus::Engine,
+    /// Every file loaded, sorted.
+    pub files: Vec<PathBuf>,
+    /// The `.rego` files and their text.
+    pub rego: Vec<(PathBuf, String)>,
+    pub revision: PolicyRevision,
+}
 
-        let mut engine = regorus::Engine::new();
-        engine.set_execution_timer_config(timer_config());
-        let mut hasher = Sha256::new();
-        for path in &files {
-            let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let relative = path.strip_prefix(dir).unwrap_or(path);
-            // Length-prefixed so that moving bytes between files changes the hash.
-            for part in [relative.to_string_lossy().as_bytes(), text.as_bytes()] {
-                hasher.update((part.len() as u64).to_be_bytes());
-                hasher.update(part);
-            }
-            let load_err = |message: String| PolicyError::Load {
-                path: path.clone(),
-                message,
-            };
-            if is_rego(path) {
-                engine
-                    .add_policy(path.display().to_string(), text)
-                    .map_err(|e| load_err(e.to_string()))?;
-            } else {
-                let data =
-                    regorus::Value::from_json_str(&text).map_err(|e| load_err(e.to_string()))?;
-                engine.add_data(data).map_err(|e| load_err(e.to_string()))?;
-            }
+/// Reads every `*.rego` file and every `data.json` under `dir` into an
+/// engine. A file that does not parse is named, with its line, in the error.
+pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files)?;
+    files.sort();
+    if !files.iter().any(|f| is_rego(f)) {
+        return Err(PolicyError::Empty(dir.to_path_buf()));
+    }
+
+    let mut engine = regorus::Engine::new();
+    engine.set_execution_timer_config(timer_config());
+    let mut hasher = Sha256::new();
+    let mut rego = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let relative = path.strip_prefix(dir).unwrap_or(path);
+        // Length-prefixed so that moving bytes between files changes the hash.
+        for part in [relative.to_string_lossy().as_bytes(), text.as_bytes()] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
         }
+        let load_err = |message: String| PolicyError::Load {
+            path: path.clone(),
+            message,
+        };
+        if is_rego(path) {
+            engine
+                .add_policy(path.display().to_string(), text.clone())
+                .map_err(|e| load_err(e.to_string()))?;
+            rego.push((path.clone(), text));
+        } else {
+            let data = regorus::Value::from_json_str(&text).map_err(|e| load_err(e.to_string()))?;
+            engine.add_data(data).map_err(|e| load_err(e.to_string()))?;
+        }
+    }
+    Ok(PolicySources {
+        engine,
+        files,
+        rego,
+        revision: PolicyRevision(hex::encode(hasher.finalize())),
+    })
+}
+
+impl PolicyBundle {
+    /// Loads every `*.rego` file and every `data.json` under `dir`, and
+    /// compiles the entry points.
+    pub fn load(dir: &Path) -> Result<Self, PolicyError> {
+        let PolicySources {
+            mut engine,
+            files,
+            revision,
+            ..
+        } = read_policies(dir)?;
         // Compiling analyses and prepares the engine now, so errors surface at
         // load (naming file and line) and every clone starts prepared.
         let data = engine.get_data();
@@ -142,7 +172,7 @@ impl PolicyBundle {
             programs,
             undefined,
             data,
-            revision: PolicyRevision(hex::encode(hasher.finalize())),
+            revision,
             files,
         })
     }

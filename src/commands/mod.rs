@@ -1,0 +1,5 @@
+//! Commands of the `trustpath` binary that need more than a few lines of
+//! output handling. Part of the binary, not of the library.
+
+pub mod policy_test;
+pub mod replay;

@@ -1,0 +1,130 @@
+//! `trustpath test`: output and exit codes around the library's test runner.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use trustpath::policy::test_runner::{self, FileCoverage, TestOutcome, TestReport};
+
+/// Exit code when a test fails or errors (1 is for policies that do not load).
+const TESTS_FAILED: u8 = 2;
+
+pub fn run(
+    dir: &Path,
+    run: Option<&str>,
+    json: bool,
+    coverage: bool,
+    verbose: bool,
+) -> Result<ExitCode> {
+    let run = run
+        .map(regex::Regex::new)
+        .transpose()
+        .context("--run is not a valid regular expression")?;
+    let report = test_runner::run(dir, run.as_ref(), coverage)
+        .with_context(|| format!("loading policies from {}", dir.display()))?;
+    if json {
+        print_json(&report)?;
+    } else {
+        print_text(&report, verbose);
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(TESTS_FAILED)
+    })
+}
+
+/// An array of test objects; with `--coverage`, an object holding the
+/// array (`tests`) and the coverage (`coverage`).
+fn print_json(report: &TestReport) -> Result<()> {
+    let text = if report.coverage.is_some() {
+        serde_json::to_string_pretty(report)?
+    } else {
+        serde_json::to_string_pretty(&report.tests)?
+    };
+    println!("{text}");
+    Ok(())
+}
+
+fn print_text(report: &TestReport, verbose: bool) {
+    for t in &report.tests {
+        let shown = verbose || t.outcome != TestOutcome::Pass;
+        if !shown {
+            continue;
+        }
+        let label = match t.outcome {
+            TestOutcome::Pass => "PASS",
+            TestOutcome::Fail => "FAIL",
+            TestOutcome::Error => "ERROR",
+            TestOutcome::Skip => "SKIP",
+        };
+        let ms = t.duration as f64 / 1e6;
+        println!(
+            "{label} {}.{} ({}) {ms:.2}ms",
+            t.package, t.name, t.location
+        );
+        if let Some(error) = &t.error {
+            println!("  {error}");
+        }
+    }
+    if let Some(files) = &report.coverage {
+        println!("{}", "-".repeat(80));
+        for file in files {
+            println!("{}", coverage_line(file));
+        }
+    }
+    let total = report.tests.len();
+    println!("{}", "-".repeat(80));
+    println!("PASS: {}/{total}", report.count(TestOutcome::Pass));
+    for (label, outcome) in [
+        ("FAIL", TestOutcome::Fail),
+        ("ERROR", TestOutcome::Error),
+        ("SKIP", TestOutcome::Skip),
+    ] {
+        let n = report.count(outcome);
+        if n > 0 {
+            println!("{label}: {n}/{total}");
+        }
+    }
+}
+
+/// `file: 45/50 lines covered (90.0%); not covered: 12, 30-33`
+fn coverage_line(file: &FileCoverage) -> String {
+    let (covered, missed) = (file.covered.len(), file.not_covered.len());
+    let total = covered + missed;
+    let percent = if total == 0 {
+        100.0
+    } else {
+        covered as f64 * 100.0 / total as f64
+    };
+    let mut line = format!(
+        "{}: {covered}/{total} lines covered ({percent:.1}%)",
+        file.path
+    );
+    if missed > 0 {
+        line.push_str("; not covered: ");
+        line.push_str(&ranges(&file.not_covered));
+    }
+    line
+}
+
+/// `[12, 30, 31, 32, 33]` -> `12, 30-33`
+fn ranges(lines: &[u32]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let start = lines[i];
+        let mut end = start;
+        while i + 1 < lines.len() && lines[i + 1] == end + 1 {
+            i += 1;
+            end = lines[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(", ")
+}

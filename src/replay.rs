@@ -1,0 +1,497 @@
+//! Replay: re-evaluates logged decisions against a candidate policy
+//! directory and reports every one that would come out differently.
+//!
+//! Each logged entry holds the exact policy input (the evaluation time and
+//! the authentication result included), so the replay is deterministic and
+//! does not re-run authentication: a `failed` authentication still denies.
+//! Entries stream through a bounded pipeline (a reader, one evaluator per
+//! core, an in-order collector), so memory stays flat however long the log.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::decide::{trim, GrantLimits};
+use crate::log::entry::{ConnectionDecisionRecord, ToolCallRecord};
+use crate::log::query::Filter;
+use crate::log::{LogEntry, LogError, LogStore, Record};
+use crate::model::{Decision, GrantCheck, ToolCallDecision};
+use crate::policy::verdict::{ConnectionVerdict, ToolCallVerdict};
+use crate::policy::{PolicyBundle, CONNECTION_ENTRY_POINT, TOOL_CALL_ENTRY_POINT};
+use crate::tool_call::enforce;
+
+/// Entries per unit of work handed to an evaluator.
+const CHUNK: usize = 256;
+
+/// A numbered run of stored entries: (chunk index, [(seq, bytes)]).
+type Chunk = (usize, Vec<(u64, Vec<u8>)>);
+/// A chunk's results, by chunk index.
+type Done = (usize, Result<Vec<Replayed>, ReplayError>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}, line {line}: not a log entry: {message}")]
+    Export {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("entry {seq} is not valid JSON of a log entry: {message}")]
+    Entry { seq: u64, message: String },
+}
+
+/// Where the logged decisions come from.
+pub enum ReplaySource {
+    /// A stopped server's data directory.
+    DataDir(LogStore),
+    /// An NDJSON file written by `trustpath log export` (header line,
+    /// entries, trailer line).
+    Export(PathBuf),
+}
+
+/// How a replayed entry differs from what was logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeKind {
+    NewlyDenied,
+    NewlyAllowed,
+    /// Approved scopes gained one the logged decision did not approve.
+    Widened,
+    /// Approved scopes lost one the logged decision approved.
+    Narrowed,
+    Tools,
+    Ttl,
+    /// The candidate policy failed (error, undefined, malformed result).
+    Error,
+}
+
+impl ChangeKind {
+    pub const ALL: [ChangeKind; 7] = [
+        ChangeKind::NewlyDenied,
+        ChangeKind::NewlyAllowed,
+        ChangeKind::Widened,
+        ChangeKind::Narrowed,
+        ChangeKind::Tools,
+        ChangeKind::Ttl,
+        ChangeKind::Error,
+    ];
+
+    /// The name used in `--fail-on` and in output.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeKind::NewlyDenied => "newly-denied",
+            ChangeKind::NewlyAllowed => "newly-allowed",
+            ChangeKind::Widened => "widened",
+            ChangeKind::Narrowed => "narrowed",
+            ChangeKind::Tools => "tools",
+            ChangeKind::Ttl => "ttl",
+            ChangeKind::Error => "error",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// The parts of a decision a replay compares.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparable {
+    pub allow: bool,
+    /// `approved`/`reduced`/`denied` for connections, `allowed`/`denied` for tool calls.
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approved_scopes: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied_scopes: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    pub reasons: Vec<String>,
+}
+
+impl Comparable {
+    fn of_decision(d: &Decision) -> Self {
+        Self {
+            allow: d.allow,
+            outcome: d.outcome.as_str().to_string(),
+            approved_scopes: d.approved_scopes.as_slice().to_vec(),
+            denied_scopes: d.denied_scopes.iter().map(|s| s.scope.clone()).collect(),
+            tools: d.tools.as_slice().to_vec(),
+            ttl_seconds: d.allow.then_some(d.ttl_seconds),
+            reasons: d.reasons.clone(),
+        }
+    }
+
+    fn of_tool_call(d: &ToolCallDecision) -> Self {
+        Self {
+            allow: d.allow,
+            outcome: if d.allow { "allowed" } else { "denied" }.to_string(),
+            approved_scopes: Vec::new(),
+            denied_scopes: Vec::new(),
+            tools: Vec::new(),
+            ttl_seconds: None,
+            reasons: d.reasons.clone(),
+        }
+    }
+}
+
+/// One logged entry that would come out differently.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub seq: u64,
+    /// `connection_decision` or `tool_call`.
+    pub kind: &'static str,
+    pub decision_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    pub session_id: Option<String>,
+    pub client_id: Option<String>,
+    pub changes: Vec<ChangeKind>,
+    pub before: Comparable,
+    pub after: Comparable,
+}
+
+/// Counts over a whole replay.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Entries read, of every kind, matching the filters or not.
+    pub entries_read: u64,
+    /// Connection decisions and tool calls re-evaluated.
+    pub replayed: u64,
+    pub connection_decisions: u64,
+    pub tool_calls: u64,
+    pub unchanged: u64,
+    pub changed: u64,
+    /// Changed entries by kind of change (an entry can count under several).
+    pub by_kind: BTreeMap<ChangeKind, u64>,
+}
+
+impl Summary {
+    pub fn count(&self, kind: ChangeKind) -> u64 {
+        self.by_kind.get(&kind).copied().unwrap_or(0)
+    }
+
+    fn add(&mut self, outcome: &Replayed) {
+        self.entries_read += 1;
+        match outcome {
+            Replayed::Skipped => return,
+            Replayed::Connection(None) | Replayed::ToolCall(None) => self.unchanged += 1,
+            Replayed::Connection(Some(c)) | Replayed::ToolCall(Some(c)) => {
+                self.changed += 1;
+                for kind in &c.changes {
+                    *self.by_kind.entry(*kind).or_default() += 1;
+                }
+            }
+        }
+        self.replayed += 1;
+        match outcome {
+            Replayed::Connection(_) => self.connection_decisions += 1,
+            Replayed::ToolCall(_) => self.tool_calls += 1,
+            Replayed::Skipped => {}
+        }
+    }
+}
+
+/// What replaying one entry gave.
+enum Replayed {
+    /// Not a kind that replays (grant issued, revocations), or filtered out.
+    Skipped,
+    Connection(Option<Change>),
+    ToolCall(Option<Change>),
+}
+
+/// Replays every entry of `source` that matches `filter` against
+/// `candidate` on `workers` threads. `on_change` sees each change in seq
+/// order as soon as it is known.
+pub fn replay(
+    source: ReplaySource,
+    candidate: &PolicyBundle,
+    filter: &Filter,
+    workers: usize,
+    mut on_change: impl FnMut(&Change),
+) -> Result<Summary, ReplayError> {
+    let workers = workers.max(1);
+    let (chunks_tx, chunks_rx) = mpsc::sync_channel::<Chunk>(workers * 2);
+    let chunks_rx = Arc::new(Mutex::new(chunks_rx));
+    let (done_tx, done_rx) = mpsc::sync_channel::<Done>(workers * 2);
+
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || read_chunks(source, chunks_tx));
+        for _ in 0..workers {
+            let (rx, tx) = (chunks_rx.clone(), done_tx.clone());
+            scope.spawn(move || evaluate_chunks(&rx, &tx, candidate, filter));
+        }
+        drop(done_tx);
+        let summary = collect_in_order(done_rx, &mut on_change);
+        let read = reader.join().expect("replay reader panicked");
+        read?;
+        summary
+    })
+}
+
+fn read_chunks(source: ReplaySource, tx: SyncSender<Chunk>) -> Result<(), ReplayError> {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut index = 0;
+    let mut push = |item: (u64, Vec<u8>)| -> bool {
+        chunk.push(item);
+        if chunk.len() == CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            // The receivers are gone only if the collector stopped on an error.
+            if tx.send((index, full)).is_err() {
+                return false;
+            }
+            index += 1;
+        }
+        true
+    };
+    match source {
+        ReplaySource::DataDir(store) => {
+            for item in store.entries() {
+                let (seq, bytes) = item?;
+                if !push((seq, bytes.to_vec())) {
+                    return Ok(());
+                }
+            }
+        }
+        ReplaySource::Export(path) => {
+            let read_err = |source| ReplayError::Read {
+                path: path.clone(),
+                source,
+            };
+            let file = std::fs::File::open(&path).map_err(read_err)?;
+            // Line 1 is the header and the last line the trailer: hold one
+            // line back so the trailer is never taken for an entry.
+            let mut held: Option<(usize, String)> = None;
+            for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(read_err)?;
+                if i == 0 {
+                    continue;
+                }
+                if let Some((number, text)) = held.replace((i + 1, line)) {
+                    let seq = seq_of_line(&path, number, &text)?;
+                    if !push((seq, text.into_bytes())) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send((index, chunk));
+    }
+    Ok(())
+}
+
+fn seq_of_line(path: &Path, line: usize, text: &str) -> Result<u64, ReplayError> {
+    #[derive(serde::Deserialize)]
+    struct Seq {
+        seq: u64,
+    }
+    serde_json::from_str::<Seq>(text)
+        .map(|s| s.seq)
+        .map_err(|e| ReplayError::Export {
+            path: path.to_path_buf(),
+            line,
+            message: e.to_string(),
+        })
+}
+
+fn evaluate_chunks(
+    rx: &Mutex<Receiver<Chunk>>,
+    tx: &SyncSender<Done>,
+    candidate: &PolicyBundle,
+    filter: &Filter,
+) {
+    loop {
+        let next = rx.lock().map(|rx| rx.recv());
+        let Ok(Ok((index, chunk))) = next else {
+            return;
+        };
+        let results = chunk
+            .iter()
+            .map(|(seq, bytes)| {
+                let entry: LogEntry =
+                    serde_json::from_slice(bytes).map_err(|e| ReplayError::Entry {
+                        seq: *seq,
+                        message: e.to_string(),
+                    })?;
+                Ok(replay_entry(&entry, candidate, filter))
+            })
+            .collect();
+        if tx.send((index, results)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Hands results on in chunk order, holding back only chunks that finished
+/// early (at most the few in flight).
+fn collect_in_order(
+    rx: Receiver<Done>,
+    on_change: &mut impl FnMut(&Change),
+) -> Result<Summary, ReplayError> {
+    let mut summary = Summary::default();
+    let mut waiting = BTreeMap::new();
+    let mut next = 0;
+    for (index, results) in rx {
+        waiting.insert(index, results?);
+        while let Some(results) = waiting.remove(&next) {
+            for replayed in results {
+                if let Replayed::Connection(Some(c)) | Replayed::ToolCall(Some(c)) = &replayed {
+                    on_change(c);
+                }
+                summary.add(&replayed);
+            }
+            next += 1;
+        }
+    }
+    Ok(summary)
+}
+
+fn replay_entry(entry: &LogEntry, candidate: &PolicyBundle, filter: &Filter) -> Replayed {
+    if !filter.matches(entry) {
+        return Replayed::Skipped;
+    }
+    match &entry.record {
+        Record::ConnectionDecision(r) => {
+            Replayed::Connection(replay_connection(entry.seq, r, candidate))
+        }
+        Record::ToolCall(r) => Replayed::ToolCall(replay_tool_call(entry.seq, r, candidate)),
+        _ => Replayed::Skipped,
+    }
+}
+
+/// The logged connection decision against the candidate's.
+fn replay_connection(
+    seq: u64,
+    logged: &ConnectionDecisionRecord,
+    candidate: &PolicyBundle,
+) -> Option<Change> {
+    let input = &logged.input;
+    let verdict = candidate
+        .evaluate(CONNECTION_ENTRY_POINT, input)
+        .map_err(|e| e.to_string())
+        .and_then(ConnectionVerdict::from_policy_result);
+    let failed = verdict.is_err();
+    let limits: Result<GrantLimits, _> = serde_json::from_value(input["limits"].clone());
+    let bad_limits = limits.is_err();
+    let after = match limits {
+        Ok(limits) => {
+            let tools: Option<Vec<String>> = serde_json::from_value(input["tools"].clone()).ok();
+            trim(
+                &logged.decision.requested_scopes,
+                tools.as_deref(),
+                &logged.authentication,
+                verdict,
+                &limits,
+                input["session_revoked"].as_str(),
+            )
+        }
+        Err(e) => Decision::deny_all(
+            logged.decision.requested_scopes.clone(),
+            vec![format!("logged input has no usable limits: {e}")],
+        ),
+    };
+    let before = Comparable::of_decision(&logged.decision);
+    let after = Comparable::of_decision(&after);
+    let mut changes = compare(&before, &after);
+    if failed || bad_limits {
+        changes.push(ChangeKind::Error);
+    }
+    (!changes.is_empty()).then(|| Change {
+        seq,
+        kind: "connection_decision",
+        decision_id: Some(logged.decision_id.clone()),
+        tool_call_id: None,
+        session_id: Some(logged.session_id.clone()),
+        client_id: Some(logged.client_id.clone()),
+        changes,
+        before,
+        after,
+    })
+}
+
+/// The logged tool-call answer against the candidate's.
+fn replay_tool_call(seq: u64, logged: &ToolCallRecord, candidate: &PolicyBundle) -> Option<Change> {
+    let input = &logged.input;
+    let verdict = candidate
+        .evaluate(TOOL_CALL_ENTRY_POINT, input)
+        .map_err(|e| e.to_string())
+        .and_then(ToolCallVerdict::from_policy_result);
+    let failed = verdict.is_err();
+    let after = match serde_json::from_value::<GrantCheck>(input["grant"].clone()) {
+        Ok(grant) => enforce(input, &grant, verdict),
+        Err(e) => ToolCallDecision {
+            allow: false,
+            reasons: vec![format!("logged input has no usable grant check: {e}")],
+            required_scopes: Vec::new(),
+        },
+    };
+    let before = Comparable::of_tool_call(&logged.decision);
+    let after = Comparable::of_tool_call(&after);
+    let mut changes = compare(&before, &after);
+    if failed {
+        changes.push(ChangeKind::Error);
+    }
+    (!changes.is_empty()).then(|| Change {
+        seq,
+        kind: "tool_call",
+        decision_id: logged.decision_id.clone(),
+        tool_call_id: Some(logged.tool_call_id.clone()),
+        session_id: logged.session_id.clone(),
+        client_id: logged.client_id.clone(),
+        changes,
+        before,
+        after,
+    })
+}
+
+/// Every way `after` differs from `before` that a policy change matters for.
+/// Reason wording alone is not a change.
+fn compare(before: &Comparable, after: &Comparable) -> Vec<ChangeKind> {
+    let mut changes = Vec::new();
+    match (before.allow, after.allow) {
+        (true, false) => changes.push(ChangeKind::NewlyDenied),
+        (false, true) => changes.push(ChangeKind::NewlyAllowed),
+        _ => {}
+    }
+    if before.allow && after.allow {
+        let gained = after
+            .approved_scopes
+            .iter()
+            .any(|s| !before.approved_scopes.contains(s));
+        let lost = before
+            .approved_scopes
+            .iter()
+            .any(|s| !after.approved_scopes.contains(s));
+        if gained {
+            changes.push(ChangeKind::Widened);
+        }
+        if lost {
+            changes.push(ChangeKind::Narrowed);
+        }
+        let mut tools = (before.tools.clone(), after.tools.clone());
+        tools.0.sort();
+        tools.1.sort();
+        if tools.0 != tools.1 {
+            changes.push(ChangeKind::Tools);
+        }
+        if before.ttl_seconds != after.ttl_seconds {
+            changes.push(ChangeKind::Ttl);
+        }
+    }
+    changes
+}
