@@ -201,19 +201,6 @@ fn verify_dir(data: &Path) -> (bool, String) {
     (ok, format!("{stdout}{stderr}"))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Copies the data directory, applies `tamper` to its sled tree, and runs
 /// `log verify` on the copy.
 fn tampered(data: &Path, name: &str, tamper: impl FnOnce(&sled::Tree)) -> (bool, String) {

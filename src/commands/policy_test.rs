@@ -64,7 +64,9 @@ fn print_text(report: &TestReport, verbose: bool) {
             t.package, t.name, t.location
         );
         if let Some(error) = &t.error {
-            println!("  {error}");
+            for line in error.lines().filter(|l| !l.trim().is_empty()) {
+                println!("  {line}");
+            }
         }
     }
     if let Some(files) = &report.coverage {
