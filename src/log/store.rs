@@ -16,6 +16,9 @@ const HASH: u8 = b'h';
 /// Signed checkpoints, by tree size.
 const CHECKPOINT: u8 = b'c';
 
+/// Page cache of [`LogStore::open_for_scan`].
+const SCAN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 fn hash_key(level: u8, index: u64) -> [u8; 10] {
     let mut key = [0u8; 10];
     key[0] = HASH;
@@ -67,14 +70,30 @@ impl LogStore {
     /// Opens (or creates) the data directory. sled allows one process per
     /// directory; a second one gets a clear error.
     pub fn open(data_dir: &Path) -> Result<Self, LogError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| LogError::Open {
+        Self::open_with(data_dir, sled::Config::new())
+    }
+
+    /// Opens the data directory for a tool that reads through the whole log
+    /// once (verify, export, replay): a small page cache keeps its memory
+    /// flat however long the log, where the server's default cache would
+    /// grow with every page read.
+    pub fn open_for_scan(data_dir: &Path) -> Result<Self, LogError> {
+        Self::open_with(
+            data_dir,
+            sled::Config::new().cache_capacity(SCAN_CACHE_BYTES),
+        )
+    }
+
+    fn open_with(data_dir: &Path, config: sled::Config) -> Result<Self, LogError> {
+        let open_err = |message: String| LogError::Open {
             path: data_dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let db = sled::open(data_dir.join("log.sled")).map_err(|e| LogError::Open {
-            path: data_dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
+        let db = config
+            .path(data_dir.join("log.sled"))
+            .open()
+            .map_err(|e| open_err(e.to_string()))?;
         let log = db.open_tree("log")?;
         Ok(Self { db, log })
     }
