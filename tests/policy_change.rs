@@ -508,3 +508,42 @@ async fn replay_reports_exactly_what_a_candidate_changes() {
     assert_eq!(code, 1);
     assert!(err.contains("line 3"), "{err}");
 }
+
+/// The example policy repository's CI script: passes on the shipped
+/// policies, and stops a change that newly allows a logged decision.
+#[test]
+fn example_policy_repo_ci_gates_a_widening_change() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy-repo");
+    let run = |args: &[&str]| {
+        std::process::Command::new("bash")
+            .arg(example.join("ci.sh"))
+            .args(args)
+            .env("TRUSTPATH", env!("CARGO_BIN_EXE_trustpath"))
+            .env("TRUSTPATH_LOG", "error")
+            .output()
+            .expect("run ci.sh")
+    };
+    let out = run(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("PASS: ") && stdout.contains("changed: 0"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let widened = candidate(dir.path(), "widened", |s| {
+        s["trusted_authorization_servers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("https://rogue.example"));
+    });
+    let out = run(&[widened.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("newly-allowed: 1"), "{stdout}");
+}
