@@ -14,6 +14,7 @@ use trustpath::config::Config;
 use trustpath::decide::{policy_input, trim, GrantLimits};
 use trustpath::grant::GrantSigner;
 use trustpath::identity::replay::ReplayGuard;
+use trustpath::identity::retrieval::Retrieved;
 use trustpath::identity::Authenticator;
 use trustpath::model::ConnectionRequest;
 use trustpath::policy::verdict::ConnectionVerdict;
@@ -102,9 +103,9 @@ fn main() {
         trustpath::input::parse_json::<ConnectionRequest>(&body).unwrap()
     });
     time("authenticate (document only)", || {
-        authenticator.authenticate(&req, now.timestamp())
+        authenticator.authenticate(&req, &Retrieved::default(), now.timestamp())
     });
-    let client = authenticator.authenticate(&req, now.timestamp());
+    let client = authenticator.authenticate(&req, &Retrieved::default(), now.timestamp());
     let (jwt_req, mut next_assertion) = private_key_jwt_request();
     let mut jwt_reqs: Vec<ConnectionRequest> = (0..ITERATIONS + ITERATIONS / 10)
         .map(|_| {
@@ -115,7 +116,7 @@ fn main() {
         .collect();
     time("authenticate (private_key_jwt, EdDSA)", || {
         let r = jwt_reqs.pop().unwrap();
-        let a = authenticator.authenticate(&r, now.timestamp());
+        let a = authenticator.authenticate(&r, &Retrieved::default(), now.timestamp());
         assert_eq!(
             a.authentication.result,
             trustpath::model::AuthenticationStatus::Verified

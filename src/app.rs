@@ -10,6 +10,7 @@ use crate::decide::{Decider, GrantLimits, Recording};
 use crate::grant::status::GrantChecker;
 use crate::grant::{GrantError, GrantSigner};
 use crate::identity::replay::ReplayGuard;
+use crate::identity::retrieval::Retriever;
 use crate::identity::{Authenticator, IdentityError};
 use crate::log::checkpoint::{LogSigner, NoteVerifier};
 use crate::log::{CheckpointPolicy, LogError, LogStore, LogWriter, WriterThread};
@@ -38,6 +39,8 @@ pub enum AppError {
     },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error("cannot set up the document fetcher: {0}")]
+    Fetch(String),
 }
 
 fn limits(config: &Config) -> GrantLimits {
@@ -129,7 +132,14 @@ pub fn open(config: &Config) -> Result<Opened, AppError> {
         log.clone(),
     );
     let revoker = Revoker::new(store.clone(), log.clone(), policies.clone());
-    let decider = Decider::new(authenticator, policies, limits(config), Some(recording));
+    let retriever = Retriever::from_config(config).map_err(AppError::Fetch)?;
+    let decider = Decider::new(
+        authenticator,
+        retriever,
+        policies,
+        limits(config),
+        Some(recording),
+    );
     Ok(Opened {
         decider,
         tool_calls,
@@ -172,7 +182,14 @@ pub fn dry_run(config: &Config) -> Result<Decider, AppError> {
     config.validate()?;
     let authenticator = Authenticator::from_config(config, ReplayGuard::ephemeral())?;
     let policies = Arc::new(PolicyStore::load(&config.policies)?);
-    Ok(Decider::new(authenticator, policies, limits(config), None))
+    let retriever = Retriever::from_config(config).map_err(AppError::Fetch)?;
+    Ok(Decider::new(
+        authenticator,
+        retriever,
+        policies,
+        limits(config),
+        None,
+    ))
 }
 
 /// Runs the HTTP server until `shutdown` resolves. `on_listening` is told

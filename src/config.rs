@@ -37,6 +37,8 @@ pub struct Config {
     pub log: LogConfig,
     pub limits: LimitsConfig,
     pub tool_calls: ToolCallConfig,
+    /// Fetching documents, keys and metadata that the AS did not send.
+    pub fetch: crate::identity::fetch::FetchConfig,
     /// API callers and their roles. With none, the server only listens on loopback.
     pub callers: Vec<CallerConfig>,
     /// Pre-registered (and DCR) clients, by client_id.
@@ -57,6 +59,7 @@ impl Default for Config {
             log: LogConfig::default(),
             limits: LimitsConfig::default(),
             tool_calls: ToolCallConfig::default(),
+            fetch: Default::default(),
             callers: Vec::new(),
             clients: BTreeMap::new(),
             trusted_issuers: Vec::new(),
@@ -220,6 +223,9 @@ pub struct TrustedIssuer {
     /// JWK Set in a JSON file.
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
+    /// JWK Set fetched (and cached) by URL, under the `[fetch]` rules.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
 }
 
 impl Config {
@@ -276,9 +282,14 @@ impl Config {
             }
         }
         for issuer in &self.trusted_issuers {
-            if issuer.jwks.is_none() == issuer.jwks_file.is_none() {
+            let sources = [
+                issuer.jwks.is_some(),
+                issuer.jwks_file.is_some(),
+                issuer.jwks_uri.is_some(),
+            ];
+            if sources.iter().filter(|s| **s).count() != 1 {
                 return bad(format!(
-                    "trusted_issuers[{}]: give exactly one of jwks and jwks_file",
+                    "trusted_issuers[{}]: give exactly one of jwks, jwks_file and jwks_uri",
                     issuer.issuer
                 ));
             }

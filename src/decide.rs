@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::digest::sha256_hex;
 use crate::grant::GrantSigner;
+use crate::identity::retrieval::Retriever;
 use crate::identity::{AuthenticatedClient, Authenticator};
 use crate::log::entry::GrantIssuedRecord;
 use crate::log::{ConnectionDecisionRecord, EntryReceipt, LogError, LogStore, LogWriter, Record};
@@ -59,6 +60,7 @@ pub struct Recording {
 
 pub struct Decider {
     authenticator: Authenticator,
+    retriever: Retriever,
     policies: Arc<PolicyStore>,
     limits: GrantLimits,
     recording: Option<Recording>,
@@ -67,12 +69,14 @@ pub struct Decider {
 impl Decider {
     pub fn new(
         authenticator: Authenticator,
+        retriever: Retriever,
         policies: Arc<PolicyStore>,
         limits: GrantLimits,
         recording: Option<Recording>,
     ) -> Self {
         Self {
             authenticator,
+            retriever,
             policies,
             limits,
             recording,
@@ -95,8 +99,25 @@ impl Decider {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
 
-        // 1. Authenticate the client's identity document and proof.
-        let client = self.authenticator.authenticate(&request, now.timestamp());
+        // 1. Fetch what the AS did not send (document, keys, metadata),
+        //    from the cache while fresh; then authenticate the client's
+        //    identity document and proof, and note whether its document
+        //    changed since its previous decision.
+        let retrieved = self.retriever.retrieve(&request).await;
+        let mut client = self
+            .authenticator
+            .authenticate(&request, &retrieved, now.timestamp());
+        if let (Some(recording), Some(document)) =
+            (&self.recording, client.authentication.document.as_mut())
+        {
+            match crate::log::index::previous_document(&recording.store, &request.client.client_id) {
+                Ok(previous) => {
+                    document.changed = previous.as_ref().is_some_and(|p| *p != document.sha256);
+                    document.previous_sha256 = previous;
+                }
+                Err(e) => tracing::warn!(error = %e, "previous document hash unreadable"),
+            }
+        }
 
         // 2. Evaluate the policy on exactly what will be logged, including
         //    whether the session was revoked (read from the log when recording).

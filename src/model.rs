@@ -33,8 +33,16 @@ pub struct AuthorizationServer {
 pub struct MetadataSource {
     pub kind: MetadataSourceKind,
     pub authorization_server: AuthorizationServer,
+    /// RFC 9728 protected resource metadata, as the AS saw it...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected_resource_metadata: Option<Value>,
+    /// ...or where trustpath fetches it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_resource_metadata_url: Option<String>,
+    /// Where trustpath fetches the AS's RFC 8414 metadata, to check that its
+    /// `issuer` is the one named here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_server_metadata_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -222,12 +230,77 @@ pub struct ProofRecord {
     pub sha256: String,
 }
 
+/// Where a document came from, so a reviewer can tell what trustpath saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provenance {
+    /// Sent by the AS in the request.
+    Inline,
+    /// Fetched by trustpath (see `fetch`).
+    Fetched,
+    /// From trustpath's own configuration.
+    Config,
+}
+
 /// Where the client identity document came from and what it hashed to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DocumentRecord {
-    /// `inline` (sent by the AS) or, from a configured record, `config`.
-    pub source: String,
+    pub source: Provenance,
+    /// SHA-256 of the document: of the bytes as fetched, or of the inline
+    /// JSON as serialised.
     pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<crate::identity::fetch::FetchRecord>,
+    /// The document hash of this client's previous decision, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_sha256: Option<String>,
+    /// Whether the document differs from the one at the previous decision.
+    #[serde(default)]
+    pub changed: bool,
+}
+
+/// Where the keys that checked a JWT came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeysRecord {
+    pub source: Provenance,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<crate::identity::fetch::FetchRecord>,
+    /// The cached set lacked the assertion's `kid`, so it was fetched again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refreshed: bool,
+}
+
+/// The metadata chain: protected resource -> authorization server. Each
+/// check is `None` when what it needs was not given.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MetadataChain {
+    /// The protected resource metadata's `resource` is the request's `resource`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_matches: Option<bool>,
+    /// The AS `issuer` is in the metadata's `authorization_servers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_listed: Option<bool>,
+    /// Requested scopes missing from `scopes_supported` (policy decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported_scopes: Option<Vec<String>>,
+    /// Fetched AS metadata names the same `issuer` (RFC 8414 §3.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_server_issuer_matches: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_resource_metadata: Option<SourceRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_server_metadata: Option<SourceRecord>,
+    /// What did not check out or could not be fetched.
+    pub reasons: Vec<String>,
+}
+
+/// Provenance and hash of a metadata document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceRecord {
+    pub source: Provenance,
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch: Option<crate::identity::fetch::FetchRecord>,
 }
 
 /// The authentication result, recorded apart from the policy decision.
@@ -243,6 +316,10 @@ pub struct Authentication {
     pub document: Option<DocumentRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof: Option<ProofRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<KeysRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_chain: Option<MetadataChain>,
 }
 
 // ---------------------------------------------------------------- decision

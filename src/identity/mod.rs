@@ -2,6 +2,9 @@
 //! proof. The result is recorded apart from the policy decision.
 
 pub mod document;
+pub mod fetch;
+pub mod metadata_chain;
+pub mod retrieval;
 pub mod proof;
 pub mod replay;
 
@@ -14,11 +17,12 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::digest::sha256_hex;
 use crate::model::{
-    Authentication, AuthenticationStatus, ConnectionRequest, DocumentRecord, MetadataSourceKind,
-    ProofMethod,
+    Authentication, AuthenticationStatus, ConnectionRequest, DocumentRecord, KeysRecord,
+    MetadataSourceKind, ProofMethod, Provenance,
 };
 use proof::{Expectations, PresentedJwt, VerifiedProof};
 use replay::ReplayGuard;
+use retrieval::{FetchedKeys, Retrieved};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -37,7 +41,8 @@ struct RegisteredClient {
 /// An issuer of workload identity (or ID-JAG) tokens that we trust.
 struct TrustedIssuer {
     audience: String,
-    keys: JwkSet,
+    /// Configured keys; `None` when they are fetched from a `jwks_uri`.
+    keys: Option<JwkSet>,
 }
 
 /// The outcome of authentication, plus the redacted document policy may see.
@@ -83,17 +88,24 @@ impl Authenticator {
                 issuer: t.issuer.clone(),
                 message,
             };
-            let jwks = match (&t.jwks, &t.jwks_file) {
-                (Some(inline), _) => inline.clone(),
-                (None, Some(path)) => {
+            let jwks = match (&t.jwks, &t.jwks_file, &t.jwks_uri) {
+                (Some(inline), _, _) => Some(inline.clone()),
+                (None, Some(path), _) => {
                     let text = std::fs::read_to_string(path)
                         .map_err(|e| issuer_err(format!("{}: {e}", path.display())))?;
-                    serde_json::from_str(&text)
-                        .map_err(|e| issuer_err(format!("{}: {e}", path.display())))?
+                    Some(
+                        serde_json::from_str(&text)
+                            .map_err(|e| issuer_err(format!("{}: {e}", path.display())))?,
+                    )
                 }
-                (None, None) => return Err(issuer_err("no keys configured".into())),
+                (None, None, Some(_)) => None,
+                (None, None, None) => return Err(issuer_err("no keys configured".into())),
             };
-            let keys = proof::parse_jwks(&jwks).map_err(issuer_err)?;
+            let keys = jwks
+                .as_ref()
+                .map(proof::parse_jwks)
+                .transpose()
+                .map_err(issuer_err)?;
             let audience = t.audience.clone();
             trusted_issuers.insert(t.issuer.clone(), TrustedIssuer { audience, keys });
         }
@@ -116,9 +128,15 @@ impl Authenticator {
         self.replay.prune(now)
     }
 
-    /// Checks the client identity document and the identity proof. Never
-    /// fails: anything that does not check out becomes a reason.
-    pub fn authenticate(&self, request: &ConnectionRequest, now: i64) -> AuthenticatedClient {
+    /// Checks the client identity document and the identity proof, using
+    /// what was fetched for the request. Never fails: anything that does not
+    /// check out becomes a reason.
+    pub fn authenticate(
+        &self,
+        request: &ConnectionRequest,
+        retrieved: &Retrieved,
+        now: i64,
+    ) -> AuthenticatedClient {
         let kind = request.metadata_source.kind;
         let client = &request.client;
         let client_id = client.client_id.as_str();
@@ -129,18 +147,38 @@ impl Authenticator {
             reasons.extend(document::check_cimd_client_id(client_id));
         }
 
-        // The client identity document: inline from the AS, or our own record.
+        // The client identity document: inline from the AS, fetched, or our own record.
+        let fetched = match &retrieved.document {
+            Some(Ok(fetched)) => Some(fetched),
+            Some(Err(reason)) => {
+                reasons.push(reason.clone());
+                None
+            }
+            None => None,
+        };
+        let effective = client.document.as_ref().or(fetched.map(|f| &f.value));
         let mut document_record = None;
         let mut document_valid = false;
-        if let Some(doc) = &client.document {
+        if let Some(doc) = effective {
             let found =
                 document::check_document(kind, client_id, doc, client.redirect_uri.as_deref());
             document_valid = found.is_empty();
             reasons.extend(found);
-            let bytes = serde_json::to_vec(doc).unwrap_or_default();
-            document_record = Some(DocumentRecord {
-                source: "inline".to_string(),
-                sha256: sha256_hex(&bytes),
+            document_record = Some(match fetched {
+                Some(f) => DocumentRecord {
+                    source: Provenance::Fetched,
+                    sha256: f.record.sha256.clone(),
+                    fetch: Some(f.record.clone()),
+                    previous_sha256: None,
+                    changed: false,
+                },
+                None => DocumentRecord {
+                    source: Provenance::Inline,
+                    sha256: sha256_hex(&serde_json::to_vec(doc).unwrap_or_default()),
+                    fetch: None,
+                    previous_sha256: None,
+                    changed: false,
+                },
             });
         } else if let Some(reg) = registered {
             if let Some(uri) = client.redirect_uri.as_deref() {
@@ -152,8 +190,11 @@ impl Authenticator {
             }
             document_valid = true;
             document_record = Some(DocumentRecord {
-                source: "config".to_string(),
+                source: Provenance::Config,
                 sha256: sha256_hex(client_id.as_bytes()),
+                fetch: None,
+                previous_sha256: None,
+                changed: false,
             });
         } else if kind == MetadataSourceKind::Preregistered {
             reasons.push(format!("client_id {client_id:?} is not pre-registered"));
@@ -163,16 +204,17 @@ impl Authenticator {
         let mut method = ProofMethod::None;
         let mut presented = None;
         let mut verified: Option<VerifiedProof> = None;
+        let mut keys_record = None;
         if let Some(token) = &client.assertion {
             let jwt = PresentedJwt::inspect(token);
             let result = match kind {
                 MetadataSourceKind::Wif | MetadataSourceKind::IdJag => {
                     method = ProofMethod::WorkloadJwt;
-                    self.check_workload_jwt(token, &jwt, now)
+                    self.check_workload_jwt(token, &jwt, retrieved, &mut keys_record, now)
                 }
                 _ => {
                     method = ProofMethod::PrivateKeyJwt;
-                    let keys = client_keys(client.document.as_ref(), registered);
+                    let keys = client_keys(effective, registered, retrieved, &mut keys_record);
                     keys.and_then(|keys| {
                         self.check_client_assertion(token, &jwt, &keys, request, now)
                     })
@@ -218,8 +260,10 @@ impl Authenticator {
                 reasons,
                 document: document_record,
                 proof: presented.map(|p| p.record()),
+                keys: keys_record,
+                metadata_chain: metadata_chain::check(request, retrieved),
             },
-            document: client.document.as_ref().map(document::redact),
+            document: effective.map(document::redact),
         }
     }
 
@@ -261,6 +305,8 @@ impl Authenticator {
         &self,
         token: &str,
         jwt: &PresentedJwt,
+        retrieved: &Retrieved,
+        keys_record: &mut Option<KeysRecord>,
         now: i64,
     ) -> Result<VerifiedProof, String> {
         let iss = jwt.claim_str("iss").ok_or("workload token has no iss")?;
@@ -268,6 +314,17 @@ impl Authenticator {
             .trusted_issuers
             .get(iss)
             .ok_or_else(|| format!("workload token issuer {iss:?} is not a trusted issuer"))?;
+        let keys = match &trusted.keys {
+            Some(keys) => {
+                *keys_record = Some(KeysRecord {
+                    source: Provenance::Config,
+                    fetch: None,
+                    refreshed: false,
+                });
+                keys.clone()
+            }
+            None => fetched_keys(retrieved.issuer_keys.as_ref(), keys_record)?,
+        };
         let expect = Expectations {
             issuer: iss,
             subject: None,
@@ -277,27 +334,57 @@ impl Authenticator {
             require_jti: false,
             algorithms: &self.algorithms,
         };
-        proof::verify(token, jwt, &trusted.keys, &expect, now)
+        proof::verify(token, jwt, &keys, &expect, now)
     }
 }
 
-/// Keys for a client assertion: the document's inline `jwks`, else the
-/// configured record's.
+/// Keys for a client assertion: the document's inline `jwks`, the set its
+/// `jwks_uri` names (fetched), else the configured record's.
 fn client_keys(
     document: Option<&Value>,
     registered: Option<&RegisteredClient>,
+    retrieved: &Retrieved,
+    keys_record: &mut Option<KeysRecord>,
 ) -> Result<JwkSet, String> {
     if let Some(doc) = document {
         if let Some(jwks) = doc.get("jwks") {
+            *keys_record = Some(KeysRecord {
+                source: Provenance::Inline,
+                fetch: None,
+                refreshed: false,
+            });
             return proof::parse_jwks(jwks);
         }
         if doc.get("jwks_uri").is_some() {
-            return Err(
-                "the document names a jwks_uri, which is not fetched; send jwks inline".into(),
-            );
+            return fetched_keys(retrieved.client_keys.as_ref(), keys_record);
         }
     }
-    registered
+    let keys = registered
         .and_then(|r| r.keys.clone())
-        .ok_or_else(|| "no keys are known for this client to check its assertion".to_string())
+        .ok_or_else(|| "no keys are known for this client to check its assertion".to_string())?;
+    *keys_record = Some(KeysRecord {
+        source: Provenance::Config,
+        fetch: None,
+        refreshed: false,
+    });
+    Ok(keys)
+}
+
+/// A JWK Set that was fetched for this request, with its provenance.
+fn fetched_keys(
+    fetched: Option<&Result<FetchedKeys, String>>,
+    keys_record: &mut Option<KeysRecord>,
+) -> Result<JwkSet, String> {
+    match fetched {
+        Some(Ok(keys)) => {
+            *keys_record = Some(KeysRecord {
+                source: Provenance::Fetched,
+                fetch: Some(keys.fetched.record.clone()),
+                refreshed: keys.refreshed,
+            });
+            proof::parse_jwks(&keys.fetched.value)
+        }
+        Some(Err(reason)) => Err(reason.clone()),
+        None => Err("the keys at jwks_uri were not fetched".to_string()),
+    }
 }

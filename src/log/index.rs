@@ -31,6 +31,10 @@ pub enum Field {
     RevokedGrant,
     /// A session's revocation (by session id).
     RevokedSession,
+    /// A client's decisions that saw an identity document (by client id);
+    /// the key's value is the document's SHA-256, so the previous document
+    /// of a client is one read away.
+    ClientDocument,
 }
 
 impl Field {
@@ -50,6 +54,7 @@ impl Field {
             Field::SessionGrant => b'S',
             Field::RevokedGrant => b'R',
             Field::RevokedSession => b'V',
+            Field::ClientDocument => b'D',
         }
     }
 }
@@ -86,6 +91,30 @@ pub fn micros(time: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(time)
         .ok()
         .map(|t| t.timestamp_micros())
+}
+
+/// (client id, document SHA-256) of a decision that saw a client identity
+/// document: posted as [`Field::ClientDocument`] with the hash as value.
+pub fn client_document(entry: &LogEntry) -> Option<(&str, &str)> {
+    match &entry.record {
+        Record::ConnectionDecision(r) => r
+            .authentication
+            .document
+            .as_ref()
+            .map(|d| (r.client_id.as_str(), d.sha256.as_str())),
+        _ => None,
+    }
+}
+
+/// The document SHA-256 of `client_id`'s newest decision that saw one.
+pub fn previous_document(
+    store: &super::LogStore,
+    client_id: &str,
+) -> Result<Option<String>, super::LogError> {
+    let prefix = posting_prefix(Field::ClientDocument, client_id);
+    Ok(store
+        .last_under(&prefix)?
+        .map(|(_, value)| String::from_utf8_lossy(&value).into_owned()))
 }
 
 /// Every (field, value) an entry is found by.

@@ -55,8 +55,8 @@ pub struct StoredEntry<'a> {
     pub bytes: &'a [u8],
     pub decision_id: Option<&'a str>,
     pub hashes: &'a [(u8, u64, Hash)],
-    /// Secondary index keys (empty values) and the time key, written with it.
-    pub index_keys: &'a [Vec<u8>],
+    /// Secondary index keys and their values (most empty), written with it.
+    pub index_keys: &'a [(Vec<u8>, Vec<u8>)],
     pub time_micros: Option<i64>,
 }
 
@@ -124,8 +124,8 @@ impl LogStore {
             for (level, index, hash) in e.hashes {
                 batch.insert(&hash_key(*level, *index), hash);
             }
-            for key in e.index_keys {
-                batch.insert(key.as_slice(), &[]);
+            for (key, value) in e.index_keys {
+                batch.insert(key.as_slice(), value.as_slice());
             }
             if let Some(t) = e.time_micros {
                 batch.insert(&super::index::time_key(e.seq), &t.to_be_bytes());
@@ -202,6 +202,11 @@ impl LogStore {
     /// Whether `key` exists (index look-ups).
     pub fn contains(&self, key: &[u8]) -> Result<bool, LogError> {
         Ok(self.log.contains_key(key)?)
+    }
+
+    /// The highest key under `prefix` and its value (the newest posting).
+    pub fn last_under(&self, prefix: &[u8]) -> Result<Option<(sled::IVec, sled::IVec)>, LogError> {
+        Ok(self.log.scan_prefix(prefix).next_back().transpose()?)
     }
 
     /// The lowest key under `prefix` (the oldest entry of a posting list).

@@ -236,10 +236,14 @@ impl WriterState {
                 }
             })?;
             fresh.extend(hashes.iter().map(|(l, i, h)| ((*l, *i), *h)));
-            let index_keys: Vec<Vec<u8>> = index::postings(entry)
+            let mut index_keys: Vec<(Vec<u8>, Vec<u8>)> = index::postings(entry)
                 .iter()
-                .map(|(field, value)| index::posting_key(*field, value, seq))
+                .map(|(field, value)| (index::posting_key(*field, value, seq), Vec::new()))
                 .collect();
+            if let Some((client_id, sha256)) = index::client_document(entry) {
+                let key = index::posting_key(index::Field::ClientDocument, client_id, seq);
+                index_keys.push((key, sha256.as_bytes().to_vec()));
+            }
             let time = index::micros(&entry.time);
             let id = entry.record.decision_id();
             encoded.push((seq, bytes, leaf, hashes, id, index_keys, time));

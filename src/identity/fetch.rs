@@ -1,0 +1,585 @@
+//! Fetching client identity documents, JWK Sets and metadata without
+//! becoming a tool for server-side request forgery.
+//!
+//! Rules: https only; no redirects; connect and total timeouts; the body is
+//! read as a stream and cut off at a size cap; only `200` with a JSON media
+//! type counts. Every address a host name resolves to is checked against
+//! the special-use ranges (RFC 6890) before any connection is made, and the
+//! connection goes to those checked addresses (no second look-up); IP
+//! literals are checked the same way. Answers are cached by their HTTP
+//! cache headers (RFC 9111: `Cache-Control` max-age / no-store / no-cache,
+//! `Expires`, `ETag` revalidation), clamped to configured bounds; errors and
+//! invalid documents are never cached.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use ipnet::IpNet;
+use reqwest::header::{HeaderMap, CACHE_CONTROL, CONTENT_TYPE, ETAG, EXPIRES, IF_NONE_MATCH};
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use url::Url;
+
+use crate::digest::sha256_hex;
+
+/// `[fetch]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchConfig {
+    /// Development and tests only: also allow `http` URLs and loopback
+    /// addresses (every other special-use range stays refused).
+    pub allow_http_loopback: bool,
+    pub connect_timeout_ms: u64,
+    /// The whole exchange, body included.
+    pub timeout_ms: u64,
+    /// Client ID Metadata Documents (the CIMD draft caps them at 5 KB).
+    pub max_document_bytes: usize,
+    /// JWK Sets and metadata documents.
+    pub max_jwks_bytes: usize,
+    /// Bounds on how long a fetched document is reused.
+    pub cache_min_seconds: u64,
+    pub cache_max_seconds: u64,
+    /// An assertion naming a `kid` a cached JWK Set lacks re-fetches the set,
+    /// at most once per this many seconds per URL.
+    pub jwks_refresh_min_seconds: u64,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            allow_http_loopback: false,
+            connect_timeout_ms: 2_000,
+            timeout_ms: 5_000,
+            max_document_bytes: 5 * 1024,
+            max_jwks_bytes: 64 * 1024,
+            cache_min_seconds: 60,
+            cache_max_seconds: 24 * 3600,
+            jwks_refresh_min_seconds: 30,
+        }
+    }
+}
+
+/// What is being fetched: decides the size cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchKind {
+    ClientDocument,
+    Jwks,
+    Metadata,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    #[error("{url}: refused: {reason}")]
+    Refused { url: String, reason: String },
+    #[error("{url}: {message}")]
+    Failed { url: String, message: String },
+}
+
+/// Whether an answer came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheUse {
+    Hit,
+    Miss,
+    /// Stale in the cache, confirmed unchanged by the server (`304`).
+    Revalidated,
+}
+
+/// Where fetched bytes came from, for the decision log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRecord {
+    pub url: String,
+    pub status: u16,
+    /// When the bytes were fetched (RFC 3339).
+    pub fetched_at: String,
+    pub cache: CacheUse,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// SHA-256 of the bytes as received.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub value: Value,
+    pub record: FetchRecord,
+    /// How long a fresh answer may be reused (`None`: no-store, or it came
+    /// from the cache already).
+    ttl: Option<Duration>,
+}
+
+struct CacheEntry {
+    value: Value,
+    record: FetchRecord,
+    fresh_until: Instant,
+}
+
+pub struct Fetcher {
+    client: reqwest::Client,
+    config: FetchConfig,
+    cache: Mutex<HashMap<String, CacheEntry>>,
+    /// Last forced re-fetch per URL (unknown `kid`).
+    refreshed: Mutex<HashMap<String, Instant>>,
+}
+
+impl Fetcher {
+    pub fn new(config: FetchConfig) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .dns_resolver(Arc::new(CheckedResolver {
+                allow_loopback: config.allow_http_loopback,
+            }))
+            .no_proxy()
+            .user_agent(concat!("trustpath/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            client,
+            config,
+            cache: Mutex::new(HashMap::new()),
+            refreshed: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Fetches `url` as JSON, from the cache while fresh.
+    pub async fn fetch(&self, url: &str, kind: FetchKind) -> Result<Fetched, FetchError> {
+        self.fetch_inner(url, kind, false).await
+    }
+
+    /// Re-fetches a JWK Set that lacks a `kid` an assertion names, unless
+    /// that was done for this URL within `jwks_refresh_min_seconds`: then the
+    /// cached set answers.
+    pub async fn refresh_jwks(&self, url: &str) -> Result<Fetched, FetchError> {
+        let min = Duration::from_secs(self.config.jwks_refresh_min_seconds);
+        let allowed = {
+            let mut refreshed = self.refreshed.lock().expect("refresh map");
+            let due = refreshed.get(url).is_none_or(|t| t.elapsed() >= min);
+            if due {
+                refreshed.insert(url.to_string(), Instant::now());
+            }
+            due
+        };
+        self.fetch_inner(url, FetchKind::Jwks, allowed).await
+    }
+
+    async fn fetch_inner(
+        &self,
+        url: &str,
+        kind: FetchKind,
+        force: bool,
+    ) -> Result<Fetched, FetchError> {
+        let parsed = self.check_url(url)?;
+        let stale_etag = {
+            let cache = self.cache.lock().expect("fetch cache");
+            match cache.get(url) {
+                Some(e) if !force && Instant::now() < e.fresh_until => {
+                    let mut record = e.record.clone();
+                    record.cache = CacheUse::Hit;
+                    return Ok(Fetched {
+                        value: e.value.clone(),
+                        record,
+                        ttl: None,
+                    });
+                }
+                Some(e) => e.record.etag.clone(),
+                None => None,
+            }
+        };
+
+        let failed = |message: String| FetchError::Failed {
+            url: url.to_string(),
+            message,
+        };
+        let mut request = self.client.get(parsed).header("accept", "application/json");
+        if let Some(etag) = &stale_etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        let mut response = request.send().await.map_err(|e| failed(describe(&e)))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        if status == StatusCode::NOT_MODIFIED && stale_etag.is_some() {
+            return self.revalidated(url, &headers);
+        }
+        if status != StatusCode::OK {
+            return Err(failed(format!("answered {status}; only 200 is accepted")));
+        }
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !is_json(content_type) {
+            return Err(failed(format!(
+                "content type {content_type:?} is not JSON"
+            )));
+        }
+        let cap = match kind {
+            FetchKind::ClientDocument => self.config.max_document_bytes,
+            FetchKind::Jwks | FetchKind::Metadata => self.config.max_jwks_bytes,
+        };
+        if response.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(failed(format!("body is larger than {cap} bytes")));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed(describe(&e)))? {
+            if body.len() + chunk.len() > cap {
+                return Err(failed(format!("body is larger than {cap} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| failed(format!("body is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(failed("body is not a JSON object".into()));
+        }
+
+        let record = FetchRecord {
+            url: url.to_string(),
+            status: status.as_u16(),
+            fetched_at: crate::decide::rfc3339(chrono::Utc::now()),
+            cache: CacheUse::Miss,
+            etag: header_str(&headers, ETAG),
+            sha256: sha256_hex(&body),
+        };
+        Ok(Fetched {
+            value,
+            record,
+            ttl: self.lifetime(&headers),
+        })
+    }
+
+    /// Stores a freshly fetched answer for as long as its headers allow
+    /// (clamped). Called only once the caller has checked the document, so
+    /// invalid documents are never cached.
+    pub fn remember(&self, fetched: &Fetched) {
+        let Some(ttl) = fetched.ttl else { return };
+        let mut cache = self.cache.lock().expect("fetch cache");
+        cache.insert(
+            fetched.record.url.clone(),
+            CacheEntry {
+                value: fetched.value.clone(),
+                record: fetched.record.clone(),
+                fresh_until: Instant::now() + ttl,
+            },
+        );
+    }
+
+    fn revalidated(&self, url: &str, headers: &HeaderMap) -> Result<Fetched, FetchError> {
+        let ttl = self.lifetime(headers);
+        let mut cache = self.cache.lock().expect("fetch cache");
+        let entry = cache.get_mut(url).ok_or_else(|| FetchError::Failed {
+            url: url.to_string(),
+            message: "304 for a document no longer cached".into(),
+        })?;
+        match ttl {
+            Some(ttl) => entry.fresh_until = Instant::now() + ttl,
+            None => {
+                let entry = cache.remove(url).expect("present");
+                return Ok(Fetched {
+                    value: entry.value,
+                    record: FetchRecord {
+                        cache: CacheUse::Revalidated,
+                        ..entry.record
+                    },
+                    ttl: None,
+                });
+            }
+        }
+        let mut record = entry.record.clone();
+        record.cache = CacheUse::Revalidated;
+        Ok(Fetched {
+            value: entry.value.clone(),
+            record,
+            ttl: None,
+        })
+    }
+
+    /// How long an answer with these headers may be reused; `None` for
+    /// `no-store`. Clamped to `cache_min_seconds..=cache_max_seconds`.
+    pub fn lifetime(&self, headers: &HeaderMap) -> Option<Duration> {
+        let (min, max) = (self.config.cache_min_seconds, self.config.cache_max_seconds);
+        let seconds = cache_lifetime(headers)?;
+        Some(Duration::from_secs(seconds.clamp(min, max.max(min))))
+    }
+
+    /// Only https (or, with the development setting, http) URLs with a host;
+    /// an IP-literal host must pass the same address check as a resolved one.
+    fn check_url(&self, url: &str) -> Result<Url, FetchError> {
+        let refused = |reason: String| FetchError::Refused {
+            url: url.to_string(),
+            reason,
+        };
+        let parsed = Url::parse(url).map_err(|e| refused(format!("not a URL: {e}")))?;
+        match parsed.scheme() {
+            "https" => {}
+            "http" if self.config.allow_http_loopback => {}
+            other => return Err(refused(format!("scheme {other:?} is not https"))),
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(refused("URLs with credentials are not fetched".into()));
+        }
+        let ip = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) => None,
+            None => return Err(refused("no host".into())),
+        };
+        if let Some(ip) = ip {
+            if let Some(why) = forbidden(ip, self.config.allow_http_loopback) {
+                return Err(refused(format!("address {ip} is {why}")));
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// Seconds an answer with these headers stays fresh, before clamping;
+/// `None` when it must not be stored.
+pub fn cache_lifetime(headers: &HeaderMap) -> Option<u64> {
+    let cache_control = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_ascii_lowercase())
+        .collect::<Vec<_>>();
+    if cache_control.iter().any(|d| d == "no-store") {
+        return None;
+    }
+    if cache_control.iter().any(|d| d == "no-cache") {
+        return Some(0);
+    }
+    if let Some(age) = cache_control
+        .iter()
+        .find_map(|d| d.strip_prefix("max-age="))
+        .and_then(|v| v.trim_matches('"').parse::<u64>().ok())
+    {
+        return Some(age);
+    }
+    // `Expires` relative to now (an invalid date means already expired).
+    if let Some(expires) = headers.get(EXPIRES).and_then(|v| v.to_str().ok()) {
+        return Some(match httpdate::parse_http_date(expires) {
+            Ok(at) => at
+                .duration_since(SystemTime::now())
+                .map_or(0, |d| d.as_secs()),
+            Err(_) => 0,
+        });
+    }
+    // No freshness information: the configured minimum applies.
+    Some(0)
+}
+
+fn header_str(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// `application/json` or any `+json` type (e.g. `application/jwk-set+json`).
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".to_string();
+    }
+    // The chain holds the resolver's refusal, if that is what happened.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message = format!("{message}: {s}");
+        source = s.source();
+    }
+    message
+}
+
+/// Special-use ranges never fetched from (RFC 6890 and its registries).
+const FORBIDDEN: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "unspecified (\"this network\")"),
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "shared address space (CGNAT)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "6to4 relay anycast"),
+    ("192.168.0.0/16", "private"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"),
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("64:ff9b:1::/48", "local-use IPv4/IPv6 translation"),
+    ("100::/64", "discard-only"),
+    ("2001::/23", "IETF protocol assignments"),
+    ("2001:db8::/32", "documentation"),
+    ("fc00::/7", "unique local"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local"),
+    ("ff00::/8", "multicast"),
+];
+
+/// Why `ip` must not be fetched from, or `None`. IPv6 forms that embed an
+/// IPv4 address (mapped, compatible, NAT64, 6to4) are judged by it.
+pub fn forbidden(ip: IpAddr, allow_loopback: bool) -> Option<&'static str> {
+    if allow_loopback && ip.is_loopback() {
+        return None;
+    }
+    if let IpAddr::V6(v6) = ip {
+        if let Some(v4) = embedded_ipv4(&v6) {
+            return forbidden(IpAddr::V4(v4), allow_loopback);
+        }
+    }
+    FORBIDDEN.iter().find_map(|(net, why)| {
+        let net: IpNet = net.parse().expect("valid range");
+        net.contains(&ip).then_some(*why)
+    })
+}
+
+fn embedded_ipv4(v6: &std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let tail = std::net::Ipv4Addr::new(
+        (s[6] >> 8) as u8,
+        s[6] as u8,
+        (s[7] >> 8) as u8,
+        s[7] as u8,
+    );
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    // IPv4-compatible (deprecated ::a.b.c.d; not :: or ::1) and NAT64 64:ff9b::/96.
+    if s[..6] == [0; 6] && (s[6] != 0 || s[7] > 1) {
+        return Some(tail);
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return Some(tail);
+    }
+    // 6to4: 2002:AABB:CCDD::/48 carries AA.BB.CC.DD.
+    if s[0] == 0x2002 {
+        return Some(std::net::Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
+    }
+    None
+}
+
+/// Resolves host names for the fetcher and refuses the name if any address
+/// it resolves to is special-use; the connection then goes to exactly the
+/// addresses checked here.
+struct CheckedResolver {
+    allow_loopback: bool,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_loopback = self.allow_loopback;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} does not resolve").into());
+            }
+            for addr in &addrs {
+                if let Some(why) = forbidden(addr.ip(), allow_loopback) {
+                    return Err(format!("{host} resolves to {} ({why}): refused", addr.ip()).into());
+                }
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_use_addresses_are_forbidden() {
+        for ip in [
+            "127.0.0.1",
+            "::1",
+            "10.0.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.1.2.3",
+            "0.0.0.0",
+            "::",
+            "192.168.1.1",
+            "172.16.5.4",
+            "224.0.0.1",
+            "fe80::1",
+            "fd00::1",
+            "64:ff9b::a00:1",
+            "2002:a00:1::1",
+            "192.0.2.10",
+            "2001:db8::1",
+            "255.255.255.255",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(forbidden(ip, false).is_some(), "{ip} should be refused");
+        }
+        for ip in ["93.184.216.34", "2606:4700::1111", "8.8.8.8", "::ffff:8.8.8.8"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(forbidden(ip, false), None, "{ip} should be allowed");
+        }
+        // The development setting opens loopback only.
+        assert_eq!(forbidden("127.0.0.1".parse().unwrap(), true), None);
+        assert_eq!(forbidden("::1".parse().unwrap(), true), None);
+        assert!(forbidden("10.0.0.1".parse().unwrap(), true).is_some());
+        assert!(forbidden("169.254.169.254".parse().unwrap(), true).is_some());
+    }
+
+    #[test]
+    fn cache_lifetime_follows_the_headers() {
+        let headers = |pairs: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(
+                    reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            h
+        };
+        assert_eq!(cache_lifetime(&headers(&[("cache-control", "public, max-age=120")])), Some(120));
+        assert_eq!(cache_lifetime(&headers(&[("cache-control", "no-store")])), None);
+        assert_eq!(cache_lifetime(&headers(&[("cache-control", "max-age=60, no-store")])), None);
+        assert_eq!(cache_lifetime(&headers(&[("cache-control", "no-cache")])), Some(0));
+        assert_eq!(cache_lifetime(&headers(&[])), Some(0));
+        let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(300));
+        let t = cache_lifetime(&headers(&[("expires", &soon)])).unwrap();
+        assert!((298..=300).contains(&t), "{t}");
+        assert_eq!(cache_lifetime(&headers(&[("expires", "0")])), Some(0));
+    }
+
+    #[test]
+    fn json_media_types() {
+        assert!(is_json("application/json"));
+        assert!(is_json("application/json; charset=utf-8"));
+        assert!(is_json("application/jwk-set+json"));
+        assert!(!is_json("text/html"));
+        assert!(!is_json(""));
+    }
+}

@@ -1,0 +1,182 @@
+//! What the authorization server did not send, fetched under the fetch
+//! rules ([`super::fetch`]): the Client ID Metadata Document, the JWK Set its
+//! `jwks_uri` names, a trusted workload issuer's JWK Set, and protected
+//! resource and AS metadata given by URL. Only what checks out is cached.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::document;
+use super::fetch::{FetchConfig, FetchKind, Fetched, Fetcher};
+use super::proof::{self, PresentedJwt};
+use crate::config::Config;
+use crate::model::{ConnectionRequest, MetadataSourceKind};
+
+/// A JWK Set fetched for one assertion.
+#[derive(Debug, Clone)]
+pub struct FetchedKeys {
+    pub fetched: Fetched,
+    /// The cached set lacked the assertion's `kid` and was fetched again.
+    pub refreshed: bool,
+}
+
+/// Each item is `None` when there was nothing to fetch, and `Err` (a reason)
+/// when fetching or checking failed.
+#[derive(Debug, Clone, Default)]
+pub struct Retrieved {
+    pub document: Option<Result<Fetched, String>>,
+    pub client_keys: Option<Result<FetchedKeys, String>>,
+    pub issuer_keys: Option<Result<FetchedKeys, String>>,
+    pub protected_resource_metadata: Option<Result<Fetched, String>>,
+    pub authorization_server_metadata: Option<Result<Fetched, String>>,
+}
+
+pub struct Retriever {
+    fetcher: Fetcher,
+    /// `jwks_uri` of trusted workload issuers configured by URL, by issuer.
+    issuer_jwks_uris: HashMap<String, String>,
+}
+
+impl Retriever {
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        Ok(Self {
+            fetcher: Fetcher::new(config.fetch.clone())?,
+            issuer_jwks_uris: config
+                .trusted_issuers
+                .iter()
+                .filter_map(|t| Some((t.issuer.clone(), t.jwks_uri.clone()?)))
+                .collect(),
+        })
+    }
+
+    /// With the given fetch settings and no configured issuers (tests, tools).
+    pub fn new(config: FetchConfig) -> Result<Self, String> {
+        Ok(Self {
+            fetcher: Fetcher::new(config)?,
+            issuer_jwks_uris: HashMap::new(),
+        })
+    }
+
+    pub async fn retrieve(&self, request: &ConnectionRequest) -> Retrieved {
+        let source = &request.metadata_source;
+        let assertion = request.client.assertion.as_deref().map(PresentedJwt::inspect);
+        let kid = assertion.as_ref().and_then(|a| a.key_id()).map(str::to_string);
+
+        // The document first: its jwks_uri may be next.
+        let document = match (&request.client.document, source.kind) {
+            (None, MetadataSourceKind::Cimd) => Some(self.client_document(request).await),
+            _ => None,
+        };
+        let effective = request
+            .client
+            .document
+            .as_ref()
+            .or(document.as_ref().and_then(|d| d.as_ref().ok()).map(|f| &f.value));
+        let client_keys_uri = effective
+            .filter(|d| d.get("jwks").is_none())
+            .and_then(|d| d.get("jwks_uri"))
+            .and_then(Value::as_str)
+            .filter(|_| assertion.is_some() && !is_workload(source.kind));
+        let issuer_keys_uri = assertion
+            .as_ref()
+            .filter(|_| is_workload(source.kind))
+            .and_then(|a| a.claim_str("iss"))
+            .and_then(|iss| self.issuer_jwks_uris.get(iss));
+
+        let (client_keys, issuer_keys, prm, asm) = tokio::join!(
+            self.optional(client_keys_uri, |uri| self.keys(uri, kid.as_deref())),
+            self.optional(issuer_keys_uri.map(String::as_str), |uri| self
+                .keys(uri, kid.as_deref())),
+            self.optional(
+                source
+                    .protected_resource_metadata_url
+                    .as_deref()
+                    .filter(|_| source.protected_resource_metadata.is_none()),
+                |uri| self.metadata(uri)
+            ),
+            self.optional(source.authorization_server_metadata_url.as_deref(), |uri| {
+                self.metadata(uri)
+            }),
+        );
+        Retrieved {
+            document,
+            client_keys,
+            issuer_keys,
+            protected_resource_metadata: prm,
+            authorization_server_metadata: asm,
+        }
+    }
+
+    async fn optional<'a, T, F>(
+        &self,
+        uri: Option<&'a str>,
+        fetch: impl FnOnce(&'a str) -> F,
+    ) -> Option<Result<T, String>>
+    where
+        F: std::future::Future<Output = Result<T, String>>,
+    {
+        match uri {
+            Some(uri) => Some(fetch(uri).await),
+            None => None,
+        }
+    }
+
+    /// The CIMD document at the `client_id` URL, cached only when its
+    /// `client_id` is that URL and it keeps the document rules.
+    async fn client_document(&self, request: &ConnectionRequest) -> Result<Fetched, String> {
+        let client_id = &request.client.client_id;
+        let problems = document::check_cimd_client_id(client_id);
+        if !problems.is_empty() {
+            return Err(format!("client_id is not fetchable: {}", problems.join("; ")));
+        }
+        let fetched = self
+            .fetcher
+            .fetch(client_id, FetchKind::ClientDocument)
+            .await
+            .map_err(|e| format!("client identity document: {e}"))?;
+        let problems =
+            document::check_document(MetadataSourceKind::Cimd, client_id, &fetched.value, None);
+        if !problems.is_empty() {
+            return Err(format!(
+                "fetched client identity document: {}",
+                problems.join("; ")
+            ));
+        }
+        self.fetcher.remember(&fetched);
+        Ok(fetched)
+    }
+
+    /// A JWK Set, re-fetched once (rate-limited) when it lacks `kid`.
+    async fn keys(&self, uri: &str, kid: Option<&str>) -> Result<FetchedKeys, String> {
+        let fetch_err = |e: super::fetch::FetchError| format!("jwks_uri: {e}");
+        // Parses the set (only a usable set is cached); true if it has `kid`.
+        let check = |fetched: &Fetched| -> Result<bool, String> {
+            let set = proof::parse_jwks(&fetched.value).map_err(|e| format!("jwks_uri {uri}: {e}"))?;
+            self.fetcher.remember(fetched);
+            Ok(kid.is_none_or(|k| set.find(k).is_some()))
+        };
+        let fetched = self.fetcher.fetch(uri, FetchKind::Jwks).await.map_err(fetch_err)?;
+        if check(&fetched)? {
+            return Ok(FetchedKeys { fetched, refreshed: false });
+        }
+        let fetched = self.fetcher.refresh_jwks(uri).await.map_err(fetch_err)?;
+        check(&fetched)?;
+        let refreshed = fetched.record.cache != super::fetch::CacheUse::Hit;
+        Ok(FetchedKeys { fetched, refreshed })
+    }
+
+    async fn metadata(&self, uri: &str) -> Result<Fetched, String> {
+        let fetched = self
+            .fetcher
+            .fetch(uri, FetchKind::Metadata)
+            .await
+            .map_err(|e| format!("metadata: {e}"))?;
+        self.fetcher.remember(&fetched);
+        Ok(fetched)
+    }
+}
+
+fn is_workload(kind: MetadataSourceKind) -> bool {
+    matches!(kind, MetadataSourceKind::Wif | MetadataSourceKind::IdJag)
+}
