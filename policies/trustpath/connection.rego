@@ -39,6 +39,12 @@ deny_reasons contains msg if {
 
 deny_reasons contains "client authentication failed" if input.authentication.result == "failed"
 
+# The metadata chain (protected resource -> authorization server) must hold
+# wherever trustpath could check it.
+deny_reasons contains sprintf("metadata chain: %s", [reason]) if {
+	some reason in input.authentication.metadata_chain.reasons
+}
+
 deny_reasons contains "client is not authenticated" if input.authentication.result == "none"
 
 # ------------------------------------------------------------ per-scope rules
@@ -60,6 +66,10 @@ scope_problems contains [scope, "not available to delegated agents"] if {
 	delegated
 	some scope in input.scopes
 	settings.scopes[scope].delegable == false
+}
+
+scope_problems contains [scope, "not in the resource's scopes_supported"] if {
+	some scope in input.authentication.metadata_chain.unsupported_scopes
 }
 
 scope_problems contains [scope, "not in the human approval"] if {
@@ -85,7 +95,11 @@ tools contains tool if {
 
 # ------------------------------------------------------------ lifetime
 
-ttl := settings.ttl.delegated_seconds if {
+# A client whose identity document changed since its last decision gets a
+# short grant: new keys or redirect URIs deserve a second look soon.
+ttl := settings.ttl.changed_document_seconds if {
+	input.authentication.document.changed
+} else := settings.ttl.delegated_seconds if {
 	delegated
 } else := settings.ttl.document_only_seconds if {
 	input.authentication.result == "document_only"

@@ -76,3 +76,33 @@ test_dcr_clients_not_accepted if {
 	not d.allow
 	d.reasons == ["metadata source \"dcr\" is not accepted"]
 }
+
+test_broken_metadata_chain_denied if {
+	req := object.union(base, {"authentication": {"metadata_chain": {
+		"issuer_listed": false,
+		"reasons": ["authorization server \"https://auth.example.com\" is not in the protected resource's authorization_servers"],
+	}}})
+	d := connection.decision with input as req
+	not d.allow
+	d.reasons == ["metadata chain: authorization server \"https://auth.example.com\" is not in the protected resource's authorization_servers"]
+}
+
+test_scopes_the_resource_does_not_support_are_not_approved if {
+	req := object.union(base, {"authentication": {"metadata_chain": {
+		"resource_matches": true,
+		"issuer_listed": true,
+		"unsupported_scopes": ["files:write"],
+		"reasons": [],
+	}}})
+	d := connection.decision with input as req
+	d.allow
+	d.scopes == ["files:read"]
+	d.scope_reasons["files:write"] == "not in the resource's scopes_supported"
+}
+
+test_changed_document_gets_a_short_grant if {
+	req := object.union(base, {"authentication": {"document": {"changed": true, "previous_sha256": "ab"}}})
+	d := connection.decision with input as req
+	d.allow
+	d.ttl_seconds == 60
+}

@@ -18,14 +18,23 @@ const SHARED_SECRET_METHODS: [&str; 3] = [
 ];
 
 /// Checks a CIMD `client_id`: an https URL with a path, and no fragment,
-/// userinfo or dot segments. Returns the reasons it fails.
-pub fn check_cimd_client_id(client_id: &str) -> Vec<String> {
+/// userinfo or dot segments. Returns the reasons it fails. With the
+/// development setting (`fetch.allow_http_loopback`), `http` is accepted for
+/// a loopback host.
+pub fn check_cimd_client_id(client_id: &str, allow_http_loopback: bool) -> Vec<String> {
     let mut reasons = Vec::new();
     let url = match Url::parse(client_id) {
         Ok(url) => url,
         Err(e) => return vec![format!("client_id is not a URL: {e}")],
     };
-    if url.scheme() != "https" {
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    let http_ok = allow_http_loopback && loopback && url.scheme() == "http";
+    if url.scheme() != "https" && !http_ok {
         reasons.push("client_id must use the https scheme".to_string());
     }
     if url.fragment().is_some() {
@@ -140,7 +149,7 @@ mod tests {
 
     #[test]
     fn cimd_client_id_rules() {
-        assert!(check_cimd_client_id("https://agent.example.com/client.json").is_empty());
+        assert!(check_cimd_client_id("https://agent.example.com/client.json", false).is_empty());
         for bad in [
             "http://agent.example.com/client.json",
             "https://agent.example.com",
@@ -151,7 +160,7 @@ mod tests {
             "https://agent.example.com/a/%2E/b",
             "not a url",
         ] {
-            assert!(!check_cimd_client_id(bad).is_empty(), "{bad} accepted");
+            assert!(!check_cimd_client_id(bad, false).is_empty(), "{bad} accepted");
         }
     }
 

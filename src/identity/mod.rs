@@ -58,6 +58,8 @@ pub struct Authenticator {
     clients: BTreeMap<String, RegisteredClient>,
     trusted_issuers: HashMap<String, TrustedIssuer>,
     replay: ReplayGuard,
+    /// The development setting `fetch.allow_http_loopback`.
+    allow_http_loopback: bool,
 }
 
 impl Authenticator {
@@ -121,6 +123,7 @@ impl Authenticator {
             clients,
             trusted_issuers,
             replay,
+            allow_http_loopback: config.fetch.allow_http_loopback,
         })
     }
 
@@ -144,7 +147,10 @@ impl Authenticator {
         let mut reasons = Vec::new();
 
         if kind == MetadataSourceKind::Cimd {
-            reasons.extend(document::check_cimd_client_id(client_id));
+            reasons.extend(document::check_cimd_client_id(
+                client_id,
+                self.allow_http_loopback,
+            ));
         }
 
         // The client identity document: inline from the AS, fetched, or our own record.

@@ -34,6 +34,7 @@ pub struct Retrieved {
 
 pub struct Retriever {
     fetcher: Fetcher,
+    allow_http_loopback: bool,
     /// `jwks_uri` of trusted workload issuers configured by URL, by issuer.
     issuer_jwks_uris: HashMap<String, String>,
 }
@@ -42,6 +43,7 @@ impl Retriever {
     pub fn from_config(config: &Config) -> Result<Self, String> {
         Ok(Self {
             fetcher: Fetcher::new(config.fetch.clone())?,
+            allow_http_loopback: config.fetch.allow_http_loopback,
             issuer_jwks_uris: config
                 .trusted_issuers
                 .iter()
@@ -53,6 +55,7 @@ impl Retriever {
     /// With the given fetch settings and no configured issuers (tests, tools).
     pub fn new(config: FetchConfig) -> Result<Self, String> {
         Ok(Self {
+            allow_http_loopback: config.allow_http_loopback,
             fetcher: Fetcher::new(config)?,
             issuer_jwks_uris: HashMap::new(),
         })
@@ -126,7 +129,7 @@ impl Retriever {
     /// `client_id` is that URL and it keeps the document rules.
     async fn client_document(&self, request: &ConnectionRequest) -> Result<Fetched, String> {
         let client_id = &request.client.client_id;
-        let problems = document::check_cimd_client_id(client_id);
+        let problems = document::check_cimd_client_id(client_id, self.allow_http_loopback);
         if !problems.is_empty() {
             return Err(format!("client_id is not fetchable: {}", problems.join("; ")));
         }
