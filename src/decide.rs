@@ -110,7 +110,8 @@ impl Decider {
         if let (Some(recording), Some(document)) =
             (&self.recording, client.authentication.document.as_mut())
         {
-            match crate::log::index::previous_document(&recording.store, &request.client.client_id) {
+            match crate::log::index::previous_document(&recording.store, &request.client.client_id)
+            {
                 Ok(previous) => {
                     document.changed = previous.as_ref().is_some_and(|p| *p != document.sha256);
                     document.previous_sha256 = previous;
@@ -195,15 +196,17 @@ impl Decider {
         // 5. Log the decision and the grant's issuance together; answer only
         //    once both are durable.
         let client_id = &request.client.client_id;
-        let mut records = vec![Record::ConnectionDecision(ConnectionDecisionRecord {
-            decision_id: decision_id.clone(),
-            session_id: session_id.clone(),
-            client_id: client_id.clone(),
-            input,
-            authentication: client.authentication.clone(),
-            decision: decision.clone(),
-            grant_jti: issued.as_ref().map(|c| c.jti.clone()),
-        })];
+        let mut records = vec![Record::ConnectionDecision(Box::new(
+            ConnectionDecisionRecord {
+                decision_id: decision_id.clone(),
+                session_id: session_id.clone(),
+                client_id: client_id.clone(),
+                input,
+                authentication: client.authentication.clone(),
+                decision: decision.clone(),
+                grant_jti: issued.as_ref().map(|c| c.jti.clone()),
+            },
+        ))];
         if let (Some(claims), Some(grant)) = (issued, &grant) {
             records.push(Record::GrantIssued(GrantIssuedRecord {
                 decision_id: decision_id.clone(),

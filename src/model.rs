@@ -319,7 +319,7 @@ pub struct Authentication {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<KeysRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata_chain: Option<MetadataChain>,
+    pub metadata_chain: Option<Box<MetadataChain>>,
 }
 
 // ---------------------------------------------------------------- decision

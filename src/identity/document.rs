@@ -160,7 +160,10 @@ mod tests {
             "https://agent.example.com/a/%2E/b",
             "not a url",
         ] {
-            assert!(!check_cimd_client_id(bad, false).is_empty(), "{bad} accepted");
+            assert!(
+                !check_cimd_client_id(bad, false).is_empty(),
+                "{bad} accepted"
+            );
         }
     }
 

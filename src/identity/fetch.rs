@@ -213,9 +213,7 @@ impl Fetcher {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         if !is_json(content_type) {
-            return Err(failed(format!(
-                "content type {content_type:?} is not JSON"
-            )));
+            return Err(failed(format!("content type {content_type:?} is not JSON")));
         }
         let cap = match kind {
             FetchKind::ClientDocument => self.config.max_document_bytes,
@@ -388,7 +386,8 @@ fn is_json(content_type: &str) -> bool {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -453,12 +452,8 @@ pub fn forbidden(ip: IpAddr, allow_loopback: bool) -> Option<&'static str> {
 
 fn embedded_ipv4(v6: &std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
     let s = v6.segments();
-    let tail = std::net::Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let tail =
+        std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if let Some(v4) = v6.to_ipv4_mapped() {
         return Some(v4);
     }
@@ -493,9 +488,8 @@ impl reqwest::dns::Resolve for CheckedResolver {
         let allow_loopback = self.allow_loopback;
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if addrs.is_empty() {
                 return Err(format!("{host} does not resolve").into());
             }
@@ -540,7 +534,12 @@ mod tests {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(forbidden(ip, false).is_some(), "{ip} should be refused");
         }
-        for ip in ["93.184.216.34", "2606:4700::1111", "8.8.8.8", "::ffff:8.8.8.8"] {
+        for ip in [
+            "93.184.216.34",
+            "2606:4700::1111",
+            "8.8.8.8",
+            "::ffff:8.8.8.8",
+        ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(forbidden(ip, false), None, "{ip} should be allowed");
         }
@@ -563,10 +562,22 @@ mod tests {
             }
             h
         };
-        assert_eq!(cache_lifetime(&headers(&[("cache-control", "public, max-age=120")])), Some(120));
-        assert_eq!(cache_lifetime(&headers(&[("cache-control", "no-store")])), None);
-        assert_eq!(cache_lifetime(&headers(&[("cache-control", "max-age=60, no-store")])), None);
-        assert_eq!(cache_lifetime(&headers(&[("cache-control", "no-cache")])), Some(0));
+        assert_eq!(
+            cache_lifetime(&headers(&[("cache-control", "public, max-age=120")])),
+            Some(120)
+        );
+        assert_eq!(
+            cache_lifetime(&headers(&[("cache-control", "no-store")])),
+            None
+        );
+        assert_eq!(
+            cache_lifetime(&headers(&[("cache-control", "max-age=60, no-store")])),
+            None
+        );
+        assert_eq!(
+            cache_lifetime(&headers(&[("cache-control", "no-cache")])),
+            Some(0)
+        );
         assert_eq!(cache_lifetime(&headers(&[])), Some(0));
         let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(300));
         let t = cache_lifetime(&headers(&[("expires", &soon)])).unwrap();

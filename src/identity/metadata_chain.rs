@@ -14,7 +14,10 @@ pub fn check(request: &ConnectionRequest, retrieved: &Retrieved) -> Option<Metad
     let source = &request.metadata_source;
     let mut chain = MetadataChain::default();
 
-    let prm = match (&source.protected_resource_metadata, &retrieved.protected_resource_metadata) {
+    let prm = match (
+        &source.protected_resource_metadata,
+        &retrieved.protected_resource_metadata,
+    ) {
         (Some(inline), _) => {
             chain.protected_resource_metadata = Some(SourceRecord {
                 source: Provenance::Inline,

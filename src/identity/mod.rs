@@ -4,9 +4,9 @@
 pub mod document;
 pub mod fetch;
 pub mod metadata_chain;
-pub mod retrieval;
 pub mod proof;
 pub mod replay;
+pub mod retrieval;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -267,7 +267,7 @@ impl Authenticator {
                 document: document_record,
                 proof: presented.map(|p| p.record()),
                 keys: keys_record,
-                metadata_chain: metadata_chain::check(request, retrieved),
+                metadata_chain: metadata_chain::check(request, retrieved).map(Box::new),
             },
             document: effective.map(document::redact),
         }

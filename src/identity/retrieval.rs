@@ -63,19 +63,25 @@ impl Retriever {
 
     pub async fn retrieve(&self, request: &ConnectionRequest) -> Retrieved {
         let source = &request.metadata_source;
-        let assertion = request.client.assertion.as_deref().map(PresentedJwt::inspect);
-        let kid = assertion.as_ref().and_then(|a| a.key_id()).map(str::to_string);
+        let assertion = request
+            .client
+            .assertion
+            .as_deref()
+            .map(PresentedJwt::inspect);
+        let kid = assertion
+            .as_ref()
+            .and_then(|a| a.key_id())
+            .map(str::to_string);
 
         // The document first: its jwks_uri may be next.
         let document = match (&request.client.document, source.kind) {
             (None, MetadataSourceKind::Cimd) => Some(self.client_document(request).await),
             _ => None,
         };
-        let effective = request
-            .client
-            .document
+        let effective = request.client.document.as_ref().or(document
             .as_ref()
-            .or(document.as_ref().and_then(|d| d.as_ref().ok()).map(|f| &f.value));
+            .and_then(|d| d.as_ref().ok())
+            .map(|f| &f.value));
         let client_keys_uri = effective
             .filter(|d| d.get("jwks").is_none())
             .and_then(|d| d.get("jwks_uri"))
@@ -131,7 +137,10 @@ impl Retriever {
         let client_id = &request.client.client_id;
         let problems = document::check_cimd_client_id(client_id, self.allow_http_loopback);
         if !problems.is_empty() {
-            return Err(format!("client_id is not fetchable: {}", problems.join("; ")));
+            return Err(format!(
+                "client_id is not fetchable: {}",
+                problems.join("; ")
+            ));
         }
         let fetched = self
             .fetcher
@@ -155,13 +164,21 @@ impl Retriever {
         let fetch_err = |e: super::fetch::FetchError| format!("jwks_uri: {e}");
         // Parses the set (only a usable set is cached); true if it has `kid`.
         let check = |fetched: &Fetched| -> Result<bool, String> {
-            let set = proof::parse_jwks(&fetched.value).map_err(|e| format!("jwks_uri {uri}: {e}"))?;
+            let set =
+                proof::parse_jwks(&fetched.value).map_err(|e| format!("jwks_uri {uri}: {e}"))?;
             self.fetcher.remember(fetched);
             Ok(kid.is_none_or(|k| set.find(k).is_some()))
         };
-        let fetched = self.fetcher.fetch(uri, FetchKind::Jwks).await.map_err(fetch_err)?;
+        let fetched = self
+            .fetcher
+            .fetch(uri, FetchKind::Jwks)
+            .await
+            .map_err(fetch_err)?;
         if check(&fetched)? {
-            return Ok(FetchedKeys { fetched, refreshed: false });
+            return Ok(FetchedKeys {
+                fetched,
+                refreshed: false,
+            });
         }
         let fetched = self.fetcher.refresh_jwks(uri).await.map_err(fetch_err)?;
         check(&fetched)?;

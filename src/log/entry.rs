@@ -36,7 +36,7 @@ pub const KINDS: [&str; 5] = [
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
-    ConnectionDecision(ConnectionDecisionRecord),
+    ConnectionDecision(Box<ConnectionDecisionRecord>),
     /// A credential was issued: every grant has one, so the log holds the
     /// whole lifecycle of each non-human identity's credentials.
     GrantIssued(GrantIssuedRecord),
