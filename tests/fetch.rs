@@ -518,3 +518,37 @@ async fn special_use_addresses_are_refused_before_connecting() {
     assert!(reasons(&out).contains("https"), "{out:#}");
     assert_eq!(accepted.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn workload_issuer_keys_fetched_by_jwks_uri() {
+    let (fixture, addr) = start_fixture().await;
+    let issuer_key = TestKey::generate("spire-1");
+    fixture.json("spire/jwks.json", "max-age=300", &issuer_key.jwks());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dev_config(dir.path());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!(
+        "\n[[trusted_issuers]]\nissuer = \"https://spire.example.com\"\naudience = \"trustpath\"\n\
+         jwks_uri = \"http://{addr}/spire/jwks.json\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), Some(&config));
+    let request = || {
+        let svid = issuer_key.sign(&json!({
+            "iss": "https://spire.example.com", "sub": "spiffe://example.com/agent/builder",
+            "aud": "trustpath", "exp": now() + 300, "iat": now(),
+        }));
+        json!({
+            "scopes": ["files:read"],
+            "metadata_source": { "kind": "wif", "authorization_server": { "issuer": AS_ISSUER } },
+            "client": { "client_id": "spiffe://example.com/agent/builder", "assertion": svid },
+        })
+    };
+    for cache in ["miss", "hit"] {
+        let out = post_decision(&server, &request()).await;
+        assert_eq!(out["authentication"]["result"], "verified", "{out:#}");
+        assert_eq!(out["authentication"]["keys"]["source"], "fetched");
+        assert_eq!(out["authentication"]["keys"]["fetch"]["cache"], cache);
+    }
+    assert_eq!(fixture.hits("spire/jwks.json"), 1);
+}
