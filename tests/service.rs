@@ -341,3 +341,58 @@ fn eval_prints_a_decision_without_logging() {
     );
     assert!(stderr.contains("line 1"), "{stderr}");
 }
+
+/// `examples/decide.rs`, the minimal Rust client for AS authors, against
+/// the real server: approval, denial and an all-scopes-refused request map
+/// to a token, `access_denied` and `invalid_scope`.
+#[tokio::test]
+async fn example_decide_client_maps_answers_to_oauth() {
+    // cargo test builds the examples next to the test binaries' directory.
+    let example = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples/decide");
+    assert!(example.exists(), "{} not built", example.display());
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &repo_policies(), None);
+    let requests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/requests");
+    let mut unknown = cimd_request(&["payroll"], cimd_document(None), None);
+    unknown["session_id"] = json!("s-unknown");
+    let unknown_path = dir.path().join("unknown-scope.json");
+    std::fs::write(&unknown_path, unknown.to_string()).unwrap();
+
+    let run = |request: &std::path::Path| {
+        let out = std::process::Command::new(&example)
+            .arg(request)
+            .env("TRUSTPATH_URL", &server.base)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let approved = run(&requests.join("document-only.json"));
+    assert_eq!(
+        approved["issue_token"]["scope"], "files:read",
+        "{approved:#}"
+    );
+    assert_eq!(approved["issue_token"]["expires_in"], 300);
+    assert_eq!(
+        approved["issue_token"]["trustpath_session_id"],
+        "demo-session-1"
+    );
+    assert!(approved["issue_token"]["trustpath_grant_jti"].is_string());
+    let denied = run(&requests.join("untrusted-as.json"));
+    assert_eq!(denied["error"], "access_denied", "{denied:#}");
+    assert!(denied["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("not trusted"));
+    let no_scope = run(&unknown_path);
+    assert_eq!(no_scope["error"], "invalid_scope", "{no_scope:#}");
+}
