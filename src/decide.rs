@@ -91,6 +91,23 @@ impl Decider {
         &self.authenticator
     }
 
+    /// Sets `changed` and `previous_sha256` on the client's document record
+    /// from its previous decision in the log (recording pipelines only).
+    fn note_document_change(&self, client_id: &str, client: &mut AuthenticatedClient) {
+        let (Some(recording), Some(document)) =
+            (&self.recording, client.authentication.document.as_mut())
+        else {
+            return;
+        };
+        match crate::log::index::previous_document(&recording.store, client_id) {
+            Ok(previous) => {
+                document.changed = previous.as_ref().is_some_and(|p| *p != document.sha256);
+                document.previous_sha256 = previous;
+            }
+            Err(e) => tracing::warn!(error = %e, "previous document hash unreadable"),
+        }
+    }
+
     pub async fn decide(&self, request: ConnectionRequest) -> Result<DecisionOutcome, DecideError> {
         let now = Utc::now();
         let decision_id = uuid::Uuid::now_v7().to_string();
@@ -107,18 +124,7 @@ impl Decider {
         let mut client = self
             .authenticator
             .authenticate(&request, &retrieved, now.timestamp());
-        if let (Some(recording), Some(document)) =
-            (&self.recording, client.authentication.document.as_mut())
-        {
-            match crate::log::index::previous_document(&recording.store, &request.client.client_id)
-            {
-                Ok(previous) => {
-                    document.changed = previous.as_ref().is_some_and(|p| *p != document.sha256);
-                    document.previous_sha256 = previous;
-                }
-                Err(e) => tracing::warn!(error = %e, "previous document hash unreadable"),
-            }
-        }
+        self.note_document_change(&request.client.client_id, &mut client);
 
         // 2. Evaluate the policy on exactly what will be logged, including
         //    whether the session was revoked (read from the log when recording).

@@ -25,6 +25,11 @@ use url::Url;
 
 use crate::digest::sha256_hex;
 
+/// Most URLs cached at once: client_id URLs come from outside, so the cache
+/// must not grow with whatever is sent. When full, expired entries go
+/// first, then those closest to expiry.
+const MAX_CACHED: usize = 10_000;
+
 /// `[fetch]` settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -158,6 +163,9 @@ impl Fetcher {
         let min = Duration::from_secs(self.config.jwks_refresh_min_seconds);
         let allowed = {
             let mut refreshed = self.refreshed.lock().expect("refresh map");
+            if refreshed.len() >= MAX_CACHED {
+                refreshed.retain(|_, t| t.elapsed() < min);
+            }
             let due = refreshed.get(url).is_none_or(|t| t.elapsed() >= min);
             if due {
                 refreshed.insert(url.to_string(), Instant::now());
@@ -256,6 +264,19 @@ impl Fetcher {
     pub fn remember(&self, fetched: &Fetched) {
         let Some(ttl) = fetched.ttl else { return };
         let mut cache = self.cache.lock().expect("fetch cache");
+        if cache.len() >= MAX_CACHED && !cache.contains_key(&fetched.record.url) {
+            let now = Instant::now();
+            cache.retain(|_, e| e.fresh_until > now);
+            if cache.len() >= MAX_CACHED {
+                let soonest = cache
+                    .iter()
+                    .min_by_key(|(_, e)| e.fresh_until)
+                    .map(|(url, _)| url.clone());
+                if let Some(url) = soonest {
+                    cache.remove(&url);
+                }
+            }
+        }
         cache.insert(
             fetched.record.url.clone(),
             CacheEntry {

@@ -94,17 +94,17 @@ impl Retriever {
             .and_then(|iss| self.issuer_jwks_uris.get(iss));
 
         let (client_keys, issuer_keys, prm, asm) = tokio::join!(
-            self.optional(client_keys_uri, |uri| self.keys(uri, kid.as_deref())),
-            self.optional(issuer_keys_uri.map(String::as_str), |uri| self
+            optional(client_keys_uri, |uri| self.keys(uri, kid.as_deref())),
+            optional(issuer_keys_uri.map(String::as_str), |uri| self
                 .keys(uri, kid.as_deref())),
-            self.optional(
+            optional(
                 source
                     .protected_resource_metadata_url
                     .as_deref()
                     .filter(|_| source.protected_resource_metadata.is_none()),
                 |uri| self.metadata(uri)
             ),
-            self.optional(source.authorization_server_metadata_url.as_deref(), |uri| {
+            optional(source.authorization_server_metadata_url.as_deref(), |uri| {
                 self.metadata(uri)
             }),
         );
@@ -114,20 +114,6 @@ impl Retriever {
             issuer_keys,
             protected_resource_metadata: prm,
             authorization_server_metadata: asm,
-        }
-    }
-
-    async fn optional<'a, T, F>(
-        &self,
-        uri: Option<&'a str>,
-        fetch: impl FnOnce(&'a str) -> F,
-    ) -> Option<Result<T, String>>
-    where
-        F: std::future::Future<Output = Result<T, String>>,
-    {
-        match uri {
-            Some(uri) => Some(fetch(uri).await),
-            None => None,
         }
     }
 
@@ -194,6 +180,20 @@ impl Retriever {
             .map_err(|e| format!("metadata: {e}"))?;
         self.fetcher.remember(&fetched);
         Ok(fetched)
+    }
+}
+
+/// Runs `fetch` when there is a URL to fetch.
+async fn optional<'a, T, F>(
+    uri: Option<&'a str>,
+    fetch: impl FnOnce(&'a str) -> F,
+) -> Option<Result<T, String>>
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    match uri {
+        Some(uri) => Some(fetch(uri).await),
+        None => None,
     }
 }
 
