@@ -45,6 +45,23 @@ fn checkpoint_size(state: &AppState) -> Result<u64, ApiError> {
     }
 }
 
+/// The tree size a proof is for: the one asked for (`field`), else the
+/// latest checkpoint's; never beyond the log.
+fn proof_size(state: &AppState, field: &str, asked: Option<u64>) -> Result<u64, ApiError> {
+    let size = match asked {
+        Some(size) => size,
+        None => checkpoint_size(state)?,
+    };
+    let entries = state.store.next_seq().map_err(internal)?;
+    if size > entries {
+        return Err(bad_param(
+            field,
+            format!("{field} {size} is beyond the log's {entries} entries"),
+        ));
+    }
+    Ok(size)
+}
+
 pub async fn checkpoint(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -94,17 +111,7 @@ pub async fn inclusion(
 ) -> Result<Response, ApiError> {
     state.callers.authorize(&headers, Role::Audit)?;
     let Query(q) = query.map_err(|e| bad_param("query", e.body_text()))?;
-    let tree_size = match q.tree_size {
-        Some(size) => size,
-        None => checkpoint_size(&state)?,
-    };
-    let size = state.store.next_seq().map_err(internal)?;
-    if tree_size > size {
-        return Err(bad_param(
-            "tree_size",
-            format!("tree_size {tree_size} is beyond the log's {size} entries"),
-        ));
-    }
+    let tree_size = proof_size(&state, "tree_size", q.tree_size)?;
     if q.seq >= tree_size {
         return Err(bad_param(
             "seq",
@@ -139,17 +146,7 @@ pub async fn consistency(
 ) -> Result<Response, ApiError> {
     state.callers.authorize(&headers, Role::Audit)?;
     let Query(q) = query.map_err(|e| bad_param("query", e.body_text()))?;
-    let to = match q.to {
-        Some(to) => to,
-        None => checkpoint_size(&state)?,
-    };
-    let size = state.store.next_seq().map_err(internal)?;
-    if to > size {
-        return Err(bad_param(
-            "to",
-            format!("to {to} is beyond the log's {size} entries"),
-        ));
-    }
+    let to = proof_size(&state, "to", q.to)?;
     if q.from == 0 || q.from > to {
         return Err(bad_param(
             "from",
