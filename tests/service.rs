@@ -159,17 +159,11 @@ async fn bad_input_is_a_4xx_naming_the_field_and_logs_nothing() {
     let next = post_decision(&server, &good).await;
     // seq 1 is the first decision's grant issuance.
     assert_eq!(next["log_entry"]["seq"], 2);
-    let stored: Value = http()
-        .get(server.url(&format!(
-            "/v1/decisions/{}",
-            first["decision_id"].as_str().unwrap()
-        )))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = get_json(
+        &server,
+        &format!("/v1/decisions/{}", first["decision_id"].as_str().unwrap()),
+    )
+    .await;
     assert_eq!(stored["seq"], 0);
 }
 
@@ -183,22 +177,8 @@ async fn entry_and_signing_key_survive_a_crash() {
     )
     .await;
     let id = out["decision_id"].as_str().unwrap().to_string();
-    let jwks_before: Value = http()
-        .get(server.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let before = http()
-        .get(server.url(&format!("/v1/decisions/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let jwks_before: Value = get_json(&server, "/.well-known/jwks.json").await;
+    let before = get_ok(&server, &format!("/v1/decisions/{id}")).await;
     // SIGKILL: no graceful shutdown, so only what was flushed survives.
     server.kill();
 
@@ -227,14 +207,7 @@ async fn entry_and_signing_key_survive_a_crash() {
     let entry: Value = serde_json::from_slice(&before).unwrap();
     assert_eq!(entry["decision_id"], id);
     assert_eq!(entry["decision"]["outcome"], "approved");
-    let jwks_after: Value = http()
-        .get(server.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks_after: Value = get_json(&server, "/.well-known/jwks.json").await;
     assert_eq!(jwks_before, jwks_after, "grant key changed across restart");
     // The entry the crash left without a checkpoint is covered at start.
     let note = http()
