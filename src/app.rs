@@ -259,11 +259,16 @@ async fn tick_checkpoints(log: LogWriter) {
     }
 }
 
-/// Background upkeep: policy reload on SIGHUP, pruning of expired `jti`s.
+/// How often the policy directory is checked for changes.
+const POLICY_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Background upkeep: policy reload on SIGHUP and when the files change,
+/// pruning of expired `jti`s.
 async fn maintain(state: Arc<AppState>) {
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut prune = tokio::time::interval(Duration::from_secs(60));
+    let mut policy_check = tokio::time::interval(POLICY_CHECK_INTERVAL);
     loop {
         #[cfg(unix)]
         let hup = async {
@@ -281,6 +286,19 @@ async fn maintain(state: Arc<AppState>) {
                 Ok(bundle) => tracing::info!(policy_revision = %bundle.revision().as_str(), "policies reloaded"),
                 Err(e) => tracing::error!(error = %e, "policy reload failed; the running policy stays in force"),
             },
+            _ = policy_check.tick() => {
+                let store = state.clone();
+                // Reads and hashes the policy files: kept off the async workers.
+                let checked = tokio::task::spawn_blocking(move || {
+                    store.decider.policies().reload_if_changed()
+                })
+                .await;
+                match checked {
+                    Ok(Ok(Some(bundle))) => tracing::info!(policy_revision = %bundle.revision().as_str(), "policy files changed; reloaded"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "changed policies do not load; the running policy stays in force"),
+                    _ => {}
+                }
+            }
             _ = prune.tick() => {
                 let now = chrono::Utc::now().timestamp();
                 let state = state.clone();

@@ -235,3 +235,66 @@ fn policy_without_the_entry_point_does_not_load() {
         .to_string();
     assert!(err.contains("trustpath.connection"), "{err}");
 }
+
+/// The server picks up edited policy files without a signal, and a broken
+/// edit never replaces the policy in force.
+#[tokio::test]
+async fn server_reloads_changed_policy_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    common::copy_dir(&common::repo_policies(), &policies);
+    let server = common::Server::start(&dir.path().join("data"), &policies, None);
+    let request = common::cimd_request(&["tickets:read"], common::cimd_document(None), None);
+    let first = revision(&server).await;
+    assert_eq!(
+        common::post_decision(&server, &request).await["decision"]["outcome"],
+        "approved"
+    );
+
+    // Drop tickets:read from the data: the next decisions no longer approve it.
+    let data_path = policies.join("data.json");
+    let mut data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&data_path).unwrap()).unwrap();
+    data["trustpath"]["settings"]["scopes"]
+        .as_object_mut()
+        .unwrap()
+        .remove("tickets:read");
+    std::fs::write(&data_path, data.to_string()).unwrap();
+    let second = wait_for_change(&server, &first).await;
+    let out = common::post_decision(&server, &request).await;
+    assert_eq!(out["decision"]["outcome"], "denied");
+    assert_eq!(out["policy_revision"], second);
+
+    // A broken file: the policy in force stays, decisions go on.
+    std::fs::write(
+        policies.join("trustpath/broken.rego"),
+        "package trustpath.broken\n\nx := (\n",
+    )
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    assert_eq!(revision(&server).await, second);
+    assert_eq!(
+        common::post_decision(&server, &request).await["policy_revision"],
+        second
+    );
+    std::fs::remove_file(policies.join("trustpath/broken.rego")).unwrap();
+    // Back to the second revision's files: nothing to reload.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(revision(&server).await, second);
+}
+
+async fn revision(server: &common::Server) -> serde_json::Value {
+    common::get_json(server, "/health").await["policy_revision"].clone()
+}
+
+/// The revision once it differs from `from` (at most 5 s).
+async fn wait_for_change(server: &common::Server, from: &serde_json::Value) -> serde_json::Value {
+    for _ in 0..50 {
+        let now = revision(server).await;
+        if now != *from {
+            return now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("policy revision did not change within 5 s");
+}

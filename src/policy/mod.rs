@@ -86,36 +86,52 @@ pub struct PolicySources {
     pub revision: PolicyRevision,
 }
 
-/// Reads every `*.rego` file and every `data.json` under `dir` into an
-/// engine. A file that does not parse is named, with its line, in the error.
-pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
+/// The text of every policy file under `dir`, sorted by path, and the
+/// revision they make.
+fn read_files(dir: &Path) -> Result<(Vec<(PathBuf, String)>, PolicyRevision), PolicyError> {
     let mut files = Vec::new();
     collect_files(dir, &mut files)?;
     files.sort();
     if !files.iter().any(|f| is_rego(f)) {
         return Err(PolicyError::Empty(dir.to_path_buf()));
     }
-
-    let mut engine = regorus::Engine::new();
-    engine.set_execution_timer_config(timer_config());
     let mut hasher = Sha256::new();
-    let mut rego = Vec::new();
-    for path in &files {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+    let mut texts = Vec::with_capacity(files.len());
+    for path in files {
+        let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
             path: path.clone(),
             source,
         })?;
-        let relative = path.strip_prefix(dir).unwrap_or(path);
+        let relative = path.strip_prefix(dir).unwrap_or(&path);
         // Length-prefixed so that moving bytes between files changes the hash.
         for part in [relative.to_string_lossy().as_bytes(), text.as_bytes()] {
             hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part);
         }
+        texts.push((path, text));
+    }
+    Ok((texts, PolicyRevision(hex::encode(hasher.finalize()))))
+}
+
+/// The revision the files under `dir` would load as, without loading them.
+pub fn revision_of(dir: &Path) -> Result<PolicyRevision, PolicyError> {
+    Ok(read_files(dir)?.1)
+}
+
+/// Reads every `*.rego` file and every `data.json` under `dir` into an
+/// engine. A file that does not parse is named, with its line, in the error.
+pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
+    let (texts, revision) = read_files(dir)?;
+    let mut engine = regorus::Engine::new();
+    engine.set_execution_timer_config(timer_config());
+    let mut rego = Vec::new();
+    let mut files = Vec::with_capacity(texts.len());
+    for (path, text) in texts {
         let load_err = |message: String| PolicyError::Load {
             path: path.clone(),
             message,
         };
-        if is_rego(path) {
+        if is_rego(&path) {
             engine
                 .add_policy(path.display().to_string(), text.clone())
                 .map_err(|e| load_err(e.to_string()))?;
@@ -124,12 +140,13 @@ pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
             let data = regorus::Value::from_json_str(&text).map_err(|e| load_err(e.to_string()))?;
             engine.add_data(data).map_err(|e| load_err(e.to_string()))?;
         }
+        files.push(path);
     }
     Ok(PolicySources {
         engine,
         files,
         rego,
-        revision: PolicyRevision(hex::encode(hasher.finalize())),
+        revision,
     })
 }
 
@@ -297,6 +314,9 @@ fn compile_for_vm(
 pub struct PolicyStore {
     dir: PathBuf,
     current: ArcSwap<PolicyBundle>,
+    /// The last revision that failed to load, so a broken edit is reported
+    /// once rather than at every check.
+    failed: std::sync::Mutex<Option<PolicyRevision>>,
 }
 
 impl PolicyStore {
@@ -304,6 +324,7 @@ impl PolicyStore {
         Ok(Self {
             dir: dir.to_path_buf(),
             current: ArcSwap::from_pointee(PolicyBundle::load(dir)?),
+            failed: std::sync::Mutex::new(None),
         })
     }
 
@@ -316,6 +337,23 @@ impl PolicyStore {
         let bundle = Arc::new(PolicyBundle::load(&self.dir)?);
         self.current.store(bundle.clone());
         Ok(bundle)
+    }
+
+    /// Reloads when the files on disk differ from the bundle in force.
+    /// `Ok(None)`: nothing changed, or the same broken revision as last time.
+    pub fn reload_if_changed(&self) -> Result<Option<Arc<PolicyBundle>>, PolicyError> {
+        let on_disk = revision_of(&self.dir)?;
+        let failed = self.failed.lock().expect("policy store").clone();
+        if on_disk == *self.current().revision() || failed.as_ref() == Some(&on_disk) {
+            return Ok(None);
+        }
+        match self.reload() {
+            Ok(bundle) => Ok(Some(bundle)),
+            Err(e) => {
+                *self.failed.lock().expect("policy store") = Some(on_disk);
+                Err(e)
+            }
+        }
     }
 }
 
