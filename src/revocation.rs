@@ -94,6 +94,15 @@ pub struct RevocationOutcome {
     pub log_entry: EntryReceipt,
 }
 
+/// What an administrator revokes.
+#[derive(Debug, Clone)]
+pub enum RevocationTarget {
+    /// One grant, by `jti`.
+    Grant(String),
+    /// A session: every grant it has, and any it would get later.
+    Session(String),
+}
+
 /// Writes revocations for the `admin` role.
 pub struct Revoker {
     store: LogStore,
@@ -110,8 +119,20 @@ impl Revoker {
         }
     }
 
+    pub async fn revoke(
+        &self,
+        target: &RevocationTarget,
+        reason: &str,
+        revoked_by: &str,
+    ) -> Result<RevocationOutcome, RevokeError> {
+        match target {
+            RevocationTarget::Grant(jti) => self.revoke_grant(jti, reason, revoked_by).await,
+            RevocationTarget::Session(id) => self.revoke_session(id, reason, revoked_by).await,
+        }
+    }
+
     /// Revokes one grant, found by its `jti`.
-    pub async fn revoke_grant(
+    async fn revoke_grant(
         &self,
         jti: &str,
         reason: &str,
@@ -138,7 +159,7 @@ impl Revoker {
     }
 
     /// Revokes a session: every grant it has, and any it would get later.
-    pub async fn revoke_session(
+    async fn revoke_session(
         &self,
         session_id: &str,
         reason: &str,

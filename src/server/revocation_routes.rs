@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::error::{parse_json, ApiError};
 use super::{body_error, AppState};
 use crate::config::Role;
-use crate::revocation::RevokeError;
+use crate::revocation::{RevocationTarget, RevokeError};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,15 +51,7 @@ pub async fn revoke_grant(
     Path(jti): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state.callers.authorize(&headers, Role::Admin)?;
-    let reason = reason_of(body)?;
-    let outcome = state
-        .revoker
-        .revoke_grant(&jti, &reason, &caller)
-        .await
-        .map_err(revoke_error)?;
-    tracing::info!(caller = %caller, grant_jti = %jti, "grant revoked");
-    Ok(Json(outcome).into_response())
+    revoke(&state, &headers, body, RevocationTarget::Grant(jti)).await
 }
 
 /// `POST /v1/sessions/{session_id}/revoke`
@@ -69,13 +61,28 @@ pub async fn revoke_session(
     Path(session_id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state.callers.authorize(&headers, Role::Admin)?;
+    revoke(
+        &state,
+        &headers,
+        body,
+        RevocationTarget::Session(session_id),
+    )
+    .await
+}
+
+async fn revoke(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    target: RevocationTarget,
+) -> Result<Response, ApiError> {
+    let caller = state.callers.authorize(headers, Role::Admin)?;
     let reason = reason_of(body)?;
     let outcome = state
         .revoker
-        .revoke_session(&session_id, &reason, &caller)
+        .revoke(&target, &reason, &caller)
         .await
         .map_err(revoke_error)?;
-    tracing::info!(caller = %caller, session_id = %session_id, "session revoked");
+    tracing::info!(caller = %caller, target = ?target, "revoked");
     Ok(Json(outcome).into_response())
 }
