@@ -132,14 +132,7 @@ pub fn open(config: &Config) -> Result<Opened, AppError> {
         log.clone(),
     );
     let revoker = Revoker::new(store.clone(), log.clone(), policies.clone());
-    let retriever = Retriever::from_config(config).map_err(AppError::Fetch)?;
-    let decider = Decider::new(
-        authenticator,
-        retriever,
-        policies,
-        limits(config),
-        Some(recording),
-    );
+    let decider = decider(config, authenticator, policies, Some(recording))?;
     Ok(Opened {
         decider,
         tool_calls,
@@ -182,13 +175,23 @@ pub fn dry_run(config: &Config) -> Result<Decider, AppError> {
     config.validate()?;
     let authenticator = Authenticator::from_config(config, ReplayGuard::ephemeral())?;
     let policies = Arc::new(PolicyStore::load(&config.policies)?);
+    decider(config, authenticator, policies, None)
+}
+
+/// The decision pipeline; recording (signing and logging) when given.
+fn decider(
+    config: &Config,
+    authenticator: Authenticator,
+    policies: Arc<PolicyStore>,
+    recording: Option<Recording>,
+) -> Result<Decider, AppError> {
     let retriever = Retriever::from_config(config).map_err(AppError::Fetch)?;
     Ok(Decider::new(
         authenticator,
         retriever,
         policies,
         limits(config),
-        None,
+        recording,
     ))
 }
 
