@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FormRejection};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
@@ -16,12 +16,6 @@ use super::{body_error, AppState};
 use crate::config::Role;
 use crate::grant::introspection;
 use crate::model::ToolCallRequest;
-
-fn bad_field(field: &str, message: impl Into<String>) -> ApiError {
-    let mut err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message);
-    err.field = Some(field.to_string());
-    err
-}
 
 /// `POST /v1/tool-calls`: may this call run under this grant?
 pub async fn tool_call(
@@ -33,16 +27,16 @@ pub async fn tool_call(
     let body = body.map_err(body_error)?;
     let request: ToolCallRequest = parse_json(&body)?;
     if request.grant.is_none() && request.session_id.is_none() {
-        return Err(bad_field(
+        return Err(ApiError::bad_field(
             "grant",
             "give grant (the grant token) or session_id",
         ));
     }
     if request.tool.is_empty() {
-        return Err(bad_field("tool", "tool must not be empty"));
+        return Err(ApiError::bad_field("tool", "tool must not be empty"));
     }
     if request.method.is_empty() {
-        return Err(bad_field("method", "method must not be empty"));
+        return Err(ApiError::bad_field("method", "method must not be empty"));
     }
     let outcome = state
         .tool_calls
@@ -85,7 +79,7 @@ pub async fn introspect(
     let token = request
         .token
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| bad_field("token", "token is required"))?;
+        .ok_or_else(|| ApiError::bad_field("token", "token is required"))?;
     let check = state
         .grants
         .check_token(&token, chrono::Utc::now().timestamp());

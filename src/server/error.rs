@@ -40,6 +40,13 @@ impl ApiError {
         )
     }
 
+    /// 400 naming the request field or parameter at fault.
+    pub fn bad_field(field: &str, message: impl Into<String>) -> Self {
+        let mut err = Self::new(StatusCode::BAD_REQUEST, "invalid_request", message);
+        err.field = Some(field.to_string());
+        err
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -24,12 +24,6 @@ fn b64(hashes: &[Hash]) -> Vec<String> {
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
-}
-
-fn bad_param(field: &str, message: String) -> ApiError {
-    let mut err = ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message);
-    err.field = Some(field.to_string());
-    err
 }
 
 fn text(body: String) -> Response {
@@ -54,7 +48,7 @@ fn proof_size(state: &AppState, field: &str, asked: Option<u64>) -> Result<u64, 
     };
     let entries = state.store.next_seq().map_err(internal)?;
     if size > entries {
-        return Err(bad_param(
+        return Err(ApiError::bad_field(
             field,
             format!("{field} {size} is beyond the log's {entries} entries"),
         ));
@@ -87,7 +81,7 @@ pub async fn entry(
 ) -> Result<Response, ApiError> {
     state.callers.authorize(&headers, Role::Audit)?;
     let seq: u64 = seq.parse().map_err(|_| {
-        bad_param(
+        ApiError::bad_field(
             "seq",
             format!("seq must be a non-negative integer, got {seq:?}"),
         )
@@ -110,10 +104,10 @@ pub async fn inclusion(
     query: Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     state.callers.authorize(&headers, Role::Audit)?;
-    let Query(q) = query.map_err(|e| bad_param("query", e.body_text()))?;
+    let Query(q) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
     let tree_size = proof_size(&state, "tree_size", q.tree_size)?;
     if q.seq >= tree_size {
-        return Err(bad_param(
+        return Err(ApiError::bad_field(
             "seq",
             format!("seq {} is not in a tree of size {tree_size}", q.seq),
         ));
@@ -145,10 +139,10 @@ pub async fn consistency(
     query: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     state.callers.authorize(&headers, Role::Audit)?;
-    let Query(q) = query.map_err(|e| bad_param("query", e.body_text()))?;
+    let Query(q) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
     let to = proof_size(&state, "to", q.to)?;
     if q.from == 0 || q.from > to {
-        return Err(bad_param(
+        return Err(ApiError::bad_field(
             "from",
             format!("from must be between 1 and to ({to})"),
         ));
@@ -172,7 +166,7 @@ const MAX_SESSION_ENTRIES: usize = 10_000;
 
 fn parse_time(field: &str, value: &str) -> Result<i64, ApiError> {
     crate::log::index::micros(value).ok_or_else(|| {
-        bad_param(
+        ApiError::bad_field(
             field,
             format!("{field} must be an RFC 3339 time, got {value:?}"),
         )
@@ -202,25 +196,25 @@ fn parse_search(
                     "approved" => ScopeState::Approved,
                     "denied" => ScopeState::Denied,
                     _ => {
-                        return Err(bad_param(
+                        return Err(ApiError::bad_field(
                             name,
-                            "scope_state must be requested, approved or denied".into(),
+                            "scope_state must be requested, approved or denied",
                         ))
                     }
                 }
             }
             "outcome" => {
                 if !["approved", "reduced", "denied", "allowed"].contains(&value.as_str()) {
-                    return Err(bad_param(
+                    return Err(ApiError::bad_field(
                         name,
-                        "outcome must be approved, reduced, denied or (tool calls) allowed".into(),
+                        "outcome must be approved, reduced, denied or (tool calls) allowed",
                     ));
                 }
                 filter.outcome = Some(v)
             }
             "kind" => {
                 if !crate::log::entry::KINDS.contains(&value.as_str()) {
-                    return Err(bad_param(
+                    return Err(ApiError::bad_field(
                         name,
                         format!(
                             "kind must be one of {}",
@@ -239,7 +233,9 @@ fn parse_search(
                     .parse()
                     .ok()
                     .filter(|l| (1..=MAX_LIMIT).contains(l))
-                    .ok_or_else(|| bad_param(name, format!("limit must be 1 to {MAX_LIMIT}")))?
+                    .ok_or_else(|| {
+                        ApiError::bad_field(name, format!("limit must be 1 to {MAX_LIMIT}"))
+                    })?
             }
             "cursor" => {
                 cursor = Some(
@@ -249,15 +245,23 @@ fn parse_search(
                         .and_then(|b| String::from_utf8(b).ok())
                         .and_then(|s| s.strip_prefix("before:").and_then(|n| n.parse().ok()))
                         .ok_or_else(|| {
-                            bad_param(name, "cursor is not one this server issued".into())
+                            ApiError::bad_field(name, "cursor is not one this server issued")
                         })?,
                 )
             }
-            _ => return Err(bad_param(name, format!("unknown filter {name:?}"))),
+            _ => {
+                return Err(ApiError::bad_field(
+                    name,
+                    format!("unknown filter {name:?}"),
+                ))
+            }
         }
     }
     if params.contains_key("scope_state") && scope.is_none() {
-        return Err(bad_param("scope_state", "scope_state needs scope".into()));
+        return Err(ApiError::bad_field(
+            "scope_state",
+            "scope_state needs scope",
+        ));
     }
     filter.scope = scope.map(|s| (s, scope_state));
     Ok((filter, limit, cursor))
@@ -283,7 +287,7 @@ pub async fn search(
     >,
 ) -> Result<Response, ApiError> {
     state.callers.authorize(&headers, Role::Audit)?;
-    let Query(params) = query.map_err(|e| bad_param("query", e.body_text()))?;
+    let Query(params) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
     let (filter, limit, cursor) = parse_search(&params)?;
     let page = crate::log::query::query(&state.store, &filter, limit, cursor).map_err(internal)?;
     let entries: Vec<_> = page

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -26,13 +26,7 @@ fn reason_of(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
     let body = body.map_err(body_error)?;
     let request: RevokeRequest = parse_json(&body)?;
     if request.reason.trim().is_empty() {
-        let mut err = ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "reason must not be empty",
-        );
-        err.field = Some("reason".into());
-        return Err(err);
+        return Err(ApiError::bad_field("reason", "reason must not be empty"));
     }
     Ok(request.reason)
 }
