@@ -259,8 +259,10 @@ fn read_chunks(source: ReplaySource, tx: SyncSender<Chunk>) -> Result<(), Replay
     };
     match source {
         ReplaySource::DataDir(store) => {
-            for item in store.entries() {
-                let (seq, bytes) = item?;
+            // One look-up per seq rather than a scan: sled keeps the pages a
+            // scan passes in memory, so a scan grows with the log.
+            for seq in 0..store.next_seq()? {
+                let bytes = store.entry(seq)?.ok_or(LogError::Corrupt)?;
                 if !push((seq, bytes.to_vec())) {
                     return Ok(());
                 }
