@@ -20,7 +20,7 @@ use crate::model::{
     Grant, GrantClaims, Outcome, PermittedTools, RequestedScopes,
 };
 use crate::policy::verdict::ConnectionVerdict;
-use crate::policy::{PolicyStore, CONNECTION_ENTRY_POINT};
+use crate::policy::PolicyStore;
 
 /// Grant lifetimes the PDP enforces whatever the policy says. Kept in the
 /// policy input (`limits`), so a replay enforces the ones then in force.
@@ -141,10 +141,7 @@ impl Decider {
             &self.limits,
             session_revoked.as_deref(),
         );
-        let verdict = bundle
-            .evaluate(CONNECTION_ENTRY_POINT, &input)
-            .map_err(|e| e.to_string())
-            .and_then(ConnectionVerdict::from_policy_result);
+        let verdict = ConnectionVerdict::evaluate(&bundle, &input);
 
         // 3. Trim: intersect with the request, cap the lifetime, apply
         //    authentication and revocation.

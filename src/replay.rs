@@ -21,7 +21,7 @@ use crate::log::query::Filter;
 use crate::log::{LogEntry, LogError, LogStore, Record};
 use crate::model::{Decision, GrantCheck, ToolCallDecision};
 use crate::policy::verdict::{ConnectionVerdict, ToolCallVerdict};
-use crate::policy::{PolicyBundle, CONNECTION_ENTRY_POINT, TOOL_CALL_ENTRY_POINT};
+use crate::policy::PolicyBundle;
 use crate::tool_call::enforce;
 
 /// Entries per unit of work handed to an evaluator.
@@ -383,10 +383,7 @@ fn replay_connection(
     candidate: &PolicyBundle,
 ) -> Option<Change> {
     let input = &logged.input;
-    let verdict = candidate
-        .evaluate(CONNECTION_ENTRY_POINT, input)
-        .map_err(|e| e.to_string())
-        .and_then(ConnectionVerdict::from_policy_result);
+    let verdict = ConnectionVerdict::evaluate(candidate, input);
     let failed = verdict.is_err();
     let limits: Result<GrantLimits, _> = serde_json::from_value(input["limits"].clone());
     let bad_limits = limits.is_err();
@@ -429,10 +426,7 @@ fn replay_connection(
 /// The logged tool-call answer against the candidate's.
 fn replay_tool_call(seq: u64, logged: &ToolCallRecord, candidate: &PolicyBundle) -> Option<Change> {
     let input = &logged.input;
-    let verdict = candidate
-        .evaluate(TOOL_CALL_ENTRY_POINT, input)
-        .map_err(|e| e.to_string())
-        .and_then(ToolCallVerdict::from_policy_result);
+    let verdict = ToolCallVerdict::evaluate(candidate, input);
     let failed = verdict.is_err();
     let after = match serde_json::from_value::<GrantCheck>(input["grant"].clone()) {
         Ok(grant) => enforce(input, &grant, verdict),

@@ -21,7 +21,7 @@ use crate::model::{
     ArgumentsSummary, GrantCheck, GrantStatus, ToolCallDecision, ToolCallRequest, TOOLS_CALL,
 };
 use crate::policy::verdict::ToolCallVerdict;
-use crate::policy::{PolicyStore, TOOL_CALL_ENTRY_POINT};
+use crate::policy::PolicyStore;
 
 /// What the enforcement point is told.
 #[derive(Debug, Clone, Serialize)]
@@ -93,10 +93,7 @@ impl ToolCallChecker {
             "grant": grant,
         });
         let input = without_nulls(input);
-        let verdict = bundle
-            .evaluate(TOOL_CALL_ENTRY_POINT, &input)
-            .map_err(|e| e.to_string())
-            .and_then(ToolCallVerdict::from_policy_result);
+        let verdict = ToolCallVerdict::evaluate(&bundle, &input);
 
         // 4. Enforce what holds whatever the policy says.
         let decision = enforce(&input, &grant, verdict);
