@@ -422,7 +422,12 @@ pub struct ToolCallRequest {
     /// The grant token. Never logged: only its claims and SHA-256.
     #[serde(default)]
     pub grant: Option<String>,
+    /// Instead of a token: the grant's id (`jti`), as an AS carries it in
+    /// its own access token.
+    #[serde(default)]
+    pub grant_id: Option<String>,
     /// Instead of a token: the session, whose newest grant is checked.
+    /// With a token or grant id, it must be that grant's session.
     #[serde(default)]
     pub session_id: Option<String>,
     pub tool: String,

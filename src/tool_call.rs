@@ -67,10 +67,13 @@ impl ToolCallChecker {
         let tool_call_id = uuid::Uuid::now_v7().to_string();
 
         // 1. The grant: signed by us, logged as issued, not revoked, not expired.
-        let grant = match (&request.grant, &request.session_id) {
-            (Some(token), _) => self.grants.check_token(token, now.timestamp()),
-            (None, Some(session_id)) => self.grants.check_session(session_id, now.timestamp()),
-            (None, None) => GrantCheck::failed(
+        let grant = match (&request.grant, &request.grant_id, &request.session_id) {
+            (Some(token), _, _) => self.grants.check_token(token, now.timestamp()),
+            (None, Some(jti), _) => self.grants.check_grant_id(jti, now.timestamp()),
+            (None, None, Some(session_id)) => {
+                self.grants.check_session(session_id, now.timestamp())
+            }
+            (None, None, None) => GrantCheck::failed(
                 GrantStatus::Missing,
                 "no grant or session was presented".into(),
                 None,
@@ -89,6 +92,7 @@ impl ToolCallChecker {
             "method": request.method,
             "actor": request.actor,
             "session_id": request.session_id,
+            "grant_id": request.grant_id,
             "arguments": arguments,
             "grant": grant,
         });

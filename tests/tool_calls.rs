@@ -333,6 +333,12 @@ async fn revocation_survives_a_restart() {
     .await;
     assert_eq!(out["grant_status"], "revoked");
     assert_eq!(out["grant_jti"], three["grant"]["jti"]);
+    let out = check(
+        &server,
+        &json!({"grant_id": one["grant"]["jti"], "tool": "read_file", "method": "tools/call"}),
+    )
+    .await;
+    assert_eq!(out["grant_status"], "revoked");
     // A revoked session gets no new grant.
     let mut body = cimd_request(&["files:read"], cimd_document(None), None);
     body["session_id"] = json!("sess-2");
@@ -351,6 +357,48 @@ async fn revocation_survives_a_restart() {
     )
     .await;
     assert_eq!(out["allow"], true, "{out:#}");
+}
+
+#[tokio::test]
+async fn a_grant_can_be_named_by_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), None);
+    let key = TestKey::generate("k1");
+    let decision = connect(&server, &key, "sess-a", &["files:read"]).await;
+    let jti = decision["grant"]["jti"].clone();
+
+    // By grant id, as a resource server holding the AS's access token does:
+    // the same grant, and its session must match when one is named.
+    let by_id = json!({"grant_id": jti, "tool": "read_file", "method": "tools/call",
+                       "arguments": {"path": "/a"}, "actor": "agent-1"});
+    let out = check(&server, &by_id).await;
+    assert_eq!(out["allow"], true, "{out:#}");
+    assert_eq!(out["grant_jti"], jti);
+    assert_eq!(out["session_id"], "sess-a");
+    let mut elsewhere = by_id.clone();
+    elsewhere["session_id"] = json!("sess-other");
+    let out = check(&server, &elsewhere).await;
+    assert_eq!(out["allow"], false);
+    assert!(out["reasons"]
+        .to_string()
+        .contains("belongs to session sess-a"));
+    let mut unknown = by_id.clone();
+    unknown["grant_id"] = json!("no-such-grant");
+    let out = check(&server, &unknown).await;
+    assert_eq!(out["allow"], false);
+    assert_eq!(out["grant_status"], "missing");
+
+    // Revoked by id is revoked by token too.
+    let (status, _) = post_json(
+        &server,
+        &format!("/v1/grants/{}/revoke", jti.as_str().unwrap()),
+        &json!({"reason": "test"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let out = check(&server, &by_id).await;
+    assert_eq!(out["grant_status"], "revoked");
+    assert_eq!(out["allow"], false);
 }
 
 #[tokio::test]

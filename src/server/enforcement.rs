@@ -26,10 +26,10 @@ pub async fn tool_call(
     let caller = state.callers.authorize(&headers, Role::Enforce)?;
     let body = body.map_err(body_error)?;
     let request: ToolCallRequest = parse_json(&body)?;
-    if request.grant.is_none() && request.session_id.is_none() {
+    if request.grant.is_none() && request.grant_id.is_none() && request.session_id.is_none() {
         return Err(ApiError::bad_field(
             "grant",
-            "give grant (the grant token) or session_id",
+            "give grant (the grant token), grant_id or session_id",
         ));
     }
     if request.tool.is_empty() {
