@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# End to end: trustpath + examples/oidc-provider (Node) + examples/mcp-server
+# (Python) + the mcp SDK's OAuth client. Installs the Node and Python
+# packages (npm ci from the committed lockfile; a venv from the pinned
+# requirements), builds trustpath, runs tests/e2e/e2e.py.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+venv=target/e2e-venv
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+
+(cd examples/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
+
+cargo build --release --bin trustpath
+
+"$venv/bin/python" tests/e2e/e2e.py
