@@ -24,6 +24,7 @@ import asyncio
 import base64
 import datetime
 import hashlib
+import ipaddress
 import json
 import os
 import secrets
@@ -99,8 +100,6 @@ def make_tls(workdir: Path) -> tuple[Path, Path, Path]:
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
-    import ipaddress
-
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))

@@ -2,7 +2,8 @@
 # End to end: trustpath + examples/oidc-provider (Node) + examples/mcp-server
 # (Python) + the mcp SDK's OAuth client. Installs the Node and Python
 # packages (npm ci from the committed lockfile; a venv from the pinned
-# requirements), builds trustpath, runs tests/e2e/e2e.py.
+# requirements), builds trustpath (a no-op after `cargo test --release`),
+# runs tests/e2e/e2e.py.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -14,6 +15,8 @@ fi
 
 (cd examples/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
 
-cargo build --release --bin trustpath
+# The binary as `cargo test --release` builds it (dev-dependencies change
+# the feature set, so a plain `cargo build` would compile everything again).
+cargo test --release --no-run --quiet
 
 "$venv/bin/python" tests/e2e/e2e.py
