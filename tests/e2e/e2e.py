@@ -12,7 +12,9 @@ directory), examples/oidc-provider and examples/mcp-server. Then:
 2. a public agent (document only) asks for a write scope and gets a token
    without it;
 3. an agent from a host the policy does not allow is refused with an OAuth
-   error;
+   error (access_denied), and by hand: nothing approvable requested
+   (invalid_scope), a proof the AS accepts but trustpath refuses
+   (invalid_client);
 
 and checks from trustpath's log that each trust path is complete.
 
@@ -39,7 +41,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, parse_qsl, urljoin, urlparse
+from urllib.parse import parse_qs, parse_qsl, urlencode, urljoin, urlparse
 
 import httpx2
 import jwt
@@ -187,7 +189,7 @@ class Agent:
         self.assertions: list[str] = []  # every one sent, to look for in the log
         self.document_bytes = json.dumps(document, indent=2).encode()
 
-    def assertion(self, audience: str) -> str:
+    def assertion(self, audience: str, lifetime: int = 60) -> str:
         now = int(time.time())
         claims = {
             "iss": self.client_id,
@@ -195,7 +197,7 @@ class Agent:
             "aud": audience,
             "jti": str(uuid.uuid4()),
             "iat": now,
-            "exp": now + 60,
+            "exp": now + lifetime,
         }
         assertion = jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": self.kid})
         self.assertions.append(assertion)
@@ -302,6 +304,30 @@ async def connect(mcp_url: str, agent: Agent, calls: list[tuple[str, dict]]) -> 
                     result = await session.call_tool(name, arguments)
                     results.append((name, result))
     return tokens, browser, results
+
+
+async def token_request(stack: "Stack", agent: Agent, scope: str, assertion_lifetime: int = 60) -> dict:
+    """One authorization-code flow by hand (PKCE, resource), for the errors
+    the SDK turns into exceptions: the token endpoint's JSON answer."""
+    meta = httpx2.get(f"{stack.issuer}/.well-known/openid-configuration").json()
+    verifier = secrets.token_urlsafe(64)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    params = {
+        "response_type": "code", "client_id": agent.client_id, "redirect_uri": REDIRECT_URI, "scope": scope,
+        "state": secrets.token_urlsafe(16), "code_challenge": challenge, "code_challenge_method": "S256",
+        "resource": stack.mcp_url,
+    }
+    browser = Browser()
+    await browser.redirect_handler(meta["authorization_endpoint"] + "?" + urlencode(params))
+    form = {
+        "grant_type": "authorization_code", "code": browser.result.code, "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier, "client_id": agent.client_id, "resource": stack.mcp_url,
+    }
+    if agent.key is not None:
+        form["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        form["client_assertion"] = agent.assertion(stack.issuer, assertion_lifetime)
+    async with httpx2.AsyncClient(timeout=10) as http:
+        return (await http.post(meta["token_endpoint"], data=form)).json()
 
 
 def claims_of(token: str) -> dict:
@@ -440,6 +466,7 @@ async def run(stack: Stack) -> None:
     await verified_agent_steps_up(stack, agent)
     await public_agent_is_trimmed(stack, public)
     await unlisted_agent_is_denied(stack, unlisted)
+    await denials_map_to_oauth_errors(stack, agent, public)
     everything_is_logged_once_and_verifies(stack, [agent, public, unlisted])
 
 
@@ -586,6 +613,29 @@ async def unlisted_agent_is_denied(stack: Stack, agent: Agent) -> None:
         reason = f'client host "127.0.0.1:{stack.ports["documents"]}" is not allowed'
         check(reason in d["decision"]["reasons"], "with the policy's reason", d["decision"]["reasons"])
         check(d.get("grant_jti") is None, "and no grant", d)
+
+
+async def denials_map_to_oauth_errors(stack: Stack, agent: Agent, public: Agent) -> None:
+    print("the AS's OAuth errors for trustpath's other denials")
+    answer = await token_request(stack, public, "files:write")
+    check(answer.get("error") == "invalid_scope", "nothing approvable requested: invalid_scope", answer)
+    found = stack.audit(f"/v1/decisions?client_id={public.client_id}&outcome=denied&kind=connection_decision")["entries"]
+    check(
+        len(found) == 1 and "no requested scope was approved" in found[0]["decision"]["reasons"],
+        "logged as denied: no requested scope was approved",
+        found,
+    )
+    # oidc-provider accepts an hour-long assertion; trustpath allows 300 s
+    # (assertions.max_lifetime_seconds), so its authentication fails.
+    answer = await token_request(stack, agent, "files:read", assertion_lifetime=3600)
+    check(answer.get("error") == "invalid_client", "a proof trustpath refuses: invalid_client", answer)
+    found = stack.audit(f"/v1/decisions?client_id={agent.client_id}&outcome=denied&kind=connection_decision")["entries"]
+    check(
+        len(found) == 1 and found[0]["authentication"]["result"] == "failed"
+        and "longer than the allowed 300s" in " ".join(found[0]["authentication"]["reasons"]),
+        "logged with authentication failed and why",
+        found,
+    )
 
 
 def describe(error) -> str:
