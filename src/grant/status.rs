@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::GrantSigner;
 use crate::digest::sha256_hex;
-use crate::log::LogStore;
+use crate::log::entry::GrantIssuedRecord;
+use crate::log::{LogError, LogStore};
 use crate::model::{GrantCheck, GrantClaims, GrantStatus};
 use crate::revocation;
 
@@ -33,26 +34,26 @@ impl GrantChecker {
     /// that holds the AS's access token, which carries the grant id, not the
     /// grant itself.
     pub fn check_grant_id(&self, jti: &str, now: i64) -> GrantCheck {
-        match revocation::issued_grant(&self.store, jti) {
-            Ok(Some(issued)) => self.check_claims(issued.grant, None, now),
-            Ok(None) => GrantCheck::failed(
-                GrantStatus::Missing,
-                format!("no grant {jti} was issued"),
-                None,
-            ),
-            Err(e) => unreadable(e, None),
-        }
+        let issued = revocation::issued_grant(&self.store, jti);
+        self.check_logged(issued, || format!("no grant {jti} was issued"), now)
     }
 
     /// Checks the newest grant issued in `session_id`.
     pub fn check_session(&self, session_id: &str, now: i64) -> GrantCheck {
-        match revocation::session_grant(&self.store, session_id) {
+        let issued = revocation::session_grant(&self.store, session_id);
+        self.check_logged(issued, || format!("session {session_id} has no grant"), now)
+    }
+
+    /// A grant found in the log rather than presented as a token.
+    fn check_logged(
+        &self,
+        issued: Result<Option<GrantIssuedRecord>, LogError>,
+        missing: impl FnOnce() -> String,
+        now: i64,
+    ) -> GrantCheck {
+        match issued {
             Ok(Some(issued)) => self.check_claims(issued.grant, None, now),
-            Ok(None) => GrantCheck::failed(
-                GrantStatus::Missing,
-                format!("session {session_id} has no grant"),
-                None,
-            ),
+            Ok(None) => GrantCheck::failed(GrantStatus::Missing, missing(), None),
             Err(e) => unreadable(e, None),
         }
     }
