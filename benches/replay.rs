@@ -65,11 +65,11 @@ fn write_log(data_dir: &Path, decisions: usize) {
     };
     // Only the replay is measured: writing need not wait for each flush.
     config.log.durable = false;
-    let opened = trustpath::app::open(&config).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
         .unwrap();
+    let opened = runtime.block_on(trustpath::app::open(&config)).unwrap();
     runtime.block_on(async {
         for i in 0..decisions {
             opened.decider.decide(request(i)).await.unwrap();

@@ -5,14 +5,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
+use serde_json::Value;
+
 use crate::config::{Config, ConfigError};
-use crate::decide::{Decider, GrantLimits, Recording};
+use crate::decide::{rfc3339, Decider, GrantLimits, Recording};
 use crate::grant::status::GrantChecker;
 use crate::grant::{GrantError, GrantSigner};
 use crate::identity::replay::ReplayGuard;
 use crate::identity::retrieval::Retriever;
 use crate::identity::{Authenticator, IdentityError};
+use crate::lifecycle::{self, KeyInUse, PolicyRecorder};
 use crate::log::checkpoint::{LogSigner, NoteVerifier};
+use crate::log::entry::{KeyPurpose, PolicyTrigger};
 use crate::log::{CheckpointPolicy, LogError, LogStore, LogWriter, WriterThread};
 use crate::policy::{PolicyError, PolicyStore};
 use crate::revocation::Revoker;
@@ -89,6 +94,7 @@ fn log_key_path(config: &Config) -> PathBuf {
 /// Everything a recording pipeline needs, opened on the data directory.
 pub struct Opened {
     pub decider: Decider,
+    pub policy_recorder: PolicyRecorder,
     pub tool_calls: ToolCallChecker,
     pub grants: Arc<GrantChecker>,
     pub revoker: Revoker,
@@ -99,17 +105,21 @@ pub struct Opened {
     pub writer_thread: WriterThread,
 }
 
-/// Opens the data directory, loads policies and keys, starts the log writer.
-pub fn open(config: &Config) -> Result<Opened, AppError> {
+/// Opens the data directory, loads policies and keys, starts the log writer,
+/// and logs the keys and the policy bundle going into force when the log
+/// has not seen them (before any decision is made with them).
+pub async fn open(config: &Config) -> Result<Opened, AppError> {
     config.validate()?;
     let store = LogStore::open(&config.data_dir)?;
     let replay = ReplayGuard::Persistent(store.db().open_tree("jti").map_err(LogError::from)?);
     let authenticator = Authenticator::from_config(config, replay)?;
     let policies = Arc::new(PolicyStore::load(&config.policies)?);
+    let grant_key_created = !signing_key_path(config).exists();
     let signer = Arc::new(GrantSigner::load_or_create(
         &signing_key_path(config),
         &config.issuer,
     )?);
+    let log_key_created = !log_key_path(config).exists();
     let log_signer = log_signer(config)?;
     let log_verifier = log_signer.verifier().clone();
     let policy = CheckpointPolicy {
@@ -118,6 +128,44 @@ pub fn open(config: &Config) -> Result<Opened, AppError> {
     };
     let (log, writer_thread) =
         LogWriter::start(store.clone(), log_signer, policy, config.log.durable)?;
+    let in_force = [
+        lifecycle::signing_key(
+            &store,
+            KeyInUse {
+                purpose: KeyPurpose::Log,
+                key_id: log_verifier.vkey(),
+                public_key: Value::String(log_verifier.vkey()),
+                created: log_key_created,
+            },
+        )?,
+        lifecycle::signing_key(
+            &store,
+            KeyInUse {
+                purpose: KeyPurpose::Grant,
+                key_id: signer.kid().to_string(),
+                public_key: signer.public_jwk().clone(),
+                created: grant_key_created,
+            },
+        )?,
+        lifecycle::policy_loaded(
+            &store,
+            &policies.current(),
+            &config.policies,
+            PolicyTrigger::Start,
+        )?,
+    ];
+    let records: Vec<_> = in_force.into_iter().flatten().collect();
+    if !records.is_empty() {
+        let revision = policies.current().revision().as_str().to_string();
+        log.append_all(rfc3339(Utc::now()), revision, records)
+            .await?;
+    }
+    let policy_recorder = PolicyRecorder::new(
+        policies.clone(),
+        store.clone(),
+        log.clone(),
+        config.policies.clone(),
+    );
     let recording = Recording {
         signer: signer.clone(),
         log: log.clone(),
@@ -135,6 +183,7 @@ pub fn open(config: &Config) -> Result<Opened, AppError> {
     let decider = decider(config, authenticator, policies, Some(recording))?;
     Ok(Opened {
         decider,
+        policy_recorder,
         tool_calls,
         grants,
         revoker,
@@ -154,6 +203,7 @@ impl Opened {
         // be forgotten here (the writer would never stop).
         let Opened {
             decider,
+            policy_recorder,
             tool_calls,
             grants,
             revoker,
@@ -163,7 +213,8 @@ impl Opened {
             log_verifier,
             writer_thread,
         } = self;
-        drop((decider, tool_calls, grants, revoker, signer, store, log));
+        drop((decider, policy_recorder, tool_calls, grants, revoker));
+        drop((signer, store, log));
         drop(log_verifier);
         writer_thread.join();
     }
@@ -202,7 +253,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), AppError> {
-    let opened = open(&config)?;
+    let opened = open(&config).await?;
     if config.callers.is_empty() {
         tracing::warn!(
             "no API callers configured: every local caller has every role; \
@@ -213,6 +264,7 @@ pub async fn serve(
     let ticker = tokio::spawn(tick_checkpoints(opened.log));
     let state = Arc::new(AppState {
         decider: opened.decider,
+        policy_recorder: opened.policy_recorder,
         tool_calls: opened.tool_calls,
         grants: opened.grants,
         revoker: opened.revoker,
@@ -262,6 +314,40 @@ async fn tick_checkpoints(log: LogWriter) {
     }
 }
 
+/// Loads the policy files (on SIGHUP always, otherwise when they changed),
+/// logs the new bundle and puts it in force. Whatever fails, the running
+/// bundle stays in force.
+async fn reload_policies(state: &Arc<AppState>, trigger: PolicyTrigger) {
+    let recorder = state.policy_recorder.clone();
+    // Reads, hashes and compiles the policy files: kept off the async workers.
+    let loaded = tokio::task::spawn_blocking(move || match trigger {
+        PolicyTrigger::FileChange => recorder.policies().load_if_changed(),
+        _ => recorder.policies().load_from_disk().map(Some),
+    })
+    .await;
+    let bundle = match loaded {
+        Ok(Ok(Some(bundle))) => bundle,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "policies do not load; the running policy stays in force");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "policy reload task failed");
+            return;
+        }
+    };
+    match state.policy_recorder.put_in_force(bundle, trigger).await {
+        Ok(bundle) => {
+            tracing::info!(policy_revision = %bundle.revision().as_str(), ?trigger, "policies reloaded")
+        }
+        Err(e) => tracing::error!(
+            error = %e,
+            "the reloaded policies could not be logged; the running policy stays in force"
+        ),
+    }
+}
+
 /// How often the policy directory is checked for changes.
 const POLICY_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -285,23 +371,8 @@ async fn maintain(state: Arc<AppState>) {
         #[cfg(not(unix))]
         let hup = std::future::pending::<()>();
         tokio::select! {
-            _ = hup => match state.decider.policies().reload() {
-                Ok(bundle) => tracing::info!(policy_revision = %bundle.revision().as_str(), "policies reloaded"),
-                Err(e) => tracing::error!(error = %e, "policy reload failed; the running policy stays in force"),
-            },
-            _ = policy_check.tick() => {
-                let store = state.clone();
-                // Reads and hashes the policy files: kept off the async workers.
-                let checked = tokio::task::spawn_blocking(move || {
-                    store.decider.policies().reload_if_changed()
-                })
-                .await;
-                match checked {
-                    Ok(Ok(Some(bundle))) => tracing::info!(policy_revision = %bundle.revision().as_str(), "policy files changed; reloaded"),
-                    Ok(Err(e)) => tracing::error!(error = %e, "changed policies do not load; the running policy stays in force"),
-                    _ => {}
-                }
-            }
+            _ = hup => reload_policies(&state, PolicyTrigger::Sighup).await,
+            _ = policy_check.tick() => reload_policies(&state, PolicyTrigger::FileChange).await,
             _ = prune.tick() => {
                 let now = chrono::Utc::now().timestamp();
                 let state = state.clone();

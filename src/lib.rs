@@ -12,6 +12,7 @@ pub mod digest;
 pub mod grant;
 pub mod identity;
 pub mod input;
+pub mod lifecycle;
 pub mod log;
 pub mod model;
 pub mod policy;

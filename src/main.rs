@@ -537,6 +537,26 @@ fn entry_summary(e: &serde_json::Value) -> (String, String) {
                 text(&e["reason"])
             ),
         ),
+        "policy_loaded" => (
+            "-".into(),
+            format!(
+                "revision={} trigger={} previous={} files={}",
+                text(&e["policy_revision"]),
+                text(&e["trigger"]),
+                text(&e["previous_revision"]),
+                e["files"].as_array().map_or(0, Vec::len)
+            ),
+        ),
+        "signing_key" => (
+            "-".into(),
+            format!(
+                "purpose={} event={} key_id={} previous={}",
+                text(&e["purpose"]),
+                text(&e["event"]),
+                text(&e["key_id"]),
+                text(&e["previous_key_id"])
+            ),
+        ),
         other => ("-".into(), format!("unknown kind {other:?}")),
     }
 }
@@ -573,7 +593,9 @@ async fn eval(config: Config, input: PathBuf, record: bool) -> Result<()> {
     let request: ConnectionRequest = trustpath::input::parse_json(&bytes)
         .with_context(|| format!("{}: not a valid connection request", input.display()))?;
     let outcome = if record {
-        let opened = trustpath::app::open(&config).context("opening the data directory")?;
+        let opened = trustpath::app::open(&config)
+            .await
+            .context("opening the data directory")?;
         let outcome = opened.decider.decide(request).await;
         opened.close();
         outcome?

@@ -98,11 +98,13 @@ async fn checkpoint_and_proofs_verify_from_http_alone() {
         &repo_policies(),
         Some(&config(dir.path(), 4)),
     );
-    let first = write_decisions(&server, 4).await;
+    // A fresh log starts with its keys and policy (START_ENTRIES).
+    let first = write_decisions(&server, 1).await;
+    assert_eq!(first[0]["log_entry"]["seq"], START_ENTRIES);
     let note_a = checkpoint_at_least(&server, 4).await;
-    let more = write_decisions(&server, 7).await;
-    assert_eq!(more[6]["log_entry"]["seq"], 10);
-    assert_eq!(more[6]["log_entry"]["tree_size"], 11);
+    let more = write_decisions(&server, 4).await;
+    assert_eq!(more[3]["log_entry"]["seq"], 7);
+    assert_eq!(more[3]["log_entry"]["tree_size"], 8);
 
     let vkey = get(&server, "/v1/log/public-key")
         .await
@@ -118,10 +120,7 @@ async fn checkpoint_and_proofs_verify_from_http_alone() {
         .open(&note_b)
         .expect("checkpoint B signature verifies");
     assert_eq!(a.size, 4);
-    assert_eq!(
-        b.size, 8,
-        "checkpoints every 4 entries: 11 entries -> latest at 8"
-    );
+    assert_eq!(b.size, 8, "checkpoints every 4 entries: 8 entries -> 8");
     assert_eq!(a.origin, "trustpath.local/decision-log");
 
     // An entry's bytes, hashed here, are included in the signed tree.
@@ -150,14 +149,14 @@ async fn checkpoint_and_proofs_verify_from_http_alone() {
         assert!(!merkle::verify_inclusion(seq, 8, &wrong, &path, &b.root));
     }
     // The receipt's leaf hash is the hash of the stored bytes.
-    let bytes = get(&server, "/v1/log/entries/2")
+    let bytes = get(&server, "/v1/log/entries/3")
         .await
         .bytes()
         .await
         .unwrap();
 
     assert_eq!(
-        first[2]["log_entry"]["leaf_hash"],
+        first[0]["log_entry"]["leaf_hash"],
         STANDARD.encode(independent_leaf_hash(&bytes))
     );
 
@@ -187,11 +186,12 @@ async fn checkpoint_and_proofs_verify_from_http_alone() {
     }
 }
 
-/// A stopped data directory with `n` decisions, checkpointed at shutdown.
-async fn stopped_log(dir: &Path, n: usize) -> std::path::PathBuf {
+/// A stopped data directory with `n` entries (the start entries, then
+/// denied decisions), checkpointed at shutdown.
+async fn stopped_log(dir: &Path, n: u64) -> std::path::PathBuf {
     let data = dir.join("data");
     let server = Server::start(&data, &repo_policies(), Some(&config(dir, 3)));
-    write_decisions(&server, n).await;
+    write_decisions(&server, (n - START_ENTRIES) as usize).await;
     server.stop();
     data
 }
@@ -364,7 +364,7 @@ async fn export_verifies_offline_and_edits_are_named() {
     let mut edited = sel.clone();
     edited[1] = edited[1].replace("payroll", "payrolL");
     let (ok, out) = check("selected-edited.ndjson", &edited);
-    assert!(!ok && out.contains("entry 4 was changed"), "{out}");
+    assert!(!ok && out.contains("entry 7 was changed"), "{out}");
 
     // And `log proof` prints a bundle a third party can check.
     let (ok, proof, err) = trustpath(&["log", "proof", "--seq", "4", "--data-dir", data_arg]);
@@ -377,4 +377,96 @@ async fn export_verifies_offline_and_edits_are_named() {
     let leaf = merkle::leaf_hash(bundle["entry"].as_str().unwrap().as_bytes());
     let path: Vec<Hash> = proof_of(&bundle);
     assert!(merkle::verify_inclusion(4, cp.size, &leaf, &path, &cp.root));
+}
+
+/// The entries a log starts with say which keys sign and which policy
+/// decides; a restart adds none; a replaced key is recorded as rotated.
+#[tokio::test]
+async fn keys_and_policy_in_force_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &repo_policies(), None);
+    let start = get_json(&server, "/v1/decisions?limit=10").await["entries"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let kinds: Vec<&str> = start
+        .iter()
+        .rev()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["signing_key", "signing_key", "policy_loaded"]);
+    let (policy, grant_key, log_key) = (&start[0], &start[1], &start[2]);
+
+    let vkey = get(&server, "/v1/log/public-key")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(log_key["purpose"], "log");
+    assert_eq!(log_key["event"], "created");
+    assert_eq!(log_key["key_id"], vkey.trim());
+    assert!(log_key["previous_key_id"].is_null());
+    let jwks = get_json(&server, "/.well-known/jwks.json").await;
+    assert_eq!(grant_key["purpose"], "grant");
+    assert_eq!(grant_key["event"], "created");
+    assert_eq!(grant_key["key_id"], jwks["keys"][0]["kid"]);
+    assert_eq!(grant_key["public_key"], jwks["keys"][0]);
+
+    let health = get_json(&server, "/health").await;
+    assert_eq!(policy["trigger"], "start");
+    assert_eq!(policy["policy_revision"], health["policy_revision"]);
+    assert!(policy["previous_revision"].is_null());
+    let files = policy["files"].as_array().unwrap();
+    assert!(files.len() >= 4, "{files:?}");
+    for file in files {
+        let path = repo_policies().join(file["path"].as_str().unwrap());
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(
+            file["sha256"],
+            trustpath::digest::sha256_hex(&bytes),
+            "{path:?}"
+        );
+    }
+    // Only public material: no private key bytes anywhere in the log.
+    server.stop();
+    let (ok, export, err) = trustpath(&["log", "export", "--data-dir", data.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(!export.contains("PRIVATE KEY"));
+    assert!(!export.contains("\"d\":"));
+
+    // A restart with the same keys and policy adds nothing.
+    let server = Server::start(&data, &repo_policies(), None);
+    let out = post_decision(
+        &server,
+        &cimd_request(&["files:read"], cimd_document(None), None),
+    )
+    .await;
+    assert_eq!(out["log_entry"]["seq"], START_ENTRIES);
+    server.stop();
+
+    // The grant key replaced on disk: recorded as rotated, with its predecessor.
+    let new_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let pem = ed25519_dalek::pkcs8::EncodePrivateKey::to_pkcs8_pem(
+        &new_key,
+        ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF,
+    )
+    .unwrap();
+    std::fs::write(data.join("grant-signing-key.pem"), pem.as_bytes()).unwrap();
+    let server = Server::start(&data, &repo_policies(), None);
+    let keys = get_json(&server, "/v1/decisions?kind=signing_key").await["entries"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(keys.len(), 3);
+    let rotated = &keys[0];
+    let jwks = get_json(&server, "/.well-known/jwks.json").await;
+    assert_eq!(rotated["purpose"], "grant");
+    assert_eq!(rotated["event"], "rotated");
+    assert_eq!(rotated["key_id"], jwks["keys"][0]["kid"]);
+    assert_eq!(rotated["previous_key_id"], grant_key["key_id"]);
+    assert_eq!(rotated["seq"], START_ENTRIES + 2);
+    server.stop();
+    let (ok, out) = verify_dir(&data);
+    assert!(ok, "{out}");
 }

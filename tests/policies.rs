@@ -265,6 +265,26 @@ async fn server_reloads_changed_policy_files() {
     assert_eq!(out["decision"]["outcome"], "denied");
     assert_eq!(out["policy_revision"], second);
 
+    // The log says which files the new revision is, before any decision
+    // made under it.
+    let loaded = policy_loaded_entries(&server).await;
+    assert_eq!(loaded.len(), 2, "start and one reload");
+    let reload = &loaded[0];
+    assert_eq!(reload["trigger"], "file_change");
+    assert_eq!(reload["previous_revision"], first);
+    assert_eq!(reload["policy_revision"], second);
+    assert!(reload["seq"].as_u64() < out["log_entry"]["seq"].as_u64());
+    let listed = reload["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "data.json")
+        .expect("data.json listed");
+    let on_disk = std::fs::read(&data_path).unwrap();
+    assert_eq!(listed["sha256"], trustpath::digest::sha256_hex(&on_disk));
+    assert_eq!(loaded[1]["trigger"], "start");
+    assert_eq!(loaded[1]["policy_revision"], first);
+
     // A broken file: the policy in force stays, decisions go on.
     std::fs::write(
         policies.join("trustpath/broken.rego"),
@@ -281,6 +301,16 @@ async fn server_reloads_changed_policy_files() {
     // Back to the second revision's files: nothing to reload.
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert_eq!(revision(&server).await, second);
+    // Neither the broken edit nor the way back put anything in force.
+    assert_eq!(policy_loaded_entries(&server).await.len(), 2);
+}
+
+/// The `policy_loaded` entries, newest first.
+async fn policy_loaded_entries(server: &common::Server) -> Vec<serde_json::Value> {
+    common::get_json(server, "/v1/decisions?kind=policy_loaded").await["entries"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 async fn revision(server: &common::Server) -> serde_json::Value {

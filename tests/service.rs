@@ -104,7 +104,7 @@ async fn bad_input_is_a_4xx_naming_the_field_and_logs_nothing() {
     let server = Server::start(dir.path(), &repo_policies(), None);
     let good = cimd_request(&["files:read"], cimd_document(None), None);
     let first = post_decision(&server, &good).await;
-    assert_eq!(first["log_entry"]["seq"], 0);
+    assert_eq!(first["log_entry"]["seq"], START_ENTRIES);
 
     let (status, body) = post_raw(&server, "{not json").await;
     assert_eq!(status, 400);
@@ -157,14 +157,14 @@ async fn bad_input_is_a_4xx_naming_the_field_and_logs_nothing() {
 
     // None of that was logged, and the earlier entry is intact.
     let next = post_decision(&server, &good).await;
-    // seq 1 is the first decision's grant issuance.
-    assert_eq!(next["log_entry"]["seq"], 2);
+    // The seq after the first decision is its grant's issuance.
+    assert_eq!(next["log_entry"]["seq"], START_ENTRIES + 2);
     let stored: Value = get_json(
         &server,
         &format!("/v1/decisions/{}", first["decision_id"].as_str().unwrap()),
     )
     .await;
-    assert_eq!(stored["seq"], 0);
+    assert_eq!(stored["seq"], START_ENTRIES);
 }
 
 #[tokio::test]
@@ -218,15 +218,17 @@ async fn entry_and_signing_key_survive_a_crash() {
         .text()
         .await
         .unwrap();
-    // (The decision and its grant's issuance.)
-    assert_eq!(note.lines().nth(1), Some("2"), "{note}");
-    // The sequence continues where it stopped.
+    // (The start entries, the decision and its grant's issuance.)
+    let size = (START_ENTRIES + 2).to_string();
+    assert_eq!(note.lines().nth(1), Some(size.as_str()), "{note}");
+    // The sequence continues where it stopped: the same keys and policy
+    // are not logged again.
     let next = post_decision(
         &server,
         &cimd_request(&["files:read"], cimd_document(None), None),
     )
     .await;
-    assert_eq!(next["log_entry"]["seq"], 2);
+    assert_eq!(next["log_entry"]["seq"], START_ENTRIES + 2);
     let missing = http()
         .get(server.url("/v1/decisions/nope"))
         .send()
@@ -259,8 +261,10 @@ async fn concurrent_decisions_get_gap_free_distinct_seqs() {
         assert!(seqs.insert(t.await.unwrap()), "a seq was handed out twice");
     }
     // Each decision is written with its grant's issuance at the next seq,
-    // atomically: decisions hold every even seq, and nothing else does.
-    assert_eq!(seqs, (0..400).step_by(2).collect::<BTreeSet<u64>>());
+    // atomically: after the start entries, decisions hold every other seq,
+    // and nothing else does.
+    let expected = (0..400).step_by(2).map(|s| s + START_ENTRIES);
+    assert_eq!(seqs, expected.collect::<BTreeSet<u64>>());
 }
 
 #[test]

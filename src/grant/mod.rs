@@ -85,6 +85,11 @@ impl GrantSigner {
         &self.kid
     }
 
+    /// The public key as a JWK (with `kid`, `alg`, `use`).
+    pub fn public_jwk(&self) -> &Value {
+        &self.public_jwk
+    }
+
     /// The JWK Set served at `/.well-known/jwks.json`.
     pub fn jwks(&self) -> Value {
         json!({ "keys": [self.public_jwk] })

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::{Authentication, Decision, GrantClaims, ToolCallDecision};
+use crate::policy::PolicyFile;
 
 /// One entry of the append-only log. Its `seq` is its leaf index.
 ///
@@ -24,12 +25,14 @@ pub struct LogEntry {
 }
 
 /// Every entry kind, as [`Record::kind`] names them.
-pub const KINDS: [&str; 5] = [
+pub const KINDS: [&str; 7] = [
     "connection_decision",
     "grant_issued",
     "tool_call",
     "grant_revoked",
     "session_revoked",
+    "policy_loaded",
+    "signing_key",
 ];
 
 /// What happened. `kind` in the stored JSON names the variant.
@@ -43,6 +46,11 @@ pub enum Record {
     ToolCall(ToolCallRecord),
     GrantRevoked(GrantRevokedRecord),
     SessionRevoked(SessionRevokedRecord),
+    /// A policy bundle went into force (the entry's `policy_revision`).
+    PolicyLoaded(PolicyLoadedRecord),
+    /// A signing key went into use: created, or a different key than the
+    /// log last saw for its purpose.
+    SigningKey(SigningKeyRecord),
 }
 
 impl Record {
@@ -62,6 +70,8 @@ impl Record {
             Record::ToolCall(_) => "tool_call",
             Record::GrantRevoked(_) => "grant_revoked",
             Record::SessionRevoked(_) => "session_revoked",
+            Record::PolicyLoaded(_) => "policy_loaded",
+            Record::SigningKey(_) => "signing_key",
         }
     }
 }
@@ -131,6 +141,74 @@ pub struct SessionRevokedRecord {
     pub grant_jtis: Vec<String>,
     pub reason: String,
     pub revoked_by: String,
+}
+
+/// What put a policy bundle in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyTrigger {
+    /// The server started with a revision the log had not seen in force.
+    Start,
+    /// The policy files changed on disk.
+    FileChange,
+    /// SIGHUP.
+    Sighup,
+}
+
+/// A policy bundle went into force. Written before the bundle decides
+/// anything, so every entry's `policy_revision` after it can be traced to
+/// its files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyLoadedRecord {
+    pub trigger: PolicyTrigger,
+    /// The revision in force before, as the log last recorded it.
+    pub previous_revision: Option<String>,
+    /// The policy directory as configured.
+    pub directory: String,
+    pub files: Vec<PolicyFile>,
+}
+
+/// Which signature a key makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyPurpose {
+    /// Grants (JWTs); `key_id` is the JWK thumbprint `kid`.
+    Grant,
+    /// Log checkpoints; `key_id` is the signed-note verifier key.
+    Log,
+}
+
+impl KeyPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyPurpose::Grant => "grant",
+            KeyPurpose::Log => "log",
+        }
+    }
+}
+
+/// How a signing key came to be in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyEvent {
+    /// trustpath made the key file at this start.
+    Created,
+    /// A different key than the one the log last saw for this purpose.
+    Rotated,
+    /// A key that existed before but was never recorded (a configured key
+    /// file, or a data directory from before these entries).
+    Adopted,
+}
+
+/// A signing key went into use. Only public material is stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SigningKeyRecord {
+    pub purpose: KeyPurpose,
+    pub event: KeyEvent,
+    pub key_id: String,
+    /// The public key: a JWK for grants, the vkey for the log.
+    pub public_key: Value,
+    pub previous_key_id: Option<String>,
 }
 
 /// Where an appended entry landed, as told to the caller.

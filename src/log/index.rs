@@ -35,6 +35,8 @@ pub enum Field {
     /// the key's value is the document's SHA-256, so the previous document
     /// of a client is one read away.
     ClientDocument,
+    /// Signing keys put in use, by purpose (`grant`, `log`).
+    SigningKey,
 }
 
 impl Field {
@@ -55,6 +57,7 @@ impl Field {
             Field::RevokedGrant => b'R',
             Field::RevokedSession => b'V',
             Field::ClientDocument => b'D',
+            Field::SigningKey => b'K',
         }
     }
 }
@@ -182,6 +185,9 @@ pub fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
                 add(Field::Grant, jti);
             }
         }
+        // Found by kind (policy_loaded) or by purpose; nothing else to index.
+        Record::PolicyLoaded(_) => {}
+        Record::SigningKey(r) => add(Field::SigningKey, r.purpose.as_str()),
     }
     out
 }

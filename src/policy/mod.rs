@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use regorus::utils::limits::ExecutionTimerConfig;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -62,7 +63,15 @@ pub struct PolicyBundle {
     undefined: Vec<&'static str>,
     data: regorus::Value,
     revision: PolicyRevision,
-    files: Vec<PathBuf>,
+    manifest: Vec<PolicyFile>,
+}
+
+/// One file of a loaded bundle, as the `policy_loaded` log entry lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFile {
+    /// Relative to the policy directory, `/`-separated.
+    pub path: String,
+    pub sha256: String,
 }
 
 /// A compiled program for one entry point, shared by every evaluation.
@@ -84,11 +93,15 @@ pub struct PolicySources {
     /// The `.rego` files and their text.
     pub rego: Vec<(PathBuf, String)>,
     pub revision: PolicyRevision,
+    pub manifest: Vec<PolicyFile>,
 }
+
+/// Every policy file under `dir`, sorted by path: its text and manifest line.
+type PolicyTexts = Vec<(PathBuf, String, PolicyFile)>;
 
 /// The text of every policy file under `dir`, sorted by path, and the
 /// revision they make.
-fn read_files(dir: &Path) -> Result<(Vec<(PathBuf, String)>, PolicyRevision), PolicyError> {
+fn read_files(dir: &Path) -> Result<(PolicyTexts, PolicyRevision), PolicyError> {
     let mut files = Vec::new();
     collect_files(dir, &mut files)?;
     files.sort();
@@ -108,7 +121,15 @@ fn read_files(dir: &Path) -> Result<(Vec<(PathBuf, String)>, PolicyRevision), Po
             hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part);
         }
-        texts.push((path, text));
+        let file = PolicyFile {
+            path: relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/"),
+            sha256: crate::digest::sha256_hex(text.as_bytes()),
+        };
+        texts.push((path, text, file));
     }
     Ok((texts, PolicyRevision(hex::encode(hasher.finalize()))))
 }
@@ -126,7 +147,8 @@ pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
     engine.set_execution_timer_config(timer_config());
     let mut rego = Vec::new();
     let mut files = Vec::with_capacity(texts.len());
-    for (path, text) in texts {
+    let mut manifest = Vec::with_capacity(texts.len());
+    for (path, text, file) in texts {
         let load_err = |message: String| PolicyError::Load {
             path: path.clone(),
             message,
@@ -141,12 +163,14 @@ pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
             engine.add_data(data).map_err(|e| load_err(e.to_string()))?;
         }
         files.push(path);
+        manifest.push(file);
     }
     Ok(PolicySources {
         engine,
         files,
         rego,
         revision,
+        manifest,
     })
 }
 
@@ -156,8 +180,8 @@ impl PolicyBundle {
     pub fn load(dir: &Path) -> Result<Self, PolicyError> {
         let PolicySources {
             mut engine,
-            files,
             revision,
+            manifest,
             ..
         } = read_policies(dir)?;
         // Compiling analyses and prepares the engine now, so errors surface at
@@ -190,7 +214,7 @@ impl PolicyBundle {
             undefined,
             data,
             revision,
-            files,
+            manifest,
         })
     }
 
@@ -198,8 +222,9 @@ impl PolicyBundle {
         &self.revision
     }
 
-    pub fn files(&self) -> &[PathBuf] {
-        &self.files
+    /// The files loaded, each with its SHA-256.
+    pub fn manifest(&self) -> &[PolicyFile] {
+        &self.manifest
     }
 
     /// Evaluates `rule` against `input`. `Ok(None)` means the rule is undefined.
@@ -332,28 +357,41 @@ impl PolicyStore {
         self.current.load_full()
     }
 
-    /// Reloads from disk. On error the running bundle stays in force.
-    pub fn reload(&self) -> Result<Arc<PolicyBundle>, PolicyError> {
-        let bundle = Arc::new(PolicyBundle::load(&self.dir)?);
-        self.current.store(bundle.clone());
-        Ok(bundle)
+    /// Loads the bundle on disk without putting it in force: the caller
+    /// logs it first (`policy_loaded`), then [`PolicyStore::install`]s it.
+    pub fn load_from_disk(&self) -> Result<PolicyBundle, PolicyError> {
+        PolicyBundle::load(&self.dir)
     }
 
-    /// Reloads when the files on disk differ from the bundle in force.
-    /// `Ok(None)`: nothing changed, or the same broken revision as last time.
-    pub fn reload_if_changed(&self) -> Result<Option<Arc<PolicyBundle>>, PolicyError> {
+    /// Loads the bundle on disk when its files differ from the bundle in
+    /// force. `Ok(None)`: nothing changed, or the same broken revision as
+    /// last time (reported once).
+    pub fn load_if_changed(&self) -> Result<Option<PolicyBundle>, PolicyError> {
         let on_disk = revision_of(&self.dir)?;
         let failed = self.failed.lock().expect("policy store").clone();
         if on_disk == *self.current().revision() || failed.as_ref() == Some(&on_disk) {
             return Ok(None);
         }
-        match self.reload() {
+        match self.load_from_disk() {
             Ok(bundle) => Ok(Some(bundle)),
             Err(e) => {
                 *self.failed.lock().expect("policy store") = Some(on_disk);
                 Err(e)
             }
         }
+    }
+
+    /// Puts a loaded bundle in force.
+    pub fn install(&self, bundle: PolicyBundle) -> Arc<PolicyBundle> {
+        let bundle = Arc::new(bundle);
+        self.current.store(bundle.clone());
+        bundle
+    }
+
+    /// Loads from disk and puts it in force at once, unlogged (for tools and
+    /// tests). On error the running bundle stays in force.
+    pub fn reload(&self) -> Result<Arc<PolicyBundle>, PolicyError> {
+        Ok(self.install(self.load_from_disk()?))
     }
 }
 

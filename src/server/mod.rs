@@ -21,6 +21,7 @@ use crate::config::Role;
 use crate::decide::{DecideError, Decider};
 use crate::grant::status::GrantChecker;
 use crate::grant::GrantSigner;
+use crate::lifecycle::PolicyRecorder;
 use crate::log::checkpoint::NoteVerifier;
 use crate::log::LogStore;
 use crate::model::ConnectionRequest;
@@ -31,6 +32,8 @@ use error::{parse_json, ApiError};
 
 pub struct AppState {
     pub decider: Decider,
+    /// Puts reloaded policies in force, each logged first.
+    pub policy_recorder: PolicyRecorder,
     pub tool_calls: ToolCallChecker,
     pub grants: Arc<GrantChecker>,
     pub revoker: Revoker,

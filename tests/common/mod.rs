@@ -14,6 +14,10 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 pub const AS_ISSUER: &str = "https://auth.example.com";
+
+/// Entries a fresh data directory starts with: the log key's and the grant
+/// key's `signing_key` entries and the policy's `policy_loaded` entry.
+pub const START_ENTRIES: u64 = 3;
 pub const CLIENT_ID: &str = "https://agents.example.com/client.json";
 
 pub fn repo_policies() -> PathBuf {

@@ -1,0 +1,124 @@
+//! Lifecycle entries: which policy bundle and which signing keys were in
+//! force. Every entry names its policy revision; a `policy_loaded` entry
+//! written before that revision decides anything says which files it was.
+//! A `signing_key` entry says which key made the grants and checkpoints
+//! that follow it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use crate::decide::rfc3339;
+use crate::log::entry::{
+    KeyEvent, KeyPurpose, PolicyLoadedRecord, PolicyTrigger, SigningKeyRecord,
+};
+use crate::log::index::Field;
+use crate::log::{query, LogError, LogStore, LogWriter, Record};
+use crate::policy::{PolicyBundle, PolicyStore};
+
+/// The `policy_loaded` entry for `bundle`, or `None` when the log already
+/// has that revision in force (a plain restart, a SIGHUP with no change).
+pub fn policy_loaded(
+    store: &LogStore,
+    bundle: &PolicyBundle,
+    directory: &Path,
+    trigger: PolicyTrigger,
+) -> Result<Option<Record>, LogError> {
+    let previous = match query::newest_posting(store, Field::Kind, "policy_loaded")? {
+        Some(seq) => Some(query::entry(store, seq)?.policy_revision),
+        None => None,
+    };
+    if previous.as_deref() == Some(bundle.revision().as_str()) {
+        return Ok(None);
+    }
+    Ok(Some(Record::PolicyLoaded(PolicyLoadedRecord {
+        trigger,
+        previous_revision: previous,
+        directory: directory.display().to_string(),
+        files: bundle.manifest().to_vec(),
+    })))
+}
+
+/// A signing key as the server is about to use it.
+pub struct KeyInUse {
+    pub purpose: KeyPurpose,
+    pub key_id: String,
+    pub public_key: Value,
+    /// The key file was made by this start.
+    pub created: bool,
+}
+
+/// The `signing_key` entry for `key`, or `None` when it is the key the log
+/// last recorded for its purpose.
+pub fn signing_key(store: &LogStore, key: KeyInUse) -> Result<Option<Record>, LogError> {
+    let previous = match query::newest_posting(store, Field::SigningKey, key.purpose.as_str())? {
+        Some(seq) => match query::entry(store, seq)?.record {
+            Record::SigningKey(r) => Some(r.key_id),
+            _ => return Err(LogError::Corrupt),
+        },
+        None => None,
+    };
+    if previous.as_deref() == Some(key.key_id.as_str()) {
+        return Ok(None);
+    }
+    let event = match (key.created, &previous) {
+        (true, _) => KeyEvent::Created,
+        (false, Some(_)) => KeyEvent::Rotated,
+        (false, None) => KeyEvent::Adopted,
+    };
+    Ok(Some(Record::SigningKey(SigningKeyRecord {
+        purpose: key.purpose,
+        event,
+        key_id: key.key_id,
+        public_key: key.public_key,
+        previous_key_id: previous,
+    })))
+}
+
+/// Puts reloaded policy bundles in force, each logged first.
+#[derive(Clone)]
+pub struct PolicyRecorder {
+    policies: Arc<PolicyStore>,
+    store: LogStore,
+    log: LogWriter,
+    directory: PathBuf,
+}
+
+impl PolicyRecorder {
+    pub fn new(
+        policies: Arc<PolicyStore>,
+        store: LogStore,
+        log: LogWriter,
+        directory: PathBuf,
+    ) -> Self {
+        Self {
+            policies,
+            store,
+            log,
+            directory,
+        }
+    }
+
+    /// Logs `bundle` as loaded, then puts it in force. If it cannot be
+    /// logged, the running bundle stays: no decision is made under a
+    /// revision the log cannot account for.
+    pub async fn put_in_force(
+        &self,
+        bundle: PolicyBundle,
+        trigger: PolicyTrigger,
+    ) -> Result<Arc<PolicyBundle>, LogError> {
+        if let Some(record) = policy_loaded(&self.store, &bundle, &self.directory, trigger)? {
+            let revision = bundle.revision().as_str().to_string();
+            self.log
+                .append(rfc3339(Utc::now()), revision, record)
+                .await?;
+        }
+        Ok(self.policies.install(bundle))
+    }
+
+    pub fn policies(&self) -> &PolicyStore {
+        &self.policies
+    }
+}
