@@ -194,24 +194,35 @@ impl WriterState {
     }
 
     fn commit(&mut self, batch: &mut Vec<Append>) {
-        match self.write_batch(batch) {
-            Ok(receipts) => {
-                self.size += receipts.len() as u64;
-                self.uncovered_since.get_or_insert_with(Instant::now);
-                let mut receipts = receipts.into_iter();
-                for append in batch.drain(..) {
-                    let mine = receipts.by_ref().take(append.entries.len()).collect();
-                    let _ = append.reply.send(Ok(mine));
-                }
+        let fail_all = |batch: &mut Vec<Append>, why: String| {
+            for append in batch.drain(..) {
+                let _ = append.reply.send(Err(LogError::Writer(why.clone())));
             }
+        };
+        let receipts = match self.write_batch(batch) {
+            Ok(receipts) => receipts,
             Err(e) => {
-                // Nothing of the batch counts as written: seqs are reused by
-                // the next batch, so the log stays gap-free.
+                // Nothing of the batch was written (one atomic sled batch):
+                // its seqs are reused by the next batch, so the log stays
+                // gap-free.
                 tracing::error!(error = %e, "decision log write failed");
-                for append in batch.drain(..) {
-                    let _ = append.reply.send(Err(LogError::Writer(e.to_string())));
-                }
+                return fail_all(batch, e.to_string());
             }
+        };
+        // Written: these seqs are taken, flushed or not, so later entries
+        // never overwrite them (their index keys would point at strangers).
+        self.size += receipts.len() as u64;
+        self.uncovered_since.get_or_insert_with(Instant::now);
+        if self.durable {
+            if let Err(e) = self.store.flush() {
+                tracing::error!(error = %e, "decision log flush failed");
+                return fail_all(batch, format!("not flushed: {e}"));
+            }
+        }
+        let mut receipts = receipts.into_iter();
+        for append in batch.drain(..) {
+            let mine = receipts.by_ref().take(append.entries.len()).collect();
+            let _ = append.reply.send(Ok(mine));
         }
     }
 
@@ -262,9 +273,6 @@ impl WriterState {
             )
             .collect();
         self.store.append(&stored)?;
-        if self.durable {
-            self.store.flush()?;
-        }
         Ok(encoded
             .iter()
             .map(|(seq, _, leaf, ..)| EntryReceipt::new(*seq, leaf, tree_size))
