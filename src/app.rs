@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use serde_json::Value;
 
 use crate::config::{Config, ConfigError};
-use crate::decide::{rfc3339, Decider, GrantLimits, Recording};
+use crate::decide::{Decider, GrantLimits, Recording};
 use crate::grant::status::GrantChecker;
 use crate::grant::{GrantError, GrantSigner};
 use crate::identity::replay::ReplayGuard;
@@ -128,38 +127,22 @@ pub async fn open(config: &Config) -> Result<Opened, AppError> {
     };
     let (log, writer_thread) =
         LogWriter::start(store.clone(), log_signer, policy, config.log.durable)?;
-    let in_force = [
-        lifecycle::signing_key(
-            &store,
-            KeyInUse {
-                purpose: KeyPurpose::Log,
-                key_id: log_verifier.vkey(),
-                public_key: Value::String(log_verifier.vkey()),
-                created: log_key_created,
-            },
-        )?,
-        lifecycle::signing_key(
-            &store,
-            KeyInUse {
-                purpose: KeyPurpose::Grant,
-                key_id: signer.kid().to_string(),
-                public_key: signer.public_jwk().clone(),
-                created: grant_key_created,
-            },
-        )?,
-        lifecycle::policy_loaded(
-            &store,
-            &policies.current(),
-            &config.policies,
-            PolicyTrigger::Start,
-        )?,
+    let keys = [
+        KeyInUse {
+            purpose: KeyPurpose::Log,
+            key_id: log_verifier.vkey(),
+            public_key: Value::String(log_verifier.vkey()),
+            created: log_key_created,
+        },
+        KeyInUse {
+            purpose: KeyPurpose::Grant,
+            key_id: signer.kid().to_string(),
+            public_key: signer.public_jwk().clone(),
+            created: grant_key_created,
+        },
     ];
-    let records: Vec<_> = in_force.into_iter().flatten().collect();
-    if !records.is_empty() {
-        let revision = policies.current().revision().as_str().to_string();
-        log.append_all(rfc3339(Utc::now()), revision, records)
-            .await?;
-    }
+    let in_force = policies.current();
+    lifecycle::record_start(&store, &log, keys, &in_force, &config.policies).await?;
     let policy_recorder = PolicyRecorder::new(
         policies.clone(),
         store.clone(),

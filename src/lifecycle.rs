@@ -77,6 +77,33 @@ pub fn signing_key(store: &LogStore, key: KeyInUse) -> Result<Option<Record>, Lo
     })))
 }
 
+/// At start, before anything is decided or signed: logs the keys and the
+/// policy bundle the log has not seen in force (nothing on a plain restart).
+pub async fn record_start(
+    store: &LogStore,
+    log: &LogWriter,
+    keys: impl IntoIterator<Item = KeyInUse>,
+    bundle: &PolicyBundle,
+    directory: &Path,
+) -> Result<(), LogError> {
+    let mut records = Vec::new();
+    for key in keys {
+        records.extend(signing_key(store, key)?);
+    }
+    records.extend(policy_loaded(
+        store,
+        bundle,
+        directory,
+        PolicyTrigger::Start,
+    )?);
+    if !records.is_empty() {
+        let revision = bundle.revision().as_str().to_string();
+        log.append_all(rfc3339(Utc::now()), revision, records)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Puts reloaded policy bundles in force, each logged first.
 #[derive(Clone)]
 pub struct PolicyRecorder {
