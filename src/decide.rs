@@ -404,7 +404,9 @@ fn grant_claims_for(
         scope: decision.approved_scopes.to_scope_string(),
         tools: decision.tools.as_slice().to_vec(),
         sid: session_id.to_string(),
-        jti: uuid::Uuid::new_v4().to_string(),
+        // Time-ordered, so the log's grant postings are appended in order
+        // rather than scattered over the index (measured: a few % faster).
+        jti: uuid::Uuid::now_v7().to_string(),
         decision_id: decision_id.to_string(),
         iat,
         exp: iat + decision.ttl_seconds as i64,
