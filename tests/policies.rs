@@ -303,6 +303,24 @@ async fn server_reloads_changed_policy_files() {
     assert_eq!(revision(&server).await, second);
     // Neither the broken edit nor the way back put anything in force.
     assert_eq!(policy_loaded_entries(&server).await.len(), 2);
+
+    // SIGHUP reloads the same files: nothing new in force, nothing logged.
+    server.signal("HUP");
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(revision(&server).await, second);
+    assert_eq!(policy_loaded_entries(&server).await.len(), 2);
+    // A change put in force by SIGHUP says so (the file check may win the
+    // race; either way the change is logged once).
+    data["trustpath"]["settings"]["ttl"]["default_seconds"] = serde_json::json!(500);
+    std::fs::write(&data_path, data.to_string()).unwrap();
+    server.signal("HUP");
+    let third = wait_for_change(&server, &second).await;
+    let loaded = policy_loaded_entries(&server).await;
+    assert_eq!(loaded.len(), 3);
+    assert_eq!(loaded[0]["policy_revision"], third);
+    assert_eq!(loaded[0]["previous_revision"], second);
+    let trigger = loaded[0]["trigger"].as_str().unwrap();
+    assert!(["sighup", "file_change"].contains(&trigger), "{trigger}");
 }
 
 /// The `policy_loaded` entries, newest first.

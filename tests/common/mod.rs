@@ -80,6 +80,15 @@ impl Server {
         assert!(exit.success(), "trustpath exited with {exit}");
     }
 
+    /// Sends a signal by name (`HUP`, ...) and returns at once.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     /// Stops the process abruptly, as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();
