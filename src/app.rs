@@ -113,9 +113,10 @@ pub async fn open(config: &Config) -> Result<Opened, AppError> {
     let replay = ReplayGuard::Persistent(store.db().open_tree("jti").map_err(LogError::from)?);
     let authenticator = Authenticator::from_config(config, replay)?;
     let policies = Arc::new(PolicyStore::load(&config.policies)?);
-    let grant_key_created = !signing_key_path(config).exists();
+    let grant_key_path = signing_key_path(config);
+    let grant_key_created = !grant_key_path.exists();
     let signer = Arc::new(GrantSigner::load_or_create(
-        &signing_key_path(config),
+        &grant_key_path,
         &config.issuer,
     )?);
     let log_key_created = !log_key_path(config).exists();
@@ -127,11 +128,12 @@ pub async fn open(config: &Config) -> Result<Opened, AppError> {
     };
     let (log, writer_thread) =
         LogWriter::start(store.clone(), log_signer, policy, config.log.durable)?;
+    let vkey = log_verifier.vkey();
     let keys = [
         KeyInUse {
             purpose: KeyPurpose::Log,
-            key_id: log_verifier.vkey(),
-            public_key: Value::String(log_verifier.vkey()),
+            key_id: vkey.clone(),
+            public_key: Value::String(vkey),
             created: log_key_created,
         },
         KeyInUse {

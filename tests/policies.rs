@@ -73,7 +73,7 @@ fn broken_policy_never_replaces_the_running_one() {
         "package trustpath.connection\n\ndecision := {\"allow\": \n",
     )
     .unwrap();
-    let err = match store.reload() {
+    let err = match store.load_from_disk() {
         Ok(_) => panic!("a broken policy loaded"),
         Err(e) => e.to_string(),
     };
@@ -90,7 +90,7 @@ fn broken_policy_never_replaces_the_running_one() {
         "package trustpath.connection\n\ndecision := {\"allow\": false}\n",
     )
     .unwrap();
-    store.reload().unwrap();
+    store.install(store.load_from_disk().unwrap());
     assert_ne!(store.current().revision(), &revision);
 }
 

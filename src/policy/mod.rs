@@ -387,12 +387,6 @@ impl PolicyStore {
         self.current.store(bundle.clone());
         bundle
     }
-
-    /// Loads from disk and puts it in force at once, unlogged (for tools and
-    /// tests). On error the running bundle stays in force.
-    pub fn reload(&self) -> Result<Arc<PolicyBundle>, PolicyError> {
-        Ok(self.install(self.load_from_disk()?))
-    }
 }
 
 fn is_rego(path: &Path) -> bool {
