@@ -51,14 +51,8 @@ async fn verified_client_is_approved_and_grant_verifies_against_served_jwks() {
     assert_eq!(out["log_entry"]["leaf_hash"].as_str().unwrap().len(), 44);
 
     // The grant verifies with the key the server publishes, and says what was decided.
-    let jwks: JwkSet = http()
-        .get(server.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: JwkSet =
+        serde_json::from_value(get_json(&server, "/.well-known/jwks.json").await).unwrap();
     let grant = &out["grant"];
     let token = grant["token"].as_str().unwrap();
     let header = jsonwebtoken::decode_header(token).unwrap();

@@ -274,16 +274,11 @@ async fn search_and_session_trail_over_http() {
         .iter()
         .all(|e| e["decision"]["outcome"] == "reduced"));
     let cursor = page["next_cursor"].as_str().unwrap().to_string();
-    let next: Value = http()
-        .get(server.url(&format!(
-            "/v1/decisions?scope=files:write&scope_state=denied&limit=2&cursor={cursor}"
-        )))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let next = get_json(
+        &server,
+        &format!("/v1/decisions?scope=files:write&scope_state=denied&limit=2&cursor={cursor}"),
+    )
+    .await;
     assert!(next["entries"][0]["seq"].as_u64().unwrap() < entries[1]["seq"].as_u64().unwrap());
 
     for (query, field) in [
