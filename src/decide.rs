@@ -17,7 +17,7 @@ use crate::log::entry::GrantIssuedRecord;
 use crate::log::{ConnectionDecisionRecord, EntryReceipt, LogError, LogStore, LogWriter, Record};
 use crate::model::{
     ApprovedScopes, Authentication, AuthenticationStatus, ConnectionRequest, Decision, DeniedScope,
-    Grant, GrantClaims, Outcome, PermittedTools, RequestedScopes,
+    Grant, GrantClaims, MetadataSourceKind, Outcome, PermittedTools, RequestedScopes,
 };
 use crate::policy::verdict::ConnectionVerdict;
 use crate::policy::PolicyStore;
@@ -173,6 +173,7 @@ impl Decider {
         if decision.allow {
             let claims = grant_claims_for(
                 &request,
+                &client.client_id,
                 &decision,
                 &decision_id,
                 &session_id,
@@ -259,6 +260,11 @@ pub fn policy_input(
         "metadata_source": request.metadata_source,
         "client": {
             "client_id": request.client.client_id,
+            // The host as the URL parser reads it: policies compare hosts
+            // with this, never with pieces of the client_id text.
+            "host": (request.metadata_source.kind == MetadataSourceKind::Cimd)
+                .then(|| crate::identity::document::cimd_host(&request.client.client_id))
+                .flatten(),
             "redirect_uri": request.client.redirect_uri,
             "document": client.document,
             "assertion_present": request.client.assertion.is_some(),
@@ -311,6 +317,14 @@ pub fn trim(
     if let Some(reason) = session_revoked {
         return Decision::deny_all(requested, vec![reason.to_string()]);
     }
+    // A grant with no scope would be a bearer token that means whatever its
+    // holder's resource server assumes: never minted.
+    if requested.is_empty() {
+        return Decision::deny_all(
+            requested,
+            vec!["no scope was requested: a grant without scope is never issued".to_string()],
+        );
+    }
     let verdict = match verdict {
         Ok(v) => v,
         Err(reason) => return Decision::deny_all(requested, vec![reason]),
@@ -335,7 +349,7 @@ pub fn trim(
     }
 
     let approved = ApprovedScopes::intersect(&requested, &verdict.scopes);
-    if approved.is_empty() && !requested.is_empty() {
+    if approved.is_empty() {
         let mut reasons = vec!["no requested scope was approved".to_string()];
         reasons.extend(verdict.reasons.iter().cloned());
         let mut decision = Decision::deny_all(requested, reasons);
@@ -388,8 +402,11 @@ fn scope_reason(verdict: &ConnectionVerdict, scope: &str) -> String {
         .unwrap_or_else(|| "not approved by policy".to_string())
 }
 
+/// The grant's claims. `client_id` is the identity authentication vouched
+/// for: the grant is minted for it, not for whatever the request named.
 fn grant_claims_for(
     request: &ConnectionRequest,
+    client_id: &str,
     decision: &Decision,
     decision_id: &str,
     session_id: &str,
@@ -397,9 +414,10 @@ fn grant_claims_for(
     issuer: &str,
 ) -> GrantClaims {
     let iat = now.timestamp();
+    let ttl = i64::try_from(decision.ttl_seconds).unwrap_or(i64::MAX);
     GrantClaims {
         iss: issuer.to_string(),
-        sub: request.client.client_id.clone(),
+        sub: client_id.to_string(),
         aud: request.resource.clone(),
         scope: decision.approved_scopes.to_scope_string(),
         tools: decision.tools.as_slice().to_vec(),
@@ -409,8 +427,12 @@ fn grant_claims_for(
         jti: uuid::Uuid::now_v7().to_string(),
         decision_id: decision_id.to_string(),
         iat,
-        exp: iat + decision.ttl_seconds as i64,
-        act: request.delegation.as_ref().and_then(|d| d.actor.clone()),
+        exp: iat.saturating_add(ttl),
+        act: request
+            .delegation
+            .as_ref()
+            .and_then(|d| d.actor.as_ref())
+            .and_then(|a| serde_json::to_value(a).ok()),
     }
 }
 

@@ -3,8 +3,65 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+
+/// Longest scope accepted: far above any real one, small enough that a
+/// request cannot fill the log through its scopes.
+pub const MAX_SCOPE_BYTES: usize = 256;
+
+/// Whether `scope` is an RFC 6749 §3.3 scope-token
+/// (`1*( %x21 / %x23-5B / %x5D-7E )`): no space, quote or backslash, so a
+/// scope can never become several once grants join them with spaces.
+pub fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope.len() <= MAX_SCOPE_BYTES
+        && scope
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
+/// Why `scope` is not a scope-token, in words for a 400 or a deny reason.
+pub fn scope_token_error(scope: &str) -> Option<String> {
+    (!is_scope_token(scope)).then(|| {
+        format!(
+            "{scope:?} is not a scope-token (RFC 6749 3.3: 1 to {MAX_SCOPE_BYTES} printable \
+             ASCII characters, no space, '\"' or '\\')"
+        )
+    })
+}
+
+/// One scope as it arrives in a request: refused unless it is a scope-token.
+struct ScopeToken(String);
+
+impl<'de> Deserialize<'de> for ScopeToken {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let scope = String::deserialize(deserializer)?;
+        match scope_token_error(&scope) {
+            None => Ok(Self(scope)),
+            Some(message) => Err(serde::de::Error::custom(message)),
+        }
+    }
+}
+
+/// A request's list of scopes, each a scope-token; the error names the
+/// element at fault (`scopes[2]`).
+fn scope_tokens<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    let tokens = Vec::<ScopeToken>::deserialize(deserializer)?;
+    Ok(tokens.into_iter().map(|t| t.0).collect())
+}
+
+fn requested_scope_tokens<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<RequestedScopes, D::Error> {
+    scope_tokens(deserializer).map(RequestedScopes::from)
+}
+
+fn optional_scope_tokens<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    scope_tokens(deserializer).map(Some)
+}
 
 /// How the authorization server learned who the client is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,17 +125,74 @@ pub struct Subject {
     pub claims: Option<Value>,
 }
 
+/// An RFC 8693 §4.1 actor: who acts, and in a nested `act`, the actor it
+/// acts for. One shape only: a policy reading `act.sub` must never meet a
+/// string where it expects an object (its rules would read undefined).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ActorFields")]
+pub struct Actor {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+/// [`Actor`] as written, before the check that `sub` names someone.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActorFields {
+    sub: String,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    act: Option<Box<Actor>>,
+}
+
+impl TryFrom<ActorFields> for Actor {
+    type Error = &'static str;
+    fn try_from(f: ActorFields) -> Result<Self, Self::Error> {
+        if f.sub.is_empty() {
+            return Err("an actor's sub must not be empty");
+        }
+        Ok(Self {
+            sub: f.sub,
+            iss: f.iss,
+            client_id: f.client_id,
+            act: f.act,
+        })
+    }
+}
+
+/// An RFC 3339 time as sent; refused unless it parses (chrono keeps it in
+/// range), so no later reader meets a time it cannot order.
+fn rfc3339_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    chrono::DateTime::parse_from_rfc3339(&text)
+        .map_err(|e| serde::de::Error::custom(format!("{text:?} is not an RFC 3339 time: {e}")))?;
+    Ok(text)
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Delegation {
     pub approval_id: String,
     pub approved_by: String,
+    #[serde(deserialize_with = "rfc3339_time")]
     pub approved_at: String,
     /// RFC 8693 actor claim, possibly nested (`{"sub": ..., "act": {...}}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<Value>,
+    pub actor: Option<Actor>,
     /// Scopes the human approved for the workflow, when the AS knows them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_scope_tokens"
+    )]
     pub scopes: Option<Vec<String>>,
 }
 
@@ -90,6 +204,9 @@ pub struct ConnectionRequest {
     pub session_id: Option<String>,
     #[serde(default)]
     pub resource: Option<String>,
+    /// Every one a scope-token; checked here, at the edge. (Logged decisions
+    /// read back through `Decision` are not re-judged.)
+    #[serde(deserialize_with = "requested_scope_tokens")]
     pub scopes: RequestedScopes,
     #[serde(default)]
     pub tools: Option<Vec<String>>,

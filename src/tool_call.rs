@@ -15,6 +15,7 @@ use crate::config::ToolCallConfig;
 use crate::decide::rfc3339;
 use crate::digest::sha256_hex;
 use crate::grant::status::GrantChecker;
+use crate::identity::proof::PresentedJwt;
 use crate::log::entry::ToolCallRecord;
 use crate::log::{EntryReceipt, LogError, LogWriter, Record};
 use crate::model::{
@@ -61,7 +62,7 @@ impl ToolCallChecker {
         }
     }
 
-    /// `request` must name a grant or a session (the server checks).
+    /// `request` must have passed [`validate`] (the server checks).
     pub async fn check(&self, request: ToolCallRequest) -> Result<ToolCallOutcome, LogError> {
         let now = Utc::now();
         let tool_call_id = uuid::Uuid::now_v7().to_string();
@@ -137,6 +138,47 @@ impl ToolCallChecker {
             policy_revision,
         })
     }
+}
+
+/// A tool-call request that contradicts itself, before anything is checked.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidToolCall {
+    pub field: &'static str,
+    pub message: String,
+}
+
+/// Refuses a request whose parts disagree: a `grant_id` sent with a `grant`
+/// token must be that token's `jti`, else one of them would be checked and
+/// the other logged as if it had been.
+pub fn validate(request: &ToolCallRequest) -> Result<(), InvalidToolCall> {
+    let invalid = |field, message: String| Err(InvalidToolCall { field, message });
+    if request.grant.is_none() && request.grant_id.is_none() && request.session_id.is_none() {
+        return invalid(
+            "grant",
+            "give grant (the grant token), grant_id or session_id".into(),
+        );
+    }
+    if request.tool.is_empty() {
+        return invalid("tool", "tool must not be empty".into());
+    }
+    if request.method.is_empty() {
+        return invalid("method", "method must not be empty".into());
+    }
+    if let (Some(token), Some(grant_id)) = (&request.grant, &request.grant_id) {
+        let presented = PresentedJwt::inspect(token);
+        let jti = presented.claim_str("jti");
+        if jti != Some(grant_id.as_str()) {
+            return invalid(
+                "grant_id",
+                format!(
+                    "grant_id {grant_id:?} is not the jti of the grant token sent with it ({})",
+                    jti.map_or_else(|| "it has none".to_string(), |j| format!("{j:?}"))
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Names and a SHA-256 of every argument; values only where allow-listed,

@@ -5,7 +5,7 @@ import data.trustpath.connection
 base := {
 	"scopes": ["files:read", "files:write"],
 	"metadata_source": {"kind": "cimd", "authorization_server": {"issuer": "https://auth.example.com"}},
-	"client": {"client_id": "https://agents.example.com/client.json"},
+	"client": {"client_id": "https://agents.example.com/client.json", "host": "agents.example.com"},
 	"authentication": {"result": "verified"},
 }
 
@@ -33,7 +33,7 @@ test_untrusted_authorization_server_denied if {
 }
 
 test_unknown_client_host_denied if {
-	d := connection.decision with input as object.union(base, {"client": {"client_id": "https://evil.example/c.json"}})
+	d := connection.decision with input as object.union(base, {"client": {"client_id": "https://evil.example/c.json", "host": "evil.example"}})
 	not d.allow
 	d.reasons == ["client host \"evil.example\" is not allowed"]
 }
@@ -105,4 +105,29 @@ test_changed_document_gets_a_short_grant if {
 	d := connection.decision with input as req
 	d.allow
 	d.ttl_seconds == 60
+}
+
+# The host comes from trustpath's URL parser, never from the client_id
+# text: a client_id the parser did not accept has no host and is denied.
+test_client_host_is_never_read_from_the_client_id_text if {
+	req := {
+		"scopes": ["files:read"],
+		"metadata_source": base.metadata_source,
+		"client": {"client_id": `https:\\evil.example\x://agents.example.com/client.json`},
+		"authentication": {"result": "verified"},
+	}
+	d := connection.decision with input as req
+	not d.allow
+	d.reasons == ["client host \"\" is not allowed"]
+}
+
+# A scope rule without an explicit `delegable: true` is not delegable.
+test_scope_not_marked_delegable_is_not_delegated if {
+	req := object.union(base, {
+		"scopes": ["files:read"],
+		"delegation": {"approval_id": "ap-1", "approved_by": "alice@example.com", "approved_at": "2026-11-23T10:00:00Z"},
+	})
+	d := connection.decision with input as req with data.trustpath.settings.scopes["files:read"].delegable as null
+	d.scopes == []
+	d.scope_reasons["files:read"] == "not available to delegated agents"
 }

@@ -4,6 +4,11 @@
 # trustpath itself denies, whatever this policy says, when the grant is not
 # active (forged, expired, revoked, missing), belongs to another session, or
 # does not list the tool for tools/call. This policy adds the rules below.
+#
+# Shape: `allow` needs every positive check below to have held; a check
+# whose rule reads an undefined value or errors is unproven, so the call is
+# denied. `deny_reasons` only explains. trustpath evaluates with strict
+# builtin errors, so an error anywhere ends in a logged denial naming it.
 package trustpath.tool_call
 
 settings := data.trustpath.settings.tool_calls
@@ -15,7 +20,66 @@ rule := settings.tools[input.tool] if input.method == "tools/call"
 
 rule := settings.methods[input.method] if input.method != "tools/call"
 
-# ------------------------------------------------------------ denials
+# The grant's actor chain (RFC 8693 `act`), when the grant was delegated.
+act := input.grant.claims.act
+
+# ------------------------------------------------------------ positive checks
+
+grant_active if input.grant.status == "active"
+
+call_known if {
+	rule
+	not input.tool in settings.denied_tools
+}
+
+scopes_held if {
+	every scope in rule.scopes {
+		scope in granted_scopes
+	}
+}
+
+# Arguments are judged by name: their values are not in the input unless
+# the configuration allow-lists them.
+argument_accepted(name) if {
+	is_string(name)
+	not lower(name) in settings.forbidden_argument_names
+	not rule.arguments
+}
+
+argument_accepted(name) if {
+	is_string(name)
+	not lower(name) in settings.forbidden_argument_names
+	name in rule.arguments
+}
+
+arguments_accepted if {
+	every name in input.arguments.names {
+		argument_accepted(name)
+	}
+}
+
+# A grant without an actor chain needs no actor; a delegated grant is for
+# exactly the agent it was issued to act as, named by a string `sub`.
+actor_matches if not input.grant.claims.act
+
+actor_matches if {
+	is_string(act.sub)
+	is_string(input.actor)
+	input.actor == act.sub
+}
+
+default allow := false
+
+allow if {
+	grant_active
+	call_known
+	scopes_held
+	arguments_accepted
+	actor_matches
+	count(deny_reasons) == 0
+}
+
+# ------------------------------------------------------------ why not
 
 deny_reasons contains msg if {
 	input.tool in settings.denied_tools
@@ -44,8 +108,6 @@ deny_reasons contains msg if {
 	msg := sprintf("requires scope %s", [concat(" ", sort([s | some s in missing_scopes]))])
 }
 
-# Arguments are judged by name: their values are not in the input unless
-# the configuration allow-lists them.
 deny_reasons contains msg if {
 	some name in input.arguments.names
 	lower(name) in settings.forbidden_argument_names
@@ -59,9 +121,14 @@ deny_reasons contains msg if {
 	msg := sprintf("argument %q is not accepted by %s", [name, input.tool])
 }
 
-# A delegated grant is for the agent it was issued to act as.
+deny_reasons contains "the grant's actor is not known (its act has no string sub)" if {
+	input.grant.claims.act
+	not is_string(act.sub)
+}
+
 deny_reasons contains msg if {
-	some act in [input.grant.claims.act]
+	is_string(act.sub)
+	is_string(input.actor)
 	input.actor != act.sub
 	msg := sprintf("actor %q is not the grant's actor %q", [input.actor, act.sub])
 }
@@ -74,7 +141,7 @@ deny_reasons contains "a delegated grant needs the acting agent (actor)" if {
 # ------------------------------------------------------------ the decision
 
 decision := {
-	"allow": count(deny_reasons) == 0,
+	"allow": allow,
 	"reasons": sort([r | some r in deny_reasons]),
 	"required_scopes": sort([s | some s in missing_scopes]),
 }

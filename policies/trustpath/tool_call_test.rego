@@ -86,3 +86,29 @@ test_delegated_grant_without_actor if {
 	not d.allow
 	d.reasons == ["a delegated grant needs the acting agent (actor)"]
 }
+
+# A delegated grant whose actor is not an object with a string `sub` names
+# nobody: no actor matches it, and the denial says why.
+test_unknown_grant_actor_denied if {
+	req := object.union(call, {"actor": "agent-1", "grant": {"claims": {"act": "agent-1"}}})
+	d := tool_call.decision with input as req
+	not d.allow
+	"the grant's actor is not known (its act has no string sub)" in d.reasons
+}
+
+test_grant_actor_with_number_sub_denied if {
+	req := object.union(call, {"actor": "5", "grant": {"claims": {"act": {"sub": 5}}}})
+	d := tool_call.decision with input as req
+	not d.allow
+}
+
+test_matching_actor_allowed if {
+	req := object.union(call, {"actor": "agent-7", "grant": {"claims": {"act": {"sub": "agent-7", "act": {"sub": "o"}}}}})
+	d := tool_call.decision with input as req
+	d.allow
+}
+
+test_inactive_grant_never_allowed_by_policy if {
+	d := tool_call.decision with input as object.union(call, {"grant": {"status": "revoked"}})
+	not d.allow
+}

@@ -1,6 +1,7 @@
 //! What a presented grant is worth right now: signed by trustpath, logged
 //! as issued, not revoked, not expired. Tool calls and introspection share
 //! this one check, so they always agree.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::sync::Arc;
 
@@ -66,9 +67,26 @@ impl GrantChecker {
         now: i64,
     ) -> GrantCheck {
         // A correctly signed grant that was never logged as issued is not
-        // one trustpath gave out (a stolen key, a lost log): refuse it.
+        // one trustpath gave out (a stolen key, a lost log): refuse it. Nor
+        // is a token that differs from the one logged under its jti (one
+        // re-signed with wider scope, tools or expiry).
         match revocation::issued_grant(&self.store, &claims.jti) {
-            Ok(Some(_)) => {}
+            Ok(Some(issued)) => {
+                if token_sha256
+                    .as_ref()
+                    .is_some_and(|presented| *presented != issued.token_sha256)
+                {
+                    return GrantCheck::failed(
+                        GrantStatus::Invalid,
+                        format!(
+                            "grant token is not the one logged as issued under jti {} \
+                             (its SHA-256 differs)",
+                            claims.jti
+                        ),
+                        token_sha256,
+                    );
+                }
+            }
             Ok(None) => {
                 return GrantCheck::failed(
                     GrantStatus::Invalid,
@@ -89,7 +107,10 @@ impl GrantChecker {
             ),
             Ok(None) if claims.exp <= now => (
                 GrantStatus::Expired,
-                Some(format!("grant expired {}s ago", now - claims.exp)),
+                Some(format!(
+                    "grant expired {}s ago",
+                    now.saturating_sub(claims.exp)
+                )),
             ),
             Ok(None) => (GrantStatus::Active, None),
         };

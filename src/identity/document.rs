@@ -18,15 +18,25 @@ const SHARED_SECRET_METHODS: [&str; 3] = [
 ];
 
 /// Checks a CIMD `client_id`: an https URL with a path, and no fragment,
-/// userinfo or dot segments. Returns the reasons it fails. With the
-/// development setting (`fetch.allow_http_loopback`), `http` is accepted for
-/// a loopback host.
+/// userinfo or dot segments, written exactly as the URL parser serialises
+/// it. Returns the reasons it fails. With the development setting
+/// (`fetch.allow_http_loopback`), `http` is accepted for a loopback host.
+///
+/// The canonical form matters because the policy, the log and the fetcher
+/// must all read the same host: a WHATWG parser reads `https:\\evil\x://good/`
+/// as host `evil`, while a policy splitting the text on `/` sees `good`.
 pub fn check_cimd_client_id(client_id: &str, allow_http_loopback: bool) -> Vec<String> {
     let mut reasons = Vec::new();
     let url = match Url::parse(client_id) {
         Ok(url) => url,
         Err(e) => return vec![format!("client_id is not a URL: {e}")],
     };
+    if url.as_str() != client_id {
+        reasons.push(format!(
+            "client_id is not in canonical URL form: it parses as {:?}",
+            url.as_str()
+        ));
+    }
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -63,6 +73,16 @@ pub fn check_cimd_client_id(client_id: &str, allow_http_loopback: bool) -> Vec<S
         reasons.push("client_id must not contain dot segments".to_string());
     }
     reasons
+}
+
+/// The host of a CIMD `client_id` as the URL parser (and so the fetcher)
+/// reads it: what the policy is given, so that it never parses the text
+/// itself. `None` unless the client_id is a URL in canonical form.
+pub fn cimd_host(client_id: &str) -> Option<String> {
+    let url = Url::parse(client_id).ok()?;
+    (url.as_str() == client_id)
+        .then(|| url.host_str().map(str::to_string))
+        .flatten()
 }
 
 /// Checks a client identity document against the request. CIMD documents
@@ -159,12 +179,33 @@ mod tests {
             "https://agent.example.com/a/../b",
             "https://agent.example.com/a/%2E/b",
             "not a url",
+            // Not canonical: the parser reads another host, case or port.
+            "https:\\\\evil.example\\x://agent.example.com/client.json",
+            "https:agent.example.com/client.json",
+            "https:/agent.example.com/client.json",
+            "https://Agent.example.com/client.json",
+            "https://agent.example.com:443/client.json",
+            "HTTPS://agent.example.com/client.json",
+            "https://agent.example.com/a b",
+            " https://agent.example.com/client.json",
         ] {
             assert!(
                 !check_cimd_client_id(bad, false).is_empty(),
                 "{bad} accepted"
             );
         }
+    }
+
+    #[test]
+    fn cimd_host_is_the_parsed_host() {
+        assert_eq!(
+            cimd_host("https://agent.example.com/client.json").as_deref(),
+            Some("agent.example.com")
+        );
+        assert_eq!(
+            cimd_host("https:\\\\evil.example\\x://agent.example.com/client.json"),
+            None
+        );
     }
 
     #[test]

@@ -455,16 +455,24 @@ const FORBIDDEN: &[(&str, &str)] = &[
 ];
 
 /// Why `ip` must not be fetched from, or `None`. IPv6 forms that embed an
-/// IPv4 address (mapped, compatible, NAT64, 6to4) are judged by it.
+/// IPv4 address (mapped, compatible, NAT64, 6to4) are unwrapped first and
+/// judged by it. `allow_loopback` (the development setting) opens exactly
+/// `127.0.0.0/8` and `::1` as written: an IPv6 form that embeds a loopback
+/// address stays refused.
 pub fn forbidden(ip: IpAddr, allow_loopback: bool) -> Option<&'static str> {
+    if let IpAddr::V6(v6) = ip {
+        if let Some(v4) = embedded_ipv4(&v6) {
+            return special_use(IpAddr::V4(v4));
+        }
+    }
     if allow_loopback && ip.is_loopback() {
         return None;
     }
-    if let IpAddr::V6(v6) = ip {
-        if let Some(v4) = embedded_ipv4(&v6) {
-            return forbidden(IpAddr::V4(v4), allow_loopback);
-        }
-    }
+    special_use(ip)
+}
+
+/// The special-use range `ip` is in, if any.
+fn special_use(ip: IpAddr) -> Option<&'static str> {
     FORBIDDEN.iter().find_map(|(net, why)| {
         let net: IpNet = net.parse().expect("valid range");
         net.contains(&ip).then_some(*why)
@@ -564,9 +572,19 @@ mod tests {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(forbidden(ip, false), None, "{ip} should be allowed");
         }
-        // The development setting opens loopback only.
+        // The development setting opens loopback only, as written.
         assert_eq!(forbidden("127.0.0.1".parse().unwrap(), true), None);
+        assert_eq!(forbidden("127.9.9.9".parse().unwrap(), true), None);
         assert_eq!(forbidden("::1".parse().unwrap(), true), None);
+        for embedded in [
+            "::127.0.0.1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::1",
+        ] {
+            let ip: IpAddr = embedded.parse().unwrap();
+            assert_eq!(forbidden(ip, true), Some("loopback"), "{ip}");
+        }
         assert!(forbidden("10.0.0.1".parse().unwrap(), true).is_some());
         assert!(forbidden("169.254.169.254".parse().unwrap(), true).is_some());
     }

@@ -49,6 +49,9 @@ struct TrustedIssuer {
 pub struct AuthenticatedClient {
     pub authentication: Authentication,
     pub document: Option<Value>,
+    /// The client a grant may be minted for: the identity the proof (or the
+    /// document) vouched for, never just the text of the request.
+    pub client_id: String,
 }
 
 pub struct Authenticator {
@@ -127,8 +130,12 @@ impl Authenticator {
         })
     }
 
+    /// Forgets spent `jti`s. One leeway of grace on top of what each entry
+    /// asks for, so entries written before the leeway was counted in (they
+    /// hold the bare `exp`) still outlive their assertion.
     pub fn prune_replay_cache(&self, now: i64) -> Result<usize, replay::ReplayError> {
-        self.replay.prune(now)
+        let leeway = i64::try_from(self.leeway_seconds).unwrap_or(i64::MAX);
+        self.replay.prune(now.saturating_sub(leeway))
     }
 
     /// Checks the client identity document and the identity proof, using
@@ -163,6 +170,18 @@ impl Authenticator {
             None => None,
         };
         let effective = client.document.as_ref().or(fetched.map(|f| &f.value));
+        if let (Some(_), Some(doc)) = (registered, &client.document) {
+            // A configured client's keys are the configured ones; a request
+            // that brings others is not trusted to replace them.
+            for field in ["jwks", "jwks_uri"] {
+                if doc.get(field).is_some() {
+                    reasons.push(format!(
+                        "client {client_id:?} is configured: its keys come from the configuration, \
+                         and the request's document must not carry {field}"
+                    ));
+                }
+            }
+        }
         let mut document_record = None;
         let mut document_valid = false;
         if let Some(doc) = effective {
@@ -216,7 +235,7 @@ impl Authenticator {
             let result = match kind {
                 MetadataSourceKind::Wif | MetadataSourceKind::IdJag => {
                     method = ProofMethod::WorkloadJwt;
-                    self.check_workload_jwt(token, &jwt, retrieved, &mut keys_record, now)
+                    self.check_workload_jwt(token, &jwt, request, retrieved, &mut keys_record, now)
                 }
                 _ => {
                     method = ProofMethod::PrivateKeyJwt;
@@ -270,6 +289,9 @@ impl Authenticator {
                 metadata_chain: metadata_chain::check(request, retrieved).map(Box::new),
             },
             document: effective.map(document::redact),
+            // Every proof is bound to the client_id (checked above), so the
+            // verified identity and the request's client_id are one.
+            client_id: client_id.to_string(),
         }
     }
 
@@ -290,6 +312,7 @@ impl Authenticator {
         let expect = Expectations {
             issuer: client_id,
             subject: Some(client_id),
+            bound_claim: None,
             audiences,
             leeway_seconds: self.leeway_seconds,
             max_lifetime_seconds: Some(self.max_lifetime_seconds),
@@ -298,7 +321,11 @@ impl Authenticator {
         };
         let proof = proof::verify(token, jwt, keys, &expect, now)?;
         let jti = proof.jti.as_deref().unwrap_or_default();
-        match self.replay.first_use(client_id, jti, proof.exp) {
+        // The assertion is accepted until `exp + leeway`, so its jti must be
+        // remembered at least that long.
+        let leeway = i64::try_from(self.leeway_seconds).unwrap_or(i64::MAX);
+        let remember_until = proof.exp.saturating_add(leeway);
+        match self.replay.first_use(client_id, jti, remember_until) {
             Ok(true) => Ok(proof),
             Ok(false) => Err(format!("assertion jti {jti:?} was already used (replay)")),
             // Fail closed: an unrecordable jti could be replayed later.
@@ -306,11 +333,14 @@ impl Authenticator {
         }
     }
 
-    /// A workload JWT (e.g. a SPIFFE JWT-SVID) from a configured trusted issuer.
+    /// A workload JWT (e.g. a SPIFFE JWT-SVID) or an ID-JAG from a configured
+    /// trusted issuer, bound to the request's client_id: a `wif` JWT's `sub`
+    /// is the client, an ID-JAG names the client in its `client_id` claim.
     fn check_workload_jwt(
         &self,
         token: &str,
         jwt: &PresentedJwt,
+        request: &ConnectionRequest,
         retrieved: &Retrieved,
         keys_record: &mut Option<KeysRecord>,
         now: i64,
@@ -331,12 +361,18 @@ impl Authenticator {
             }
             None => fetched_keys(retrieved.issuer_keys.as_ref(), keys_record)?,
         };
+        let client_id = request.client.client_id.as_str();
+        let (subject, bound_claim) = match request.metadata_source.kind {
+            MetadataSourceKind::IdJag => (None, Some(("client_id", client_id))),
+            _ => (Some(client_id), None),
+        };
         let expect = Expectations {
             issuer: iss,
-            subject: None,
+            subject,
+            bound_claim,
             audiences: vec![trusted.audience.clone()],
             leeway_seconds: self.leeway_seconds,
-            max_lifetime_seconds: None,
+            max_lifetime_seconds: Some(self.max_lifetime_seconds),
             require_jti: false,
             algorithms: &self.algorithms,
         };
@@ -344,14 +380,27 @@ impl Authenticator {
     }
 }
 
-/// Keys for a client assertion: the document's inline `jwks`, the set its
-/// `jwks_uri` names (fetched), else the configured record's.
+/// Keys for a client assertion: a configured client's configured keys and
+/// nothing else; otherwise the document's inline `jwks`, or the set its
+/// `jwks_uri` names (fetched).
 fn client_keys(
     document: Option<&Value>,
     registered: Option<&RegisteredClient>,
     retrieved: &Retrieved,
     keys_record: &mut Option<KeysRecord>,
 ) -> Result<JwkSet, String> {
+    if let Some(registered) = registered {
+        let keys = registered
+            .keys
+            .clone()
+            .ok_or_else(|| "no keys are configured for this client".to_string())?;
+        *keys_record = Some(KeysRecord {
+            source: Provenance::Config,
+            fetch: None,
+            refreshed: false,
+        });
+        return Ok(keys);
+    }
     if let Some(doc) = document {
         if let Some(jwks) = doc.get("jwks") {
             *keys_record = Some(KeysRecord {
@@ -365,15 +414,7 @@ fn client_keys(
             return fetched_keys(retrieved.client_keys.as_ref(), keys_record);
         }
     }
-    let keys = registered
-        .and_then(|r| r.keys.clone())
-        .ok_or_else(|| "no keys are known for this client to check its assertion".to_string())?;
-    *keys_record = Some(KeysRecord {
-        source: Provenance::Config,
-        fetch: None,
-        refreshed: false,
-    });
-    Ok(keys)
+    Err("no keys are known for this client to check its assertion".to_string())
 }
 
 /// A JWK Set that was fetched for this request, with its provenance.

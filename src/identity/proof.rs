@@ -1,5 +1,9 @@
 //! Identity proofs: JWT client assertions (RFC 7523 `private_key_jwt`) and
 //! workload JWTs, checked against a JWK Set.
+//!
+//! Every number here comes from the presented token, so all arithmetic on
+//! it is checked (the lint below keeps it that way).
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::str::FromStr;
 
@@ -67,13 +71,20 @@ impl PresentedJwt {
     }
 }
 
+/// The latest time a token may name: 9999-12-31T23:59:59Z. A time claim
+/// outside `0..=MAX_UNIX_TIME` is refused before anything is computed with it.
+pub const MAX_UNIX_TIME: i64 = 253_402_300_799;
+
 /// What a proof must say to be accepted.
 #[derive(Debug, Clone)]
 pub struct Expectations<'a> {
     /// Exact `iss`.
     pub issuer: &'a str,
-    /// Exact `sub`, when known in advance (client assertions: the client_id).
+    /// Exact `sub`, when known in advance (client assertions and workload
+    /// JWTs: the client_id).
     pub subject: Option<&'a str>,
+    /// A claim that must equal a value (ID-JAG: `client_id`).
+    pub bound_claim: Option<(&'a str, &'a str)>,
     /// `aud` must name at least one of these.
     pub audiences: Vec<String>,
     pub leeway_seconds: u64,
@@ -104,6 +115,26 @@ struct CheckedClaims {
     jti: Option<String>,
 }
 
+/// `exp`, `nbf` and `iat`, when present, must be whole seconds in
+/// `0..=MAX_UNIX_TIME`: a float, a string or a time at the edge of `i64`
+/// is refused up front, so nothing later can overflow on it.
+fn check_time_claims(claims: &Value) -> Result<(), String> {
+    for name in ["exp", "nbf", "iat"] {
+        let Some(value) = claims.get(name) else {
+            continue;
+        };
+        let in_range = value
+            .as_i64()
+            .is_some_and(|t| (0..=MAX_UNIX_TIME).contains(&t));
+        if !in_range {
+            return Err(format!(
+                "assertion {name} is not a time in range (whole seconds from 0 to {MAX_UNIX_TIME})"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Verifies signature and claims. Every failure is a reason, never a panic.
 pub fn verify(
     token: &str,
@@ -120,6 +151,7 @@ pub fn verify(
     let alg = parse_algorithm(alg_name)
         .filter(|a| expect.algorithms.contains(a))
         .ok_or_else(|| format!("assertion alg {alg_name:?} is not allowed"))?;
+    check_time_claims(&presented.claims)?;
     let jwk = select_key(keys, presented.key_id(), alg)?;
     let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("signing key is unusable: {e}"))?;
 
@@ -135,15 +167,27 @@ pub fn verify(
         .map_err(|e| describe(e.kind()))?;
     let claims = data.claims;
 
-    let leeway = expect.leeway_seconds as i64;
+    // The decoded claims must be the ones checked for range above (the
+    // signature covers the payload, so they are; this keeps it explicit).
+    for t in [Some(claims.exp), claims.iat] {
+        if t.is_some_and(|t| !(0..=MAX_UNIX_TIME).contains(&t)) {
+            return Err("assertion time is out of range".to_string());
+        }
+    }
+    let leeway = i64::try_from(expect.leeway_seconds).unwrap_or(i64::MAX);
     if let Some(iat) = claims.iat {
-        if iat > now + leeway {
+        if iat > now.saturating_add(leeway) {
             return Err("assertion iat is in the future".to_string());
         }
     }
     if let Some(max) = expect.max_lifetime_seconds {
-        let lifetime = claims.exp - claims.iat.unwrap_or(now);
-        if lifetime > max as i64 {
+        // Both ends are in range, so the difference cannot overflow; it is
+        // checked all the same.
+        let lifetime = claims
+            .exp
+            .checked_sub(claims.iat.unwrap_or(now))
+            .ok_or("assertion lifetime is out of range")?;
+        if lifetime > i64::try_from(max).unwrap_or(i64::MAX) {
             return Err(format!(
                 "assertion lifetime {lifetime}s is longer than the allowed {max}s"
             ));
@@ -151,6 +195,11 @@ pub fn verify(
     }
     if expect.require_jti && claims.jti.as_deref().is_none_or(str::is_empty) {
         return Err("assertion has no jti".to_string());
+    }
+    if let Some((name, expected)) = expect.bound_claim {
+        if presented.claim_str(name) != Some(expected) {
+            return Err(format!("assertion {name} is not the client_id"));
+        }
     }
     Ok(VerifiedProof {
         issuer: claims.iss,

@@ -25,24 +25,27 @@ impl ReplayGuard {
         Self::Ephemeral(Mutex::new(HashMap::new()))
     }
 
-    /// Records `jti` for `issuer` until `exp`. Returns false when it was
-    /// already used: the caller must treat the assertion as replayed.
-    pub fn first_use(&self, issuer: &str, jti: &str, exp: i64) -> Result<bool, ReplayError> {
+    /// Records `jti` for `issuer` until `until` (Unix seconds): no earlier
+    /// than the last moment the assertion is accepted, `exp` plus leeway.
+    /// Returns false when it was already used: the caller must treat the
+    /// assertion as replayed.
+    pub fn first_use(&self, issuer: &str, jti: &str, until: i64) -> Result<bool, ReplayError> {
         let key = replay_key(issuer, jti);
         match self {
             Self::Persistent(tree) => {
                 let swapped =
-                    tree.compare_and_swap(&key, None::<&[u8]>, Some(&exp.to_be_bytes()[..]))?;
+                    tree.compare_and_swap(&key, None::<&[u8]>, Some(&until.to_be_bytes()[..]))?;
                 Ok(swapped.is_ok())
             }
             Self::Ephemeral(seen) => {
                 let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-                Ok(seen.insert(key, exp).is_none())
+                Ok(seen.insert(key, until).is_none())
             }
         }
     }
 
-    /// Forgets `jti`s whose assertion has expired (they would fail on `exp` anyway).
+    /// Forgets `jti`s remembered until before `now`: their assertions fail
+    /// on `exp` by then anyway.
     pub fn prune(&self, now: i64) -> Result<usize, ReplayError> {
         let Self::Persistent(tree) = self else {
             return Ok(0);

@@ -52,16 +52,17 @@ impl PolicyRevision {
 
 /// Compiled policies and data. `regorus::Engine` is `Clone + Send + Sync`
 /// with the `arc` feature: each evaluation clones it, nothing locks it.
+///
+/// One evaluation path serves `serve`, `eval`, `replay` and `trustpath
+/// test`: regorus' interpreter with strict builtin errors. regorus' register
+/// VM is about 3x faster on the shipped policy but drops any error raised
+/// inside a rule body (the rule is then undefined, even in its strict
+/// mode), so a deny rule that errors would vanish and its decision allow.
+/// A PDP cannot serve with that; BENCHMARKS.md records the cost.
 pub struct PolicyBundle {
     engine: regorus::Engine,
-    /// The entry points compiled for regorus' register VM, which evaluates
-    /// the shipped policy about 4x faster than the tree-walking interpreter
-    /// (BENCHMARKS.md). An entry point is missing here when the policy uses
-    /// something the VM cannot compile: the interpreter then serves it.
-    programs: Vec<(&'static str, VmProgram)>,
     /// Entry points the policies do not define: their result is undefined.
     undefined: Vec<&'static str>,
-    data: regorus::Value,
     revision: PolicyRevision,
     manifest: Vec<PolicyFile>,
 }
@@ -73,16 +74,6 @@ pub struct PolicyFile {
     pub path: String,
     pub sha256: String,
 }
-
-/// A compiled program for one entry point, shared by every evaluation.
-struct VmProgram {
-    policy: regorus::CompiledPolicy,
-    program: Arc<regorus::rvm::program::Program>,
-}
-
-/// The VM counts instructions; the wall-clock limit is what stops a runaway
-/// policy, so the count limit only has to be far above any sane policy.
-const VM_MAX_INSTRUCTIONS: usize = 50_000_000;
 
 /// The policy files under a directory, read and added to a fresh engine:
 /// what both the decision path and the test runner start from.
@@ -145,6 +136,11 @@ pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
     let (texts, revision) = read_files(dir)?;
     let mut engine = regorus::Engine::new();
     engine.set_execution_timer_config(timer_config());
+    // A builtin error (sprintf given what it cannot format, a type error)
+    // ends the evaluation instead of making its rule undefined: otherwise
+    // an erroring deny rule would vanish and its decision would allow.
+    // `trustpath test` starts from this engine too, so it sees the same.
+    engine.set_strict_builtin_errors(true);
     let mut rego = Vec::new();
     let mut files = Vec::with_capacity(texts.len());
     let mut manifest = Vec::with_capacity(texts.len());
@@ -186,12 +182,10 @@ impl PolicyBundle {
         } = read_policies(dir)?;
         // Compiling analyses and prepares the engine now, so errors surface at
         // load (naming file and line) and every clone starts prepared.
-        let data = engine.get_data();
-        let mut programs = Vec::new();
         let mut undefined = Vec::new();
         for entry_point in [CONNECTION_ENTRY_POINT, TOOL_CALL_ENTRY_POINT] {
-            let compiled = match engine.compile_with_entrypoint(&entry_point.into()) {
-                Ok(compiled) => compiled,
+            match engine.compile_with_entrypoint(&entry_point.into()) {
+                Ok(_) => {}
                 Err(e) if entry_point == CONNECTION_ENTRY_POINT => {
                     return Err(PolicyError::Compile(format!("{entry_point}: {e}")));
                 }
@@ -199,20 +193,14 @@ impl PolicyBundle {
                 Err(_) if !defines_package(&engine, entry_point) => {
                     tracing::warn!("{entry_point} is not defined: tool calls will be denied");
                     undefined.push(entry_point);
-                    continue;
                 }
                 Err(e) => return Err(PolicyError::Compile(format!("{entry_point}: {e}"))),
-            };
-            if let Some(vm) = compile_for_vm(entry_point, compiled, &data) {
-                programs.push((entry_point, vm));
             }
         }
 
         Ok(Self {
             engine,
-            programs,
             undefined,
-            data,
             revision,
             manifest,
         })
@@ -227,60 +215,26 @@ impl PolicyBundle {
         &self.manifest
     }
 
-    /// Evaluates `rule` against `input`. `Ok(None)` means the rule is undefined.
+    /// Evaluates `rule` against `input`. `Ok(None)` means the rule is
+    /// undefined; an error in any rule it depends on is an error, never an
+    /// undefined rule (strict builtin errors).
     pub fn evaluate(&self, rule: &str, input: &Value) -> Result<Option<Value>, PolicyError> {
         if self.undefined.contains(&rule) {
             return Ok(None);
         }
-        let input = regorus::Value::from(input.clone());
-        let vm = self.programs.iter().find(|(r, _)| *r == rule);
-        let value = match vm {
-            Some((_, vm)) => self.run_vm(vm, rule, input),
-            None => self.interpret(rule, input),
-        }
-        .map_err(|e| PolicyError::Evaluate(e.to_string()))?;
-        to_json(value)
-    }
-
-    /// Evaluates with the tree-walking interpreter only: the reference
-    /// semantics, used to check the VM and by the policy test runner.
-    pub fn evaluate_interpreted(
-        &self,
-        rule: &str,
-        input: &Value,
-    ) -> Result<Option<Value>, PolicyError> {
-        let value = self
-            .interpret(rule, regorus::Value::from(input.clone()))
-            .map_err(|e| PolicyError::Evaluate(e.to_string()))?;
-        to_json(value)
-    }
-
-    /// Whether `rule` (an entry point) runs on the VM.
-    pub fn uses_vm(&self, rule: &str) -> bool {
-        self.programs.iter().any(|(r, _)| *r == rule)
-    }
-
-    fn interpret(&self, rule: &str, input: regorus::Value) -> anyhow::Result<regorus::Value> {
         let mut engine = self.engine.clone();
-        engine.set_input(input);
-        engine.eval_rule(rule.to_string())
+        engine.set_input(regorus::Value::from(input.clone()));
+        let value = engine
+            .eval_rule(rule.to_string())
+            .map_err(|e| evaluate_error(rule, &e))?;
+        to_json(value)
     }
+}
 
-    fn run_vm(
-        &self,
-        vm: &VmProgram,
-        rule: &str,
-        input: regorus::Value,
-    ) -> anyhow::Result<regorus::Value> {
-        // A VM is cheap to set up (a few µs) and not Sync: one per evaluation.
-        let mut machine = regorus::rvm::vm::RegoVM::new_with_policy(vm.policy.clone());
-        machine.load_program(vm.program.clone());
-        machine.set_max_instructions(VM_MAX_INSTRUCTIONS);
-        machine.set_execution_timer_config(Some(timer_config()));
-        machine.set_data(self.data.clone())?;
-        machine.set_input(input);
-        Ok(machine.execute_entry_point_by_name(rule)?)
-    }
+/// An evaluation error, naming the entry point; regorus' message names the
+/// rule's file and line where it knows them.
+fn evaluate_error(rule: &str, e: &anyhow::Error) -> PolicyError {
+    PolicyError::Evaluate(format!("{rule}: {e:#}"))
 }
 
 /// Whether the package of `entry_point` (`data.a.b.rule` -> `data.a.b`) is loaded.
@@ -304,33 +258,6 @@ fn timer_config() -> ExecutionTimerConfig {
     ExecutionTimerConfig {
         limit: EVALUATION_TIME_LIMIT,
         check_interval: NonZeroU32::new(64).expect("non-zero"),
-    }
-}
-
-/// Compiles an entry point for the VM; `None` (with a warning) if the VM
-/// cannot run it.
-fn compile_for_vm(
-    entry_point: &str,
-    policy: regorus::CompiledPolicy,
-    data: &regorus::Value,
-) -> Option<VmProgram> {
-    let compile = || -> anyhow::Result<VmProgram> {
-        let program = regorus::languages::rego::compiler::Compiler::compile_from_policy(
-            &policy,
-            &[entry_point],
-        )?;
-        program.check_rule_data_conflicts(data)?;
-        Ok(VmProgram {
-            policy: policy.clone(),
-            program,
-        })
-    };
-    match compile() {
-        Ok(vm) => Some(vm),
-        Err(e) => {
-            tracing::warn!(error = %e, "{entry_point} runs on the interpreter: the VM cannot compile it");
-            None
-        }
     }
 }
 

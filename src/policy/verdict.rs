@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{PolicyBundle, CONNECTION_ENTRY_POINT, TOOL_CALL_ENTRY_POINT};
+use crate::model::scope_token_error;
 
 /// Evaluates `entry_point` on `input` and checks the result's shape; the
 /// error says what went wrong, in words fit for a deny reason.
@@ -52,12 +53,31 @@ pub struct ConnectionVerdict {
 impl ConnectionVerdict {
     /// `data.trustpath.connection.decision` on `input`.
     pub fn evaluate(bundle: &PolicyBundle, input: &Value) -> Result<Self, String> {
-        evaluate(bundle, CONNECTION_ENTRY_POINT, "policy", input)
+        evaluate::<Self>(bundle, CONNECTION_ENTRY_POINT, "policy", input)?.checked()
     }
 
     /// Validates the policy's result; the error says what is malformed.
     pub fn from_policy_result(value: Option<Value>) -> Result<Self, String> {
-        parse(value, "policy")
+        parse::<Self>(value, "policy")?.checked()
+    }
+
+    /// A scope the policy offers must be a scope-token, like a requested one:
+    /// the grant joins scopes with spaces.
+    fn checked(self) -> Result<Self, String> {
+        check_scopes("policy", "scopes", &self.scopes)?;
+        Ok(self)
+    }
+}
+
+/// Refuses a result whose scope list holds something that is not a scope-token.
+fn check_scopes<'a>(
+    what: &str,
+    field: &str,
+    scopes: impl IntoIterator<Item = &'a String>,
+) -> Result<(), String> {
+    match scopes.into_iter().find_map(|s| scope_token_error(s)) {
+        Some(problem) => Err(format!("{what} result is malformed: {field}: {problem}")),
+        None => Ok(()),
     }
 }
 
@@ -76,6 +96,10 @@ pub struct ToolCallVerdict {
 impl ToolCallVerdict {
     /// `data.trustpath.tool_call.decision` on `input`.
     pub fn evaluate(bundle: &PolicyBundle, input: &Value) -> Result<Self, String> {
-        evaluate(bundle, TOOL_CALL_ENTRY_POINT, "tool-call policy", input)
+        let what = "tool-call policy";
+        let verdict: Self = evaluate(bundle, TOOL_CALL_ENTRY_POINT, what, input)?;
+        // These go into `WWW-Authenticate: ... scope="..."`, space-joined.
+        check_scopes(what, "required_scopes", &verdict.required_scopes)?;
+        Ok(verdict)
     }
 }

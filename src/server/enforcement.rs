@@ -16,6 +16,7 @@ use super::{body_error, AppState};
 use crate::config::Role;
 use crate::grant::introspection;
 use crate::model::ToolCallRequest;
+use crate::tool_call;
 
 /// `POST /v1/tool-calls`: may this call run under this grant?
 pub async fn tool_call(
@@ -26,18 +27,7 @@ pub async fn tool_call(
     let caller = state.callers.authorize(&headers, Role::Enforce)?;
     let body = body.map_err(body_error)?;
     let request: ToolCallRequest = parse_json(&body)?;
-    if request.grant.is_none() && request.grant_id.is_none() && request.session_id.is_none() {
-        return Err(ApiError::bad_field(
-            "grant",
-            "give grant (the grant token), grant_id or session_id",
-        ));
-    }
-    if request.tool.is_empty() {
-        return Err(ApiError::bad_field("tool", "tool must not be empty"));
-    }
-    if request.method.is_empty() {
-        return Err(ApiError::bad_field("method", "method must not be empty"));
-    }
+    tool_call::validate(&request).map_err(|e| ApiError::bad_field(e.field, e.message))?;
     let outcome = state
         .tool_calls
         .check(request)
