@@ -298,9 +298,10 @@ async fn ipv6_forms_embedding_loopback_stay_refused() {
     }
     assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing was fetched");
 
-    // The exemption itself still works for 127.0.0.1 as written.
+    // The exemption itself still works for 127.0.0.1 as written; the log
+    // records the URL as parsed and fetched, not the text sent.
     let mut document = cimd_document(None);
-    document["jwks_uri"] = json!(format!("http://127.0.0.1:{port}/jwks.json"));
+    document["jwks_uri"] = json!(format!("HTTP://127.0.0.1:{port}/keys/../jwks.json"));
     let body = cimd_request(
         &["files:read"],
         document,
@@ -309,6 +310,10 @@ async fn ipv6_forms_embedding_loopback_stay_refused() {
     let out = post_decision(&server, &body).await;
     assert_eq!(out["authentication"]["result"], "verified", "{out:#}");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        out["authentication"]["keys"]["fetch"]["url"],
+        format!("http://127.0.0.1:{port}/jwks.json")
+    );
 }
 
 // ------------------------------------------------------------ scopes, grants, tool calls

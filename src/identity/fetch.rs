@@ -182,9 +182,12 @@ impl Fetcher {
         force: bool,
     ) -> Result<Fetched, FetchError> {
         let parsed = self.check_url(url)?;
+        // Cached and recorded under the URL as parsed, the one actually
+        // fetched, so the log never shows text that names another host.
+        let fetched_url = parsed.as_str().to_string();
         let stale_etag = {
             let cache = self.cache.lock().expect("fetch cache");
-            match cache.get(url) {
+            match cache.get(&fetched_url) {
                 Some(e) if !force && Instant::now() < e.fresh_until => {
                     let mut record = e.record.clone();
                     record.cache = CacheUse::Hit;
@@ -211,7 +214,7 @@ impl Fetcher {
         let status = response.status();
         let headers = response.headers().clone();
         if status == StatusCode::NOT_MODIFIED && stale_etag.is_some() {
-            return self.revalidated(url, &headers);
+            return self.revalidated(&fetched_url, &headers);
         }
         if status != StatusCode::OK {
             return Err(failed(format!("answered {status}; only 200 is accepted")));
@@ -244,7 +247,7 @@ impl Fetcher {
         }
 
         let record = FetchRecord {
-            url: url.to_string(),
+            url: fetched_url,
             status: status.as_u16(),
             fetched_at: crate::decide::rfc3339(chrono::Utc::now()),
             cache: CacheUse::Miss,
