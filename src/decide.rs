@@ -2,6 +2,7 @@
 //!
 //! Shared by the server and the CLI; it knows nothing of HTTP. Any failure
 //! along the way denies (fail closed), and the denial is logged with its reason.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::sync::Arc;
 

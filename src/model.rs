@@ -1,5 +1,6 @@
 //! The domain types: what the authorization server asks, what authentication
 //! found, what the policy decided, the grant, and the log entry that ties them.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeSet;
 

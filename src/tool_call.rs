@@ -4,6 +4,7 @@
 //! Called by the MCP server or gateway before each tool call. Like the
 //! connection pipeline it fails closed: whatever goes wrong denies, and the
 //! denial is logged with its reason.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
 //! RFC 7662 token introspection of grants.
+#![deny(clippy::arithmetic_side_effects)]
 
 use serde_json::{json, Value};
 

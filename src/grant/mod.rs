@@ -1,5 +1,6 @@
 //! Grants: the Ed25519 key, minting grant JWTs, the JWKS that verifies
 //! them, checking a presented grant, and introspection.
+#![deny(clippy::arithmetic_side_effects)]
 
 pub mod introspection;
 pub mod status;

@@ -1,5 +1,6 @@
 //! Client identity document rules (CIMD draft), and the redaction applied to
 //! any document before it is shown to policy or written to the log.
+#![deny(clippy::arithmetic_side_effects)]
 
 use serde_json::Value;
 use url::Url;

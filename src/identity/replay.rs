@@ -3,6 +3,7 @@
 //! Seen `jti`s live in the same sled database as the decision log, so the
 //! group-commit flush that makes a decision durable also makes its `jti`
 //! durable, and a restart does not reopen a replay window.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -50,13 +51,13 @@ impl ReplayGuard {
         let Self::Persistent(tree) = self else {
             return Ok(0);
         };
-        let mut removed = 0;
+        let mut removed: usize = 0;
         for item in tree.iter() {
             let (key, value) = item?;
             let exp = <[u8; 8]>::try_from(value.as_ref()).map_or(i64::MIN, i64::from_be_bytes);
             if exp < now {
                 tree.remove(key)?;
-                removed += 1;
+                removed = removed.saturating_add(1);
             }
         }
         Ok(removed)
@@ -65,8 +66,10 @@ impl ReplayGuard {
 
 /// Length-prefixed so that no (issuer, jti) pair can collide with another.
 fn replay_key(issuer: &str, jti: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(4 + issuer.len() + jti.len());
-    key.extend_from_slice(&(issuer.len() as u32).to_be_bytes());
+    let mut key = Vec::with_capacity(issuer.len().saturating_add(jti.len()).saturating_add(4));
+    // A request body is far below 4 GiB, so the length always fits.
+    let length = u32::try_from(issuer.len()).unwrap_or(u32::MAX);
+    key.extend_from_slice(&length.to_be_bytes());
     key.extend_from_slice(issuer.as_bytes());
     key.extend_from_slice(jti.as_bytes());
     key

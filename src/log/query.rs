@@ -1,6 +1,7 @@
 //! Searching the decision log through its secondary indexes: combinable
 //! filters (AND), newest first, paged by a cursor that neither skips nor
 //! repeats an entry while new ones are appended (new entries have higher seqs).
+#![deny(clippy::arithmetic_side_effects)]
 
 use super::entry::LogEntry;
 use super::index::{self, Field};

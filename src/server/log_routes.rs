@@ -1,5 +1,6 @@
 //! Proving the log: checkpoint, entries, inclusion and consistency proofs,
 //! and the verifier key. All for the `audit` role.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::sync::Arc;
 
