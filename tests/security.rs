@@ -399,19 +399,6 @@ async fn policy_scope_that_is_not_a_scope_token_denies() {
     );
 }
 
-/// A verified client's decision in `session`, with a grant for `scopes`.
-async fn connect(server: &Server, key: &TestKey, session: &str, scopes: &[&str]) -> Value {
-    let mut body = cimd_request(
-        scopes,
-        cimd_document(Some(key.jwks())),
-        Some(key.sign(&assertion_claims(&uuid::Uuid::new_v4().to_string()))),
-    );
-    body["session_id"] = json!(session);
-    let out = post_decision(server, &body).await;
-    assert!(out["grant"]["token"].is_string(), "{out:#}");
-    out
-}
-
 fn grant_token(decision: &Value) -> String {
     decision["grant"]["token"].as_str().unwrap().to_string()
 }

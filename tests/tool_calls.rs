@@ -20,19 +20,6 @@ fn config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
     path
 }
 
-/// A verified client's decision in `session`, with a grant for `scopes`.
-async fn connect(server: &Server, key: &TestKey, session: &str, scopes: &[&str]) -> Value {
-    let mut body = cimd_request(
-        scopes,
-        cimd_document(Some(key.jwks())),
-        Some(key.sign(&assertion_claims(&uuid::Uuid::new_v4().to_string()))),
-    );
-    body["session_id"] = json!(session);
-    let out = post_decision(server, &body).await;
-    assert!(out["grant"]["token"].is_string(), "{out:#}");
-    out
-}
-
 fn token(decision: &Value) -> String {
     decision["grant"]["token"].as_str().unwrap().to_string()
 }

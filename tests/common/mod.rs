@@ -189,6 +189,19 @@ pub fn cimd_request(scopes: &[&str], document: Value, assertion: Option<String>)
     })
 }
 
+/// A verified client's decision in `session`, with a grant for `scopes`.
+pub async fn connect(server: &Server, key: &TestKey, session: &str, scopes: &[&str]) -> Value {
+    let mut body = cimd_request(
+        scopes,
+        cimd_document(Some(key.jwks())),
+        Some(key.sign(&assertion_claims(&uuid::Uuid::new_v4().to_string()))),
+    );
+    body["session_id"] = json!(session);
+    let out = post_decision(server, &body).await;
+    assert!(out["grant"]["token"].is_string(), "{out:#}");
+    out
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
