@@ -252,9 +252,14 @@ async fn configured_client_keys_are_the_only_keys() {
 
     // Without a document, with a document naming other keys by URL, or
     // signed by another key: never verified.
-    let by_uri = json!({"client_id": client_id, "jwks_uri": "https://evil.example/jwks.json"});
+    // (An IP literal in a documentation range: never fetched, never resolved.)
+    let by_uri = json!({"client_id": client_id, "jwks_uri": "https://192.0.2.1/jwks.json"});
     let out = post_decision(&server, &request(&configured, "j2", Some(by_uri))).await;
     assert_refused(&out, "must not carry jwks_uri");
+    assert_eq!(
+        out["authentication"]["keys"]["source"], "config",
+        "nothing fetched"
+    );
     let out = post_decision(&server, &request(&attacker, "j3", None)).await;
     assert_refused(&out, "no key with kid");
 

@@ -3,7 +3,7 @@
 //! `jwks_uri` names, a trusted workload issuer's JWK Set, and protected
 //! resource and AS metadata given by URL. Only what checks out is cached.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -37,6 +37,10 @@ pub struct Retriever {
     allow_http_loopback: bool,
     /// `jwks_uri` of trusted workload issuers configured by URL, by issuer.
     issuer_jwks_uris: HashMap<String, String>,
+    /// Clients configured with their own record: their keys are the
+    /// configured ones, so a `jwks_uri` a request names for them is never
+    /// fetched (it would not be used, and it is the caller's URL).
+    configured_clients: HashSet<String>,
 }
 
 impl Retriever {
@@ -49,6 +53,7 @@ impl Retriever {
                 .iter()
                 .filter_map(|t| Some((t.issuer.clone(), t.jwks_uri.clone()?)))
                 .collect(),
+            configured_clients: config.clients.keys().cloned().collect(),
         })
     }
 
@@ -58,6 +63,7 @@ impl Retriever {
             allow_http_loopback: config.allow_http_loopback,
             fetcher: Fetcher::new(config)?,
             issuer_jwks_uris: HashMap::new(),
+            configured_clients: HashSet::new(),
         })
     }
 
@@ -86,7 +92,8 @@ impl Retriever {
             .filter(|d| d.get("jwks").is_none())
             .and_then(|d| d.get("jwks_uri"))
             .and_then(Value::as_str)
-            .filter(|_| assertion.is_some() && !is_workload(source.kind));
+            .filter(|_| assertion.is_some() && !is_workload(source.kind))
+            .filter(|_| !self.configured_clients.contains(&request.client.client_id));
         let issuer_keys_uri = assertion
             .as_ref()
             .filter(|_| is_workload(source.kind))
