@@ -130,8 +130,9 @@ pub struct Subject {
 /// acts for. One shape only: a policy reading `act.sub` must never meet a
 /// string where it expects an object (its rules would read undefined).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "ActorFields")]
+#[serde(deny_unknown_fields)]
 pub struct Actor {
+    #[serde(deserialize_with = "non_empty")]
     pub sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
@@ -141,32 +142,13 @@ pub struct Actor {
     pub act: Option<Box<Actor>>,
 }
 
-/// [`Actor`] as written, before the check that `sub` names someone.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ActorFields {
-    sub: String,
-    #[serde(default)]
-    iss: Option<String>,
-    #[serde(default)]
-    client_id: Option<String>,
-    #[serde(default)]
-    act: Option<Box<Actor>>,
-}
-
-impl TryFrom<ActorFields> for Actor {
-    type Error = &'static str;
-    fn try_from(f: ActorFields) -> Result<Self, Self::Error> {
-        if f.sub.is_empty() {
-            return Err("an actor's sub must not be empty");
-        }
-        Ok(Self {
-            sub: f.sub,
-            iss: f.iss,
-            client_id: f.client_id,
-            act: f.act,
-        })
+/// A string that names someone: refused when empty.
+fn non_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.is_empty() {
+        return Err(serde::de::Error::custom("must not be empty"));
     }
+    Ok(text)
 }
 
 /// An RFC 3339 time as sent; refused unless it parses (chrono keeps it in

@@ -20,21 +20,11 @@ fn config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
     path
 }
 
-fn token(decision: &Value) -> String {
-    decision["grant"]["token"].as_str().unwrap().to_string()
-}
-
 fn call(grant: &str, tool: &str, arguments: Value) -> Value {
     json!({
         "grant": grant, "tool": tool, "method": "tools/call",
         "arguments": arguments, "actor": "agent-1",
     })
-}
-
-async fn check(server: &Server, body: &Value) -> Value {
-    let (status, out) = post_json(server, "/v1/tool-calls", body).await;
-    assert_eq!(status, 200, "{out:#}");
-    out
 }
 
 async fn introspect(server: &Server, token: &str) -> Value {
@@ -63,10 +53,10 @@ async fn tool_calls_follow_the_grant_and_introspection_agrees() {
     );
     let key = TestKey::generate("k1");
     let decision = connect(&server, &key, "sess-a", &["files:read"]).await;
-    let grant = token(&decision);
+    let grant = grant_token(&decision);
 
     // Within the grant: allowed, linked to the session and the decision.
-    let out = check(&server, &call(&grant, "read_file", json!({"path": "/a"}))).await;
+    let out = tool_call(&server, &call(&grant, "read_file", json!({"path": "/a"}))).await;
     assert_eq!(out["allow"], true, "{out:#}");
     assert_eq!(out["grant_status"], "active");
     assert_eq!(out["session_id"], "sess-a");
@@ -85,7 +75,7 @@ async fn tool_calls_follow_the_grant_and_introspection_agrees() {
 
     // Outside the grant: denied with the scope to step up to. The grant is
     // still active, and introspection says what it covers, which is not this.
-    let out = check(
+    let out = tool_call(
         &server,
         &call(&grant, "write_file", json!({"path": "/a", "content": "x"})),
     )
@@ -103,10 +93,10 @@ async fn tool_calls_follow_the_grant_and_introspection_agrees() {
 
     // The deny list wins over the grant.
     let admin = connect(&server, &key, "sess-admin", &["repo:admin"]).await;
-    let out = check(
+    let out = tool_call(
         &server,
         &call(
-            &token(&admin),
+            &grant_token(&admin),
             "delete_repository",
             json!({"repository": "r"}),
         ),
@@ -139,7 +129,7 @@ async fn tool_calls_follow_the_grant_and_introspection_agrees() {
         parts[2]
     );
     for bad in [forged.as_str(), edited.as_str(), "not-a-jwt"] {
-        let out = check(&server, &call(bad, "read_file", json!({"path": "/a"}))).await;
+        let out = tool_call(&server, &call(bad, "read_file", json!({"path": "/a"}))).await;
         assert_eq!(out["allow"], false, "{bad}");
         assert_eq!(out["grant_status"], "invalid");
         assert!(out["session_id"].is_null());
@@ -173,7 +163,7 @@ async fn tool_calls_follow_the_grant_and_introspection_agrees() {
     assert_eq!(revocation["reason"], "laptop lost");
     assert_eq!(revocation["session_id"], "sess-a");
     assert_eq!(revocation["decision_id"], decision["decision_id"]);
-    let out = check(&server, &call(&grant, "read_file", json!({"path": "/a"}))).await;
+    let out = tool_call(&server, &call(&grant, "read_file", json!({"path": "/a"}))).await;
     assert_eq!(out["allow"], false);
     assert_eq!(out["grant_status"], "revoked");
     assert_eq!(out["session_id"], "sess-a");
@@ -256,11 +246,11 @@ async fn expired_grant_is_denied_and_inactive() {
     let server = Server::start(&dir.path().join("data"), &repo_policies(), Some(&config));
     let key = TestKey::generate("k1");
     let decision = connect(&server, &key, "sess-short", &["files:read"]).await;
-    let grant = token(&decision);
+    let grant = grant_token(&decision);
     assert_eq!(introspect(&server, &grant).await["active"], true);
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
 
-    let out = check(&server, &call(&grant, "read_file", json!({"path": "/a"}))).await;
+    let out = tool_call(&server, &call(&grant, "read_file", json!({"path": "/a"}))).await;
     assert_eq!(out["allow"], false);
     assert_eq!(out["grant_status"], "expired");
     assert!(out["reasons"][0].as_str().unwrap().contains("expired"));
@@ -305,14 +295,14 @@ async fn revocation_survives_a_restart() {
 
     let server = Server::start(&data, &repo_policies(), None);
     for decision in [&one, &two, &three] {
-        let grant = token(decision);
-        let out = check(&server, &call(&grant, "read_file", json!({"path": "/a"}))).await;
+        let grant = grant_token(decision);
+        let out = tool_call(&server, &call(&grant, "read_file", json!({"path": "/a"}))).await;
         assert_eq!(out["allow"], false, "{out:#}");
         assert_eq!(out["grant_status"], "revoked");
         assert_eq!(introspect(&server, &grant).await["active"], false);
     }
     // Checking by session finds the session's grant, revoked too.
-    let out = check(
+    let out = tool_call(
         &server,
         &json!({"session_id": "sess-2", "tool": "read_file", "method": "tools/call",
                 "arguments": {"path": "/a"}}),
@@ -320,7 +310,7 @@ async fn revocation_survives_a_restart() {
     .await;
     assert_eq!(out["grant_status"], "revoked");
     assert_eq!(out["grant_jti"], three["grant"]["jti"]);
-    let out = check(
+    let out = tool_call(
         &server,
         &json!({"grant_id": one["grant"]["jti"], "tool": "read_file", "method": "tools/call"}),
     )
@@ -338,9 +328,9 @@ async fn revocation_survives_a_restart() {
     assert!(again["grant"].is_null());
     // Other sessions are untouched.
     let fresh = connect(&server, &key, "sess-3", &["files:read"]).await;
-    let out = check(
+    let out = tool_call(
         &server,
-        &call(&token(&fresh), "read_file", json!({"path": "/a"})),
+        &call(&grant_token(&fresh), "read_file", json!({"path": "/a"})),
     )
     .await;
     assert_eq!(out["allow"], true, "{out:#}");
@@ -358,20 +348,20 @@ async fn a_grant_can_be_named_by_its_id() {
     // the same grant, and its session must match when one is named.
     let by_id = json!({"grant_id": jti, "tool": "read_file", "method": "tools/call",
                        "arguments": {"path": "/a"}, "actor": "agent-1"});
-    let out = check(&server, &by_id).await;
+    let out = tool_call(&server, &by_id).await;
     assert_eq!(out["allow"], true, "{out:#}");
     assert_eq!(out["grant_jti"], jti);
     assert_eq!(out["session_id"], "sess-a");
     let mut elsewhere = by_id.clone();
     elsewhere["session_id"] = json!("sess-other");
-    let out = check(&server, &elsewhere).await;
+    let out = tool_call(&server, &elsewhere).await;
     assert_eq!(out["allow"], false);
     assert!(out["reasons"]
         .to_string()
         .contains("belongs to session sess-a"));
     let mut unknown = by_id.clone();
     unknown["grant_id"] = json!("no-such-grant");
-    let out = check(&server, &unknown).await;
+    let out = tool_call(&server, &unknown).await;
     assert_eq!(out["allow"], false);
     assert_eq!(out["grant_status"], "missing");
 
@@ -383,7 +373,7 @@ async fn a_grant_can_be_named_by_its_id() {
     )
     .await;
     assert_eq!(status, 200);
-    let out = check(&server, &by_id).await;
+    let out = tool_call(&server, &by_id).await;
     assert_eq!(out["grant_status"], "revoked");
     assert_eq!(out["allow"], false);
 }
@@ -400,9 +390,9 @@ async fn argument_values_stay_out_of_the_log_unless_allow_listed() {
     let decision = connect(&server, &key, "sess-w", &["files:read", "files:write"]).await;
     let secret = "sk_live_51HxQ2eZvKYlo2CSECRETVALUE";
     let arguments = json!({"path": "/notes/keys.txt", "content": format!("stripe={secret}")});
-    let out = check(
+    let out = tool_call(
         &server,
-        &call(&token(&decision), "write_file", arguments.clone()),
+        &call(&grant_token(&decision), "write_file", arguments.clone()),
     )
     .await;
     assert_eq!(out["allow"], true, "{out:#}");
@@ -463,7 +453,7 @@ async fn delegated_session_shows_the_approval_once_and_every_agent_action() {
             out["decision"]["denied_scopes"].as_array().unwrap().len(),
             scopes.len() - 1
         );
-        let grant = token(&out);
+        let grant = grant_token(&out);
         let claims = introspect(&server, &grant).await;
         assert_eq!(claims["act"], actor, "the grant carries the actor chain");
         assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 120);
@@ -472,9 +462,9 @@ async fn delegated_session_shows_the_approval_once_and_every_agent_action() {
 
     let mut body = call(&grants[0], "read_file", json!({"path": "/a"}));
     body["actor"] = json!("agent-7");
-    assert_eq!(check(&server, &body).await["allow"], true);
+    assert_eq!(tool_call(&server, &body).await["allow"], true);
     body["actor"] = json!("agent-9");
-    let out = check(&server, &body).await;
+    let out = tool_call(&server, &body).await;
     assert_eq!(out["allow"], false);
     assert!(out["reasons"].to_string().contains("not the grant's actor"));
 
@@ -533,7 +523,7 @@ async fn enforcement_api_checks_roles_and_input() {
     .json()
     .await
     .unwrap();
-    let grant = token(&decision);
+    let grant = grant_token(&decision);
     let jti = decision["grant"]["jti"].as_str().unwrap();
     let body = call(&grant, "read_file", json!({"path": "/a"}));
 
@@ -627,9 +617,9 @@ async fn a_policy_set_without_tool_call_rules_denies_every_tool_call() {
     let server = Server::start(&dir.path().join("data"), &policies, None);
     let key = TestKey::generate("k1");
     let decision = connect(&server, &key, "sess-u", &["files:read"]).await;
-    let out = check(
+    let out = tool_call(
         &server,
-        &call(&token(&decision), "read_file", json!({"path": "/a"})),
+        &call(&grant_token(&decision), "read_file", json!({"path": "/a"})),
     )
     .await;
     assert_eq!(out["allow"], false);

@@ -202,6 +202,18 @@ pub async fn connect(server: &Server, key: &TestKey, session: &str, scopes: &[&s
     out
 }
 
+/// The grant token of a decision that has one.
+pub fn grant_token(decision: &Value) -> String {
+    decision["grant"]["token"].as_str().unwrap().to_string()
+}
+
+/// `POST /v1/tool-calls`, which must answer 200; returns the answer.
+pub async fn tool_call(server: &Server, body: &Value) -> Value {
+    let (status, out) = post_json(server, "/v1/tool-calls", body).await;
+    assert_eq!(status, 200, "{out:#}");
+    out
+}
+
 pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
