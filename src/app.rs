@@ -257,6 +257,7 @@ pub async fn serve(
         store: opened.store,
         log_verifier: opened.log_verifier,
         callers: Callers::from_config(&config.callers),
+        in_flight: tokio::sync::Semaphore::new(config.limits.max_in_flight_decisions),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -269,13 +270,13 @@ pub async fn serve(
     on_listening(addr);
 
     let maintenance = tokio::spawn(maintain(state.clone()));
-    axum::serve(
+    crate::server::connections::serve(
         listener,
         router(state.clone(), config.limits.max_body_bytes),
+        &config.limits,
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(AppError::Serve)?;
+    .await;
     maintenance.abort();
     let _ = maintenance.await;
     ticker.abort();

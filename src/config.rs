@@ -142,12 +142,33 @@ impl Default for LogConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     pub max_body_bytes: usize,
+    /// Open connections at once; beyond it new ones wait in the kernel's
+    /// accept queue until one closes.
+    pub max_connections: usize,
+    /// Open connections from one peer address at once; beyond it the
+    /// peer's new connections are closed at once, so one client cannot
+    /// take every connection.
+    pub max_connections_per_peer: usize,
+    /// A request's headers must arrive within this many milliseconds of
+    /// the connection opening or of the previous response; so an idle
+    /// keep-alive connection is closed after it too (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this many milliseconds.
+    pub body_read_timeout_ms: u64,
+    /// Decisions and tool-call checks in progress at once; beyond it the
+    /// answer is a fast 503, never an unbounded queue.
+    pub max_in_flight_decisions: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 64 * 1024,
+            max_connections: 1024,
+            max_connections_per_peer: 256,
+            header_read_timeout_ms: 5_000,
+            body_read_timeout_ms: 10_000,
+            max_in_flight_decisions: 512,
         }
     }
 }
@@ -189,6 +210,15 @@ pub enum Role {
 impl Role {
     pub fn permits(self, needed: Role) -> bool {
         self == Role::Admin || self == needed
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Decide => "decide",
+            Role::Audit => "audit",
+            Role::Enforce => "enforce",
+            Role::Admin => "admin",
+        }
     }
 }
 

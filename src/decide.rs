@@ -210,6 +210,7 @@ impl Decider {
                 authentication: client.authentication.clone(),
                 decision: decision.clone(),
                 grant_jti: issued.as_ref().map(|c| c.jti.clone()),
+                overruled: None,
             },
         ))];
         if let (Some(claims), Some(grant)) = (issued, &grant) {
@@ -222,10 +223,16 @@ impl Decider {
             }));
         }
         let policy_revision = bundle.revision().as_str().to_string();
-        let receipts = recording
+        let appended = recording
             .log
             .append_all(rfc3339(now), policy_revision.clone(), records)
             .await?;
+        // A revocation logged while this decision was made wins: the log
+        // holds a denial, so that is the answer, and the grant is withheld.
+        if let Some(reason) = &appended.overruled {
+            decision = decision.overruled(reason);
+            grant = None;
+        }
 
         Ok(DecisionOutcome {
             decision_id,
@@ -233,7 +240,7 @@ impl Decider {
             authentication: client.authentication,
             decision,
             grant,
-            log_entry: receipts.into_iter().next(),
+            log_entry: appended.receipts.into_iter().next(),
             policy_revision,
         })
     }

@@ -20,4 +20,5 @@ pub mod replay;
 pub mod revocation;
 pub mod secret_file;
 pub mod server;
+pub mod text;
 pub mod tool_call;

@@ -95,6 +95,11 @@ enum Command {
         /// Evaluator threads (default: one per core).
         #[arg(long)]
         workers: Option<usize>,
+        /// Exit 0 even when no decision or tool call was re-evaluated
+        /// (otherwise that is an error: the wrong file, or a filter that
+        /// matches nothing).
+        #[arg(long)]
+        allow_empty: bool,
     },
 }
 
@@ -110,6 +115,11 @@ enum LogCommand {
         /// The log's verifier key (signed-note vkey), as text or a file path.
         #[arg(long)]
         public_key: Option<String>,
+        /// Accept an export that is a selection (filtered): each entry is
+        /// proven included, but a selection cannot show that none was left
+        /// out, so without this flag it fails.
+        #[arg(long, requires = "export")]
+        selection: bool,
         #[command(flatten)]
         settings: Settings,
     },
@@ -278,12 +288,22 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<std::process::ExitCode> {
+    // Whatever trustpath writes (the data directory's log, keys and replay
+    // state) is for its own user only.
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TRUSTPATH_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        // Request-controlled text reaches log fields: each line is escaped
+        // whole, so no field can forge a line or drive the terminal.
+        .with_ansi(false)
+        .with_writer(|| trustpath::text::LineEscaping(std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -312,6 +332,7 @@ fn run() -> Result<std::process::ExitCode> {
             fail_on_change,
             fail_on,
             workers,
+            allow_empty,
         } => {
             let fail_on = match (fail_on_change, fail_on) {
                 (true, _) => trustpath::replay::ChangeKind::ALL.to_vec(),
@@ -326,6 +347,7 @@ fn run() -> Result<std::process::ExitCode> {
                 json: format == "json",
                 fail_on,
                 workers,
+                allow_empty,
             })
         }
     }
@@ -337,6 +359,7 @@ fn log_command(command: LogCommand) -> Result<()> {
         LogCommand::Verify {
             export: Some(file),
             public_key,
+            selection,
             ..
         } => {
             let vkey = public_key.expect("clap requires --public-key with --export");
@@ -350,12 +373,13 @@ fn log_command(command: LogCommand) -> Result<()> {
                 std::fs::File::open(&file)
                     .with_context(|| format!("opening {}", file.display()))?,
             );
-            report_verify(verify::verify_export(reader, &verifier))
+            report_verify(verify::verify_export(reader, &verifier), selection)
         }
         LogCommand::Verify {
             export: None,
             public_key,
             settings,
+            ..
         } => {
             let config = settings.resolve()?;
             let store = trustpath::log::LogStore::open_for_scan(&config.data_dir)?;
@@ -367,7 +391,7 @@ fn log_command(command: LogCommand) -> Result<()> {
                 }
                 None => trustpath::app::log_verifier(&config)?,
             };
-            report_verify(verify::verify_store(&store, &verifier))
+            report_verify(verify::verify_store(&store, &verifier), false)
         }
         LogCommand::Export {
             filter,
@@ -421,7 +445,10 @@ fn log_command(command: LogCommand) -> Result<()> {
             };
             let mut page = trustpath::log::query::query(&store, &filter, usize::MAX, None)?;
             if page.seqs.is_empty() {
-                anyhow::bail!("no entries for session {session_id}");
+                anyhow::bail!(
+                    "no entries for session {}",
+                    trustpath::text::escape(&session_id)
+                );
             }
             page.seqs.reverse();
             print_entries(&store, &page.seqs, json)
@@ -458,8 +485,7 @@ fn print_entries(store: &trustpath::log::LogStore, seqs: &[u64], json: bool) -> 
         }
         let e: serde_json::Value = serde_json::from_slice(&bytes)?;
         let (outcome, detail) = entry_summary(&e);
-        writeln!(
-            out,
+        let row = format!(
             "{:>8}  {:<27}  {:<19}  {:<36}  {:<8}  {:<40}  {}",
             seq,
             text(&e["time"]),
@@ -468,7 +494,10 @@ fn print_entries(store: &trustpath::log::LogStore, seqs: &[u64], json: bool) -> 
             outcome,
             text(&e["client_id"]),
             detail,
-        )?;
+        );
+        // Stored strings came from requests: escaped so that none can
+        // start a row of its own or drive the operator's terminal.
+        writeln!(out, "{}", trustpath::text::escape(&row))?;
     }
     out.flush()?;
     Ok(())
@@ -561,22 +590,45 @@ fn entry_summary(e: &serde_json::Value) -> (String, String) {
     }
 }
 
+/// Prints what was verified, saying plainly when it was a selection.
 fn report_verify(
     result: Result<trustpath::log::verify::Verified, trustpath::log::verify::Tampering>,
+    accept_selection: bool,
 ) -> Result<()> {
-    match result {
-        Ok(v) => {
-            println!(
-                "OK: tree size {}, root {}, {} checkpoint(s) verified",
-                v.tree_size, v.root_hash, v.checkpoints
-            );
-            Ok(())
-        }
+    use trustpath::log::verify::Coverage;
+    let v = match result {
+        Ok(v) => v,
         Err(e) => {
             println!("FAILED: {e}");
             std::process::exit(1);
         }
+    };
+    match v.coverage {
+        Coverage::Complete { from, to } => {
+            let range = if from == 0 && to == v.tree_size {
+                format!("all {to} entries")
+            } else {
+                format!("entries {from}..{to} (a complete range)")
+            };
+            println!(
+                "OK: {range} of tree size {}, root {}, {} checkpoint(s) verified",
+                v.tree_size, v.root_hash, v.checkpoints
+            );
+        }
+        Coverage::Selection => {
+            let summary = format!(
+                "{} of the tree's {} entries checked (a selection), root {}; \
+                 completeness is not shown: entries may have been left out",
+                v.entries_checked, v.tree_size, v.root_hash
+            );
+            if !accept_selection {
+                println!("FAILED: {summary}; pass --selection to accept a selection");
+                std::process::exit(1);
+            }
+            println!("OK (selection): {summary}");
+        }
     }
+    Ok(())
 }
 
 async fn serve(config: Config) -> Result<()> {

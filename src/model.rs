@@ -106,6 +106,7 @@ pub struct MetadataSource {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientRequest {
+    #[serde(deserialize_with = "crate::text::identifier")]
     pub client_id: String,
     #[serde(default)]
     pub document: Option<Value>,
@@ -119,8 +120,13 @@ pub struct ClientRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Subject {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::text::optional_identifier"
+    )]
     pub iss: Option<String>,
+    #[serde(deserialize_with = "crate::text::identifier")]
     pub sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claims: Option<Value>,
@@ -132,7 +138,7 @@ pub struct Subject {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Actor {
-    #[serde(deserialize_with = "non_empty")]
+    #[serde(deserialize_with = "crate::text::identifier")]
     pub sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
@@ -140,15 +146,6 @@ pub struct Actor {
     pub client_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Box<Actor>>,
-}
-
-/// A string that names someone: refused when empty.
-fn non_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    if text.is_empty() {
-        return Err(serde::de::Error::custom("must not be empty"));
-    }
-    Ok(text)
 }
 
 /// An RFC 3339 time as sent; refused unless it parses (chrono keeps it in
@@ -163,7 +160,9 @@ fn rfc3339_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D:
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Delegation {
+    #[serde(deserialize_with = "crate::text::identifier")]
     pub approval_id: String,
+    #[serde(deserialize_with = "crate::text::identifier")]
     pub approved_by: String,
     #[serde(deserialize_with = "rfc3339_time")]
     pub approved_at: String,
@@ -183,7 +182,7 @@ pub struct Delegation {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::text::optional_identifier")]
     pub session_id: Option<String>,
     #[serde(default)]
     pub resource: Option<String>,
@@ -191,7 +190,7 @@ pub struct ConnectionRequest {
     /// read back through `Decision` are not re-judged.)
     #[serde(deserialize_with = "requested_scope_tokens")]
     pub scopes: RequestedScopes,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::text::optional_identifiers")]
     pub tools: Option<Vec<String>>,
     pub metadata_source: MetadataSource,
     pub client: ClientRequest,
@@ -459,6 +458,15 @@ pub struct Decision {
 
 impl Decision {
     /// A denial of everything requested, with one reason for all of it.
+    /// This decision denied for `reason` whatever it was: a revocation
+    /// logged before it covers its session.
+    pub fn overruled(self, reason: &str) -> Self {
+        if !self.allow {
+            return self;
+        }
+        Self::deny_all(self.requested_scopes, vec![reason.to_string()])
+    }
+
     pub fn deny_all(requested: RequestedScopes, reasons: Vec<String>) -> Self {
         let scope_reason = reasons.first().cloned().unwrap_or_default();
         Self {
@@ -524,21 +532,23 @@ pub struct ToolCallRequest {
     pub grant: Option<String>,
     /// Instead of a token: the grant's id (`jti`), as an AS carries it in
     /// its own access token.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::text::optional_identifier")]
     pub grant_id: Option<String>,
     /// Instead of a token: the session, whose newest grant is checked.
     /// With a token or grant id, it must be that grant's session.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::text::optional_identifier")]
     pub session_id: Option<String>,
+    #[serde(deserialize_with = "crate::text::identifier")]
     pub tool: String,
     /// The MCP method: `tools/call`, `resources/read`, `prompts/get`, ...
+    #[serde(deserialize_with = "crate::text::identifier")]
     pub method: String,
     /// The call's arguments. Logged as names and a SHA-256, values only
     /// where the configuration allows.
     #[serde(default)]
     pub arguments: Option<Map<String, Value>>,
     /// The acting agent (the `sub` of the current actor).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::text::optional_identifier")]
     pub actor: Option<String>,
 }
 
@@ -623,4 +633,16 @@ pub struct ToolCallDecision {
     pub reasons: Vec<String>,
     /// Scopes the call would need and the grant lacks (for step-up).
     pub required_scopes: Vec<String>,
+}
+
+impl ToolCallDecision {
+    /// This answer denied for `reason`: a revocation logged before it covers
+    /// its grant or session.
+    pub fn overruled(mut self, reason: &str) -> Self {
+        if self.allow {
+            self.allow = false;
+            self.reasons.insert(0, reason.to_string());
+        }
+        self
+    }
 }

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::decide::{trim, GrantLimits};
 use crate::log::entry::{ConnectionDecisionRecord, ToolCallRecord};
 use crate::log::query::Filter;
+use crate::log::verify::{ExportHeader, ExportTrailer, FilteredTrailer};
 use crate::log::{LogEntry, LogError, LogStore, Record};
 use crate::model::{Decision, GrantCheck, ToolCallDecision};
 use crate::policy::verdict::{ConnectionVerdict, ToolCallVerdict};
@@ -273,26 +274,80 @@ fn read_chunks(source: ReplaySource, tx: SyncSender<Chunk>) -> Result<(), Replay
                 path: path.clone(),
                 source,
             };
+            let export_err = |line: usize, message: String| ReplayError::Export {
+                path: path.clone(),
+                line,
+                message,
+            };
             let file = std::fs::File::open(&path).map_err(read_err)?;
-            // Line 1 is the header and the last line the trailer: hold one
-            // line back so the trailer is never taken for an entry.
+            let mut lines = std::io::BufReader::new(file).lines();
+            // Line 1 must be an export header: anything else (a query's
+            // NDJSON, an empty file) is the wrong input, not zero entries.
+            let header = match lines.next() {
+                Some(line) => line.map_err(read_err)?,
+                None => return Err(export_err(1, "the file is empty: not an export".into())),
+            };
+            let header: ExportHeader = serde_json::from_str(&header).map_err(|e| {
+                export_err(1, format!("not a trustpath export header: {e}"))
+            })?;
+            // The last line is the trailer: hold one line back so that it is
+            // never taken for an entry, and check it once the file ends.
             let mut held: Option<(usize, String)> = None;
-            for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let mut entries = 0u64;
+            for (i, line) in lines.enumerate() {
                 let line = line.map_err(read_err)?;
-                if i == 0 {
-                    continue;
-                }
-                if let Some((number, text)) = held.replace((i + 1, line)) {
+                let number = i.saturating_add(2);
+                if let Some((number, text)) = held.replace((number, line)) {
                     let seq = seq_of_line(&path, number, &text)?;
+                    let expected = header.from.checked_add(entries);
+                    if !header.filtered && Some(seq) != expected {
+                        return Err(export_err(
+                            number,
+                            format!("entry {seq} out of place: a full export holds consecutive seqs from {}", header.from),
+                        ));
+                    }
+                    entries = entries.saturating_add(1);
                     if !push((seq, text.into_bytes())) {
                         return Ok(());
                     }
                 }
             }
+            let Some((number, trailer)) = held else {
+                return Err(export_err(2, "no trailer: the export is truncated".into()));
+            };
+            check_trailer(&header, entries, &trailer)
+                .map_err(|message| export_err(number, message))?;
         }
     }
     if !chunk.is_empty() {
         let _ = tx.send((index, chunk));
+    }
+    Ok(())
+}
+
+/// The export's last line must be its trailer, and account for exactly
+/// the entries read: a truncated export has lost its trailer (or entries).
+fn check_trailer(header: &ExportHeader, entries: u64, trailer: &str) -> Result<(), String> {
+    let counted = if header.filtered {
+        let trailer: FilteredTrailer = serde_json::from_str(trailer)
+            .map_err(|e| format!("not the export's trailer (is the file truncated?): {e}"))?;
+        trailer.inclusion.len()
+    } else {
+        let trailer: ExportTrailer = serde_json::from_str(trailer)
+            .map_err(|e| format!("not the export's trailer (is the file truncated?): {e}"))?;
+        let span = header.to.checked_sub(header.from);
+        if span != Some(entries) {
+            return Err(format!(
+                "the header promises entries {}..{} but {entries} were read",
+                header.from, header.to
+            ));
+        }
+        trailer.leaf_hashes.len()
+    };
+    if u64::try_from(counted).ok() != Some(entries) {
+        return Err(format!(
+            "the trailer accounts for {counted} entries but {entries} were read"
+        ));
     }
     Ok(())
 }
@@ -404,6 +459,11 @@ fn replay_connection(
             vec![format!("logged input has no usable limits: {e}")],
         ),
     };
+    // A revocation logged before the decision still covers it.
+    let after = match &logged.overruled {
+        Some(reason) => after.overruled(reason),
+        None => after,
+    };
     let before = Comparable::of_decision(&logged.decision);
     let after = Comparable::of_decision(&after);
     let mut changes = compare(&before, &after);
@@ -435,6 +495,10 @@ fn replay_tool_call(seq: u64, logged: &ToolCallRecord, candidate: &PolicyBundle)
             reasons: vec![format!("logged input has no usable grant check: {e}")],
             required_scopes: Vec::new(),
         },
+    };
+    let after = match &logged.overruled {
+        Some(reason) => after.overruled(reason),
+        None => after,
     };
     let before = Comparable::of_tool_call(&logged.decision);
     let after = Comparable::of_tool_call(&after);

@@ -102,7 +102,7 @@ impl ToolCallChecker {
         let verdict = ToolCallVerdict::evaluate(&bundle, &input);
 
         // 4. Enforce what holds whatever the policy says.
-        let decision = enforce(&input, &grant, verdict);
+        let mut decision = enforce(&input, &grant, verdict);
 
         // 5. Log it; answer only once the entry is durable.
         let claims = grant.claims.as_ref();
@@ -119,12 +119,22 @@ impl ToolCallChecker {
             method: request.method,
             input,
             decision: decision.clone(),
+            overruled: None,
         });
         let policy_revision = bundle.revision().as_str().to_string();
-        let log_entry = self
+        let appended = self
             .log
-            .append(rfc3339(now), policy_revision.clone(), record)
+            .append_all(rfc3339(now), policy_revision.clone(), vec![record])
             .await?;
+        // A revocation logged while this call was checked wins.
+        if let Some(reason) = &appended.overruled {
+            decision = decision.overruled(reason);
+        }
+        let log_entry = appended
+            .receipts
+            .into_iter()
+            .next()
+            .ok_or(LogError::Corrupt)?;
 
         Ok(ToolCallOutcome {
             tool_call_id,

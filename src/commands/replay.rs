@@ -9,6 +9,7 @@ use trustpath::log::query::Filter;
 use trustpath::log::LogStore;
 use trustpath::policy::PolicyBundle;
 use trustpath::replay::{self, Change, ChangeKind, Comparable, ReplaySource, Summary};
+use trustpath::text::escape;
 
 /// Exit code when `--fail-on-change` / `--fail-on` is tripped.
 const GATE_FAILED: u8 = 2;
@@ -22,6 +23,8 @@ pub struct ReplayArgs<'a> {
     /// Change kinds that make the command fail; empty: never fail on changes.
     pub fail_on: Vec<ChangeKind>,
     pub workers: Option<usize>,
+    /// Succeed even when nothing was re-evaluated.
+    pub allow_empty: bool,
 }
 
 /// Parses `--fail-on newly-allowed,widened`.
@@ -92,6 +95,16 @@ pub fn run(args: ReplayArgs<'_>) -> Result<ExitCode> {
     }
     out.flush()?;
 
+    // A gate that evaluated nothing proves nothing: the wrong file, a
+    // filter that matches nothing, an empty log.
+    if summary.replayed == 0 && !args.allow_empty {
+        bail!(
+            "replay evaluated no decisions or tool calls ({} entries read); \
+             pass --allow-empty if that is expected",
+            summary.entries_read
+        );
+    }
+
     let tripped: Vec<&str> = args
         .fail_on
         .iter()
@@ -113,17 +126,18 @@ fn print_change(out: &mut impl Write, c: &Change) -> std::io::Result<()> {
         (None, Some(d)) => format!("decision {d}"),
         (None, None) => "-".to_string(),
     };
-    writeln!(
-        out,
+    // Ids and reasons came from requests: escaped for the terminal.
+    let head = format!(
         "seq {} {} {id} session {} client {}: {}",
         c.seq,
         c.kind,
         c.session_id.as_deref().unwrap_or("-"),
         c.client_id.as_deref().unwrap_or("-"),
         kinds.join(", ")
-    )?;
-    writeln!(out, "  before: {}", describe(&c.before))?;
-    writeln!(out, "  after:  {}", describe(&c.after))
+    );
+    writeln!(out, "{}", escape(&head))?;
+    writeln!(out, "  before: {}", escape(&describe(&c.before)))?;
+    writeln!(out, "  after:  {}", escape(&describe(&c.after)))
 }
 
 fn describe(d: &Comparable) -> String {

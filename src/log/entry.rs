@@ -62,6 +62,44 @@ impl Record {
         }
     }
 
+    /// What this record revokes, if it is a revocation.
+    pub fn revokes(&self) -> Option<Revokes<'_>> {
+        match self {
+            Record::SessionRevoked(r) => Some(Revokes::Session(&r.session_id)),
+            Record::GrantRevoked(r) => Some(Revokes::Grant(&r.grant_jti)),
+            _ => None,
+        }
+    }
+
+    /// The session and grant an allow in this record stands on; `None` for
+    /// denials and records that allow nothing. A revocation of either,
+    /// logged before this record, overrules the allow.
+    pub fn allow_rests_on(&self) -> Option<(&str, Option<&str>)> {
+        match self {
+            Record::ConnectionDecision(r) if r.decision.allow => Some((&r.session_id, None)),
+            Record::ToolCall(r) if r.decision.allow => {
+                Some((r.session_id.as_deref()?, r.grant_jti.as_deref()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Turns the allow in this record into a denial for `reason`.
+    pub fn overrule(&mut self, reason: &str) {
+        match self {
+            Record::ConnectionDecision(r) => {
+                r.decision = r.decision.clone().overruled(reason);
+                r.grant_jti = None;
+                r.overruled = Some(reason.to_string());
+            }
+            Record::ToolCall(r) => {
+                r.decision = r.decision.clone().overruled(reason);
+                r.overruled = Some(reason.to_string());
+            }
+            _ => {}
+        }
+    }
+
     /// The `kind` field of the stored entry.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -74,6 +112,13 @@ impl Record {
             Record::SigningKey(_) => "signing_key",
         }
     }
+}
+
+/// What a revocation entry covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revokes<'a> {
+    Session(&'a str),
+    Grant(&'a str),
 }
 
 /// A connection decision: the request as the policy saw it, the
@@ -89,6 +134,10 @@ pub struct ConnectionDecisionRecord {
     pub authentication: Authentication,
     pub decision: Decision,
     pub grant_jti: Option<String>,
+    /// Set when the policy allowed but a revocation covering the session
+    /// was logged first: the log writer turned the allow into this denial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overruled: Option<String>,
 }
 
 /// A grant was signed. The token itself is never stored, only its claims
@@ -118,6 +167,10 @@ pub struct ToolCallRecord {
     /// (names and SHA-256; values only where allow-listed).
     pub input: Value,
     pub decision: ToolCallDecision,
+    /// Set when the call was allowed but a revocation covering its grant or
+    /// session was logged first: the log writer turned it into this denial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overruled: Option<String>,
 }
 
 /// One grant revoked by an administrator.

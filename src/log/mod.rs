@@ -15,7 +15,7 @@ use std::path::PathBuf;
 pub use entry::{ConnectionDecisionRecord, EntryReceipt, LogEntry, Record};
 pub use merkle::leaf_hash;
 pub use store::LogStore;
-pub use writer::{CheckpointPolicy, LogWriter, WriterThread};
+pub use writer::{Appended, CheckpointPolicy, LogWriter, WriterThread};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {

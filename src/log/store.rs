@@ -70,14 +70,26 @@ impl LogStore {
     /// Opens (or creates) the data directory. sled allows one process per
     /// directory; a second one gets a clear error.
     pub fn open(data_dir: &Path) -> Result<Self, LogError> {
+        create_private_dir(data_dir).map_err(|e| LogError::Open {
+            path: data_dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
         Self::open_with(data_dir, sled::Config::new())
     }
 
     /// Opens the data directory for a tool that reads through the whole log
     /// once (verify, export, replay): a small page cache keeps its memory
     /// flat however long the log, where the server's default cache would
-    /// grow with every page read.
+    /// grow with every page read. A reading tool creates nothing: a data
+    /// directory without a log is an error, not a new empty log.
     pub fn open_for_scan(data_dir: &Path) -> Result<Self, LogError> {
+        if !data_dir.join("log.sled").is_dir() {
+            return Err(LogError::Open {
+                path: data_dir.to_path_buf(),
+                message: "no decision log here (give the data directory of a server that has run)"
+                    .into(),
+            });
+        }
         Self::open_with(
             data_dir,
             sled::Config::new().cache_capacity(SCAN_CACHE_BYTES),
@@ -89,7 +101,6 @@ impl LogStore {
             path: data_dir.to_path_buf(),
             message,
         };
-        std::fs::create_dir_all(data_dir).map_err(|e| open_err(e.to_string()))?;
         let db = config
             .path(data_dir.join("log.sled"))
             .open()
@@ -278,4 +289,20 @@ pub fn raw_entry_key(seq: u64) -> Vec<u8> {
 /// Key of the checkpoint for `size`, for tools that edit a stopped data directory.
 pub fn raw_checkpoint_key(size: u64) -> Vec<u8> {
     checkpoint_key(size).to_vec()
+}
+
+/// Creates the data directory readable by its owner only, and narrows an
+/// existing one to that: it holds the log, keys and replay state.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
 }

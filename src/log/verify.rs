@@ -41,6 +41,23 @@ pub struct Verified {
     pub tree_size: u64,
     pub root_hash: String,
     pub checkpoints: usize,
+    /// Entries whose bytes were checked.
+    pub entries_checked: u64,
+    /// What the check shows about the entries left out.
+    pub coverage: Coverage,
+}
+
+/// Whether a verification shows that nothing was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Coverage {
+    /// Every entry of the tree (or of a contiguous range `from..to` of it,
+    /// tied to the tree by its prefix and a consistency proof): none can
+    /// have been dropped.
+    Complete { from: u64, to: u64 },
+    /// Chosen entries, each proven included: it cannot show that an entry
+    /// was left out.
+    Selection,
 }
 
 /// The right edge of a Merkle tree: enough to append leaves and compute the
@@ -84,18 +101,21 @@ impl CompactRange {
         self.size
     }
 
-    pub fn push(&mut self, leaf: Hash) {
+    /// Appends a leaf; `None` when the tree already has 2^64 - 1 leaves.
+    pub fn push(&mut self, leaf: Hash) -> Option<()> {
+        let size = self.size.checked_add(1)?;
         if self.frontier.is_empty() {
             self.frontier = vec![[0; 32]; 64];
         }
         let frontier = &self.frontier;
         let new = merkle::hashes_for_append::<()>(self.size, leaf, |level, _| {
-            Ok(frontier[level as usize])
+            frontier.get(usize::from(level)).copied().ok_or(())
         })
-        .expect("frontier siblings are always there");
-        let (level, _, top) = *new.last().expect("at least the leaf");
-        self.frontier[level as usize] = top;
-        self.size += 1;
+        .ok()?;
+        let (level, _, top) = *new.last()?;
+        *self.frontier.get_mut(usize::from(level))? = top;
+        self.size = size;
+        Some(())
     }
 
     pub fn root(&self) -> Hash {
@@ -149,7 +169,7 @@ pub fn verify_store(store: &LogStore, verifier: &NoteVerifier) -> Result<Verifie
         if store.stored_hash(0, seq)? != Some(leaf) {
             return Err(Tampering::Changed { seq });
         }
-        range.push(leaf);
+        range.push(leaf).ok_or(Tampering::Inserted { seq })?;
         check_due_checkpoints(&range, &mut next_checkpoint)?;
     }
     if range.size() < covered {
@@ -159,6 +179,11 @@ pub fn verify_store(store: &LogStore, verifier: &NoteVerifier) -> Result<Verifie
         tree_size: range.size(),
         root_hash: STANDARD.encode(range.root()),
         checkpoints: opened.len(),
+        entries_checked: range.size(),
+        coverage: Coverage::Complete {
+            from: 0,
+            to: range.size(),
+        },
     })
 }
 
@@ -253,7 +278,7 @@ pub fn export_selected(
     let header = ExportHeader {
         trustpath_export: 1,
         from: covered.first().copied().unwrap_or(0),
-        to: covered.last().map_or(0, |s| s + 1),
+        to: covered.last().map_or(0, |s| s.saturating_add(1)),
         prefix: Vec::new(),
         filtered: true,
     };
@@ -311,7 +336,7 @@ fn verify_selected(
             claimed_seq(line.as_bytes()).ok_or_else(|| export_err(i + 2, "not a log entry"))?;
         if last.is_some_and(|l| seq <= l) {
             return Err(Tampering::Reordered {
-                seq: last.unwrap_or(0) + 1,
+                seq: last.unwrap_or(0).saturating_add(1),
                 claims: seq,
             });
         }
@@ -328,6 +353,8 @@ fn verify_selected(
         tree_size: cp.size,
         root_hash: STANDARD.encode(cp.root),
         checkpoints: 1,
+        entries_checked: entry_lines.len() as u64,
+        coverage: Coverage::Selection,
     })
 }
 
@@ -355,7 +382,7 @@ pub fn export(
     let to = to.unwrap_or(cp.size).min(cp.size);
     let from = from.min(to);
     let io = |e: std::io::Error| Tampering::Storage(LogError::Writer(e.to_string()));
-    let mut leaf_hashes = Vec::with_capacity((to - from) as usize);
+    let mut leaf_hashes = Vec::with_capacity(usize::try_from(to.saturating_sub(from)).unwrap_or(0));
     let header = ExportHeader {
         trustpath_export: 1,
         from,
@@ -443,6 +470,16 @@ pub fn verify_export(input: impl BufRead, verifier: &NoteVerifier) -> Result<Ver
     let trailer: ExportTrailer = serde_json::from_str(&lines[trailer_line - 1])
         .map_err(|e| export_err(trailer_line, &e.to_string()))?;
     let cp = open_note(verifier, &trailer.checkpoint)?;
+    // Bounded by the signed tree before anything is sized or indexed by them.
+    if header.from > header.to || header.to > cp.size {
+        return Err(export_err(
+            1,
+            &format!(
+                "entries {}..{} are not a range of the checkpoint's tree of size {}",
+                header.from, header.to, cp.size
+            ),
+        ));
+    }
     let prefix = decode_hashes(1, &header.prefix)?;
     let mut range = CompactRange::from_prefix(header.from, &prefix)
         .ok_or_else(|| export_err(1, "prefix does not fit the starting seq"))?;
@@ -451,7 +488,9 @@ pub fn verify_export(input: impl BufRead, verifier: &NoteVerifier) -> Result<Ver
     let leaves = decode_hashes(trailer_line, &trailer.leaf_hashes)?;
     let mut claimed = range.clone();
     for leaf in &leaves {
-        claimed.push(*leaf);
+        claimed
+            .push(*leaf)
+            .ok_or_else(|| export_err(trailer_line, "more leaf hashes than a tree holds"))?;
     }
     let proof = decode_hashes(trailer_line, &trailer.consistency)?;
     let consistent = if claimed.size() == cp.size {
@@ -487,21 +526,31 @@ pub fn verify_export(input: impl BufRead, verifier: &NoteVerifier) -> Result<Ver
                 Tampering::Removed { seq: expected }
             });
         }
-        let Some(recorded) = leaves.get((expected - header.from) as usize) else {
+        let index = expected
+            .checked_sub(header.from)
+            .and_then(|i| usize::try_from(i).ok());
+        let Some(recorded) = index.and_then(|i| leaves.get(i)) else {
             return Err(Tampering::Inserted { seq: expected });
         };
         let leaf = leaf_hash(line.as_bytes());
         if leaf != *recorded {
             return Err(Tampering::Changed { seq: expected });
         }
-        range.push(leaf);
+        range
+            .push(leaf)
+            .ok_or(Tampering::Inserted { seq: expected })?;
     }
     if range.size() != header.to {
         return Err(Tampering::Removed { seq: range.size() });
     }
     Ok(Verified {
-        tree_size: range.size(),
-        root_hash: STANDARD.encode(range.root()),
+        tree_size: cp.size,
+        root_hash: STANDARD.encode(cp.root),
         checkpoints: 1,
+        entries_checked: header.to.saturating_sub(header.from),
+        coverage: Coverage::Complete {
+            from: header.from,
+            to: header.to,
+        },
     })
 }

@@ -7,16 +7,17 @@
 //! before it is durable. The same thread signs checkpoints, so a checkpoint
 //! always describes a tree that is on disk.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::LogSigner;
-use super::entry::{EntryReceipt, LogEntry, Record};
-use super::index;
+use super::entry::{EntryReceipt, LogEntry, Record, Revokes};
+use super::index::{self, Field};
 use super::merkle::{self, leaf_hash, Hash};
+use super::query;
 use super::store::{LogStore, StoredEntry};
 use super::LogError;
 
@@ -44,7 +45,21 @@ enum Message {
 struct Append {
     /// `seq` is set by the writer.
     entries: Vec<LogEntry>,
-    reply: oneshot::Sender<Result<Vec<EntryReceipt>, LogError>>,
+    /// Set by the writer when a revocation logged earlier overruled the
+    /// allow in `entries[0]`.
+    overruled: Option<String>,
+    reply: oneshot::Sender<Result<Appended, LogError>>,
+}
+
+/// What an append produced.
+#[derive(Debug)]
+pub struct Appended {
+    /// One per entry written, in order.
+    pub receipts: Vec<EntryReceipt>,
+    /// Why the allow appended was logged as a denial instead: a revocation
+    /// covering it was logged first. Entries that followed from the allow
+    /// (its grant's issuance) were not written.
+    pub overruled: Option<String>,
 }
 
 /// A cheap handle to the writer thread.
@@ -87,18 +102,23 @@ impl LogWriter {
         policy_revision: String,
         record: Record,
     ) -> Result<EntryReceipt, LogError> {
-        let mut receipts = self.append_all(time, policy_revision, vec![record]).await?;
-        receipts.pop().ok_or(LogError::Corrupt)
+        let mut appended = self.append_all(time, policy_revision, vec![record]).await?;
+        appended.receipts.pop().ok_or(LogError::Corrupt)
     }
 
     /// Appends records at consecutive seqs in one atomic write: all of them
     /// are stored, or none.
+    ///
+    /// When the first record allows something a revocation already logged
+    /// covers, the writer (which orders every entry) logs it as a denial
+    /// and drops the records that followed from the allow: no allow is
+    /// ever logged after the revocation that covers it.
     pub async fn append_all(
         &self,
         time: String,
         policy_revision: String,
         records: Vec<Record>,
-    ) -> Result<Vec<EntryReceipt>, LogError> {
+    ) -> Result<Appended, LogError> {
         let (reply, answer) = oneshot::channel();
         let entries = records
             .into_iter()
@@ -110,7 +130,11 @@ impl LogWriter {
             })
             .collect();
         self.tx
-            .send(Message::Append(Append { entries, reply }))
+            .send(Message::Append(Append {
+                entries,
+                overruled: None,
+                reply,
+            }))
             .await
             .map_err(|_| LogError::Writer("log writer has stopped".into()))?;
         answer
@@ -122,6 +146,13 @@ impl LogWriter {
     pub async fn tick(&self) {
         let _ = self.tx.send(Message::Tick).await;
     }
+}
+
+/// Revocations in the batch being written: not yet readable from the store.
+#[derive(Default)]
+struct BatchRevocations {
+    sessions: HashSet<String>,
+    grants: HashSet<String>,
 }
 
 struct WriterState {
@@ -194,6 +225,10 @@ impl WriterState {
     }
 
     fn commit(&mut self, batch: &mut Vec<Append>) {
+        let mut in_batch = BatchRevocations::default();
+        for append in batch.iter_mut() {
+            self.overrule_revoked(append, &mut in_batch);
+        }
         let fail_all = |batch: &mut Vec<Append>, why: String| {
             for append in batch.drain(..) {
                 let _ = append.reply.send(Err(LogError::Writer(why.clone())));
@@ -222,8 +257,62 @@ impl WriterState {
         let mut receipts = receipts.into_iter();
         for append in batch.drain(..) {
             let mine = receipts.by_ref().take(append.entries.len()).collect();
-            let _ = append.reply.send(Ok(mine));
+            let _ = append.reply.send(Ok(Appended {
+                receipts: mine,
+                overruled: append.overruled,
+            }));
         }
+    }
+
+    /// Turns an allow whose session or grant is revoked (in the store, or
+    /// earlier in this batch) into a denial, and drops what followed from
+    /// it. Unreadable revocation state denies too (fail closed).
+    fn overrule_revoked(&self, append: &mut Append, in_batch: &mut BatchRevocations) {
+        let Some(first) = append.entries.first_mut() else {
+            return;
+        };
+        if let Some((session, grant)) = first.record.allow_rests_on() {
+            let reason = match self.revocation_of(session, grant, in_batch) {
+                Ok(None) => None,
+                Ok(Some(reason)) => Some(reason),
+                Err(e) => Some(format!("revocation state could not be read: {e}")),
+            };
+            if let Some(reason) = reason {
+                first.record.overrule(&reason);
+                append.entries.truncate(1);
+                append.overruled = Some(reason);
+            }
+        }
+        for entry in &append.entries {
+            match entry.record.revokes() {
+                Some(Revokes::Session(id)) => in_batch.sessions.insert(id.to_string()),
+                Some(Revokes::Grant(jti)) => in_batch.grants.insert(jti.to_string()),
+                None => false,
+            };
+        }
+    }
+
+    fn revocation_of(
+        &self,
+        session: &str,
+        grant: Option<&str>,
+        in_batch: &BatchRevocations,
+    ) -> Result<Option<String>, LogError> {
+        let logged = |field, value| query::oldest_posting(&self.store, field, value);
+        if in_batch.sessions.contains(session) {
+            return Ok(Some("session was revoked before this was logged".into()));
+        }
+        if let Some(seq) = logged(Field::RevokedSession, session)? {
+            return Ok(Some(format!(
+                "session was revoked (log entry {seq}) before this was logged"
+            )));
+        }
+        let Some(jti) = grant else { return Ok(None) };
+        if in_batch.grants.contains(jti) {
+            return Ok(Some("grant was revoked before this was logged".into()));
+        }
+        Ok(logged(Field::RevokedGrant, jti)?
+            .map(|seq| format!("grant was revoked (log entry {seq}) before this was logged")))
     }
 
     fn write_batch(&self, batch: &mut [Append]) -> Result<Vec<EntryReceipt>, LogError> {

@@ -1,14 +1,19 @@
-//! Caller authentication: bearer tokens mapped to roles.
+//! Caller authentication: bearer tokens mapped to roles, and the guard of
+//! the open mode (no callers configured).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
-use axum::http::header::AUTHORIZATION;
-use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
+use axum::http::{HeaderMap, StatusCode};
 
 use super::error::ApiError;
 use crate::config::{CallerConfig, Role};
 use crate::digest::sha256;
 
+/// Who is calling, as authentication found: put in the request's
+/// extensions for the handlers' role checks.
+#[derive(Debug, Clone)]
 pub struct Caller {
     pub name: String,
     pub role: Role,
@@ -45,32 +50,108 @@ impl Callers {
         self.by_token_hash.is_empty()
     }
 
-    /// Returns the caller's name if its token carries `role`.
-    pub fn authorize(&self, headers: &HeaderMap, role: Role) -> Result<String, ApiError> {
+    /// The caller a request's bearer token names (401 without a valid one).
+    /// In the open mode every request that passes [`local_only`] is the
+    /// `local` caller, with every role.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         if self.is_open() {
-            return Ok("local".to_string());
+            local_only(headers)?;
+            return Ok(Caller {
+                name: "local".to_string(),
+                role: Role::Admin,
+            });
         }
         let token = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(ApiError::unauthorized)?;
-        let caller = self
-            .by_token_hash
+        self.by_token_hash
             .get(&sha256(token.trim().as_bytes()))
-            .ok_or_else(ApiError::unauthorized)?;
-        if !caller.role.permits(role) {
-            return Err(ApiError::forbidden(role_name(role)));
-        }
-        Ok(caller.name.clone())
+            .cloned()
+            .ok_or_else(ApiError::unauthorized)
     }
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Decide => "decide",
-        Role::Audit => "audit",
-        Role::Enforce => "enforce",
-        Role::Admin => "admin",
+/// The open mode trusts whoever can reach the loopback port, so it must
+/// not be reachable through a browser: a web page can make the browser
+/// post to 127.0.0.1 (cross-site request) or point a name of its own at
+/// it (DNS rebinding). Refused: a `Host` that is not a loopback name or
+/// address, an `Origin` other than a loopback one, and a request the
+/// browser marks as cross-site.
+pub fn local_only(headers: &HeaderMap) -> Result<(), ApiError> {
+    let refuse = |field: &str, message: &str| {
+        let mut err = ApiError::new(StatusCode::FORBIDDEN, "forbidden", message);
+        err.field = Some(field.to_string());
+        Err(err)
+    };
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    if !host.is_some_and(|h| is_loopback_authority(h)) {
+        return refuse(
+            "host",
+            "with no callers configured only a loopback Host (localhost, 127.0.0.1, [::1]) is served",
+        );
+    }
+    if let Some(origin) = headers.get(ORIGIN) {
+        let local = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")))
+            .is_some_and(is_loopback_authority);
+        if !local {
+            return refuse(
+                "origin",
+                "with no callers configured cross-site requests are refused",
+            );
+        }
+    }
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return refuse(
+            "sec-fetch-site",
+            "with no callers configured cross-site requests are refused",
+        );
+    }
+    Ok(())
+}
+
+/// `localhost`, a 127.0.0.0/8 address or `[::1]`, with an optional port.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((host, port)) if port.is_empty() || is_port(port) => host,
+            _ => return false,
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) if is_port(port) => host,
+            Some(_) => return false,
+            None => authority,
+        },
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_port(text: &str) -> bool {
+    text.strip_prefix(':')
+        .unwrap_or(text)
+        .parse::<u16>()
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_authority;
+
+    #[test]
+    fn loopback_authorities() {
+        for ok in ["localhost", "localhost:8080", "127.0.0.1:1", "127.9.9.9", "[::1]:80", "[::1]"] {
+            assert!(is_loopback_authority(ok), "{ok}");
+        }
+        for bad in ["evil.example", "evil.example:80", "localhost.evil.example", "10.0.0.1:80", "[::2]:80", "127.0.0.1:x", "localhost:99999"] {
+            assert!(!is_loopback_authority(bad), "{bad}");
+        }
     }
 }

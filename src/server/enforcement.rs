@@ -3,30 +3,27 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, FormRejection};
+use axum::extract::rejection::FormRejection;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
 
-use super::error::{parse_json, ApiError};
-use super::{body_error, AppState};
-use crate::config::Role;
+use super::error::ApiError;
+use super::extract::{Authorized, Enforce, JsonBody};
+use super::AppState;
 use crate::grant::introspection;
 use crate::model::ToolCallRequest;
+use crate::text::Printable;
 use crate::tool_call;
 
 /// `POST /v1/tool-calls`: may this call run under this grant?
 pub async fn tool_call(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    who: Authorized<Enforce>,
+    JsonBody(request): JsonBody<ToolCallRequest>,
 ) -> Result<Response, ApiError> {
-    let caller = state.callers.authorize(&headers, Role::Enforce)?;
-    let body = body.map_err(body_error)?;
-    let request: ToolCallRequest = parse_json(&body)?;
+    let _permit = state.admit()?;
     tool_call::validate(&request).map_err(|e| ApiError::bad_field(e.field, e.message))?;
     let outcome = state
         .tool_calls
@@ -35,9 +32,9 @@ pub async fn tool_call(
         // Not durable, so not answered: the caller must treat this as a deny.
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
     tracing::info!(
-        caller = %caller,
+        caller = %Printable(&who.caller),
         tool_call_id = %outcome.tool_call_id,
-        session_id = outcome.session_id.as_deref().unwrap_or("-"),
+        session_id = %Printable(outcome.session_id.as_deref().unwrap_or("-")),
         allow = outcome.allow,
         grant_status = outcome.grant_status.as_str(),
         "tool call"
@@ -57,10 +54,9 @@ pub struct IntrospectionRequest {
 /// `POST /v1/introspect` (RFC 7662).
 pub async fn introspect(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Authorized<Enforce>,
     form: Result<Form<IntrospectionRequest>, FormRejection>,
 ) -> Result<Response, ApiError> {
-    state.callers.authorize(&headers, Role::Enforce)?;
     let Form(request) = form.map_err(|e| {
         let mut err = ApiError::new(e.status(), "invalid_request", e.body_text());
         err.field = Some("token".into());

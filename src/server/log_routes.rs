@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{Query, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::ApiError;
+use super::extract::{Audit, Authorized, PathId};
 use super::AppState;
-use crate::config::Role;
 use crate::log::merkle::{self, Hash};
 use crate::log::query::{Filter, ScopeState};
 
@@ -59,9 +59,8 @@ fn proof_size(state: &AppState, field: &str, asked: Option<u64>) -> Result<u64, 
 
 pub async fn checkpoint(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Authorized<Audit>,
 ) -> Result<Response, ApiError> {
-    state.callers.authorize(&headers, Role::Audit)?;
     let note = state.store.latest_checkpoint().map_err(internal)?;
     let note = note.ok_or_else(|| ApiError::not_found("no checkpoint has been signed yet"))?;
     Ok(text(note))
@@ -69,18 +68,16 @@ pub async fn checkpoint(
 
 pub async fn public_key(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Authorized<Audit>,
 ) -> Result<Response, ApiError> {
-    state.callers.authorize(&headers, Role::Audit)?;
     Ok(text(format!("{}\n", state.log_verifier.vkey())))
 }
 
 pub async fn entry(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(seq): Path<String>,
+    _: Authorized<Audit>,
+    PathId(seq): PathId,
 ) -> Result<Response, ApiError> {
-    state.callers.authorize(&headers, Role::Audit)?;
     let seq: u64 = seq.parse().map_err(|_| {
         ApiError::bad_field(
             "seq",
@@ -101,10 +98,9 @@ pub struct InclusionQuery {
 
 pub async fn inclusion(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Authorized<Audit>,
     query: Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    state.callers.authorize(&headers, Role::Audit)?;
     let Query(q) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
     let tree_size = proof_size(&state, "tree_size", q.tree_size)?;
     if q.seq >= tree_size {
@@ -136,10 +132,9 @@ pub struct ConsistencyQuery {
 
 pub async fn consistency(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Authorized<Audit>,
     query: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    state.callers.authorize(&headers, Role::Audit)?;
     let Query(q) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
     let to = proof_size(&state, "to", q.to)?;
     if q.from == 0 || q.from > to {
@@ -281,13 +276,12 @@ fn entry_json(state: &AppState, seq: u64) -> Result<serde_json::Value, ApiError>
 
 pub async fn search(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    _: Authorized<Audit>,
     query: Result<
         Query<std::collections::HashMap<String, String>>,
         axum::extract::rejection::QueryRejection,
     >,
 ) -> Result<Response, ApiError> {
-    state.callers.authorize(&headers, Role::Audit)?;
     let Query(params) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
     let (filter, limit, cursor) = parse_search(&params)?;
     let page = crate::log::query::query(&state.store, &filter, limit, cursor).map_err(internal)?;
@@ -306,10 +300,9 @@ pub async fn search(
 /// and leaf hash so it can be proven against a checkpoint.
 pub async fn session(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(session_id): Path<String>,
+    _: Authorized<Audit>,
+    PathId(session_id): PathId,
 ) -> Result<Response, ApiError> {
-    state.callers.authorize(&headers, Role::Audit)?;
     let filter = Filter {
         session: Some(session_id.clone()),
         ..Filter::default()

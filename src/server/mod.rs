@@ -1,23 +1,24 @@
 //! HTTP API: routes, caller authentication and error mapping.
 
 pub mod callers;
+pub mod connections;
 pub mod enforcement;
 pub mod error;
+pub mod extract;
 pub mod log_routes;
 pub mod revocation_routes;
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 
-use crate::config::Role;
 use crate::decide::{DecideError, Decider};
 use crate::grant::status::GrantChecker;
 use crate::grant::GrantSigner;
@@ -26,9 +27,11 @@ use crate::log::checkpoint::NoteVerifier;
 use crate::log::LogStore;
 use crate::model::ConnectionRequest;
 use crate::revocation::Revoker;
+use crate::text::Printable;
 use crate::tool_call::ToolCallChecker;
 use callers::Callers;
-use error::{parse_json, ApiError};
+use error::ApiError;
+use extract::{Audit, Authorized, Decide, JsonBody, PathId};
 
 pub struct AppState {
     pub decider: Decider,
@@ -41,12 +44,34 @@ pub struct AppState {
     pub store: LogStore,
     pub log_verifier: NoteVerifier,
     pub callers: Callers,
+    /// Decisions and tool-call checks in progress; none waits for a permit.
+    pub in_flight: Semaphore,
 }
 
+impl AppState {
+    /// A permit for one decision or tool-call check, or a 503 at once when
+    /// `limits.max_in_flight_decisions` are in progress: an overloaded PDP
+    /// answers "not now" quickly, and the AS denies, rather than queueing
+    /// without bound.
+    pub fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        self.in_flight.try_acquire().map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many decisions in progress; retry shortly",
+            )
+        })
+    }
+}
+
+/// The API. Everything but `/health` and the grant JWKS needs an
+/// authenticated caller, checked before the route's path, query or body
+/// is looked at; unknown paths and methods get the same JSON errors.
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
-    Router::new()
+    let public = Router::new()
         .route("/health", get(health))
-        .route("/.well-known/jwks.json", get(jwks))
+        .route("/.well-known/jwks.json", get(jwks));
+    let api = Router::new()
         .route(
             "/v1/decisions",
             post(create_decision).get(log_routes::search),
@@ -68,8 +93,51 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/log/entries/{seq}", get(log_routes::entry))
         .route("/v1/log/proof/inclusion", get(log_routes::inclusion))
         .route("/v1/log/proof/consistency", get(log_routes::consistency))
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    public
+        .merge(api)
+        .layer(middleware::from_fn_with_state(state.clone(), open_mode_guard))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// Authenticates the caller (401 without a valid token) and hands it to
+/// the handlers' role checks.
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let caller = state.callers.authenticate(request.headers())?;
+    request.extensions_mut().insert(caller);
+    Ok(next.run(request).await)
+}
+
+/// In the open mode, even `/health` and the JWKS are served only to a
+/// loopback `Host` and never cross-site.
+async fn open_mode_guard(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if state.callers.is_open() {
+        callers::local_only(request.headers())?;
+    }
+    Ok(next.run(request).await)
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {}", Printable(uri.path())))
+}
+
+async fn no_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", Printable(uri.path())),
+    )
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
@@ -87,20 +155,18 @@ async fn jwks(State(state): State<Arc<AppState>>) -> Response {
 
 async fn create_decision(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    who: Authorized<Decide>,
+    JsonBody(request): JsonBody<ConnectionRequest>,
 ) -> Result<Response, ApiError> {
-    let caller = state.callers.authorize(&headers, Role::Decide)?;
-    let body = body.map_err(body_error)?;
-    let request: ConnectionRequest = parse_json(&body)?;
+    let _permit = state.admit()?;
     let outcome = state.decider.decide(request).await.map_err(|e| match e {
         // Not durable, so not answered: the AS must treat this as a deny.
         DecideError::Log(e) => ApiError::unavailable(e.to_string()),
     })?;
     tracing::info!(
-        caller = %caller,
+        caller = %Printable(&who.caller),
         decision_id = %outcome.decision_id,
-        session_id = %outcome.session_id,
+        session_id = %Printable(&outcome.session_id),
         outcome = ?outcome.decision.outcome,
         authentication = ?outcome.authentication.result,
         "decision"
@@ -110,25 +176,15 @@ async fn create_decision(
 
 async fn read_decision(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(decision_id): Path<String>,
+    _: Authorized<Audit>,
+    PathId(decision_id): PathId,
 ) -> Result<Response, ApiError> {
-    state.callers.authorize(&headers, Role::Audit)?;
     let entry = state
         .store
         .decision(&decision_id)
         .map_err(|e| ApiError::internal(e.to_string()))?
-        .ok_or_else(|| ApiError::not_found(format!("no decision {decision_id}")))?;
+        .ok_or_else(|| ApiError::not_found(format!("no decision {}", Printable(&decision_id))))?;
     // The stored bytes as they are, so they can be hashed by the reader.
     Ok(([(header::CONTENT_TYPE, "application/json")], entry.to_vec()).into_response())
 }
 
-pub(crate) fn body_error(rejection: BytesRejection) -> ApiError {
-    let status = rejection.status();
-    let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "body_too_large"
-    } else {
-        "invalid_request"
-    };
-    ApiError::new(status, error, rejection.body_text())
-}

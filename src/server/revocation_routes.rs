@@ -2,32 +2,29 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::error::{parse_json, ApiError};
-use super::{body_error, AppState};
-use crate::config::Role;
+use super::error::ApiError;
+use super::extract::{Admin, Authorized, JsonBody, PathId};
+use super::AppState;
 use crate::revocation::{RevocationTarget, RevokeError};
+use crate::text::Printable;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RevokeRequest {
+pub struct RevokeRequest {
     /// Why: kept in the log for whoever reviews the revocation.
     reason: String,
 }
 
-fn reason_of(body: Result<Bytes, BytesRejection>) -> Result<String, ApiError> {
-    let body = body.map_err(body_error)?;
-    let request: RevokeRequest = parse_json(&body)?;
+fn reason_of(request: RevokeRequest) -> Result<String, ApiError> {
     if request.reason.trim().is_empty() {
         return Err(ApiError::bad_field("reason", "reason must not be empty"));
     }
+    crate::text::check_text(&request.reason).map_err(|e| ApiError::bad_field("reason", e))?;
     Ok(request.reason)
 }
 
@@ -41,23 +38,23 @@ fn revoke_error(e: RevokeError) -> ApiError {
 /// `POST /v1/grants/{jti}/revoke`
 pub async fn revoke_grant(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(jti): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    who: Authorized<Admin>,
+    PathId(jti): PathId,
+    JsonBody(body): JsonBody<RevokeRequest>,
 ) -> Result<Response, ApiError> {
-    revoke(&state, &headers, body, RevocationTarget::Grant(jti)).await
+    revoke(&state, &who.caller, body, RevocationTarget::Grant(jti)).await
 }
 
 /// `POST /v1/sessions/{session_id}/revoke`
 pub async fn revoke_session(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(session_id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    who: Authorized<Admin>,
+    PathId(session_id): PathId,
+    JsonBody(body): JsonBody<RevokeRequest>,
 ) -> Result<Response, ApiError> {
     revoke(
         &state,
-        &headers,
+        &who.caller,
         body,
         RevocationTarget::Session(session_id),
     )
@@ -66,17 +63,20 @@ pub async fn revoke_session(
 
 async fn revoke(
     state: &AppState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    caller: &str,
+    body: RevokeRequest,
     target: RevocationTarget,
 ) -> Result<Response, ApiError> {
-    let caller = state.callers.authorize(headers, Role::Admin)?;
     let reason = reason_of(body)?;
     let outcome = state
         .revoker
-        .revoke(&target, &reason, &caller)
+        .revoke(&target, &reason, caller)
         .await
         .map_err(revoke_error)?;
-    tracing::info!(caller = %caller, target = ?target, "revoked");
+    let (kind, id) = match &target {
+        RevocationTarget::Grant(jti) => ("grant", jti),
+        RevocationTarget::Session(id) => ("session", id),
+    };
+    tracing::info!(caller = %Printable(caller), kind, id = %Printable(id), "revoked");
     Ok(Json(outcome).into_response())
 }
