@@ -220,7 +220,7 @@ async fn log_verify_names_the_tampered_seq_in_a_data_directory() {
     let data = stopped_log(dir.path(), 10).await;
     let (ok, out) = verify_dir(&data);
     assert!(ok, "{out}");
-    assert!(out.contains("OK: tree size 10"), "{out}");
+    assert!(out.contains("OK: all 10 entries of tree size 10"), "{out}");
 
     let (ok, out) = tampered(&data, "changed", |t| {
         let key = raw_entry_key(3);
@@ -287,22 +287,25 @@ async fn export_verifies_offline_and_edits_are_named() {
     .unwrap();
     std::fs::write(&vkey_file, signer_key.verifier().vkey()).unwrap();
 
-    let check = |name: &str, lines: &[String]| {
+    let check_with = |name: &str, lines: &[String], extra: &[&str]| {
         let file = dir.path().join(name);
         std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-        let (ok, out, err) = trustpath(&[
+        let mut args = vec![
             "log",
             "verify",
             "--export",
             file.to_str().unwrap(),
             "--public-key",
             vkey_file.to_str().unwrap(),
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = trustpath(&args);
         (ok, format!("{out}{err}"))
     };
+    let check = |name: &str, lines: &[String]| check_with(name, lines, &[]);
     let original: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
     let (ok, out) = check("ok.ndjson", &original);
-    assert!(ok && out.contains("OK: tree size 9"), "{out}");
+    assert!(ok && out.contains("OK: all 9 entries of tree size 9"), "{out}");
 
     let mut changed = original.clone();
     changed[5] = changed[5].replace("payroll", "payrolL");
@@ -351,7 +354,10 @@ async fn export_verifies_offline_and_edits_are_named() {
     let part: Vec<String> = part.lines().map(str::to_string).collect();
     assert_eq!(part.len(), 4 + 2);
     let (ok, out) = check("part.ndjson", &part);
-    assert!(ok && out.contains("OK: tree size 7"), "{out}");
+    assert!(
+        ok && out.contains("OK: entries 3..7 (a complete range) of tree size 9"),
+        "{out}"
+    );
 
     // A filtered export: only the matches, each proven on its own.
     let (ok, sel, err) = trustpath(&["log", "export", "--data-dir", data_arg, "--session", "s-4"]);
@@ -359,11 +365,16 @@ async fn export_verifies_offline_and_edits_are_named() {
     let sel: Vec<String> = sel.lines().map(str::to_string).collect();
     assert_eq!(sel.len(), 1 + 2, "one entry for session s-4");
     assert!(sel[1].contains("\"session_id\":\"s-4\""));
+    // A selection is never reported like a complete export: it fails
+    // unless accepted, and then says what it does not show.
     let (ok, out) = check("selected.ndjson", &sel);
-    assert!(ok, "{out}");
+    assert!(!ok && out.contains("1 of the tree's 9 entries checked"), "{out}");
+    let (ok, out) = check_with("selected.ndjson", &sel, &["--selection"]);
+    assert!(ok && out.contains("OK (selection)"), "{out}");
+    assert!(out.contains("completeness is not shown"), "{out}");
     let mut edited = sel.clone();
     edited[1] = edited[1].replace("payroll", "payrolL");
-    let (ok, out) = check("selected-edited.ndjson", &edited);
+    let (ok, out) = check_with("selected-edited.ndjson", &edited, &["--selection"]);
     assert!(!ok && out.contains("entry 7 was changed"), "{out}");
 
     // And `log proof` prints a bundle a third party can check.
