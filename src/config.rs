@@ -282,17 +282,30 @@ impl Config {
         {
             return bad("grants.default_ttl_seconds must be between 1 and max_ttl_seconds".into());
         }
+        // The origin is the first line of every signed checkpoint (C2SP
+        // signed note): visible ASCII only, no spaces, no '+'.
         let origin_ok = !self.log.origin.is_empty()
-            && !self.log.origin.contains(['+', ' ', '\n'])
-            && self.log.origin.is_ascii();
+            && self
+                .log
+                .origin
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'+');
         if !origin_ok {
-            return bad("log.origin must be non-empty ASCII without spaces or '+'".into());
+            return bad(format!(
+                "log.origin must be visible ASCII without spaces or '+', got {:?}",
+                self.log.origin
+            ));
         }
         if self.log.checkpoint_every_entries == 0 || self.log.checkpoint_every_seconds == 0 {
             return bad("log.checkpoint_every_entries and _seconds must be positive".into());
         }
-        if self.issuer.is_empty() {
-            return bad("issuer must not be empty".into());
+        // The issuer is signed into every grant and compared by resource
+        // servers: visible ASCII, no spaces.
+        if self.issuer.is_empty() || !self.issuer.bytes().all(|b| b.is_ascii_graphic()) {
+            return bad(format!(
+                "issuer must be non-empty visible ASCII without spaces, got {:?}",
+                self.issuer
+            ));
         }
         for alg in &self.assertions.algorithms {
             if crate::identity::proof::parse_algorithm(alg).is_none() {
@@ -301,7 +314,15 @@ impl Config {
                 ));
             }
         }
-        for caller in &self.callers {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, caller) in self.callers.iter().enumerate() {
+            // Caller names are logged as who revoked what.
+            if let Err(e) = crate::text::check_identifier(&caller.name) {
+                return bad(format!("callers[{i}].name {:?}: {e}", caller.name));
+            }
+            if !names.insert(caller.name.as_str()) {
+                return bad(format!("callers[{i}].name {:?} is used twice", caller.name));
+            }
             let ok = caller.token_sha256.len() == 64
                 && caller.token_sha256.bytes().all(|b| b.is_ascii_hexdigit());
             if !ok {

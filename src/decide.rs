@@ -126,6 +126,9 @@ impl Decider {
             .authenticator
             .authenticate(&request, &retrieved, now.timestamp());
         self.note_document_change(&request.client.client_id, &mut client);
+        if client.authentication.result == AuthenticationStatus::Verified {
+            self.retriever.keep_keys(&retrieved);
+        }
 
         // 2. Evaluate the policy on exactly what will be logged, including
         //    whether the session was revoked (read from the log when recording).

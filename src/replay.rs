@@ -287,9 +287,8 @@ fn read_chunks(source: ReplaySource, tx: SyncSender<Chunk>) -> Result<(), Replay
                 Some(line) => line.map_err(read_err)?,
                 None => return Err(export_err(1, "the file is empty: not an export".into())),
             };
-            let header: ExportHeader = serde_json::from_str(&header).map_err(|e| {
-                export_err(1, format!("not a trustpath export header: {e}"))
-            })?;
+            let header: ExportHeader = serde_json::from_str(&header)
+                .map_err(|e| export_err(1, format!("not a trustpath export header: {e}")))?;
             // The last line is the trailer: hold one line back so that it is
             // never taken for an entry, and check it once the file ends.
             let mut held: Option<(usize, String)> = None;

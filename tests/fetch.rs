@@ -552,3 +552,86 @@ async fn workload_issuer_keys_fetched_by_jwks_uri() {
     }
     assert_eq!(fixture.hits("spire/jwks.json"), 1);
 }
+
+/// Security II, defect 4: the fetch cache is bounded by the bytes it
+/// holds, not by how many URLs: any CIMD client picks its own `jwks_uri`.
+#[tokio::test]
+async fn fetch_cache_is_bounded_in_bytes_not_urls() {
+    let (fixture, addr) = start_fixture().await;
+    let budget = 1_000_000;
+    let fetcher = Fetcher::new(FetchConfig {
+        allow_http_loopback: true,
+        cache_max_bytes: budget,
+        ..FetchConfig::default()
+    })
+    .unwrap();
+    let padded = json!({"keys": [], "padding": "x".repeat(60_000)});
+    for i in 0..100 {
+        let path = format!("set-{i}.json");
+        fixture.json(&path, "max-age=300", &padded);
+        let fetched = fetcher
+            .fetch(&format!("http://{addr}/{path}"), FetchKind::Jwks)
+            .await
+            .unwrap();
+        fetcher.remember(&fetched);
+        assert!(
+            fetcher.cached_bytes() <= budget,
+            "{}",
+            fetcher.cached_bytes()
+        );
+    }
+    // The budget is used, and the newest set is served from the cache.
+    assert!(fetcher.cached_bytes() > budget / 2);
+    let again = fetcher
+        .fetch(&format!("http://{addr}/set-99.json"), FetchKind::Jwks)
+        .await
+        .unwrap();
+    assert_eq!(fixture.hits("set-99.json"), 1);
+    assert_eq!(again.value, padded);
+    // The oldest was evicted: fetched again.
+    fetcher
+        .fetch(&format!("http://{addr}/set-0.json"), FetchKind::Jwks)
+        .await
+        .unwrap();
+    assert_eq!(fixture.hits("set-0.json"), 2);
+}
+
+/// Security II, defect 4: a key set fetched for an assertion that failed is
+/// not kept; one that verified an assertion is.
+#[tokio::test]
+async fn key_sets_fetched_for_failed_assertions_are_not_cached() {
+    let (fixture, addr) = start_fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &repo_policies(),
+        Some(&dev_config(dir.path())),
+    );
+    let key = TestKey::generate("k1");
+    let impostor = TestKey::generate("k1");
+    fixture.json("keys.json", "max-age=300", &key.jwks());
+    let mut document = cimd_document(None);
+    document["jwks_uri"] = json!(format!("http://{addr}/keys.json"));
+    let request = |signer: &TestKey| {
+        cimd_request(
+            &["files:read"],
+            document.clone(),
+            Some(signer.sign(&assertion_claims(&uuid::Uuid::new_v4().to_string()))),
+        )
+    };
+    for round in 1..=2 {
+        let out = post_decision(&server, &request(&impostor)).await;
+        assert_eq!(out["authentication"]["result"], "failed", "{out:#}");
+        assert_eq!(
+            fixture.hits("keys.json"),
+            round,
+            "failed: fetched each time"
+        );
+    }
+    let out = post_decision(&server, &request(&key)).await;
+    assert_eq!(out["authentication"]["result"], "verified", "{out:#}");
+    assert_eq!(fixture.hits("keys.json"), 3);
+    let out = post_decision(&server, &request(&key)).await;
+    assert_eq!(out["authentication"]["keys"]["fetch"]["cache"], "hit");
+    assert_eq!(fixture.hits("keys.json"), 3, "verified: kept");
+}

@@ -305,7 +305,10 @@ async fn export_verifies_offline_and_edits_are_named() {
     let check = |name: &str, lines: &[String]| check_with(name, lines, &[]);
     let original: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
     let (ok, out) = check("ok.ndjson", &original);
-    assert!(ok && out.contains("OK: all 9 entries of tree size 9"), "{out}");
+    assert!(
+        ok && out.contains("OK: all 9 entries of tree size 9"),
+        "{out}"
+    );
 
     let mut changed = original.clone();
     changed[5] = changed[5].replace("payroll", "payrolL");
@@ -368,7 +371,10 @@ async fn export_verifies_offline_and_edits_are_named() {
     // A selection is never reported like a complete export: it fails
     // unless accepted, and then says what it does not show.
     let (ok, out) = check("selected.ndjson", &sel);
-    assert!(!ok && out.contains("1 of the tree's 9 entries checked"), "{out}");
+    assert!(
+        !ok && out.contains("1 of the tree's 9 entries checked"),
+        "{out}"
+    );
     let (ok, out) = check_with("selected.ndjson", &sel, &["--selection"]);
     assert!(ok && out.contains("OK (selection)"), "{out}");
     assert!(out.contains("completeness is not shown"), "{out}");

@@ -172,12 +172,559 @@ async fn grant_revoke_races_tool_calls_with_that_grant() {
             }
         }
         assert!(allowed_any, "the grant never allowed a call: {round}");
-        let calls = get_json(&server, &format!("/v1/decisions?grant={jti}&kind=tool_call")).await;
+        let calls = get_json(
+            &server,
+            &format!("/v1/decisions?grant={jti}&kind=tool_call"),
+        )
+        .await;
         for entry in calls["entries"].as_array().unwrap() {
             if entry["seq"].as_u64().unwrap() > revocation_seq {
                 assert_eq!(entry["decision"]["allow"], false, "{entry:#}");
             }
         }
     }
-    assert_eq!(late_allows, 0, "tool calls allowed after the grant's revoke");
+    assert_eq!(
+        late_allows, 0,
+        "tool calls allowed after the grant's revoke"
+    );
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("trustpath.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Sends raw bytes on a fresh loopback connection and reads the answer
+/// until the server closes or answers in full.
+async fn raw_request(server: &Server, bytes: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    stream.write_all(bytes.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The JSON body of a raw HTTP answer.
+fn raw_json(answer: &str) -> Value {
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_hold_every_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[limits]\nheader_read_timeout_ms = 1500\nmax_connections = 200\n\
+         max_connections_per_peer = 64\n",
+    );
+    // 256 descriptors, as in the review: 300 held connections exhausted them.
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &repo_policies(),
+        Some(&config),
+        |cmd| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let limit = libc::rlimit {
+                        rlim_cur: 256,
+                        rlim_max: 256,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        },
+    );
+    // One client (127.0.0.2) opens 300 connections and sends half a request
+    // on each.
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let Ok(mut stream) = socket.connect(server.addr()).await else {
+            continue;
+        };
+        let _ = stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
+            .await;
+        held.push(stream);
+    }
+    // Everyone else is still served, at once.
+    let health = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap()
+        .get(server.url("/health"))
+        .send()
+        .await
+        .expect("health answered while a slowloris holds connections");
+    assert_eq!(health.status(), 200);
+    // And the half-sent requests are cut off by the header-read timeout.
+    let mut closed = 0;
+    for stream in held.iter_mut().take(20) {
+        let mut buf = [0u8; 512];
+        let read = tokio::time::timeout(Duration::from_secs(6), stream.read(&mut buf)).await;
+        if matches!(read, Ok(Ok(_)) | Ok(Err(_))) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 20, "held connections were not closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overload_sheds_with_a_fast_503_instead_of_queueing() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = slow_policies(dir.path());
+    let config = write_config(dir.path(), "[limits]\nmax_in_flight_decisions = 2\n");
+    let server = Server::start(&dir.path().join("data"), &policies, Some(&config));
+    let key = TestKey::generate("k1");
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let url = server.url("/v1/decisions");
+        let body = signed_request(&key, &format!("sess-load-{i}"));
+        tasks.push(tokio::spawn(async move {
+            let resp = http().post(url).json(&body).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }));
+    }
+    let (mut ok, mut shed) = (0, 0);
+    for task in tasks {
+        let (status, out) = task.await.unwrap();
+        match status {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(out["error"], "overloaded", "{out:#}");
+                shed += 1;
+            }
+            other => panic!("unexpected {other}: {out:#}"),
+        }
+    }
+    assert!(ok > 0 && shed > 0, "ok {ok}, shed {shed}");
+}
+
+#[tokio::test]
+async fn open_mode_refuses_cross_site_requests_and_foreign_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), None);
+    let key = TestKey::generate("k1");
+    connect(&server, &key, "sess-csrf", &["files:read"]).await;
+    let revoke = server.url("/v1/sessions/sess-csrf/revoke");
+    let reason = r#"{"reason":"csrf"}"#;
+
+    // A web page's simple cross-site POST: text/plain, foreign Origin.
+    let resp = http()
+        .post(&revoke)
+        .header("content-type", "text/plain")
+        .header("origin", "https://evil.example")
+        .body(reason)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let out: Value = resp.json().await.unwrap();
+    assert_eq!(out["field"], "origin", "{out:#}");
+    // Without an Origin, a body that is not JSON is still refused.
+    let resp = http()
+        .post(&revoke)
+        .header("content-type", "text/plain")
+        .body(reason)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    let out: Value = resp.json().await.unwrap();
+    assert_eq!(out["field"], "content-type", "{out:#}");
+    // The browser's own marker is honoured too.
+    let resp = http()
+        .post(&revoke)
+        .header("content-type", "application/json")
+        .header("sec-fetch-site", "cross-site")
+        .body(reason)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let revoked = get_json(&server, "/v1/decisions?kind=session_revoked").await;
+    assert_eq!(revoked["entries"].as_array().unwrap().len(), 0);
+
+    // DNS rebinding: a foreign Host reads nothing.
+    let answer = raw_request(
+        &server,
+        "GET /v1/decisions HTTP/1.1\r\nHost: rebind.evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert_eq!(raw_json(&answer)["field"], "host");
+    let answer = raw_request(
+        &server,
+        "GET /health HTTP/1.1\r\nHost: rebind.evil.example:8080\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    // Loopback names and a same-host Origin are served.
+    for host in ["localhost", "127.0.0.1:9", "[::1]:9"] {
+        let answer = raw_request(
+            &server,
+            &format!("GET /v1/decisions?limit=1 HTTP/1.1\r\nHost: {host}\r\nOrigin: http://localhost:3000\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+    let (status, out) = post_json(
+        &server,
+        "/v1/sessions/sess-csrf/revoke",
+        &json!({"reason": "ok"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{out:#}");
+}
+
+const AUDIT_TOKEN: &str = "audit-token-0123456789";
+
+fn callers_config(dir: &Path) -> PathBuf {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(AUDIT_TOKEN.as_bytes()));
+    write_config(
+        dir,
+        &format!("[[callers]]\nname = \"reviewer\"\nrole = \"audit\"\ntoken_sha256 = \"{hash}\"\n"),
+    )
+}
+
+#[tokio::test]
+async fn every_error_is_json_and_nothing_is_parsed_before_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = callers_config(dir.path());
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), Some(&config));
+    let send = |method: reqwest::Method, path: &str, token: Option<&str>| {
+        let mut req = http().request(method, server.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
+            let body: Value = resp.json().await.expect("a JSON body");
+            assert_eq!(content_type, "application/json");
+            assert!(
+                body["error"].is_string() && body["message"].is_string(),
+                "{body:#}"
+            );
+            (status, body)
+        }
+    };
+    use reqwest::Method;
+    // Without a token: 401, whatever the path, its encoding or the method.
+    for (method, path) in [
+        (Method::GET, "/v1/sessions/%FF"),
+        (Method::GET, "/v1/log/entries/%FF%FE"),
+        (Method::GET, "/no/such/route"),
+        (Method::DELETE, "/v1/decisions"),
+        (Method::POST, "/v1/grants/%FF/revoke"),
+    ] {
+        let (status, _) = send(method.clone(), path, None).await;
+        assert_eq!(status, 401, "{method} {path}");
+        let (status, _) = send(method.clone(), path, Some("wrong-token")).await;
+        assert_eq!(status, 401, "{method} {path}");
+    }
+    // With one: the path's own errors, as JSON naming what is wrong.
+    let (status, body) = send(Method::GET, "/v1/sessions/%FF", Some(AUDIT_TOKEN)).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("path")),
+        "{body:#}"
+    );
+    let (status, _) = send(Method::GET, "/no/such/route", Some(AUDIT_TOKEN)).await;
+    assert_eq!(status, 404);
+    let (status, body) = send(Method::DELETE, "/v1/decisions", Some(AUDIT_TOKEN)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    // A role the caller lacks is refused before the body is read.
+    let (status, body) = send(Method::POST, "/v1/grants/%FF/revoke", Some(AUDIT_TOKEN)).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+}
+
+#[tokio::test]
+async fn identifiers_are_bounded_and_free_of_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), None);
+    let key = TestKey::generate("k1");
+    for (field, value) in [
+        ("session_id", json!("sess\nFORGED level=ERROR")),
+        ("session_id", json!("sess\u{1b}[2J")),
+        ("session_id", json!("s".repeat(600))),
+        ("session_id", json!("x\u{202e}txt")),
+    ] {
+        let mut body = signed_request(&key, "sess-ok");
+        body[field] = value.clone();
+        let (status, out) = post_json(&server, "/v1/decisions", &body).await;
+        assert_eq!(status, 400, "{value}: {out:#}");
+        assert_eq!(out["field"], field, "{out:#}");
+    }
+    let mut body = signed_request(&key, "sess-ok");
+    body["client"]["client_id"] = json!("https://agents.example.com/\r\nclient.json");
+    let (status, out) = post_json(&server, "/v1/decisions", &body).await;
+    assert_eq!(
+        (status, out["field"].as_str()),
+        (400, Some("client.client_id")),
+        "{out:#}"
+    );
+    let (status, out) = post_json(
+        &server,
+        "/v1/tool-calls",
+        &json!({"session_id": "s", "tool": "read\u{1b}]0;pwned\u{7}", "method": "tools/call"}),
+    )
+    .await;
+    assert_eq!(
+        (status, out["field"].as_str()),
+        (400, Some("tool")),
+        "{out:#}"
+    );
+    connect(&server, &key, "sess-ok", &["files:read"]).await;
+    let (status, out) = post_json(
+        &server,
+        "/v1/sessions/sess-ok/revoke",
+        &json!({"reason": "ok\nFORGED"}),
+    )
+    .await;
+    assert_eq!(
+        (status, out["field"].as_str()),
+        (400, Some("reason")),
+        "{out:#}"
+    );
+}
+
+#[tokio::test]
+async fn stored_strings_are_escaped_in_cli_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &repo_policies(), None);
+    let key = TestKey::generate("k1");
+    // The redirect URI is not an identifier: it is kept as sent, and a
+    // denial reason quotes it.
+    let mut body = signed_request(&key, "sess-esc");
+    body["client"]["redirect_uri"] = json!("https://agents.example.com/cb\n\u{1b}[2JFORGED ROW");
+    let out = post_decision(&server, &body).await;
+    assert_eq!(out["decision"]["allow"], false, "{out:#}");
+    server.stop();
+    let data_arg = data.to_str().unwrap();
+    for args in [
+        vec!["log", "query", "--data-dir", data_arg],
+        vec!["log", "session", "sess-esc", "--data-dir", data_arg],
+    ] {
+        let (ok, table, err) = trustpath(&args);
+        assert!(ok, "{err}");
+        assert!(!table.contains('\u{1b}'), "raw escape in {args:?}: {table}");
+        assert!(
+            table.lines().all(|l| !l.starts_with("FORGED")),
+            "forged row: {table}"
+        );
+    }
+    // JSON output keeps the exact text.
+    let (ok, json, _) = trustpath(&[
+        "log",
+        "session",
+        "sess-esc",
+        "--json",
+        "--data-dir",
+        data_arg,
+    ]);
+    assert!(ok);
+    assert!(json.contains("\\u001b[2JFORGED ROW"), "{json}");
+}
+
+#[test]
+fn config_values_that_reach_signed_notes_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, text) in [
+        ("log.origin", "[log]\norigin = \"trustpath.local/log\\u0007x\"\n"),
+        ("log.origin", "[log]\norigin = \"trustpath local\"\n"),
+        ("log.origin", "[log]\norigin = \"trustpath.local\\tx\"\n"),
+        ("issuer", "issuer = \"https://pdp.example\\nforged\"\n"),
+        ("callers", "[[callers]]\nname = \"ops\\u001b[2J\"\nrole = \"audit\"\ntoken_sha256 = \"00000000000000000000000000000000000000000000000000000000000000ff\"\n"),
+    ] {
+        let config = write_config(dir.path(), text);
+        let data = dir.path().join("data");
+        let (ok, _, err) = trustpath(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]);
+        assert!(!ok, "{text} was accepted");
+        assert!(err.contains(key), "{key} not named: {err}");
+        assert!(!data.exists(), "a refused config created the data directory");
+    }
+}
+
+/// A stopped server's data directory with a few decisions, and its export.
+async fn exported_log(dir: &Path) -> (PathBuf, String) {
+    let data = dir.join("data");
+    let server = Server::start(&data, &repo_policies(), None);
+    let key = TestKey::generate("k1");
+    for i in 0..3 {
+        connect(&server, &key, &format!("sess-x{i}"), &["files:read"]).await;
+    }
+    server.stop();
+    let (ok, export, err) = trustpath(&["log", "export", "--data-dir", data.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    (data, export)
+}
+
+#[tokio::test]
+async fn a_crafted_export_header_does_not_panic_log_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, export) = exported_log(dir.path()).await;
+    let vkey = dir.path().join("log.vkey");
+    let (ok, key, _) = trustpath(&["log", "verify", "--data-dir", data.to_str().unwrap()]);
+    assert!(ok, "{key}");
+    let signer = trustpath::log::checkpoint::LogSigner::load_or_create(
+        &data.join("log-signing-key.pem"),
+        "trustpath.local/decision-log",
+    )
+    .unwrap();
+    std::fs::write(&vkey, signer.verifier().vkey()).unwrap();
+    let lines: Vec<&str> = export.lines().collect();
+    for (from, to) in [
+        (u64::MAX, u64::MAX),
+        (u64::MAX - 1, 3),
+        (0, u64::MAX),
+        (5, 2),
+        (1 << 63, 1 << 63),
+    ] {
+        let mut header: Value = serde_json::from_str(lines[0]).unwrap();
+        header["from"] = json!(from);
+        header["to"] = json!(to);
+        let mut crafted = vec![header.to_string()];
+        crafted.extend(lines[1..].iter().map(|l| l.to_string()));
+        let file = dir.path().join("crafted.ndjson");
+        std::fs::write(&file, crafted.join("\n") + "\n").unwrap();
+        let (ok, out, err) = trustpath(&[
+            "log",
+            "verify",
+            "--export",
+            file.to_str().unwrap(),
+            "--public-key",
+            vkey.to_str().unwrap(),
+        ]);
+        assert!(!ok, "{from}..{to} verified");
+        assert!(out.starts_with("FAILED"), "{from}..{to}: {out}{err}");
+        assert!(!err.contains("panicked"), "{from}..{to}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn replay_and_export_refuse_the_wrong_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, export) = exported_log(dir.path()).await;
+    let data_arg = data.to_str().unwrap();
+    let policies = repo_policies();
+    let policies_arg = policies.to_str().unwrap();
+    let replay = |file: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "replay",
+            "--policies",
+            policies_arg,
+            "--export",
+            file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        trustpath(&args)
+    };
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+
+    // The real export replays.
+    let (ok, out, err) = replay(&write("good.ndjson", &export), &[]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("replayed 3 entries"), "{out}");
+
+    // `log query --json` output is not an export.
+    let (ok, query, _) = trustpath(&["log", "query", "--json", "--data-dir", data_arg]);
+    assert!(ok);
+    let (ok, _, err) = replay(&write("query.ndjson", &query), &[]);
+    assert!(!ok && err.contains("line 1"), "{err}");
+    // An empty file is not an export of nothing.
+    let (ok, _, err) = replay(&write("empty.ndjson", ""), &[]);
+    assert!(!ok && err.contains("empty"), "{err}");
+    // A truncated export (its trailer lost) is refused, not short by one.
+    let lines: Vec<&str> = export.lines().collect();
+    let truncated = lines[..lines.len() - 1].join("\n") + "\n";
+    let (ok, _, err) = replay(&write("truncated.ndjson", &truncated), &[]);
+    assert!(!ok && err.contains("trailer"), "{err}");
+    // A gate that evaluated nothing fails unless told that is expected.
+    let (ok, _, err) = replay(
+        &write("good2.ndjson", &export),
+        &["--session", "no-such-session"],
+    );
+    assert!(!ok && err.contains("--allow-empty"), "{err}");
+    let (ok, _, err) = replay(
+        &write("good3.ndjson", &export),
+        &["--session", "no-such-session", "--allow-empty"],
+    );
+    assert!(ok, "{err}");
+
+    // Reading commands never create a data directory.
+    let missing = dir.path().join("missing");
+    let missing_arg = missing.to_str().unwrap();
+    for args in [
+        vec![
+            "replay",
+            "--policies",
+            policies_arg,
+            "--data-dir",
+            missing_arg,
+        ],
+        vec!["log", "export", "--data-dir", missing_arg],
+        vec!["log", "verify", "--data-dir", missing_arg],
+        vec!["log", "query", "--data-dir", missing_arg],
+        vec!["log", "session", "s", "--data-dir", missing_arg],
+        vec!["log", "proof", "--seq", "0", "--data-dir", missing_arg],
+    ] {
+        let (ok, _, err) = trustpath(&args);
+        assert!(!ok, "{args:?} succeeded on a missing directory");
+        assert!(err.contains("missing"), "{args:?}: {err}");
+        assert!(!missing.exists(), "{args:?} created the directory");
+    }
+}
+
+#[tokio::test]
+async fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &repo_policies(), None);
+    connect(&server, &TestKey::generate("k1"), "sess-p", &["files:read"]).await;
+    server.stop();
+    let mut checked = 0;
+    let mut stack = vec![data.clone()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{}", path.display());
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked > 3);
 }

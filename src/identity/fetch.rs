@@ -25,10 +25,8 @@ use url::Url;
 
 use crate::digest::sha256_hex;
 
-/// Most URLs cached at once: client_id URLs come from outside, so the cache
-/// must not grow with whatever is sent. When full, expired entries go
-/// first, then those closest to expiry.
-const MAX_CACHED: usize = 10_000;
+/// Most URLs whose forced JWK Set re-fetch is remembered.
+const MAX_REFRESHED: usize = 10_000;
 
 /// `[fetch]` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +45,11 @@ pub struct FetchConfig {
     /// Bounds on how long a fetched document is reused.
     pub cache_min_seconds: u64,
     pub cache_max_seconds: u64,
+    /// Most bytes the cache holds, counted as the documents' raw bytes (and
+    /// their URLs): client_id and jwks_uri URLs come from outside, so the
+    /// cache must not grow with whatever is sent. When full, expired
+    /// entries go first, then those closest to expiry.
+    pub cache_max_bytes: usize,
     /// An assertion naming a `kid` a cached JWK Set lacks re-fetches the set,
     /// at most once per this many seconds per URL.
     pub jwks_refresh_min_seconds: u64,
@@ -62,6 +65,7 @@ impl Default for FetchConfig {
             max_jwks_bytes: 64 * 1024,
             cache_min_seconds: 60,
             cache_max_seconds: 24 * 3600,
+            cache_max_bytes: 16 * 1024 * 1024,
             jwks_refresh_min_seconds: 30,
         }
     }
@@ -111,21 +115,89 @@ pub struct FetchRecord {
 pub struct Fetched {
     pub value: Value,
     pub record: FetchRecord,
+    /// The bytes as received: what the cache keeps.
+    bytes: Arc<[u8]>,
     /// How long a fresh answer may be reused (`None`: no-store, or it came
     /// from the cache already).
     ttl: Option<Duration>,
 }
 
+/// The raw bytes, not the parsed JSON: a parsed document takes many times
+/// its size, and the bound must be what is actually held.
 struct CacheEntry {
-    value: Value,
+    bytes: Arc<[u8]>,
     record: FetchRecord,
     fresh_until: Instant,
+}
+
+impl CacheEntry {
+    fn cost(url: &str, bytes: &[u8]) -> usize {
+        url.len().saturating_add(bytes.len())
+    }
+}
+
+/// Fetched documents by URL, bounded in bytes.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, CacheEntry>,
+    bytes: usize,
+}
+
+impl Cache {
+    fn get(&self, url: &str) -> Option<&CacheEntry> {
+        self.entries.get(url)
+    }
+
+    fn remove(&mut self, url: &str) -> Option<CacheEntry> {
+        let entry = self.entries.remove(url)?;
+        self.bytes = self
+            .bytes
+            .saturating_sub(CacheEntry::cost(url, &entry.bytes));
+        Some(entry)
+    }
+
+    /// Inserts, evicting expired entries and then those closest to expiry
+    /// until the entry fits; one larger than the whole budget is not kept.
+    fn insert(&mut self, url: String, entry: CacheEntry, max_bytes: usize) {
+        self.remove(&url);
+        let cost = CacheEntry::cost(&url, &entry.bytes);
+        if cost > max_bytes {
+            return;
+        }
+        if self.bytes.saturating_add(cost) > max_bytes {
+            let now = Instant::now();
+            let expired: Vec<String> = self
+                .entries
+                .iter()
+                .filter(|(_, e)| e.fresh_until <= now)
+                .map(|(u, _)| u.clone())
+                .collect();
+            for u in expired {
+                self.remove(&u);
+            }
+        }
+        while self.bytes.saturating_add(cost) > max_bytes {
+            let soonest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.fresh_until)
+                .map(|(u, _)| u.clone());
+            match soonest {
+                Some(u) => {
+                    self.remove(&u);
+                }
+                None => break,
+            }
+        }
+        self.bytes = self.bytes.saturating_add(cost);
+        self.entries.insert(url, entry);
+    }
 }
 
 pub struct Fetcher {
     client: reqwest::Client,
     config: FetchConfig,
-    cache: Mutex<HashMap<String, CacheEntry>>,
+    cache: Mutex<Cache>,
     /// Last forced re-fetch per URL (unknown `kid`).
     refreshed: Mutex<HashMap<String, Instant>>,
 }
@@ -146,7 +218,7 @@ impl Fetcher {
         Ok(Self {
             client,
             config,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
             refreshed: Mutex::new(HashMap::new()),
         })
     }
@@ -163,7 +235,7 @@ impl Fetcher {
         let min = Duration::from_secs(self.config.jwks_refresh_min_seconds);
         let allowed = {
             let mut refreshed = self.refreshed.lock().expect("refresh map");
-            if refreshed.len() >= MAX_CACHED {
+            if refreshed.len() >= MAX_REFRESHED {
                 refreshed.retain(|_, t| t.elapsed() < min);
             }
             let due = refreshed.get(url).is_none_or(|t| t.elapsed() >= min);
@@ -185,22 +257,20 @@ impl Fetcher {
         // Cached and recorded under the URL as parsed, the one actually
         // fetched, so the log never shows text that names another host.
         let fetched_url = parsed.as_str().to_string();
-        let stale_etag = {
+        let (fresh, stale_etag) = {
             let cache = self.cache.lock().expect("fetch cache");
             match cache.get(&fetched_url) {
                 Some(e) if !force && Instant::now() < e.fresh_until => {
-                    let mut record = e.record.clone();
-                    record.cache = CacheUse::Hit;
-                    return Ok(Fetched {
-                        value: e.value.clone(),
-                        record,
-                        ttl: None,
-                    });
+                    (Some((e.bytes.clone(), e.record.clone())), None)
                 }
-                Some(e) => e.record.etag.clone(),
-                None => None,
+                Some(e) => (None, e.record.etag.clone()),
+                None => (None, None),
             }
         };
+        if let Some((bytes, mut record)) = fresh {
+            record.cache = CacheUse::Hit;
+            return from_cache(bytes, record);
+        }
 
         let failed = |message: String| FetchError::Failed {
             url: url.to_string(),
@@ -257,6 +327,7 @@ impl Fetcher {
         Ok(Fetched {
             value,
             record,
+            bytes: body.into(),
             ttl: self.lifetime(&headers),
         })
     }
@@ -267,57 +338,46 @@ impl Fetcher {
     pub fn remember(&self, fetched: &Fetched) {
         let Some(ttl) = fetched.ttl else { return };
         let mut cache = self.cache.lock().expect("fetch cache");
-        if cache.len() >= MAX_CACHED && !cache.contains_key(&fetched.record.url) {
-            let now = Instant::now();
-            cache.retain(|_, e| e.fresh_until > now);
-            if cache.len() >= MAX_CACHED {
-                let soonest = cache
-                    .iter()
-                    .min_by_key(|(_, e)| e.fresh_until)
-                    .map(|(url, _)| url.clone());
-                if let Some(url) = soonest {
-                    cache.remove(&url);
-                }
-            }
-        }
         cache.insert(
             fetched.record.url.clone(),
             CacheEntry {
-                value: fetched.value.clone(),
+                bytes: fetched.bytes.clone(),
                 record: fetched.record.clone(),
                 fresh_until: Instant::now() + ttl,
             },
+            self.config.cache_max_bytes,
         );
+    }
+
+    /// Bytes the cache holds now.
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.lock().expect("fetch cache").bytes
     }
 
     fn revalidated(&self, url: &str, headers: &HeaderMap) -> Result<Fetched, FetchError> {
         let ttl = self.lifetime(headers);
-        let mut cache = self.cache.lock().expect("fetch cache");
-        let entry = cache.get_mut(url).ok_or_else(|| FetchError::Failed {
-            url: url.to_string(),
-            message: "304 for a document no longer cached".into(),
-        })?;
-        match ttl {
-            Some(ttl) => entry.fresh_until = Instant::now() + ttl,
-            None => {
-                let entry = cache.remove(url).expect("present");
-                return Ok(Fetched {
-                    value: entry.value,
-                    record: FetchRecord {
-                        cache: CacheUse::Revalidated,
-                        ..entry.record
-                    },
-                    ttl: None,
-                });
+        let (bytes, mut record) = {
+            let mut cache = self.cache.lock().expect("fetch cache");
+            let entry = match ttl {
+                Some(_) => cache.entries.get_mut(url),
+                None => None,
+            };
+            match (entry, ttl) {
+                (Some(entry), Some(ttl)) => {
+                    entry.fresh_until = Instant::now() + ttl;
+                    (entry.bytes.clone(), entry.record.clone())
+                }
+                _ => {
+                    let entry = cache.remove(url).ok_or_else(|| FetchError::Failed {
+                        url: url.to_string(),
+                        message: "304 for a document no longer cached".into(),
+                    })?;
+                    (entry.bytes, entry.record)
+                }
             }
-        }
-        let mut record = entry.record.clone();
+        };
         record.cache = CacheUse::Revalidated;
-        Ok(Fetched {
-            value: entry.value.clone(),
-            record,
-            ttl: None,
-        })
+        from_cache(bytes, record)
     }
 
     /// How long an answer with these headers may be reused; `None` for
@@ -361,6 +421,20 @@ impl Fetcher {
 
 /// Seconds an answer with these headers stays fresh, before clamping;
 /// `None` when it must not be stored.
+/// A cached answer, parsed again (it was valid JSON when it was stored).
+fn from_cache(bytes: Arc<[u8]>, record: FetchRecord) -> Result<Fetched, FetchError> {
+    let value = serde_json::from_slice(&bytes).map_err(|e| FetchError::Failed {
+        url: record.url.clone(),
+        message: format!("cached body no longer parses: {e}"),
+    })?;
+    Ok(Fetched {
+        value,
+        record,
+        bytes,
+        ttl: None,
+    })
+}
+
 pub fn cache_lifetime(headers: &HeaderMap) -> Option<u64> {
     let cache_control = headers
         .get_all(CACHE_CONTROL)

@@ -155,11 +155,11 @@ impl Retriever {
     /// A JWK Set, re-fetched once (rate-limited) when it lacks `kid`.
     async fn keys(&self, uri: &str, kid: Option<&str>) -> Result<FetchedKeys, String> {
         let fetch_err = |e: super::fetch::FetchError| format!("jwks_uri: {e}");
-        // Parses the set (only a usable set is cached); true if it has `kid`.
+        // Parses the set; true if it has `kid`. Not cached here: only once
+        // an assertion verified with it ([`Self::keep_keys`]).
         let check = |fetched: &Fetched| -> Result<bool, String> {
             let set =
                 proof::parse_jwks(&fetched.value).map_err(|e| format!("jwks_uri {uri}: {e}"))?;
-            self.fetcher.remember(fetched);
             Ok(kid.is_none_or(|k| set.find(k).is_some()))
         };
         let fetched = self
@@ -177,6 +177,22 @@ impl Retriever {
         check(&fetched)?;
         let refreshed = fetched.record.cache != super::fetch::CacheUse::Hit;
         Ok(FetchedKeys { fetched, refreshed })
+    }
+
+    /// Caches the JWK Sets an assertion was verified with. A set fetched
+    /// for an assertion that failed is not kept: any CIMD client names its
+    /// own `jwks_uri`, so keeping those would let anyone fill the cache.
+    pub fn keep_keys(&self, retrieved: &Retrieved) {
+        for keys in [&retrieved.client_keys, &retrieved.issuer_keys] {
+            if let Some(Ok(keys)) = keys {
+                self.fetcher.remember(&keys.fetched);
+            }
+        }
+    }
+
+    /// Bytes the fetch cache holds now.
+    pub fn cached_bytes(&self) -> usize {
+        self.fetcher.cached_bytes()
     }
 
     async fn metadata(&self, uri: &str) -> Result<Fetched, String> {

@@ -96,7 +96,10 @@ pub fn local_only(headers: &HeaderMap) -> Result<(), ApiError> {
         let local = origin
             .to_str()
             .ok()
-            .and_then(|o| o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")))
+            .and_then(|o| {
+                o.strip_prefix("http://")
+                    .or_else(|| o.strip_prefix("https://"))
+            })
             .is_some_and(is_loopback_authority);
         if !local {
             return refuse(
@@ -147,10 +150,25 @@ mod tests {
 
     #[test]
     fn loopback_authorities() {
-        for ok in ["localhost", "localhost:8080", "127.0.0.1:1", "127.9.9.9", "[::1]:80", "[::1]"] {
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:1",
+            "127.9.9.9",
+            "[::1]:80",
+            "[::1]",
+        ] {
             assert!(is_loopback_authority(ok), "{ok}");
         }
-        for bad in ["evil.example", "evil.example:80", "localhost.evil.example", "10.0.0.1:80", "[::2]:80", "127.0.0.1:x", "localhost:99999"] {
+        for bad in [
+            "evil.example",
+            "evil.example:80",
+            "localhost.evil.example",
+            "10.0.0.1:80",
+            "[::2]:80",
+            "127.0.0.1:x",
+            "localhost:99999",
+        ] {
             assert!(!is_loopback_authority(bad), "{bad}");
         }
     }

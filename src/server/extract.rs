@@ -79,17 +79,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         require_content_type(req.headers(), "application/json")?;
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(|rejection| {
-                let status = rejection.status();
-                let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "body_too_large"
-                } else {
-                    "invalid_request"
-                };
-                ApiError::new(status, error, rejection.body_text())
-            })?;
+        let body = Bytes::from_request(req, state).await.map_err(|rejection| {
+            let status = rejection.status();
+            let error = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "body_too_large"
+            } else {
+                "invalid_request"
+            };
+            ApiError::new(status, error, rejection.body_text())
+        })?;
         parse_json(&body).map(JsonBody)
     }
 }

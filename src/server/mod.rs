@@ -98,7 +98,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     public
         .merge(api)
-        .layer(middleware::from_fn_with_state(state.clone(), open_mode_guard))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            open_mode_guard,
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -187,4 +190,3 @@ async fn read_decision(
     // The stored bytes as they are, so they can be hashed by the reader.
     Ok(([(header::CONTENT_TYPE, "application/json")], entry.to_vec()).into_response())
 }
-

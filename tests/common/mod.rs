@@ -33,6 +33,17 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path, policies: &Path, config: Option<&Path>) -> Server {
+        Self::start_with(data_dir, policies, config, |_| {})
+    }
+
+    /// Like [`Server::start`], with `configure` applied to the command
+    /// (limits, environment, where stderr goes).
+    pub fn start_with(
+        data_dir: &Path,
+        policies: &Path,
+        config: Option<&Path>,
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_trustpath"));
         cmd.arg("serve")
             .arg("--listen")
@@ -47,6 +58,7 @@ impl Server {
         if let Some(config) = config {
             cmd.arg("--config").arg(config);
         }
+        configure(&mut cmd);
         let mut child = cmd.spawn().expect("spawn trustpath");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
@@ -63,6 +75,18 @@ impl Server {
             base,
             data_dir: data_dir.to_path_buf(),
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The `host:port` the server listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("address")
     }
 
     pub fn url(&self, path: &str) -> String {
