@@ -161,3 +161,175 @@ proptest! {
         prop_assert_eq!(verdict.is_ok(), is_scope_token(&scope));
     }
 }
+
+/// A real log of `n` entries in a sled directory, exported in full and as a
+/// selection, with its verifier.
+fn real_export(
+    n: u64,
+) -> (
+    Vec<String>,
+    Vec<String>,
+    trustpath::log::checkpoint::NoteVerifier,
+) {
+    use trustpath::log::entry::SessionRevokedRecord;
+    use trustpath::log::{checkpoint::LogSigner, verify, CheckpointPolicy, LogStore, LogWriter};
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open(dir.path()).unwrap();
+    let signer =
+        LogSigner::load_or_create(&dir.path().join("log.pem"), "trustpath.test/log").unwrap();
+    let verifier = signer.verifier().clone();
+    let policy = CheckpointPolicy {
+        every_entries: 1,
+        every: std::time::Duration::from_secs(1),
+    };
+    let (writer, thread) = LogWriter::start(store.clone(), signer, policy, false).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for i in 0..n {
+            let record = trustpath::log::Record::SessionRevoked(SessionRevokedRecord {
+                revocation_id: format!("r{i}"),
+                session_id: format!("s{i}"),
+                grant_jtis: vec![],
+                reason: "fuzz".into(),
+                revoked_by: "test".into(),
+            });
+            writer
+                .append("2026-01-01T00:00:00Z".into(), "rev".into(), record)
+                .await
+                .unwrap();
+        }
+    });
+    drop(writer);
+    thread.join();
+    let mut full = Vec::new();
+    verify::export(&store, &verifier, 0, None, &mut full).unwrap();
+    let mut selected = Vec::new();
+    verify::export_selected(&store, &verifier, &[1, 3], &mut selected).unwrap();
+    let lines = |b: Vec<u8>| -> Vec<String> {
+        String::from_utf8(b)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    (lines(full), lines(selected), verifier)
+}
+
+/// One way to damage an export.
+#[derive(Debug, Clone)]
+enum Damage {
+    /// `prefix: None` gives as many hashes as `from` needs, so the
+    /// parser gets past the prefix check.
+    Header {
+        from: u64,
+        to: u64,
+        prefix: Option<usize>,
+    },
+    Drop(usize),
+    Duplicate(usize),
+    Swap(usize, usize),
+    Replace(usize, String),
+    Truncate(usize),
+    Filtered(bool),
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    let edge = prop_oneof![
+        Just(0u64),
+        Just(1),
+        Just(u64::MAX),
+        Just(u64::MAX - 1),
+        Just(1 << 63),
+        0u64..16,
+        any::<u64>(),
+    ];
+    prop_oneof![
+        (edge.clone(), edge, proptest::option::of(0usize..70))
+            .prop_map(|(from, to, prefix)| Damage::Header { from, to, prefix }),
+        (0usize..12).prop_map(Damage::Drop),
+        (0usize..12).prop_map(Damage::Duplicate),
+        (0usize..12, 0usize..12).prop_map(|(a, b)| Damage::Swap(a, b)),
+        (0usize..12, "\\PC{0,40}").prop_map(|(i, s)| Damage::Replace(i, s)),
+        (0usize..12).prop_map(Damage::Truncate),
+        any::<bool>().prop_map(Damage::Filtered),
+    ]
+}
+
+fn apply(lines: &mut Vec<String>, damage: &Damage) {
+    let n = lines.len();
+    if n == 0 {
+        return;
+    }
+    match damage {
+        Damage::Header { from, to, prefix } => {
+            let mut header: Value = serde_json::from_str(&lines[0]).unwrap_or(json!({}));
+            if !header.is_object() {
+                header = json!({});
+            }
+            header["from"] = json!(from);
+            header["to"] = json!(to);
+            let count = prefix.unwrap_or(from.count_ones() as usize);
+            header["prefix"] = json!(vec!["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; count]);
+            lines[0] = header.to_string();
+        }
+        Damage::Drop(i) if *i < n => {
+            lines.remove(*i);
+        }
+        Damage::Duplicate(i) if *i < n => {
+            let line = lines[*i].clone();
+            lines.insert(*i, line);
+        }
+        Damage::Swap(a, b) if *a < n && *b < n => lines.swap(*a, *b),
+        Damage::Replace(i, text) if *i < n => lines[*i] = text.clone(),
+        Damage::Truncate(i) => lines.truncate(*i),
+        Damage::Filtered(on) => {
+            let mut header: Value = serde_json::from_str(&lines[0]).unwrap_or(json!({}));
+            if !header.is_object() {
+                header = json!({});
+            }
+            header["filtered"] = json!(on);
+            lines[0] = header.to_string();
+        }
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The export parser never panics, and a damaged export never verifies
+    /// as the complete log it claims to be.
+    #[test]
+    fn damaged_exports_never_panic_or_pass_as_complete(
+        damages in proptest::collection::vec(damage(), 1..4),
+        selection in any::<bool>(),
+    ) {
+        use std::sync::OnceLock;
+        use trustpath::log::verify::{verify_export, Coverage};
+        static LOG: OnceLock<(Vec<String>, Vec<String>, trustpath::log::checkpoint::NoteVerifier)> =
+            OnceLock::new();
+        let (full, selected, verifier) = LOG.get_or_init(|| real_export(8));
+        let original = if selection { selected } else { full };
+        let mut lines = original.clone();
+        for d in &damages {
+            apply(&mut lines, d);
+        }
+        let text = lines.join("\n") + "\n";
+        let result = verify_export(text.as_bytes(), verifier);
+        if let Ok(v) = result {
+            if let Coverage::Complete { from, to } = v.coverage {
+                // Only a range the log really has, with its real entries.
+                prop_assert!(from <= to && to <= 8);
+                if lines != *original {
+                    let entries: Vec<&String> = lines[1..lines.len() - 1].iter().collect();
+                    let from = usize::try_from(from).unwrap();
+                    let to = usize::try_from(to).unwrap();
+                    let real: Vec<&String> = full[1 + from..1 + to].iter().collect();
+                    prop_assert_eq!(entries, real);
+                }
+            }
+        }
+    }
+}

@@ -86,7 +86,7 @@ pub fn local_only(headers: &HeaderMap) -> Result<(), ApiError> {
         Err(err)
     };
     let host = headers.get(HOST).and_then(|v| v.to_str().ok());
-    if !host.is_some_and(|h| is_loopback_authority(h)) {
+    if !host.is_some_and(is_loopback_authority) {
         return refuse(
             "host",
             "with no callers configured only a loopback Host (localhost, 127.0.0.1, [::1]) is served",
