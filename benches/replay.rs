@@ -32,7 +32,7 @@ fn arg(name: &str) -> Option<String> {
 /// denied (untrusted AS), delegated.
 fn request(i: usize) -> ConnectionRequest {
     let id = "https://agents.example.com/client.json";
-    let issuer = if i % 7 == 0 {
+    let issuer = if i.is_multiple_of(7) {
         "https://partner-as.example.com"
     } else {
         "https://auth.example.com"
@@ -50,7 +50,7 @@ fn request(i: usize) -> ConnectionRequest {
         "client": {"client_id": id, "document": {
             "client_id": id, "redirect_uris": ["https://agents.example.com/cb"]}},
     });
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         body["delegation"] = json!({"approval_id": format!("a-{i}"), "approved_by": "alice",
             "approved_at": "2026-11-24T08:00:00Z", "actor": {"sub": "agent-7"}});
     }

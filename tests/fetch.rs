@@ -111,6 +111,17 @@ async fn start_fixture() -> (Arc<Fixture>, SocketAddr) {
     (fixture, addr)
 }
 
+/// A server allowed to fetch from loopback, on a fresh data directory.
+fn fetching_server() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &repo_policies(),
+        Some(&dev_config(dir.path())),
+    );
+    (dir, server)
+}
+
 fn dev_config(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("trustpath.toml");
     std::fs::write(
@@ -161,12 +172,7 @@ fn reasons(out: &Value) -> String {
 #[tokio::test]
 async fn fetched_documents_keys_and_metadata() {
     let (fixture, addr) = start_fixture().await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &dir.path().join("data"),
-        &repo_policies(),
-        Some(&dev_config(dir.path())),
-    );
+    let (_dir, server) = fetching_server();
     let url = |path: &str| format!("http://{addr}/{path}");
 
     // A document with jwks_uri, fetched and verified; cached for its max-age.
@@ -601,12 +607,7 @@ async fn fetch_cache_is_bounded_in_bytes_not_urls() {
 #[tokio::test]
 async fn key_sets_fetched_for_failed_assertions_are_not_cached() {
     let (fixture, addr) = start_fixture().await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &dir.path().join("data"),
-        &repo_policies(),
-        Some(&dev_config(dir.path())),
-    );
+    let (_dir, server) = fetching_server();
     let key = TestKey::generate("k1");
     let impostor = TestKey::generate("k1");
     fixture.json("keys.json", "max-age=300", &key.jwks());

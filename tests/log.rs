@@ -290,17 +290,7 @@ async fn export_verifies_offline_and_edits_are_named() {
     let check_with = |name: &str, lines: &[String], extra: &[&str]| {
         let file = dir.path().join(name);
         std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-        let mut args = vec![
-            "log",
-            "verify",
-            "--export",
-            file.to_str().unwrap(),
-            "--public-key",
-            vkey_file.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let (ok, out, err) = trustpath(&args);
-        (ok, format!("{out}{err}"))
+        verify_export_file(&file, &vkey_file, extra)
     };
     let check = |name: &str, lines: &[String]| check_with(name, lines, &[]);
     let original: Vec<String> = lines.iter().map(|s| s.to_string()).collect();

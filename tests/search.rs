@@ -26,12 +26,12 @@ fn record(i: usize) -> (String, Record) {
     let requested: Vec<&str> = SCOPES
         .iter()
         .copied()
-        .filter(|s| (i + s.len()) % 3 != 0)
+        .filter(|s| !(i + s.len()).is_multiple_of(3))
         .collect();
     let approved: Vec<&str> = requested
         .iter()
         .copied()
-        .filter(|s| (i + s.len()) % 2 == 0)
+        .filter(|s| (i + s.len()).is_multiple_of(2))
         .collect();
     let denied: Vec<Value> = requested
         .iter()
@@ -53,7 +53,7 @@ fn record(i: usize) -> (String, Record) {
         "client_id": client,
         "input": {"subject": {"sub": format!("user{}@example.com", i % 7)}},
         "authentication": {"result": "verified", "method": "private_key_jwt",
-            "issuer": if i % 4 == 0 { Value::Null } else { json!(format!("iss-{}", i % 3)) },
+            "issuer": if i.is_multiple_of(4) { Value::Null } else { json!(format!("iss-{}", i % 3)) },
             "subject": client, "key_id": "k1", "reasons": []},
         "decision": {"outcome": outcome, "allow": outcome != "denied",
             "requested_scopes": requested, "approved_scopes": approved, "denied_scopes": denied,

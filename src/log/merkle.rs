@@ -46,7 +46,7 @@ fn split_point(n: u64) -> u64 {
 /// every left part is an aligned complete subtree found in the source.
 pub fn range_hash<S: HashSource>(source: &S, lo: u64, hi: u64) -> Result<Hash, S::Error> {
     let n = hi - lo;
-    if n.is_power_of_two() && lo % n == 0 {
+    if n.is_power_of_two() && lo.is_multiple_of(n) {
         return source.subtree(n.trailing_zeros() as u8, lo >> n.trailing_zeros());
     }
     let k = split_point(n);

@@ -267,6 +267,22 @@ pub fn trustpath(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `trustpath log verify --export FILE --public-key VKEY [extra]`; returns
+/// (success, stdout and stderr together).
+pub fn verify_export_file(file: &Path, vkey: &Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec![
+        "log",
+        "verify",
+        "--export",
+        file.to_str().unwrap(),
+        "--public-key",
+        vkey.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = trustpath(&args);
+    (ok, format!("{out}{err}"))
+}
+
 /// GET a path; returns the status.
 pub async fn status_of(server: &Server, path: &str) -> u16 {
     http()
