@@ -727,3 +727,74 @@ async fn the_data_directory_is_private() {
     }
     assert!(checked > 3);
 }
+
+/// The connection layer was replaced (limits and timeouts): what held
+/// before still holds. Pipelined requests are answered in order; ambiguous
+/// framing and folded or oversized headers are refused; a body that never
+/// arrives is cut off by the body timeout.
+#[tokio::test]
+async fn http_framing_still_holds_on_the_bounded_connection_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[limits]\nbody_read_timeout_ms = 1000\n");
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), Some(&config));
+    let get = "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let answer = raw_request(
+        &server,
+        &format!("{get}{get}GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 3, "{answer}");
+
+    let body = r#"{"reason":"x"}"#;
+    for (what, request) in [
+        (
+            "conflicting Content-Length",
+            format!(
+                "POST /v1/sessions/s/revoke HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+                 Content-Length: 14\r\nContent-Length: 3\r\n\r\n{body}"
+            ),
+        ),
+        (
+            "folded header",
+            format!(
+                "POST /v1/sessions/s/revoke HTTP/1.1\r\nHost: localhost\r\nContent-Type:\r\n application/json\r\n\
+                 Content-Length: 14\r\n\r\n{body}"
+            ),
+        ),
+        (
+            "oversized header",
+            format!(
+                "GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(512 * 1024)
+            ),
+        ),
+    ] {
+        let answer = raw_request(&server, &request).await;
+        let status: u16 = answer
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            status == 0 || (400..500).contains(&status),
+            "{what} was accepted: {answer}"
+        );
+        assert!(!answer.contains("HTTP/1.1 200"), "{what}: {answer}");
+    }
+
+    // A body announced but never sent: the connection is answered or
+    // closed once the body timeout passes, not held.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    stream
+        .write_all(
+            b"POST /v1/sessions/s/revoke HTTP/1.1\r\nHost: localhost\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(8), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a stalled body held the connection");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(!answer.contains("HTTP/1.1 200"), "{answer}");
+}
