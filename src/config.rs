@@ -38,7 +38,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub tool_calls: ToolCallConfig,
     /// Fetching documents, keys and metadata that the AS did not send.
-    pub fetch: crate::identity::fetch::FetchConfig,
+    pub fetch: FetchConfig,
     /// API callers and their roles. With none, the server only listens on loopback.
     pub callers: Vec<CallerConfig>,
     /// Pre-registered (and DCR) clients, by client_id.
@@ -308,7 +308,7 @@ impl Config {
             ));
         }
         for alg in &self.assertions.algorithms {
-            if crate::identity::proof::parse_algorithm(alg).is_none() {
+            if crate::model::parse_algorithm(alg).is_none() {
                 return bad(format!(
                     "assertions.algorithms: {alg:?} is not an accepted asymmetric JWS algorithm"
                 ));
@@ -352,5 +352,48 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+/// `[fetch]` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchConfig {
+    /// Development and tests only: also allow `http` URLs and loopback
+    /// addresses (every other special-use range stays refused).
+    pub allow_http_loopback: bool,
+    pub connect_timeout_ms: u64,
+    /// The whole exchange, body included.
+    pub timeout_ms: u64,
+    /// Client ID Metadata Documents (the CIMD draft caps them at 5 KB).
+    pub max_document_bytes: usize,
+    /// JWK Sets and metadata documents.
+    pub max_jwks_bytes: usize,
+    /// Bounds on how long a fetched document is reused.
+    pub cache_min_seconds: u64,
+    pub cache_max_seconds: u64,
+    /// Most bytes the cache holds, counted as the documents' raw bytes (and
+    /// their URLs): client_id and jwks_uri URLs come from outside, so the
+    /// cache must not grow with whatever is sent. When full, expired
+    /// entries go first, then those closest to expiry.
+    pub cache_max_bytes: usize,
+    /// An assertion naming a `kid` a cached JWK Set lacks re-fetches the set,
+    /// at most once per this many seconds per URL.
+    pub jwks_refresh_min_seconds: u64,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        Self {
+            allow_http_loopback: false,
+            connect_timeout_ms: 2_000,
+            timeout_ms: 5_000,
+            max_document_bytes: 5 * 1024,
+            max_jwks_bytes: 64 * 1024,
+            cache_min_seconds: 60,
+            cache_max_seconds: 24 * 3600,
+            cache_max_bytes: 16 * 1024 * 1024,
+            jwks_refresh_min_seconds: 30,
+        }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -22,6 +22,7 @@ use crate::model::{
 };
 use crate::policy::verdict::ConnectionVerdict;
 use crate::policy::PolicyStore;
+pub use crate::time::rfc3339;
 
 /// Grant lifetimes the PDP enforces whatever the policy says. Kept in the
 /// policy input (`limits`), so a replay enforces the ones then in force.
@@ -305,7 +306,7 @@ fn drop_nulls(object: &mut Value) {
 /// Why a session may get no new grant: it was revoked, or its revocation
 /// state could not be read (fail closed). `None` when neither.
 fn session_revoked(store: &LogStore, session_id: &str) -> Option<String> {
-    match crate::revocation::session_revocation(store, session_id) {
+    match crate::log::grants::session_revocation(store, session_id) {
         Ok(None) => None,
         Ok(Some(seq)) => Some(format!("session was revoked (log entry {seq})")),
         Err(e) => Some(format!("revocation state could not be read: {e}")),
@@ -445,8 +446,4 @@ fn grant_claims_for(
             .and_then(|d| d.actor.as_ref())
             .and_then(|a| serde_json::to_value(a).ok()),
     }
-}
-
-pub fn rfc3339(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }

@@ -21,4 +21,5 @@ pub mod revocation;
 pub mod secret_file;
 pub mod server;
 pub mod text;
+pub mod time;
 pub mod tool_call;

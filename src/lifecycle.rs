@@ -10,13 +10,13 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::Value;
 
-use crate::decide::rfc3339;
 use crate::log::entry::{
     KeyEvent, KeyPurpose, PolicyLoadedRecord, PolicyTrigger, SigningKeyRecord,
 };
 use crate::log::index::Field;
 use crate::log::{query, LogError, LogStore, LogWriter, Record};
 use crate::policy::{PolicyBundle, PolicyStore};
+use crate::time::rfc3339;
 
 /// The `policy_loaded` entry for `bundle`, or `None` when the log already
 /// has that revision in force (a plain restart, a SIGHUP with no change).

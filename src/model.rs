@@ -349,7 +349,7 @@ pub struct DocumentRecord {
     /// JSON as serialised.
     pub sha256: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fetch: Option<crate::identity::fetch::FetchRecord>,
+    pub fetch: Option<FetchRecord>,
     /// The document hash of this client's previous decision, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_sha256: Option<String>,
@@ -363,7 +363,7 @@ pub struct DocumentRecord {
 pub struct KeysRecord {
     pub source: Provenance,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fetch: Option<crate::identity::fetch::FetchRecord>,
+    pub fetch: Option<FetchRecord>,
     /// The cached set lacked the assertion's `kid`, so it was fetched again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refreshed: bool,
@@ -399,7 +399,7 @@ pub struct SourceRecord {
     pub source: Provenance,
     pub sha256: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fetch: Option<crate::identity::fetch::FetchRecord>,
+    pub fetch: Option<FetchRecord>,
 }
 
 /// The authentication result, recorded apart from the policy decision.
@@ -645,4 +645,44 @@ impl ToolCallDecision {
         }
         self
     }
+}
+
+/// Whether an answer came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheUse {
+    Hit,
+    Miss,
+    /// Stale in the cache, confirmed unchanged by the server (`304`).
+    Revalidated,
+}
+
+/// Where fetched bytes came from, for the decision log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRecord {
+    pub url: String,
+    pub status: u16,
+    /// When the bytes were fetched (RFC 3339).
+    pub fetched_at: String,
+    pub cache: CacheUse,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// SHA-256 of the bytes as received.
+    pub sha256: String,
+}
+
+/// One file of a loaded bundle, as the `policy_loaded` log entry lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFile {
+    /// Relative to the policy directory, `/`-separated.
+    pub path: String,
+    pub sha256: String,
+}
+
+/// The accepted JWS algorithms are asymmetric only: an HMAC "verified" with
+/// a public key as its secret is the classic algorithm-confusion attack.
+pub fn parse_algorithm(name: &str) -> Option<jsonwebtoken::Algorithm> {
+    use jsonwebtoken::Algorithm;
+    let alg = name.parse::<Algorithm>().ok()?;
+    (!matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)).then_some(alg)
 }

@@ -9,13 +9,16 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::decide::rfc3339;
-use crate::log::entry::{GrantIssuedRecord, GrantRevokedRecord, SessionRevokedRecord};
+use crate::log::entry::{GrantRevokedRecord, SessionRevokedRecord};
+use crate::log::grants::issuance_at;
+pub use crate::log::grants::{
+    issued_grant, revocation_of, session_grant, session_revocation, Revoked,
+};
 use crate::log::index::Field;
 use crate::log::query::{self, Filter};
 use crate::log::{EntryReceipt, LogError, LogStore, LogWriter, Record};
-use crate::model::GrantClaims;
 use crate::policy::PolicyStore;
+use crate::time::rfc3339;
 
 /// Most grants one session revocation lists by jti (all are revoked anyway,
 /// through the session).
@@ -27,61 +30,6 @@ pub enum RevokeError {
     NotFound(String),
     #[error(transparent)]
     Log(#[from] LogError),
-}
-
-/// Why a grant no longer counts.
-#[derive(Debug, Clone, Serialize)]
-pub struct Revoked {
-    /// The revocation's log entry.
-    pub seq: u64,
-    /// `grant_revoked` or `session_revoked`.
-    pub kind: &'static str,
-}
-
-/// The revocation that applies to a grant, if any: its session's, or its own.
-pub fn revocation_of(store: &LogStore, grant: &GrantClaims) -> Result<Option<Revoked>, LogError> {
-    if let Some(seq) = session_revocation(store, &grant.sid)? {
-        return Ok(Some(Revoked {
-            seq,
-            kind: "session_revoked",
-        }));
-    }
-    let own = query::oldest_posting(store, Field::RevokedGrant, &grant.jti)?;
-    Ok(own.map(|seq| Revoked {
-        seq,
-        kind: "grant_revoked",
-    }))
-}
-
-/// The entry that revoked `session_id`, if it was revoked.
-pub fn session_revocation(store: &LogStore, session_id: &str) -> Result<Option<u64>, LogError> {
-    query::oldest_posting(store, Field::RevokedSession, session_id)
-}
-
-/// The issuance of grant `jti`: the first entry that names the grant.
-pub fn issued_grant(store: &LogStore, jti: &str) -> Result<Option<GrantIssuedRecord>, LogError> {
-    match query::oldest_posting(store, Field::Grant, jti)? {
-        Some(seq) => issuance_at(store, seq).map(Some),
-        None => Ok(None),
-    }
-}
-
-/// The newest grant issued in `session_id`.
-pub fn session_grant(
-    store: &LogStore,
-    session_id: &str,
-) -> Result<Option<GrantIssuedRecord>, LogError> {
-    match query::newest_posting(store, Field::SessionGrant, session_id)? {
-        Some(seq) => issuance_at(store, seq).map(Some),
-        None => Ok(None),
-    }
-}
-
-fn issuance_at(store: &LogStore, seq: u64) -> Result<GrantIssuedRecord, LogError> {
-    match query::entry(store, seq)?.record {
-        Record::GrantIssued(r) => Ok(r),
-        _ => Err(LogError::Corrupt),
-    }
 }
 
 /// What a revocation produced.

@@ -13,7 +13,6 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::config::ToolCallConfig;
-use crate::decide::rfc3339;
 use crate::digest::sha256_hex;
 use crate::grant::status::GrantChecker;
 use crate::identity::proof::PresentedJwt;
@@ -24,6 +23,7 @@ use crate::model::{
 };
 use crate::policy::verdict::ToolCallVerdict;
 use crate::policy::PolicyStore;
+use crate::time::rfc3339;
 
 /// What the enforcement point is told.
 #[derive(Debug, Clone, Serialize)]

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use super::GrantSigner;
 use crate::digest::sha256_hex;
 use crate::log::entry::GrantIssuedRecord;
+use crate::log::grants;
 use crate::log::{LogError, LogStore};
 use crate::model::{GrantCheck, GrantClaims, GrantStatus};
-use crate::revocation;
 
 pub struct GrantChecker {
     signer: Arc<GrantSigner>,
@@ -35,13 +35,13 @@ impl GrantChecker {
     /// that holds the AS's access token, which carries the grant id, not the
     /// grant itself.
     pub fn check_grant_id(&self, jti: &str, now: i64) -> GrantCheck {
-        let issued = revocation::issued_grant(&self.store, jti);
+        let issued = grants::issued_grant(&self.store, jti);
         self.check_logged(issued, || format!("no grant {jti} was issued"), now)
     }
 
     /// Checks the newest grant issued in `session_id`.
     pub fn check_session(&self, session_id: &str, now: i64) -> GrantCheck {
-        let issued = revocation::session_grant(&self.store, session_id);
+        let issued = grants::session_grant(&self.store, session_id);
         self.check_logged(issued, || format!("session {session_id} has no grant"), now)
     }
 
@@ -70,7 +70,7 @@ impl GrantChecker {
         // one trustpath gave out (a stolen key, a lost log): refuse it. Nor
         // is a token that differs from the one logged under its jti (one
         // re-signed with wider scope, tools or expiry).
-        match revocation::issued_grant(&self.store, &claims.jti) {
+        match grants::issued_grant(&self.store, &claims.jti) {
             Ok(Some(issued)) => {
                 if token_sha256
                     .as_ref()
@@ -96,7 +96,7 @@ impl GrantChecker {
             }
             Err(e) => return unreadable(e, token_sha256),
         }
-        let (status, reason) = match revocation::revocation_of(&self.store, &claims) {
+        let (status, reason) = match grants::revocation_of(&self.store, &claims) {
             Err(e) => return unreadable(e, token_sha256),
             Ok(Some(revoked)) => (
                 GrantStatus::Revoked,

@@ -19,57 +19,15 @@ use std::time::{Duration, Instant, SystemTime};
 use ipnet::IpNet;
 use reqwest::header::{HeaderMap, CACHE_CONTROL, CONTENT_TYPE, ETAG, EXPIRES, IF_NONE_MATCH};
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
+pub use crate::config::FetchConfig;
 use crate::digest::sha256_hex;
+pub use crate::model::{CacheUse, FetchRecord};
 
 /// Most URLs whose forced JWK Set re-fetch is remembered.
 const MAX_REFRESHED: usize = 10_000;
-
-/// `[fetch]` settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FetchConfig {
-    /// Development and tests only: also allow `http` URLs and loopback
-    /// addresses (every other special-use range stays refused).
-    pub allow_http_loopback: bool,
-    pub connect_timeout_ms: u64,
-    /// The whole exchange, body included.
-    pub timeout_ms: u64,
-    /// Client ID Metadata Documents (the CIMD draft caps them at 5 KB).
-    pub max_document_bytes: usize,
-    /// JWK Sets and metadata documents.
-    pub max_jwks_bytes: usize,
-    /// Bounds on how long a fetched document is reused.
-    pub cache_min_seconds: u64,
-    pub cache_max_seconds: u64,
-    /// Most bytes the cache holds, counted as the documents' raw bytes (and
-    /// their URLs): client_id and jwks_uri URLs come from outside, so the
-    /// cache must not grow with whatever is sent. When full, expired
-    /// entries go first, then those closest to expiry.
-    pub cache_max_bytes: usize,
-    /// An assertion naming a `kid` a cached JWK Set lacks re-fetches the set,
-    /// at most once per this many seconds per URL.
-    pub jwks_refresh_min_seconds: u64,
-}
-
-impl Default for FetchConfig {
-    fn default() -> Self {
-        Self {
-            allow_http_loopback: false,
-            connect_timeout_ms: 2_000,
-            timeout_ms: 5_000,
-            max_document_bytes: 5 * 1024,
-            max_jwks_bytes: 64 * 1024,
-            cache_min_seconds: 60,
-            cache_max_seconds: 24 * 3600,
-            cache_max_bytes: 16 * 1024 * 1024,
-            jwks_refresh_min_seconds: 30,
-        }
-    }
-}
 
 /// What is being fetched: decides the size cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,30 +43,6 @@ pub enum FetchError {
     Refused { url: String, reason: String },
     #[error("{url}: {message}")]
     Failed { url: String, message: String },
-}
-
-/// Whether an answer came from the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CacheUse {
-    Hit,
-    Miss,
-    /// Stale in the cache, confirmed unchanged by the server (`304`).
-    Revalidated,
-}
-
-/// Where fetched bytes came from, for the decision log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FetchRecord {
-    pub url: String,
-    pub status: u16,
-    /// When the bytes were fetched (RFC 3339).
-    pub fetched_at: String,
-    pub cache: CacheUse,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
-    /// SHA-256 of the bytes as received.
-    pub sha256: String,
 }
 
 #[derive(Debug, Clone)]
@@ -319,7 +253,7 @@ impl Fetcher {
         let record = FetchRecord {
             url: fetched_url,
             status: status.as_u16(),
-            fetched_at: crate::decide::rfc3339(chrono::Utc::now()),
+            fetched_at: crate::time::rfc3339(chrono::Utc::now()),
             cache: CacheUse::Miss,
             etag: header_str(&headers, ETAG),
             sha256: sha256_hex(&body),

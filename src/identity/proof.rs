@@ -5,8 +5,6 @@
 //! it is checked (the lint below keeps it that way).
 #![deny(clippy::arithmetic_side_effects)]
 
-use std::str::FromStr;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
@@ -16,14 +14,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::digest::sha256_hex;
+pub use crate::model::parse_algorithm;
 use crate::model::ProofRecord;
-
-/// The accepted JWS algorithms are asymmetric only: an HMAC "verified" with
-/// a public key as its secret is the classic algorithm-confusion attack.
-pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
-    let alg = Algorithm::from_str(name).ok()?;
-    (!matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)).then_some(alg)
-}
 
 /// A JWT as presented, before any check: what the log may keep of it.
 #[derive(Debug, Clone)]

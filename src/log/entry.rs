@@ -5,8 +5,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{Authentication, Decision, GrantClaims, ToolCallDecision};
-use crate::policy::PolicyFile;
+use crate::model::{Authentication, Decision, GrantClaims, PolicyFile, ToolCallDecision};
 
 /// One entry of the append-only log. Its `seq` is its leaf index.
 ///

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod entry;
+pub mod grants;
 pub mod index;
 pub mod merkle;
 pub mod proof;

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use regorus::utils::limits::ExecutionTimerConfig;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+pub use crate::model::PolicyFile;
 
 /// The rule the connection decision comes from.
 pub const CONNECTION_ENTRY_POINT: &str = "data.trustpath.connection.decision";
@@ -65,14 +66,6 @@ pub struct PolicyBundle {
     undefined: Vec<&'static str>,
     revision: PolicyRevision,
     manifest: Vec<PolicyFile>,
-}
-
-/// One file of a loaded bundle, as the `policy_loaded` log entry lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyFile {
-    /// Relative to the policy directory, `/`-separated.
-    pub path: String,
-    pub sha256: String,
 }
 
 /// The policy files under a directory, read and added to a fresh engine:
