@@ -124,9 +124,10 @@ fn main() {
         a
     });
     time("build policy input", || {
-        policy_input(&req, "s", &client, now, &limits, None)
+        trustpath::model::to_document(&policy_input(&req, "s", &client, now, &limits, None))
     });
-    let input = policy_input(&req, "s", &client, now, &limits, None);
+    let input =
+        trustpath::model::to_document(&policy_input(&req, "s", &client, now, &limits, None));
     time("evaluate connection policy", || {
         bundle.evaluate(CONNECTION_ENTRY_POINT, &input).unwrap()
     });

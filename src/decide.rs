@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use crate::digest::sha256_hex;
 use crate::grant::GrantSigner;
@@ -16,21 +15,15 @@ use crate::identity::retrieval::Retriever;
 use crate::identity::{AuthenticatedClient, Authenticator};
 use crate::log::entry::GrantIssuedRecord;
 use crate::log::{ConnectionDecisionRecord, EntryReceipt, LogError, LogStore, LogWriter, Record};
+pub use crate::model::GrantLimits;
 use crate::model::{
-    ApprovedScopes, Authentication, AuthenticationStatus, ConnectionRequest, Decision, DeniedScope,
-    Grant, GrantClaims, MetadataSourceKind, Outcome, PermittedTools, RequestedScopes,
+    to_document, ApprovedScopes, Authentication, AuthenticationStatus, ClientInput,
+    ConnectionInput, ConnectionRequest, Decision, DeniedScope, Grant, GrantClaims,
+    MetadataSourceKind, Outcome, PermittedTools, RequestedScopes,
 };
 use crate::policy::verdict::ConnectionVerdict;
 use crate::policy::PolicyStore;
 pub use crate::time::rfc3339;
-
-/// Grant lifetimes the PDP enforces whatever the policy says. Kept in the
-/// policy input (`limits`), so a replay enforces the ones then in force.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
-pub struct GrantLimits {
-    pub default_ttl_seconds: u64,
-    pub max_ttl_seconds: u64,
-}
 
 /// What a decision produced. `grant` and `log_entry` are absent in dry runs.
 #[derive(Debug, Clone, Serialize)]
@@ -138,14 +131,14 @@ impl Decider {
             .as_ref()
             .and_then(|r| session_revoked(&r.store, &session_id));
         let bundle = self.policies.current();
-        let input = policy_input(
+        let input = to_document(&policy_input(
             &request,
             &session_id,
             &client,
             now,
             &self.limits,
             session_revoked.as_deref(),
-        );
+        ));
         let verdict = ConnectionVerdict::evaluate(&bundle, &input);
 
         // 3. Trim: intersect with the request, cap the lifetime, apply
@@ -252,8 +245,6 @@ impl Decider {
 
 /// The input document the policy sees, and the log keeps. The raw assertion
 /// is not in it: authentication carries its claims and SHA-256 instead.
-/// Absent optional fields are left out rather than set to null, because
-/// null is truthy in Rego.
 pub fn policy_input(
     request: &ConnectionRequest,
     session_id: &str,
@@ -261,45 +252,30 @@ pub fn policy_input(
     now: DateTime<Utc>,
     limits: &GrantLimits,
     session_revoked: Option<&str>,
-) -> Value {
-    let mut input = json!({
-        "now": rfc3339(now),
-        "now_unix": now.timestamp(),
-        "session_id": session_id,
-        "resource": request.resource,
-        "scopes": request.scopes,
-        "tools": request.tools,
-        "metadata_source": request.metadata_source,
-        "client": {
-            "client_id": request.client.client_id,
-            // The host as the URL parser reads it: policies compare hosts
-            // with this, never with pieces of the client_id text.
-            "host": (request.metadata_source.kind == MetadataSourceKind::Cimd)
+) -> ConnectionInput {
+    let is_cimd = request.metadata_source.kind == MetadataSourceKind::Cimd;
+    ConnectionInput {
+        now: rfc3339(now),
+        now_unix: now.timestamp(),
+        session_id: session_id.to_string(),
+        resource: request.resource.clone(),
+        scopes: request.scopes.clone(),
+        tools: request.tools.clone(),
+        metadata_source: request.metadata_source.clone(),
+        client: ClientInput {
+            client_id: request.client.client_id.clone(),
+            host: is_cimd
                 .then(|| crate::identity::document::cimd_host(&request.client.client_id))
                 .flatten(),
-            "redirect_uri": request.client.redirect_uri,
-            "document": client.document,
-            "assertion_present": request.client.assertion.is_some(),
+            redirect_uri: request.client.redirect_uri.clone(),
+            document: client.document.clone(),
+            assertion_present: request.client.assertion.is_some(),
         },
-        "authentication": client.authentication,
-        "subject": request.subject,
-        "delegation": request.delegation,
-        "limits": {
-            "default_ttl_seconds": limits.default_ttl_seconds,
-            "max_ttl_seconds": limits.max_ttl_seconds,
-        },
-        "session_revoked": session_revoked,
-    });
-    drop_nulls(&mut input);
-    if let Some(client) = input.get_mut("client") {
-        drop_nulls(client);
-    }
-    input
-}
-
-fn drop_nulls(object: &mut Value) {
-    if let Some(map) = object.as_object_mut() {
-        map.retain(|_, v| !v.is_null());
+        authentication: client.authentication.clone(),
+        subject: request.subject.clone(),
+        delegation: request.delegation.clone(),
+        limits: *limits,
+        session_revoked: session_revoked.map(str::to_string),
     }
 }
 

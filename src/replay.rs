@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::decide::{trim, GrantLimits};
+use crate::decide::trim;
 use crate::log::entry::{ConnectionDecisionRecord, ToolCallRecord};
 use crate::log::query::Filter;
 use crate::log::verify::{ExportHeader, ExportTrailer, FilteredTrailer};
 use crate::log::{LogEntry, LogError, LogStore, Record};
-use crate::model::{Decision, GrantCheck, ToolCallDecision};
+use crate::model::{ConnectionInput, Decision, ToolCallDecision, ToolCallInput};
 use crate::policy::verdict::{ConnectionVerdict, ToolCallVerdict};
 use crate::policy::PolicyBundle;
 use crate::tool_call::enforce;
@@ -439,23 +439,20 @@ fn replay_connection(
     let input = &logged.input;
     let verdict = ConnectionVerdict::evaluate(candidate, input);
     let failed = verdict.is_err();
-    let limits: Result<GrantLimits, _> = serde_json::from_value(input["limits"].clone());
-    let bad_limits = limits.is_err();
-    let after = match limits {
-        Ok(limits) => {
-            let tools: Option<Vec<String>> = serde_json::from_value(input["tools"].clone()).ok();
-            trim(
-                &logged.decision.requested_scopes,
-                tools.as_deref(),
-                &logged.authentication,
-                verdict,
-                &limits,
-                input["session_revoked"].as_str(),
-            )
-        }
+    let typed = serde_json::from_value::<ConnectionInput>(input.clone());
+    let unreadable = typed.is_err();
+    let after = match typed {
+        Ok(typed) => trim(
+            &logged.decision.requested_scopes,
+            typed.tools.as_deref(),
+            &logged.authentication,
+            verdict,
+            &typed.limits,
+            typed.session_revoked.as_deref(),
+        ),
         Err(e) => Decision::deny_all(
             logged.decision.requested_scopes.clone(),
-            vec![format!("logged input has no usable limits: {e}")],
+            vec![format!("logged input is not a connection input: {e}")],
         ),
     };
     // A revocation logged before the decision still covers it.
@@ -466,7 +463,7 @@ fn replay_connection(
     let before = Comparable::of_decision(&logged.decision);
     let after = Comparable::of_decision(&after);
     let mut changes = compare(&before, &after);
-    if failed || bad_limits {
+    if failed || unreadable {
         changes.push(ChangeKind::Error);
     }
     (!changes.is_empty()).then(|| Change {
@@ -487,11 +484,11 @@ fn replay_tool_call(seq: u64, logged: &ToolCallRecord, candidate: &PolicyBundle)
     let input = &logged.input;
     let verdict = ToolCallVerdict::evaluate(candidate, input);
     let failed = verdict.is_err();
-    let after = match serde_json::from_value::<GrantCheck>(input["grant"].clone()) {
-        Ok(grant) => enforce(input, &grant, verdict),
+    let after = match serde_json::from_value::<ToolCallInput>(input.clone()) {
+        Ok(typed) => enforce(&typed, verdict),
         Err(e) => ToolCallDecision {
             allow: false,
-            reasons: vec![format!("logged input has no usable grant check: {e}")],
+            reasons: vec![format!("logged input is not a tool-call input: {e}")],
             required_scopes: Vec::new(),
         },
     };

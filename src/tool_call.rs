@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::config::ToolCallConfig;
 use crate::digest::sha256_hex;
@@ -19,7 +19,8 @@ use crate::identity::proof::PresentedJwt;
 use crate::log::entry::ToolCallRecord;
 use crate::log::{EntryReceipt, LogError, LogWriter, Record};
 use crate::model::{
-    ArgumentsSummary, GrantCheck, GrantStatus, ToolCallDecision, ToolCallRequest, TOOLS_CALL,
+    to_document, ArgumentsSummary, GrantCheck, GrantStatus, ToolCallDecision, ToolCallInput,
+    ToolCallRequest, TOOLS_CALL,
 };
 use crate::policy::verdict::ToolCallVerdict;
 use crate::policy::PolicyStore;
@@ -87,22 +88,22 @@ impl ToolCallChecker {
 
         // 3. Evaluate the tool-call policy on exactly what will be logged.
         let bundle = self.policies.current();
-        let input = json!({
-            "now": rfc3339(now),
-            "now_unix": now.timestamp(),
-            "tool": request.tool,
-            "method": request.method,
-            "actor": request.actor,
-            "session_id": request.session_id,
-            "grant_id": request.grant_id,
-            "arguments": arguments,
-            "grant": grant,
-        });
-        let input = without_nulls(input);
+        let typed = ToolCallInput {
+            now: rfc3339(now),
+            now_unix: now.timestamp(),
+            tool: request.tool.clone(),
+            method: request.method.clone(),
+            actor: request.actor.clone(),
+            session_id: request.session_id.clone(),
+            grant_id: request.grant_id.clone(),
+            arguments,
+            grant: grant.clone(),
+        };
+        let input = to_document(&typed);
         let verdict = ToolCallVerdict::evaluate(&bundle, &input);
 
         // 4. Enforce what holds whatever the policy says.
-        let mut decision = enforce(&input, &grant, verdict);
+        let mut decision = enforce(&typed, verdict);
 
         // 5. Log it; answer only once the entry is durable.
         let claims = grant.claims.as_ref();
@@ -216,19 +217,19 @@ pub fn summarise_arguments(request: &ToolCallRequest, config: &ToolCallConfig) -
 /// must be active, belong to the session named, and list the tool for
 /// `tools/call`. Reads only the logged input, so replay gives the same answer.
 pub fn enforce(
-    input: &Value,
-    grant: &GrantCheck,
+    input: &ToolCallInput,
     verdict: Result<ToolCallVerdict, String>,
 ) -> ToolCallDecision {
+    let grant = &input.grant;
     // The PDP's own denials come first, then what the policy said.
     let mut reasons = Vec::new();
     if !grant.is_active() {
         let why = grant.reason.as_deref().unwrap_or("no reason given");
         reasons.push(format!("grant is {}: {why}", grant.status.as_str()));
     }
-    let tool = input["tool"].as_str().unwrap_or_default();
+    let tool = input.tool.as_str();
     if let Some(claims) = &grant.claims {
-        if let Some(session) = input["session_id"].as_str() {
+        if let Some(session) = input.session_id.as_deref() {
             if claims.sid != session {
                 reasons.push(format!(
                     "grant belongs to session {}, not {session}",
@@ -236,7 +237,7 @@ pub fn enforce(
                 ));
             }
         }
-        if input["method"] == TOOLS_CALL && !claims.tools.iter().any(|t| t == tool) {
+        if input.method == TOOLS_CALL && !claims.tools.iter().any(|t| t == tool) {
             reasons.push(format!("tool {tool:?} is not in the grant"));
         }
     }
@@ -259,12 +260,4 @@ pub fn enforce(
         reasons,
         required_scopes,
     }
-}
-
-/// Top-level nulls are left out: null is truthy in Rego.
-fn without_nulls(mut input: Value) -> Value {
-    if let Some(map) = input.as_object_mut() {
-        map.retain(|_, v| !v.is_null());
-    }
-    input
 }

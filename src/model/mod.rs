@@ -2,6 +2,9 @@
 //! found, what the policy decided, the grant, and the log entry that ties them.
 #![deny(clippy::arithmetic_side_effects)]
 
+mod policy_input;
+pub use policy_input::{to_document, ClientInput, ConnectionInput, GrantLimits, ToolCallInput};
+
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Deserializer, Serialize};
