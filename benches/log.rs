@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::json;
 use trustpath::log::checkpoint::LogSigner;
 use trustpath::log::verify::verify_store;
-use trustpath::log::{CheckpointPolicy, LogStore, LogWriter, Record};
+use trustpath::log::{CheckpointPolicy, LogWriter, Record};
 
 fn record(i: usize) -> Record {
     let client = "https://agents.example.com/client.json";
@@ -45,7 +45,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map_or(100_000, |n| n.parse().expect("--entries N"));
     let dir = tempfile::tempdir().unwrap();
-    let store = LogStore::open(dir.path()).unwrap();
+    let store = trustpath::store::sled::open(dir.path()).unwrap();
     let signer = LogSigner::load_or_create(&dir.path().join("log.pem"), "bench/log").unwrap();
     let verifier = signer.verifier().clone();
     let policy = CheckpointPolicy {

@@ -13,7 +13,6 @@ use std::time::Instant;
 use serde_json::json;
 use trustpath::config::Config;
 use trustpath::log::query::Filter;
-use trustpath::log::LogStore;
 use trustpath::model::ConnectionRequest;
 use trustpath::policy::PolicyBundle;
 use trustpath::replay::{replay, ReplaySource};
@@ -97,7 +96,7 @@ fn main() {
 
     let candidate = PolicyBundle::load(&policies()).unwrap();
     for workers in [1, 2] {
-        let store = LogStore::open(&data_dir).unwrap();
+        let store = trustpath::store::sled::open(&data_dir).unwrap();
         let started = Instant::now();
         let summary = replay(
             ReplaySource::DataDir(store),

@@ -109,8 +109,9 @@ pub struct Opened {
 /// has not seen them (before any decision is made with them).
 pub async fn open(config: &Config) -> Result<Opened, AppError> {
     config.validate()?;
-    let store = LogStore::open(&config.data_dir)?;
-    let replay = ReplayGuard::Persistent(store.db().open_tree("jti").map_err(LogError::from)?);
+    let engine = crate::store::sled::SledLog::open(&config.data_dir)?;
+    let store = engine.log_store();
+    let replay = ReplayGuard::Persistent(Box::new(engine.jti_store()?));
     let authenticator = Authenticator::from_config(config, replay)?;
     let policies = Arc::new(PolicyStore::load(&config.policies)?);
     let grant_key_path = signing_key_path(config);

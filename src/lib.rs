@@ -20,6 +20,7 @@ pub mod replay;
 pub mod revocation;
 pub mod secret_file;
 pub mod server;
+pub mod store;
 pub mod text;
 pub mod time;
 pub mod tool_call;

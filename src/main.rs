@@ -382,7 +382,7 @@ fn log_command(command: LogCommand) -> Result<()> {
             ..
         } => {
             let config = settings.resolve()?;
-            let store = trustpath::log::LogStore::open_for_scan(&config.data_dir)?;
+            let store = trustpath::store::sled::open_for_scan(&config.data_dir)?;
             let verifier = match public_key {
                 Some(vkey) => {
                     let vkey = std::fs::read_to_string(&vkey).unwrap_or(vkey);
@@ -400,7 +400,7 @@ fn log_command(command: LogCommand) -> Result<()> {
             settings,
         } => {
             let config = settings.resolve()?;
-            let store = trustpath::log::LogStore::open_for_scan(&config.data_dir)?;
+            let store = trustpath::store::sled::open_for_scan(&config.data_dir)?;
             let verifier = trustpath::app::log_verifier(&config)?;
             let filter = filter.to_filter()?;
             let stdout = std::io::stdout();
@@ -428,7 +428,7 @@ fn log_command(command: LogCommand) -> Result<()> {
             settings,
         } => {
             let config = settings.resolve()?;
-            let store = trustpath::log::LogStore::open_for_scan(&config.data_dir)?;
+            let store = trustpath::store::sled::open_for_scan(&config.data_dir)?;
             let page = trustpath::log::query::query(&store, &filter.to_filter()?, limit, None)?;
             print_entries(&store, &page.seqs, json)
         }
@@ -438,7 +438,7 @@ fn log_command(command: LogCommand) -> Result<()> {
             settings,
         } => {
             let config = settings.resolve()?;
-            let store = trustpath::log::LogStore::open_for_scan(&config.data_dir)?;
+            let store = trustpath::store::sled::open_for_scan(&config.data_dir)?;
             let filter = trustpath::log::query::Filter {
                 session: Some(session_id.clone()),
                 ..Default::default()
@@ -455,7 +455,7 @@ fn log_command(command: LogCommand) -> Result<()> {
         }
         LogCommand::Proof { seq, settings } => {
             let config = settings.resolve()?;
-            let store = trustpath::log::LogStore::open_for_scan(&config.data_dir)?;
+            let store = trustpath::store::sled::open_for_scan(&config.data_dir)?;
             let verifier = trustpath::app::log_verifier(&config)?;
             let proof = trustpath::log::proof::inclusion_bundle(&store, &verifier, seq)?;
             println!("{}", serde_json::to_string_pretty(&proof)?);

@@ -13,8 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use trustpath::log::checkpoint::{LogSigner, NoteVerifier};
 use trustpath::log::merkle::{self, Hash};
-use trustpath::log::store::{raw_checkpoint_key, raw_entry_key};
-use trustpath::log::LogStore;
+use trustpath::store::sled::{raw_checkpoint_key, raw_entry_key, SledLog};
 
 fn b64_hash(v: &Value) -> Hash {
     STANDARD
@@ -207,9 +206,9 @@ fn tampered(data: &Path, name: &str, tamper: impl FnOnce(&sled::Tree)) -> (bool,
     let copy = data.parent().unwrap().join(name);
     copy_dir(data, &copy);
     {
-        let store = LogStore::open(&copy).unwrap();
-        tamper(store.raw_tree());
-        store.flush().unwrap();
+        let engine = SledLog::open(&copy).unwrap();
+        tamper(engine.raw_tree());
+        engine.log_store().flush().unwrap();
     }
     verify_dir(&copy)
 }
@@ -276,7 +275,7 @@ async fn export_verifies_offline_and_edits_are_named() {
     assert_eq!(lines.len(), 9 + 2, "header, nine entries, trailer");
     // Entry lines are exactly the stored bytes.
     {
-        let store = LogStore::open(&data).unwrap();
+        let store = trustpath::store::sled::open(&data).unwrap();
         assert_eq!(lines[4].as_bytes(), &store.entry(3).unwrap().unwrap()[..]);
     }
     let vkey_file = dir.path().join("log.vkey");

@@ -172,9 +172,9 @@ fn real_export(
     trustpath::log::checkpoint::NoteVerifier,
 ) {
     use trustpath::log::entry::SessionRevokedRecord;
-    use trustpath::log::{checkpoint::LogSigner, verify, CheckpointPolicy, LogStore, LogWriter};
+    use trustpath::log::{checkpoint::LogSigner, verify, CheckpointPolicy, LogWriter};
     let dir = tempfile::tempdir().unwrap();
-    let store = LogStore::open(dir.path()).unwrap();
+    let store = trustpath::store::sled::open(dir.path()).unwrap();
     let signer =
         LogSigner::load_or_create(&dir.path().join("log.pem"), "trustpath.test/log").unwrap();
     let verifier = signer.verifier().clone();

@@ -65,7 +65,7 @@ fn record(i: usize) -> (String, Record) {
 }
 
 fn start_writer(dir: &std::path::Path) -> (LogStore, LogWriter, trustpath::log::WriterThread) {
-    let store = LogStore::open(dir).unwrap();
+    let store = trustpath::store::sled::open(dir).unwrap();
     let signer = LogSigner::load_or_create(&dir.join("log.pem"), "test/log").unwrap();
     let policy = CheckpointPolicy {
         every_entries: 500,

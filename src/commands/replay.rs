@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use trustpath::log::query::Filter;
-use trustpath::log::LogStore;
 use trustpath::policy::PolicyBundle;
 use trustpath::replay::{self, Change, ChangeKind, Comparable, ReplaySource, Summary};
 use trustpath::text::escape;
@@ -53,7 +52,7 @@ pub fn run(args: ReplayArgs<'_>) -> Result<ExitCode> {
     })?;
     let source = match (args.data_dir, args.export) {
         (Some(dir), None) => ReplaySource::DataDir(
-            LogStore::open_for_scan(&dir)
+            trustpath::store::sled::open_for_scan(&dir)
                 .context("opening the data directory (is a server running on it?)")?,
         ),
         (None, Some(file)) => ReplaySource::Export(file),

@@ -1,8 +1,9 @@
 //! One-time use of client assertion `jti`s (RFC 7523 §3, item 7).
 //!
-//! Seen `jti`s live in the same sled database as the decision log, so the
-//! group-commit flush that makes a decision durable also makes its `jti`
-//! durable, and a restart does not reopen a replay window.
+//! The server keeps used `jti`s in a [`JtiStore`] of its storage engine
+//! (the sled engine keeps them in the log's database, so the group-commit
+//! flush that makes a decision durable also makes its `jti` durable, and a
+//! restart does not reopen a replay window).
 #![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::HashMap;
@@ -11,12 +12,25 @@ use std::sync::Mutex;
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("jti store failed: {0}")]
-    Store(#[from] sled::Error),
+    Store(String),
+}
+
+/// Where used `jti`s are kept, by an engine.
+///
+/// Contract: `first_use` is atomic across every process sharing the store
+/// (two concurrent calls with one key: exactly one returns true), and its
+/// record is durable no later than the next log flush.
+pub trait JtiStore: Send + Sync {
+    /// Records `key` until `until` (Unix seconds) unless already recorded;
+    /// true when it was not.
+    fn first_use(&self, key: &[u8], until: i64) -> Result<bool, String>;
+    /// Forgets keys recorded until before `now`; returns how many.
+    fn prune(&self, now: i64) -> Result<usize, String>;
 }
 
 pub enum ReplayGuard {
-    /// Kept on disk: the server.
-    Persistent(sled::Tree),
+    /// Kept by the storage engine: the server.
+    Persistent(Box<dyn JtiStore>),
     /// Kept in memory: dry runs (`trustpath eval`) that must not consume a jti.
     Ephemeral(Mutex<HashMap<Vec<u8>, i64>>),
 }
@@ -33,11 +47,7 @@ impl ReplayGuard {
     pub fn first_use(&self, issuer: &str, jti: &str, until: i64) -> Result<bool, ReplayError> {
         let key = replay_key(issuer, jti);
         match self {
-            Self::Persistent(tree) => {
-                let swapped =
-                    tree.compare_and_swap(&key, None::<&[u8]>, Some(&until.to_be_bytes()[..]))?;
-                Ok(swapped.is_ok())
-            }
+            Self::Persistent(store) => store.first_use(&key, until).map_err(ReplayError::Store),
             Self::Ephemeral(seen) => {
                 let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
                 Ok(seen.insert(key, until).is_none())
@@ -48,19 +58,10 @@ impl ReplayGuard {
     /// Forgets `jti`s remembered until before `now`: their assertions fail
     /// on `exp` by then anyway.
     pub fn prune(&self, now: i64) -> Result<usize, ReplayError> {
-        let Self::Persistent(tree) = self else {
-            return Ok(0);
-        };
-        let mut removed: usize = 0;
-        for item in tree.iter() {
-            let (key, value) = item?;
-            let exp = <[u8; 8]>::try_from(value.as_ref()).map_or(i64::MIN, i64::from_be_bytes);
-            if exp < now {
-                tree.remove(key)?;
-                removed = removed.saturating_add(1);
-            }
+        match self {
+            Self::Persistent(store) => store.prune(now).map_err(ReplayError::Store),
+            Self::Ephemeral(_) => Ok(0),
         }
-        Ok(removed)
     }
 }
 

@@ -1,9 +1,6 @@
-//! Secondary indexes of the decision log, written in the same atomic batch
-//! as the entry they point to, so they are never out of step after a crash.
-//!
-//! Key: `i` ‖ field ‖ u32 length ‖ value ‖ u64 seq (big endian). The length
-//! prefix means no value can be mistaken for another that shares a prefix
-//! or contains separator bytes.
+//! Secondary indexes of the decision log: which postings an entry gets.
+//! The engine writes them in the same atomic append as the entry they
+//! point to, so they are never out of step after a crash.
 
 use super::entry::{LogEntry, Record};
 
@@ -39,56 +36,6 @@ pub enum Field {
     SigningKey,
 }
 
-impl Field {
-    fn tag(self) -> u8 {
-        match self {
-            Field::Session => b's',
-            Field::Client => b'c',
-            Field::Subject => b'u',
-            Field::Issuer => b'i',
-            Field::RequestedScope => b'r',
-            Field::ApprovedScope => b'a',
-            Field::DeniedScope => b'x',
-            Field::Outcome => b'o',
-            Field::Kind => b'k',
-            Field::Grant => b'g',
-            Field::Tool => b'T',
-            Field::SessionGrant => b'S',
-            Field::RevokedGrant => b'R',
-            Field::RevokedSession => b'V',
-            Field::ClientDocument => b'D',
-            Field::SigningKey => b'K',
-        }
-    }
-}
-
-pub const INDEX: u8 = b'i';
-/// seq → event time (µs since the epoch), for time filters.
-pub const TIME: u8 = b't';
-
-/// The key prefix of every entry indexed under `field = value`.
-pub fn posting_prefix(field: Field, value: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(6 + value.len() + 8);
-    key.push(INDEX);
-    key.push(field.tag());
-    key.extend_from_slice(&(value.len() as u32).to_be_bytes());
-    key.extend_from_slice(value.as_bytes());
-    key
-}
-
-pub fn posting_key(field: Field, value: &str, seq: u64) -> Vec<u8> {
-    let mut key = posting_prefix(field, value);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-pub fn time_key(seq: u64) -> [u8; 9] {
-    let mut key = [0u8; 9];
-    key[0] = TIME;
-    key[1..].copy_from_slice(&seq.to_be_bytes());
-    key
-}
-
 /// Event time in µs since the epoch, from the entry's RFC 3339 time.
 pub fn micros(time: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(time)
@@ -114,10 +61,9 @@ pub fn previous_document(
     store: &super::LogStore,
     client_id: &str,
 ) -> Result<Option<String>, super::LogError> {
-    let prefix = posting_prefix(Field::ClientDocument, client_id);
     Ok(store
-        .last_under(&prefix)?
-        .map(|(_, value)| String::from_utf8_lossy(&value).into_owned()))
+        .newest_posting(Field::ClientDocument, client_id)?
+        .map(|(_, data)| String::from_utf8_lossy(&data).into_owned()))
 }
 
 /// Every (field, value) an entry is found by.
@@ -190,33 +136,4 @@ pub fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
         Record::SigningKey(r) => add(Field::SigningKey, r.purpose.as_str()),
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_cannot_collide_across_values() {
-        // Values that share prefixes, or hold the bytes a naive separator would use.
-        let values = ["a", "ab", "a\u{0}b", "a\u{0}", "", "\u{0}\u{0}\u{0}\u{1}a"];
-        let mut keys = std::collections::BTreeSet::new();
-        for v in values {
-            for seq in [0u64, 1, 256] {
-                assert!(
-                    keys.insert(posting_key(Field::Session, v, seq)),
-                    "{v:?}/{seq}"
-                );
-                // A prefix scan for one value never yields another value's key.
-                for other in values.iter().filter(|o| **o != v) {
-                    assert!(!posting_key(Field::Session, other, seq)
-                        .starts_with(&posting_prefix(Field::Session, v)));
-                }
-            }
-        }
-        assert_ne!(
-            posting_key(Field::Session, "x", 1),
-            posting_key(Field::Client, "x", 1)
-        );
-    }
 }

@@ -7,7 +7,7 @@ pub mod index;
 pub mod merkle;
 pub mod proof;
 pub mod query;
-pub mod store;
+pub mod storage;
 pub mod verify;
 pub mod writer;
 
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 pub use entry::{ConnectionDecisionRecord, EntryReceipt, LogEntry, Record};
 pub use merkle::leaf_hash;
-pub use store::LogStore;
+pub use storage::LogStore;
 pub use writer::{Appended, CheckpointPolicy, LogWriter, WriterThread};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +23,7 @@ pub enum LogError {
     #[error("cannot open data directory {path}: {message}")]
     Open { path: PathBuf, message: String },
     #[error("storage error: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(String),
     #[error("stored log data is corrupt")]
     Corrupt,
     #[error("cannot encode entry: {0}")]

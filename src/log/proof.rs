@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::checkpoint::NoteVerifier;
 use super::merkle;
-use super::store::LogStore;
+use super::storage::LogStore;
 use super::LogError;
 
 #[derive(Debug, Serialize)]

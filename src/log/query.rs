@@ -5,7 +5,7 @@
 
 use super::entry::LogEntry;
 use super::index::{self, Field};
-use super::store::LogStore;
+use super::storage::LogStore;
 use super::LogError;
 
 /// Which scope list a scope filter looks in.
@@ -92,13 +92,6 @@ pub struct Page {
     pub next_cursor: Option<u64>,
 }
 
-fn seq_of_key(key: &[u8]) -> Result<u64, LogError> {
-    let tail = key.len().checked_sub(8).ok_or(LogError::Corrupt)?;
-    Ok(u64::from_be_bytes(
-        key[tail..].try_into().map_err(|_| LogError::Corrupt)?,
-    ))
-}
-
 /// Runs `filter`, returning up to `limit` seqs below `before` (newest first).
 pub fn query(
     store: &LogStore,
@@ -108,26 +101,16 @@ pub fn query(
 ) -> Result<Page, LogError> {
     let postings = filter.postings();
     // Drive from the most selective index; without one, from the entries.
-    let (prefix, below) = match postings.first() {
-        Some((field, value)) => (
-            index::posting_prefix(*field, value),
-            before.map(|b| index::posting_key(*field, value, b)),
-        ),
-        None => (
-            vec![b'e'],
-            before.map(|b| {
-                let mut k = vec![b'e'];
-                k.extend_from_slice(&b.to_be_bytes());
-                k
-            }),
-        ),
+    let candidates = match postings.first() {
+        Some((field, value)) => store.postings_descending(*field, value, before),
+        None => store.seqs_descending(before),
     };
     let mut seqs = Vec::new();
-    for key in store.keys_descending(&prefix, below.as_deref()) {
-        let seq = seq_of_key(&key?)?;
+    for seq in candidates {
+        let seq = seq?;
         let mut ok = true;
         for (field, value) in postings.iter().skip(1) {
-            if !store.contains(&index::posting_key(*field, value, seq))? {
+            if !store.has_posting(*field, value, seq)? {
                 ok = false;
                 break;
             }
@@ -152,11 +135,9 @@ pub fn postings(
     value: &str,
     limit: usize,
 ) -> Result<Vec<u64>, LogError> {
-    let prefix = index::posting_prefix(field, value);
     store
-        .keys_descending(&prefix, None)
+        .postings_descending(field, value, None)
         .take(limit)
-        .map(|k| seq_of_key(&k?))
         .collect()
 }
 
@@ -166,7 +147,7 @@ pub fn newest_posting(
     field: Field,
     value: &str,
 ) -> Result<Option<u64>, LogError> {
-    Ok(postings(store, field, value, 1)?.first().copied())
+    Ok(store.newest_posting(field, value)?.map(|(seq, _)| seq))
 }
 
 /// The oldest entry posted under `field = value`.
@@ -175,11 +156,7 @@ pub fn oldest_posting(
     field: Field,
     value: &str,
 ) -> Result<Option<u64>, LogError> {
-    let prefix = index::posting_prefix(field, value);
-    store
-        .first_key(&prefix)?
-        .map(|k| seq_of_key(&k))
-        .transpose()
+    store.oldest_posting(field, value)
 }
 
 /// Entry `seq`, decoded.

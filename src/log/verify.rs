@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{Checkpoint, NoteVerifier};
 use super::merkle::{self, leaf_hash, node_hash, Hash, HashSource};
-use super::store::LogStore;
+use super::storage::LogStore;
 use super::LogError;
 
 /// What `log verify` found wrong, naming the first place it went wrong.

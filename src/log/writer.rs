@@ -18,7 +18,7 @@ use super::entry::{EntryReceipt, LogEntry, Record, Revokes};
 use super::index::{self, Field};
 use super::merkle::{self, leaf_hash, Hash};
 use super::query;
-use super::store::{LogStore, StoredEntry};
+use super::storage::{LogStore, Posting, StoredEntry};
 use super::LogError;
 
 /// Appends waiting beyond this many are taken in the next batch.
@@ -336,30 +336,35 @@ impl WriterState {
                 }
             })?;
             fresh.extend(hashes.iter().map(|(l, i, h)| ((*l, *i), *h)));
-            let mut index_keys: Vec<(Vec<u8>, Vec<u8>)> = index::postings(entry)
-                .iter()
-                .map(|(field, value)| (index::posting_key(*field, value, seq), Vec::new()))
+            let mut postings: Vec<Posting> = index::postings(entry)
+                .into_iter()
+                .map(|(field, value)| Posting {
+                    field,
+                    value,
+                    data: Vec::new(),
+                })
                 .collect();
             if let Some((client_id, sha256)) = index::client_document(entry) {
-                let key = index::posting_key(index::Field::ClientDocument, client_id, seq);
-                index_keys.push((key, sha256.as_bytes().to_vec()));
+                postings.push(Posting {
+                    field: Field::ClientDocument,
+                    value: client_id.to_string(),
+                    data: sha256.as_bytes().to_vec(),
+                });
             }
             let time = index::micros(&entry.time);
             let id = entry.record.decision_id();
-            encoded.push((seq, bytes, leaf, hashes, id, index_keys, time));
+            encoded.push((seq, bytes, leaf, hashes, id, postings, time));
         }
         let stored: Vec<StoredEntry<'_>> = encoded
             .iter()
-            .map(
-                |(seq, bytes, _, hashes, id, index_keys, time)| StoredEntry {
-                    seq: *seq,
-                    bytes,
-                    decision_id: *id,
-                    hashes,
-                    index_keys,
-                    time_micros: *time,
-                },
-            )
+            .map(|(seq, bytes, _, hashes, id, postings, time)| StoredEntry {
+                seq: *seq,
+                bytes,
+                decision_id: *id,
+                hashes,
+                postings,
+                time_micros: *time,
+            })
             .collect();
         self.store.append(&stored)?;
         Ok(encoded

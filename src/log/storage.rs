@@ -1,0 +1,138 @@
+//! The decision log's storage, behind the roles its callers need: the
+//! writer appends ([`LogAppend`]), readers and proofs read ([`LogRead`]),
+//! search and lifecycle look-ups go through the postings ([`LogIndex`]).
+//! An engine implements all three ([`LogStorage`]); the sled engine lives in
+//! `crate::store::sled`. Nothing above this module knows which engine runs.
+//!
+//! Contracts every engine keeps (the writer and the proofs rely on them):
+//! - One writer. `append` is called by the single log writer only, with
+//!   gap-free seqs following `next_seq`; an engine need not arbitrate
+//!   concurrent appends (a fleet engine must make a second writer fail).
+//! - Atomic. An `append` stores every entry of the slice with its hashes,
+//!   decision id, postings and time, or none of them.
+//! - Visible at once. What `append` stored is read back by every method
+//!   as soon as it returns, flushed or not.
+//! - Durable after `flush`. Once `flush` returns, everything appended
+//!   before it survives a crash; until then it may be lost, but never in
+//!   part (a lost append loses whole entries from the end).
+//! - Immutable. An entry, hash, posting or checkpoint once stored is never
+//!   changed or removed by trustpath.
+
+use super::index::Field;
+use super::merkle::{Hash, HashSource};
+use super::LogError;
+
+/// An entry ready to be written: its seq, its canonical bytes, the decision
+/// id it is found by, the Merkle hashes its append completes, its postings
+/// and its event time.
+pub struct StoredEntry<'a> {
+    pub seq: u64,
+    pub bytes: &'a [u8],
+    pub decision_id: Option<&'a str>,
+    pub hashes: &'a [(u8, u64, Hash)],
+    pub postings: &'a [Posting],
+    pub time_micros: Option<i64>,
+}
+
+/// The entry is found under `field = value`; `data` is kept with the
+/// posting (the document hash of [`Field::ClientDocument`], else empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posting {
+    pub field: Field,
+    pub value: String,
+    pub data: Vec<u8>,
+}
+
+/// A scan over stored items, in the order a method names.
+pub type Scan<'a, T> = Box<dyn Iterator<Item = Result<T, LogError>> + 'a>;
+
+/// Writing: the log writer's role.
+pub trait LogAppend {
+    /// Stores entries atomically (see the module's contracts).
+    fn append(&self, entries: &[StoredEntry<'_>]) -> Result<(), LogError>;
+    /// Makes everything appended so far durable.
+    fn flush(&self) -> Result<(), LogError>;
+    /// Stores the signed checkpoint note for a tree of `size` entries.
+    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), LogError>;
+}
+
+/// Reading entries, hashes and checkpoints: proofs, verification, export.
+pub trait LogRead {
+    /// One past the last stored entry.
+    fn next_seq(&self) -> Result<u64, LogError>;
+    /// Entry `seq`, exactly the bytes stored (and hashed).
+    fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError>;
+    /// The seq of the connection decision `decision_id`.
+    fn seq_of_decision(&self, decision_id: &str) -> Result<Option<u64>, LogError>;
+    /// A stored Merkle subtree hash.
+    fn stored_hash(&self, level: u8, index: u64) -> Result<Option<Hash>, LogError>;
+    /// The checkpoint note of the largest tree.
+    fn latest_checkpoint(&self) -> Result<Option<String>, LogError>;
+    /// Every checkpoint, smallest tree first: (size, note).
+    fn checkpoints(&self) -> Scan<'_, (u64, String)>;
+    /// Every entry in seq order, as stored: (seq, bytes). A gap or a
+    /// changed entry shows through (verification relies on it).
+    fn entries(&self) -> Scan<'_, (u64, Vec<u8>)>;
+    /// Entry seqs, newest first, strictly below `below` when given.
+    fn seqs_descending(&self, below: Option<u64>) -> Scan<'_, u64>;
+    /// The event time of entry `seq`, in µs since the epoch.
+    fn time_of(&self, seq: u64) -> Result<Option<i64>, LogError>;
+}
+
+/// The postings: search, and look-ups that must stay cheap however long
+/// the log (a session's revocation, a grant's issuance, a client's last
+/// document).
+pub trait LogIndex {
+    /// Entries posted under `field = value`, newest first, strictly below
+    /// `below` when given.
+    fn postings_descending(&self, field: Field, value: &str, below: Option<u64>) -> Scan<'_, u64>;
+    /// The oldest entry posted under `field = value`.
+    fn oldest_posting(&self, field: Field, value: &str) -> Result<Option<u64>, LogError>;
+    /// The newest entry posted under `field = value`, with its data.
+    fn newest_posting(&self, field: Field, value: &str)
+        -> Result<Option<(u64, Vec<u8>)>, LogError>;
+    /// Whether entry `seq` is posted under `field = value`.
+    fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError>;
+}
+
+/// A whole engine.
+pub trait LogStorage: LogAppend + LogRead + LogIndex + Send + Sync {}
+
+impl<T: LogAppend + LogRead + LogIndex + Send + Sync> LogStorage for T {}
+
+/// A cheap handle to the log's storage, whatever the engine.
+#[derive(Clone)]
+pub struct LogStore(std::sync::Arc<dyn LogStorage>);
+
+impl LogStore {
+    pub fn new(engine: impl LogStorage + 'static) -> Self {
+        Self(std::sync::Arc::new(engine))
+    }
+
+    /// The entry a decision id names, as stored.
+    pub fn decision(&self, decision_id: &str) -> Result<Option<Vec<u8>>, LogError> {
+        match self.seq_of_decision(decision_id)? {
+            Some(seq) => self.entry(seq),
+            None => Ok(None),
+        }
+    }
+
+    /// A subtree hash that must exist.
+    pub fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash, LogError> {
+        self.stored_hash(level, index)?.ok_or(LogError::Corrupt)
+    }
+}
+
+impl std::ops::Deref for LogStore {
+    type Target = dyn LogStorage;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl HashSource for LogStore {
+    type Error = LogError;
+    fn subtree(&self, level: u8, index: u64) -> Result<Hash, LogError> {
+        self.subtree_hash(level, index)
+    }
+}
