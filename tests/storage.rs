@@ -1,0 +1,166 @@
+//! The storage contract (`log::storage`, `identity::replay::JtiStore`), as a
+//! suite any engine runs: written against the traits, run here for sled.
+//! A new engine (PostgreSQL for a fleet) adds one `#[test]` that opens it
+//! and calls `log_contract` and `jti_contract`.
+
+use trustpath::identity::replay::JtiStore;
+use trustpath::log::index::Field;
+use trustpath::log::storage::{Posting, StoredEntry};
+use trustpath::log::LogStore;
+
+fn posting(field: Field, value: &str) -> Posting {
+    Posting {
+        field,
+        value: value.to_string(),
+        data: Vec::new(),
+    }
+}
+
+/// Appends entry `seq` with a session posting and a time.
+fn append(store: &LogStore, seq: u64, session: &str, decision: Option<&str>) {
+    let bytes = format!("{{\"seq\":{seq}}}");
+    let hashes = [(0u8, seq, [seq as u8; 32])];
+    let postings = [
+        posting(Field::Session, session),
+        Posting {
+            field: Field::ClientDocument,
+            value: "client".into(),
+            data: format!("doc-{seq}").into_bytes(),
+        },
+    ];
+    let entry = StoredEntry {
+        seq,
+        bytes: bytes.as_bytes(),
+        decision_id: decision,
+        hashes: &hashes,
+        postings: &postings,
+        time_micros: Some(1_000 * seq as i64),
+    };
+    store.append(&[entry]).unwrap();
+}
+
+/// What every engine's log storage must do.
+fn log_contract(store: &LogStore) {
+    assert_eq!(store.next_seq().unwrap(), 0);
+    assert!(store.entry(0).unwrap().is_none());
+    assert!(store.latest_checkpoint().unwrap().is_none());
+
+    // Visible as soon as appended, flushed or not.
+    append(store, 0, "s-a", Some("d-0"));
+    append(store, 1, "s-b", None);
+    append(store, 2, "s-a", Some("d-2"));
+    assert_eq!(store.next_seq().unwrap(), 3);
+    assert_eq!(store.entry(1).unwrap().unwrap(), b"{\"seq\":1}");
+    assert_eq!(store.seq_of_decision("d-2").unwrap(), Some(2));
+    assert_eq!(store.decision("d-0").unwrap().unwrap(), b"{\"seq\":0}");
+    assert!(store.seq_of_decision("d-9").unwrap().is_none());
+    assert_eq!(store.stored_hash(0, 2).unwrap(), Some([2u8; 32]));
+    assert!(store.stored_hash(1, 0).unwrap().is_none());
+    assert_eq!(store.time_of(2).unwrap(), Some(2_000));
+
+    // Scans, in the orders the contract names.
+    let all: Vec<u64> = store.entries().map(|e| e.unwrap().0).collect();
+    assert_eq!(all, [0, 1, 2]);
+    let newest_first: Vec<u64> = store.seqs_descending(None).map(Result::unwrap).collect();
+    assert_eq!(newest_first, [2, 1, 0]);
+    let below: Vec<u64> = store.seqs_descending(Some(2)).map(Result::unwrap).collect();
+    assert_eq!(below, [1, 0]);
+
+    // Postings: exact values only, newest first, with their data.
+    let a: Vec<u64> = store
+        .postings_descending(Field::Session, "s-a", None)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(a, [2, 0]);
+    let a_below: Vec<u64> = store
+        .postings_descending(Field::Session, "s-a", Some(2))
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(a_below, [0]);
+    assert_eq!(
+        store
+            .postings_descending(Field::Session, "s-", None)
+            .count(),
+        0,
+        "a prefix of a value is not the value"
+    );
+    assert_eq!(
+        store.oldest_posting(Field::Session, "s-a").unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        store
+            .newest_posting(Field::ClientDocument, "client")
+            .unwrap(),
+        Some((2, b"doc-2".to_vec()))
+    );
+    assert!(store.has_posting(Field::Session, "s-b", 1).unwrap());
+    assert!(!store.has_posting(Field::Session, "s-b", 0).unwrap());
+    assert!(
+        !store.has_posting(Field::Client, "s-b", 1).unwrap(),
+        "fields are apart"
+    );
+
+    // Checkpoints: the latest is the largest tree.
+    store.put_checkpoint(1, "note-1").unwrap();
+    store.put_checkpoint(3, "note-3").unwrap();
+    assert_eq!(
+        store.latest_checkpoint().unwrap().as_deref(),
+        Some("note-3")
+    );
+    let checkpoints: Vec<(u64, String)> = store.checkpoints().map(Result::unwrap).collect();
+    assert_eq!(
+        checkpoints,
+        [(1, "note-1".to_string()), (3, "note-3".to_string())]
+    );
+
+    // One append of several entries: all of them.
+    let hashes = [(0u8, 3u64, [3u8; 32])];
+    let postings = [posting(Field::Session, "s-c")];
+    let batch: Vec<StoredEntry<'_>> = (3..5)
+        .map(|seq| StoredEntry {
+            seq,
+            bytes: b"{}",
+            decision_id: None,
+            hashes: &hashes,
+            postings: &postings,
+            time_micros: None,
+        })
+        .collect();
+    store.append(&batch).unwrap();
+    assert_eq!(store.next_seq().unwrap(), 5);
+    assert!(store.time_of(4).unwrap().is_none());
+    store.flush().unwrap();
+}
+
+/// What every engine's used-`jti` store must do.
+fn jti_contract(jtis: &dyn JtiStore) {
+    assert!(jtis.first_use(b"k1", 100).unwrap());
+    assert!(
+        !jtis.first_use(b"k1", 100).unwrap(),
+        "a second use is refused"
+    );
+    assert!(jtis.first_use(b"k2", 300).unwrap());
+    assert_eq!(jtis.prune(200).unwrap(), 1, "k1 expired");
+    assert!(
+        jtis.first_use(b"k1", 400).unwrap(),
+        "pruned keys are forgotten"
+    );
+    assert!(
+        !jtis.first_use(b"k2", 400).unwrap(),
+        "unexpired keys are kept"
+    );
+}
+
+#[test]
+fn sled_engine_keeps_the_storage_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = trustpath::store::sled::SledLog::open(dir.path()).unwrap();
+    log_contract(&engine.log_store());
+    jti_contract(&engine.jti_store().unwrap());
+    // Durable after flush: a reopened engine reads the same log.
+    drop(engine);
+    let store = trustpath::store::sled::open_for_scan(dir.path()).unwrap();
+    assert_eq!(store.next_seq().unwrap(), 5);
+    assert_eq!(store.decision("d-2").unwrap().unwrap(), b"{\"seq\":2}");
+}
