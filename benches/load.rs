@@ -116,11 +116,15 @@ fn main() {
     let o = options();
     let dir = tempfile::tempdir().unwrap();
     let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
-    // TRUSTPATH_URL points the load at a server started elsewhere (for profiling).
+    // TRUSTPATH_URL points the load at a server started elsewhere (for
+    // profiling); TRUSTPATH_BIN runs another build of trustpath (A/B runs
+    // against an earlier commit).
     let (base, mut child) = match std::env::var("TRUSTPATH_URL") {
         Ok(base) => (base, None),
         Err(_) => {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_trustpath"))
+            let bin = std::env::var("TRUSTPATH_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_trustpath").to_string());
+            let mut child = Command::new(bin)
                 .args([
                     "serve",
                     "--listen",
