@@ -11,9 +11,7 @@ use serde::Serialize;
 
 use crate::log::entry::{GrantRevokedRecord, SessionRevokedRecord};
 use crate::log::grants::issuance_at;
-pub use crate::log::grants::{
-    issued_grant, revocation_of, session_grant, session_revocation, Revoked,
-};
+use crate::log::grants::issued_grant;
 use crate::log::index::Field;
 use crate::log::query::{self, Filter};
 use crate::log::{EntryReceipt, LogError, LogStore, LogWriter, Record};
