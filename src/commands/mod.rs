@@ -1,5 +1,6 @@
 //! Commands of the `trustpath` binary that need more than a few lines of
 //! output handling. Part of the binary, not of the library.
 
+pub mod log;
 pub mod policy_test;
 pub mod replay;

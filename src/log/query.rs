@@ -33,7 +33,92 @@ pub struct Filter {
     pub until: Option<i64>,
 }
 
+/// A filter parameter that is unknown or has a value it cannot take.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct FilterError {
+    /// The parameter's name, as given (`session_id`, `since`, …).
+    pub field: String,
+    pub message: String,
+}
+
 impl Filter {
+    /// A filter from named parameters, as `GET /v1/decisions` and the CLI
+    /// name them (`session_id`, `client_id`, `subject`, `issuer`, `scope`,
+    /// `scope_state`, `outcome`, `kind`, `grant`, `tool`, `since`,
+    /// `until`): every name known, every value checked.
+    pub fn from_params<'a>(
+        params: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Filter, FilterError> {
+        let bad = |field: &str, message: String| FilterError {
+            field: field.to_string(),
+            message,
+        };
+        let time = |field: &str, value: &str| {
+            index::micros(value).ok_or_else(|| {
+                bad(
+                    field,
+                    format!("{field} must be an RFC 3339 time, got {value:?}"),
+                )
+            })
+        };
+        let mut filter = Filter::default();
+        let mut scope = None;
+        let mut scope_state = None;
+        for (name, value) in params {
+            let v = Some(value.to_string());
+            match name {
+                "session_id" => filter.session = v,
+                "client_id" => filter.client = v,
+                "subject" => filter.subject = v,
+                "issuer" => filter.issuer = v,
+                "scope" => scope = v,
+                "scope_state" => {
+                    scope_state = Some(match value {
+                        "requested" => ScopeState::Requested,
+                        "approved" => ScopeState::Approved,
+                        "denied" => ScopeState::Denied,
+                        _ => {
+                            return Err(bad(
+                                name,
+                                "scope_state must be requested, approved or denied".into(),
+                            ))
+                        }
+                    })
+                }
+                "outcome" => {
+                    if !["approved", "reduced", "denied", "allowed"].contains(&value) {
+                        return Err(bad(
+                            name,
+                            "outcome must be approved, reduced, denied or (tool calls) allowed"
+                                .into(),
+                        ));
+                    }
+                    filter.outcome = v
+                }
+                "kind" => {
+                    if !super::entry::KINDS.contains(&value) {
+                        return Err(bad(
+                            name,
+                            format!("kind must be one of {}", super::entry::KINDS.join(", ")),
+                        ));
+                    }
+                    filter.kind = v
+                }
+                "grant" => filter.grant = v,
+                "tool" => filter.tool = v,
+                "since" => filter.since = Some(time(name, value)?),
+                "until" => filter.until = Some(time(name, value)?),
+                _ => return Err(bad(name, format!("unknown filter {name:?}"))),
+            }
+        }
+        if scope_state.is_some() && scope.is_none() {
+            return Err(bad("scope_state", "scope_state needs scope".into()));
+        }
+        filter.scope = scope.map(|s| (s, scope_state.unwrap_or(ScopeState::Requested)));
+        Ok(filter)
+    }
+
     /// The equality filters, most selective first (a session names few entries).
     fn postings(&self) -> Vec<(Field, &str)> {
         let scope = self.scope.as_ref().map(|(s, state)| {

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::extract::{Audit, Authorized, PathId};
 use super::AppState;
 use crate::log::merkle::{self, Hash};
-use crate::log::query::{Filter, ScopeState};
+use crate::log::query::Filter;
 
 fn b64(hashes: &[Hash]) -> Vec<String> {
     hashes.iter().map(|h| STANDARD.encode(h)).collect()
@@ -160,70 +160,15 @@ const MAX_LIMIT: usize = 1000;
 /// Most entries a session trail returns.
 const MAX_SESSION_ENTRIES: usize = 10_000;
 
-fn parse_time(field: &str, value: &str) -> Result<i64, ApiError> {
-    crate::log::index::micros(value).ok_or_else(|| {
-        ApiError::bad_field(
-            field,
-            format!("{field} must be an RFC 3339 time, got {value:?}"),
-        )
-    })
-}
-
-/// Reads `GET /v1/decisions` parameters: every name known, every value checked.
+/// Reads `GET /v1/decisions` parameters: the page's own (`limit`,
+/// `cursor`), and the filter's, every name known, every value checked.
 fn parse_search(
     params: &std::collections::HashMap<String, String>,
 ) -> Result<(Filter, usize, Option<u64>), ApiError> {
-    let mut filter = Filter::default();
     let mut limit = 100usize;
     let mut cursor = None;
-    let mut scope = None;
-    let mut scope_state = ScopeState::Requested;
     for (name, value) in params {
-        let v = value.clone();
         match name.as_str() {
-            "session_id" => filter.session = Some(v),
-            "client_id" => filter.client = Some(v),
-            "subject" => filter.subject = Some(v),
-            "issuer" => filter.issuer = Some(v),
-            "scope" => scope = Some(v),
-            "scope_state" => {
-                scope_state = match value.as_str() {
-                    "requested" => ScopeState::Requested,
-                    "approved" => ScopeState::Approved,
-                    "denied" => ScopeState::Denied,
-                    _ => {
-                        return Err(ApiError::bad_field(
-                            name,
-                            "scope_state must be requested, approved or denied",
-                        ))
-                    }
-                }
-            }
-            "outcome" => {
-                if !["approved", "reduced", "denied", "allowed"].contains(&value.as_str()) {
-                    return Err(ApiError::bad_field(
-                        name,
-                        "outcome must be approved, reduced, denied or (tool calls) allowed",
-                    ));
-                }
-                filter.outcome = Some(v)
-            }
-            "kind" => {
-                if !crate::log::entry::KINDS.contains(&value.as_str()) {
-                    return Err(ApiError::bad_field(
-                        name,
-                        format!(
-                            "kind must be one of {}",
-                            crate::log::entry::KINDS.join(", ")
-                        ),
-                    ));
-                }
-                filter.kind = Some(v)
-            }
-            "grant" => filter.grant = Some(v),
-            "tool" => filter.tool = Some(v),
-            "since" => filter.since = Some(parse_time(name, value)?),
-            "until" => filter.until = Some(parse_time(name, value)?),
             "limit" => {
                 limit = value
                     .parse()
@@ -245,21 +190,16 @@ fn parse_search(
                         })?,
                 )
             }
-            _ => {
-                return Err(ApiError::bad_field(
-                    name,
-                    format!("unknown filter {name:?}"),
-                ))
-            }
+            _ => {}
         }
     }
-    if params.contains_key("scope_state") && scope.is_none() {
-        return Err(ApiError::bad_field(
-            "scope_state",
-            "scope_state needs scope",
-        ));
-    }
-    filter.scope = scope.map(|s| (s, scope_state));
+    let filter = Filter::from_params(
+        params
+            .iter()
+            .filter(|(name, _)| !["limit", "cursor"].contains(&name.as_str()))
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    )
+    .map_err(|e| ApiError::bad_field(&e.field, e.message))?;
     Ok((filter, limit, cursor))
 }
 
