@@ -3,6 +3,7 @@
 //! point to, so they are never out of step after a crash.
 
 use super::entry::{LogEntry, Record};
+use crate::model::ConnectionInput;
 
 /// The indexed fields, each with its one-byte tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,8 +75,8 @@ pub fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
         Record::ConnectionDecision(r) => {
             add(Field::Session, &r.session_id);
             add(Field::Client, &r.client_id);
-            if let Some(sub) = r.input.pointer("/subject/sub").and_then(|v| v.as_str()) {
-                add(Field::Subject, sub);
+            if let Some(subject) = ConnectionInput::logged_subject(&r.input) {
+                add(Field::Subject, &subject.sub);
             }
             if let Some(iss) = &r.authentication.issuer {
                 add(Field::Issuer, iss);

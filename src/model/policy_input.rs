@@ -49,6 +49,33 @@ pub struct ConnectionInput {
     pub session_revoked: Option<String>,
 }
 
+/// The parts of a logged connection input that the log's indexes and the
+/// session trail read, deserialised without the rest (its document can be
+/// large). Field names as in [`ConnectionInput`].
+#[derive(Deserialize)]
+struct LoggedParts {
+    #[serde(default)]
+    subject: Option<Subject>,
+    #[serde(default)]
+    delegation: Option<Delegation>,
+}
+
+impl ConnectionInput {
+    fn logged_parts(input: &Value) -> Option<LoggedParts> {
+        LoggedParts::deserialize(input).ok()
+    }
+
+    /// The subject of a logged connection input.
+    pub fn logged_subject(input: &Value) -> Option<Subject> {
+        Self::logged_parts(input)?.subject
+    }
+
+    /// The delegation of a logged connection input.
+    pub fn logged_delegation(input: &Value) -> Option<Delegation> {
+        Self::logged_parts(input)?.delegation
+    }
+}
+
 /// `input.client`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClientInput {

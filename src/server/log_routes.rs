@@ -18,6 +18,7 @@ use super::extract::{Audit, Authorized, PathId};
 use super::AppState;
 use crate::log::merkle::{self, Hash};
 use crate::log::query::Filter;
+use crate::model::ConnectionInput;
 
 fn b64(hashes: &[Hash]) -> Vec<String> {
     hashes.iter().map(|h| STANDARD.encode(h)).collect()
@@ -276,10 +277,9 @@ fn delegations(entries: &[serde_json::Value]) -> Vec<serde_json::Value> {
     entries
         .iter()
         .filter_map(|e| {
-            let delegation = e.pointer("/input/delegation")?;
-            let approval_id = delegation["approval_id"].as_str()?;
-            seen.insert(approval_id.to_string()).then(|| {
-                let mut approval = delegation.clone();
+            let delegation = ConnectionInput::logged_delegation(&e["input"])?;
+            seen.insert(delegation.approval_id.clone()).then(|| {
+                let mut approval = json!(delegation);
                 approval["first_seq"] = e["seq"].clone();
                 approval
             })
