@@ -292,15 +292,13 @@ impl Fetcher {
         let ttl = self.lifetime(headers);
         let (bytes, mut record) = {
             let mut cache = self.cache.lock().expect("fetch cache");
-            let entry = match ttl {
-                Some(_) => cache.entries.get_mut(url),
-                None => None,
-            };
-            match (entry, ttl) {
-                (Some(entry), Some(ttl)) => {
+            match (ttl, cache.entries.get_mut(url)) {
+                // Still cacheable: fresh again for the new lifetime.
+                (Some(ttl), Some(entry)) => {
                     entry.fresh_until = Instant::now() + ttl;
                     (entry.bytes.clone(), entry.record.clone())
                 }
+                // `no-store` now: answered once more, then forgotten.
                 _ => {
                     let entry = cache.remove(url).ok_or_else(|| FetchError::Failed {
                         url: url.to_string(),
