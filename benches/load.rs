@@ -3,22 +3,34 @@
 //! drives `POST /v1/decisions` from this process, or with `--tool-calls`
 //! `POST /v1/tool-calls` under one grant (distinct arguments each).
 //!
-//!     cargo bench --bench load -- [--seconds N] [--concurrency N] [--rate N] [--proof jwt|none] [--tool-calls]
+//!     cargo bench --bench load -- [--seconds N] [--concurrency N] [--rate N]
+//!         [--proof jwt|none] [--tool-calls] [--rounds N] [--no-floor]
 //!
-//! Without `--rate`, a closed loop: `concurrency` callers send as fast as
-//! answers come (throughput). With `--rate`, requests are started on a fixed
-//! schedule and latency is measured from the scheduled time (no coordinated
-//! omission). Every run is bounded by `--seconds`.
+//! Without `--rate`, a closed loop: `concurrency` connections send as fast
+//! as answers come (throughput). With `--rate`, requests are started on a
+//! fixed schedule and latency is measured from the scheduled time (no
+//! coordinated omission). Every run is bounded by `--seconds`.
+//!
+//! Each round first loads the floor: this same binary re-run as a bare axum
+//! server that parses the same request body into the same type and answers
+//! a small JSON, nothing else. Then trustpath. The report gives both and
+//! trustpath's share of the floor, since only a ratio measured in the same
+//! run compares across hours on a shared machine. The generator is a plain
+//! hyper client, one keep-alive connection per caller, so its own cost is
+//! small next to either server's.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use bytes::Bytes;
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::SigningKey;
+use http_body_util::{BodyExt, Full};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
@@ -28,6 +40,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CLIENT_ID: &str = "https://agents.example.com/client.json";
 const AS_ISSUER: &str = "https://auth.example.com";
+/// What a good answer carries: a decision that was made and logged (the
+/// floor answers with the same marker).
+const MARKER: &[u8] = b"\"log_entry\":{";
 
 struct Options {
     seconds: u64,
@@ -35,6 +50,8 @@ struct Options {
     rate: Option<u64>,
     jwt: bool,
     tool_calls: bool,
+    rounds: usize,
+    floor: bool,
 }
 
 fn options() -> Options {
@@ -44,6 +61,8 @@ fn options() -> Options {
         rate: None,
         jwt: true,
         tool_calls: false,
+        rounds: 1,
+        floor: true,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -54,8 +73,12 @@ fn options() -> Options {
             "--concurrency" => o.concurrency = value.parse().expect("--concurrency N"),
             "--rate" => o.rate = Some(value.parse().expect("--rate N")),
             "--proof" => o.jwt = value == "jwt",
-            "--tool-calls" => {
-                o.tool_calls = true;
+            "--rounds" => o.rounds = value.parse().expect("--rounds N"),
+            flag @ ("--tool-calls" | "--no-floor") => {
+                match flag {
+                    "--tool-calls" => o.tool_calls = true,
+                    _ => o.floor = false,
+                }
                 i += 1;
                 continue;
             }
@@ -71,7 +94,7 @@ fn options() -> Options {
 
 /// Request bodies, made before the clock starts so the generator spends
 /// its CPU on sending, not on signing.
-fn bodies(count: usize, jwt: bool) -> Vec<String> {
+fn bodies(count: usize, jwt: bool, run: usize) -> Vec<String> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let der = key.to_pkcs8_der().unwrap();
     let encoding = EncodingKey::from_ed_der(der.as_bytes());
@@ -96,12 +119,12 @@ fn bodies(count: usize, jwt: bool) -> Vec<String> {
             });
             if jwt {
                 let claims = json!({"iss": CLIENT_ID, "sub": CLIENT_ID, "aud": AS_ISSUER,
-                    "iat": now, "exp": now + 290, "jti": format!("bench-{i}")});
+                    "iat": now, "exp": now + 290, "jti": format!("bench-{run}-{i}")});
                 client["assertion"] =
                     json!(jsonwebtoken::encode(&header, &claims, &encoding).unwrap());
             }
             json!({
-                "session_id": format!("bench-session-{i}"),
+                "session_id": format!("bench-session-{run}-{i}"),
                 "resource": "https://mcp.example.com/mcp",
                 "scopes": ["files:read", "files:write", "payroll"],
                 "metadata_source": {"kind": "cimd", "authorization_server": {"issuer": AS_ISSUER}},
@@ -112,47 +135,124 @@ fn bodies(count: usize, jwt: bool) -> Vec<String> {
         .collect()
 }
 
-fn main() {
-    let o = options();
-    let dir = tempfile::tempdir().unwrap();
-    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
-    // TRUSTPATH_URL points the load at a server started elsewhere (for
-    // profiling); TRUSTPATH_BIN runs another build of trustpath (A/B runs
-    // against an earlier commit).
-    let (base, mut child) = match std::env::var("TRUSTPATH_URL") {
-        Ok(base) => (base, None),
-        Err(_) => {
-            let bin = std::env::var("TRUSTPATH_BIN")
-                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_trustpath").to_string());
-            let mut child = Command::new(bin)
-                .args([
-                    "serve",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--policies",
-                    policies,
-                    "--data-dir",
-                ])
-                .arg(dir.path())
-                .env("TRUSTPATH_LOG", "error")
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("start trustpath");
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            let base = line
-                .trim()
-                .strip_prefix("trustpath listening on ")
-                .unwrap()
-                .to_string();
-            (base, Some(child))
-        }
-    };
+/// A server under load: the floor or trustpath, as a child process.
+struct Target {
+    name: &'static str,
+    addr: std::net::SocketAddr,
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
 
-    // Enough distinct bodies (distinct jtis) for the run; a rate run needs rate*seconds.
-    let count = o.rate.map_or(12_000 * o.seconds as usize, |r| {
+impl Target {
+    fn start(name: &'static str, mut command: Command, dir: Option<tempfile::TempDir>) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .rsplit_once(" listening on ")
+            .map(|(_, url)| url.to_string())
+            .unwrap_or_else(|| panic!("{name} said {line:?}"));
+        Self {
+            name,
+            addr: address(&url),
+            child: Some(child),
+            _dir: dir,
+        }
+    }
+
+    fn floor() -> Self {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.arg("--floor-server");
+        Self::start("floor", command, None)
+    }
+
+    fn trustpath() -> Self {
+        // TRUSTPATH_URL points the load at a server started elsewhere (for
+        // profiling); TRUSTPATH_BIN runs another build (A/B runs against an
+        // earlier commit).
+        if let Ok(url) = std::env::var("TRUSTPATH_URL") {
+            return Self {
+                name: "trustpath",
+                addr: address(&url),
+                child: None,
+                _dir: None,
+            };
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let bin = std::env::var("TRUSTPATH_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_trustpath").to_string());
+        let mut command = Command::new(bin);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--policies"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/policies"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("TRUSTPATH_LOG", "error");
+        Self::start("trustpath", command, Some(dir))
+    }
+
+    /// Bytes this process has caused to be written to storage.
+    fn write_bytes(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+        io.lines()
+            .find_map(|l| l.strip_prefix("write_bytes: "))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn address(url: &str) -> std::net::SocketAddr {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|_| panic!("not a loopback address: {url}"))
+}
+
+/// The floor: the same request body parsed into the same type, a small JSON
+/// answer, and nothing else, on the same runtime shape as trustpath.
+fn floor_server() {
+    use axum::routing::post;
+    use axum::Json;
+    async fn decide(
+        Json(request): Json<trustpath::model::ConnectionRequest>,
+    ) -> Json<serde_json::Value> {
+        std::hint::black_box(&request);
+        Json(json!({"decision": {"allow": true}, "log_entry": {"seq": 0}}))
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!(
+            "floor listening on http://{}",
+            listener.local_addr().unwrap()
+        );
+        let app = axum::Router::new().route("/v1/decisions", post(decide));
+        axum::serve(listener, app).await.unwrap();
+    });
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--floor-server") {
+        return floor_server();
+    }
+    let o = options();
+    // Enough distinct bodies (distinct jtis and sessions) for every run.
+    let per_run = o.rate.map_or(20_000 * o.seconds as usize, |r| {
         (r * o.seconds) as usize + 1
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -160,163 +260,228 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let decisions = bodies(count, o.jwt);
-    let (url, bodies) = if o.tool_calls {
-        let grant = runtime.block_on(grant_for(&base, &decisions[0]));
-        let calls = (0..count)
-            .map(|i| {
-                json!({"grant": grant, "tool": "read_file", "method": "tools/call",
-                       "arguments": {"path": format!("/reports/{i}.txt")}, "actor": "bench"})
-                .to_string()
-            })
-            .collect();
-        (format!("{base}/v1/tool-calls"), calls)
-    } else {
-        (format!("{base}/v1/decisions"), decisions)
-    };
-    let bodies = Arc::new(bodies);
-    let (latencies, elapsed, errors) = runtime.block_on(run(&o, &url, bodies));
-    if let Some(child) = child.as_mut() {
-        let _ = child.kill();
-        let _ = child.wait();
+    let mut ratios = Vec::new();
+    for round in 0..o.rounds {
+        let floor = o.floor.then(|| {
+            let target = Target::floor();
+            let bodies = Arc::new(bodies(per_run, o.jwt, round * 2));
+            let result = runtime.block_on(run(&o, target.addr, "/v1/decisions", bodies));
+            report(&o, target.name, &result, None);
+            result
+        });
+        let target = Target::trustpath();
+        let decisions = bodies(per_run, o.jwt, round * 2 + 1);
+        let (path, bodies) = if o.tool_calls {
+            let grant = runtime.block_on(grant_for(target.addr, &decisions[0]));
+            let calls = (0..per_run)
+                .map(|i| {
+                    json!({"grant": grant, "tool": "read_file", "method": "tools/call",
+                           "arguments": {"path": format!("/reports/{i}.txt")}, "actor": "bench"})
+                    .to_string()
+                })
+                .collect();
+            ("/v1/tool-calls", calls)
+        } else {
+            ("/v1/decisions", decisions)
+        };
+        let written_before = target.write_bytes();
+        let result = runtime.block_on(run(&o, target.addr, path, Arc::new(bodies)));
+        let written = target.write_bytes().zip(written_before).map(|(a, b)| a - b);
+        report(&o, target.name, &result, written);
+        if let Some(floor) = floor {
+            let ratio = result.rate() / floor.rate();
+            println!("  trustpath / floor = {:.1}%", ratio * 100.0);
+            ratios.push(ratio);
+        }
     }
-    report(&o, latencies, elapsed, errors);
+    if ratios.len() > 1 {
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "median trustpath / floor over {} rounds = {:.1}%",
+            ratios.len(),
+            ratios[ratios.len() / 2] * 100.0
+        );
+    }
 }
 
 /// A grant token, from one decision made before the clock starts.
-async fn grant_for(base: &str, decision: &str) -> String {
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{base}/v1/decisions"))
-        .header("content-type", "application/json")
-        .body(decision.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn grant_for(addr: std::net::SocketAddr, decision: &str) -> String {
+    let mut connection = Connection::open(addr).await;
+    let (ok, body) = connection.post("/v1/decisions", decision.to_string()).await;
+    assert!(ok, "decision for the tool-call grant failed");
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
     answer["grant"]["token"]
         .as_str()
         .expect("a grant")
         .to_string()
 }
 
-async fn run(o: &Options, url: &str, bodies: Arc<Vec<String>>) -> (Vec<Duration>, Duration, usize) {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .build()
-        .unwrap();
-    let deadline = Duration::from_secs(o.seconds);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    match o.rate {
-        None => {
-            for _ in 0..o.concurrency {
-                let (client, url, bodies, next) = (
-                    client.clone(),
-                    url.to_string(),
-                    bodies.clone(),
-                    next.clone(),
-                );
-                tasks.push(tokio::spawn(async move {
-                    let mut lat = Vec::new();
-                    let mut errors = 0;
-                    while start.elapsed() < deadline {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(body) = bodies.get(i) else { break };
-                        let t = Instant::now();
-                        match send(&client, &url, body).await {
-                            true => lat.push(t.elapsed()),
-                            false => errors += 1,
-                        }
-                    }
-                    (lat, errors)
-                }));
-            }
-        }
-        Some(rate) => {
-            // tokio's timer wheel ticks in milliseconds, which would add up to
-            // 1 ms of false latency; a plain thread keeps the schedule instead.
-            let interval = Duration::from_nanos(1_000_000_000 / rate);
-            let total = (rate * o.seconds) as usize;
-            let handle = tokio::runtime::Handle::current();
-            let url = url.to_string();
-            let scheduler = std::thread::spawn(move || {
-                let mut tasks = Vec::with_capacity(total);
-                for i in 0..total {
-                    let scheduled = start + interval * i as u32;
-                    if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
-                    }
-                    let (client, url, bodies) = (client.clone(), url.clone(), bodies.clone());
-                    tasks.push(handle.spawn(async move {
-                        let ok = send(&client, &url, &bodies[i]).await;
-                        if ok {
-                            (vec![scheduled.elapsed()], 0)
-                        } else {
-                            (vec![], 1)
-                        }
-                    }));
-                }
-                tasks
-            });
-            tasks = tokio::task::spawn_blocking(move || scheduler.join().unwrap())
-                .await
-                .unwrap();
+/// One keep-alive HTTP/1.1 connection.
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Connection {
+    async fn open(addr: std::net::SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(connection);
+        Self {
+            sender,
+            host: addr.to_string(),
         }
     }
-    let mut all = Vec::new();
+
+    /// Posts `body`; true for a 200 carrying [`MARKER`], with the body.
+    async fn post(&mut self, path: &str, body: String) -> (bool, Bytes) {
+        let request = hyper::Request::post(path)
+            .header("host", &self.host)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let Ok(response) = self.sender.send_request(request).await else {
+            return (false, Bytes::new());
+        };
+        let status = response.status();
+        let Ok(body) = response.into_body().collect().await.map(|b| b.to_bytes()) else {
+            return (false, Bytes::new());
+        };
+        // A full parse would cost the generator more than the check is worth.
+        let ok = status == 200 && body.windows(MARKER.len()).any(|w| w == MARKER);
+        (ok, body)
+    }
+}
+
+struct RunResult {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    errors: usize,
+}
+
+impl RunResult {
+    fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+async fn run(
+    o: &Options,
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    bodies: Arc<Vec<String>>,
+) -> RunResult {
+    let deadline = Duration::from_secs(o.seconds);
+    let next = Arc::new(AtomicUsize::new(0));
+    // Open loop: the schedule hands out (body index, scheduled time); the
+    // connections take them in order. Closed loop: each takes the next body.
+    let schedule = o.rate.map(|rate| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+        (rate, tx, Arc::new(tokio::sync::Mutex::new(rx)))
+    });
+    let mut connections = Vec::new();
+    for _ in 0..o.concurrency {
+        connections.push(Connection::open(addr).await);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut connection in connections {
+        let (bodies, next) = (bodies.clone(), next.clone());
+        let jobs = schedule.as_ref().map(|(_, _, rx)| rx.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            loop {
+                let (i, since) = match &jobs {
+                    Some(rx) => match rx.lock().await.recv().await {
+                        Some(job) => job,
+                        None => break,
+                    },
+                    None if start.elapsed() < deadline => {
+                        (next.fetch_add(1, Ordering::Relaxed), Instant::now())
+                    }
+                    None => break,
+                };
+                let Some(body) = bodies.get(i) else { break };
+                match connection.post(path, body.clone()).await {
+                    (true, _) => latencies.push(since.elapsed()),
+                    (false, _) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    if let Some((rate, tx, _)) = schedule {
+        // tokio's timer wheel ticks in milliseconds, which would add up to
+        // 1 ms of false latency; a plain thread keeps the schedule instead.
+        let interval = Duration::from_nanos(1_000_000_000 / rate);
+        let total = (rate * o.seconds) as usize;
+        tokio::task::spawn_blocking(move || {
+            for i in 0..total {
+                let scheduled = start + interval * i as u32;
+                if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let _ = tx.send((i, scheduled));
+            }
+        })
+        .await
+        .unwrap();
+    }
+    let mut latencies = Vec::new();
     let mut errors = 0;
     for t in tasks {
         let (lat, e) = t.await.unwrap();
-        all.extend(lat);
+        latencies.extend(lat);
         errors += e;
     }
-    (all, start.elapsed(), errors)
-}
-
-async fn send(client: &reqwest::Client, url: &str, body: &str) -> bool {
-    let resp = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await;
-    match resp {
-        // A full parse would cost the generator more than the check is worth:
-        // a 200 carrying a log entry is a decision that was made and logged.
-        Ok(r) if r.status() == 200 => r
-            .bytes()
-            .await
-            .is_ok_and(|b| b.windows(13).any(|w| w == b"\"log_entry\":{")),
-        _ => false,
+    latencies.sort();
+    RunResult {
+        latencies,
+        elapsed: start.elapsed(),
+        errors,
     }
 }
 
-fn report(o: &Options, mut lat: Vec<Duration>, elapsed: Duration, errors: usize) {
-    lat.sort();
-    let pct = |p: f64| {
+fn report(o: &Options, target: &str, r: &RunResult, written: Option<u64>) {
+    let lat = &r.latencies;
+    let ms = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
             .copied()
             .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3
     };
     let mode = match o.rate {
-        Some(r) => format!("open loop at {r}/s"),
-        None => format!("closed loop, concurrency {}", o.concurrency),
+        Some(rate) => format!("open loop at {rate}/s"),
+        None => format!("closed loop, {} connections", o.concurrency),
     };
+    let what = match (o.tool_calls, o.jwt) {
+        (true, _) => "tool calls",
+        (false, true) => "decisions, proof=private_key_jwt",
+        (false, false) => "decisions, proof=none",
+    };
+    let over_100ms = lat.iter().filter(|l| l.as_millis() > 100).count();
     println!(
-        "{} {mode}: {} ok, {errors} errors in {:.2}s = {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        match (o.tool_calls, o.jwt) {
-            (true, _) => "tool calls",
-            (false, true) => "decisions, proof=private_key_jwt",
-            (false, false) => "decisions, proof=none",
-        },
+        "{target:>9} {what}, {mode}: {} ok, {} errors in {:.2}s = {:.0}/s; \
+         p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, {over_100ms} over 100 ms",
         lat.len(),
-        elapsed.as_secs_f64(),
-        lat.len() as f64 / elapsed.as_secs_f64(),
-        pct(0.50).as_secs_f64() * 1e3,
-        pct(0.99).as_secs_f64() * 1e3,
+        r.errors,
+        r.elapsed.as_secs_f64(),
+        r.rate(),
+        ms(0.50),
+        ms(0.99),
+        ms(0.999),
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
+    if let Some(bytes) = written {
+        println!(
+            "{:>9} wrote {} bytes to storage, {:.0} per answer",
+            "",
+            bytes,
+            bytes as f64 / lat.len().max(1) as f64
+        );
+    }
 }

@@ -3,7 +3,16 @@
 //! The pipeline (see [`decide`]): authenticate the client's identity
 //! document and proof, evaluate the organisation's Rego policy, trim the
 //! result to what was requested, sign a short-lived grant, and append a
-//! decision log entry before answering.
+//! decision log entry before answering. ARCHITECTURE.md has the layers and
+//! the code map.
+//!
+//! The public surface is what the `trustpath` binary and the integration
+//! tests and benches drive: [`app`] to open and serve, [`config`], the
+//! domain types in [`model`], the log's reading side ([`log`]: entries,
+//! storage roles, queries, proofs, verification) with its engine in
+//! [`store`], and the services the benches time one by one ([`identity`],
+//! [`policy`], [`grant`], [`decide`], [`replay`]). HTTP handlers, the
+//! writer thread, revocation and lifecycle plumbing are crate-private.
 
 pub mod app;
 pub mod config;

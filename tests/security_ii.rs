@@ -536,6 +536,15 @@ async fn stored_strings_are_escaped_in_cli_tables() {
             table.lines().all(|l| !l.starts_with("FORGED")),
             "forged row: {table}"
         );
+        // The row is read through the typed entry: its columns are there.
+        let row = table
+            .lines()
+            .find(|l| l.contains("connection_decision"))
+            .unwrap_or_else(|| panic!("no decision row in {table}"));
+        for column in ["sess-esc", "denied", "auth=", "requested=[", "approved=[]"] {
+            assert!(row.contains(column), "{column} missing from {row}");
+        }
+        assert!(!table.contains("unreadable entry"), "{table}");
     }
     // JSON output keeps the exact text.
     let (ok, json, _) = trustpath(&[

@@ -4,6 +4,10 @@
 
 use anyhow::{Context, Result};
 
+use serde::Deserialize as _;
+use trustpath::log::{LogEntry, Record};
+use trustpath::model::ToolCallInput;
+
 use crate::LogCommand;
 
 pub fn run(command: LogCommand) -> Result<()> {
@@ -136,18 +140,23 @@ fn print_entries(store: &trustpath::log::LogStore, seqs: &[u64], json: bool) -> 
             writeln!(out)?;
             continue;
         }
-        let e: serde_json::Value = serde_json::from_slice(&bytes)?;
-        let (outcome, detail) = entry_summary(&e);
-        let row = format!(
-            "{:>8}  {:<27}  {:<19}  {:<36}  {:<8}  {:<40}  {}",
-            seq,
-            text(&e["time"]),
-            text(&e["kind"]),
-            text(&e["session_id"]),
-            outcome,
-            text(&e["client_id"]),
-            detail,
-        );
+        // An entry this build cannot read is still listed, by its seq.
+        let row = match serde_json::from_slice::<LogEntry>(&bytes) {
+            Ok(e) => {
+                let (outcome, detail) = summary(&e);
+                format!(
+                    "{:>8}  {:<27}  {:<19}  {:<36}  {:<8}  {:<40}  {}",
+                    seq,
+                    e.time,
+                    e.record.kind(),
+                    or_dash(session_of(&e.record)),
+                    outcome,
+                    or_dash(client_of(&e.record)),
+                    detail,
+                )
+            }
+            Err(err) => format!("{seq:>8}  unreadable entry: {err}"),
+        };
         // Stored strings came from requests: escaped so that none can
         // start a row of its own or drive the operator's terminal.
         writeln!(out, "{}", trustpath::text::escape(&row))?;
@@ -156,90 +165,117 @@ fn print_entries(store: &trustpath::log::LogStore, seqs: &[u64], json: bool) -> 
     Ok(())
 }
 
-fn text(v: &serde_json::Value) -> String {
-    v.as_str().unwrap_or("-").to_string()
+fn or_dash(s: Option<&str>) -> &str {
+    s.unwrap_or("-")
+}
+
+fn session_of(record: &Record) -> Option<&str> {
+    match record {
+        Record::ConnectionDecision(r) => Some(&r.session_id),
+        Record::GrantIssued(r) => Some(&r.session_id),
+        Record::ToolCall(r) => r.session_id.as_deref(),
+        Record::GrantRevoked(r) => Some(&r.session_id),
+        Record::SessionRevoked(r) => Some(&r.session_id),
+        Record::PolicyLoaded(_) | Record::SigningKey(_) => None,
+    }
+}
+
+fn client_of(record: &Record) -> Option<&str> {
+    match record {
+        Record::ConnectionDecision(r) => Some(&r.client_id),
+        Record::GrantIssued(r) => Some(&r.client_id),
+        Record::ToolCall(r) => r.client_id.as_deref(),
+        Record::GrantRevoked(r) => Some(&r.client_id),
+        Record::SessionRevoked(_) | Record::PolicyLoaded(_) | Record::SigningKey(_) => None,
+    }
+}
+
+fn list(items: &[String]) -> String {
+    format!("[{}]", items.join(" "))
+}
+
+/// The name serde gives a unit enum value (`"document_only"`).
+fn label<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "-".into(),
+    }
 }
 
 /// The outcome column and a one-line detail for each kind of entry.
-fn entry_summary(e: &serde_json::Value) -> (String, String) {
-    let list = |v: &serde_json::Value| {
-        let items: Vec<&str> = v
-            .as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
-            .unwrap_or_default();
-        format!("[{}]", items.join(" "))
-    };
-    match e["kind"].as_str().unwrap_or_default() {
-        "connection_decision" => (
-            text(&e["decision"]["outcome"]),
+fn summary(entry: &LogEntry) -> (String, String) {
+    match &entry.record {
+        Record::ConnectionDecision(r) => (
+            r.decision.outcome.as_str().into(),
             format!(
                 "auth={} requested={} approved={}",
-                text(&e["authentication"]["result"]),
-                list(&e["decision"]["requested_scopes"]),
-                list(&e["decision"]["approved_scopes"]),
+                label(&r.authentication.result),
+                list(r.decision.requested_scopes.as_slice()),
+                list(r.decision.approved_scopes.as_slice()),
             ),
         ),
-        "grant_issued" => (
+        Record::GrantIssued(r) => (
             "-".into(),
             format!(
                 "grant={} scope=[{}] exp={}",
-                text(&e["grant"]["jti"]),
-                text(&e["grant"]["scope"]),
-                e["grant"]["exp"]
+                r.grant.jti, r.grant.scope, r.grant.exp
             ),
         ),
-        "tool_call" => {
-            let allowed = e["decision"]["allow"].as_bool() == Some(true);
+        Record::ToolCall(r) => {
+            let grant = ToolCallInput::deserialize(&r.input)
+                .map_or("-", |input| input.grant.status.as_str());
             (
-                if allowed { "allowed" } else { "denied" }.into(),
+                if r.decision.allow {
+                    "allowed"
+                } else {
+                    "denied"
+                }
+                .into(),
                 format!(
                     "{} {} grant={} {}",
-                    text(&e["method"]),
-                    text(&e["tool"]),
-                    text(&e["input"]["grant"]["status"]),
-                    list(&e["decision"]["reasons"]),
+                    r.method,
+                    r.tool,
+                    grant,
+                    list(&r.decision.reasons),
                 ),
             )
         }
-        "grant_revoked" => (
+        Record::GrantRevoked(r) => (
             "-".into(),
             format!(
                 "grant={} by={} reason={:?}",
-                text(&e["grant_jti"]),
-                text(&e["revoked_by"]),
-                text(&e["reason"])
+                r.grant_jti, r.revoked_by, r.reason
             ),
         ),
-        "session_revoked" => (
+        Record::SessionRevoked(r) => (
             "-".into(),
             format!(
                 "grants={} by={} reason={:?}",
-                list(&e["grant_jtis"]),
-                text(&e["revoked_by"]),
-                text(&e["reason"])
+                list(&r.grant_jtis),
+                r.revoked_by,
+                r.reason
             ),
         ),
-        "policy_loaded" => (
+        Record::PolicyLoaded(r) => (
             "-".into(),
             format!(
                 "revision={} trigger={} previous={} files={}",
-                text(&e["policy_revision"]),
-                text(&e["trigger"]),
-                text(&e["previous_revision"]),
-                e["files"].as_array().map_or(0, Vec::len)
+                entry.policy_revision,
+                label(&r.trigger),
+                or_dash(r.previous_revision.as_deref()),
+                r.files.len()
             ),
         ),
-        "signing_key" => (
+        Record::SigningKey(r) => (
             "-".into(),
             format!(
                 "purpose={} event={} key_id={} previous={}",
-                text(&e["purpose"]),
-                text(&e["event"]),
-                text(&e["key_id"]),
-                text(&e["previous_key_id"])
+                r.purpose.as_str(),
+                label(&r.event),
+                r.key_id,
+                or_dash(r.previous_key_id.as_deref())
             ),
         ),
-        other => ("-".into(), format!("unknown kind {other:?}")),
     }
 }
 

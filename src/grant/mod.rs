@@ -2,8 +2,8 @@
 //! them, checking a presented grant, and introspection.
 #![deny(clippy::arithmetic_side_effects)]
 
-pub mod introspection;
-pub mod status;
+pub(crate) mod introspection;
+pub(crate) mod status;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 
 pub mod document;
 pub mod fetch;
-pub mod metadata_chain;
+pub(crate) mod metadata_chain;
 pub mod proof;
 pub mod replay;
 pub mod retrieval;

@@ -1,15 +1,16 @@
-//! The decision log: an append-only sequence of entries in sled.
+//! The decision log: an append-only sequence of entries, a Merkle tree over
+//! them and signed checkpoints, kept by any engine behind [`storage`].
 
 pub mod checkpoint;
 pub mod entry;
-pub mod grants;
+pub(crate) mod grants;
 pub mod index;
 pub mod merkle;
 pub mod proof;
 pub mod query;
 pub mod storage;
 pub mod verify;
-pub mod writer;
+pub(crate) mod writer;
 
 use std::path::PathBuf;
 

@@ -16,13 +16,10 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::{Audit, Authorized, PathId};
 use super::AppState;
-use crate::log::merkle::{self, Hash};
+use crate::log::merkle;
+use crate::log::proof::{self, ProofError};
 use crate::log::query::Filter;
 use crate::model::ConnectionInput;
-
-fn b64(hashes: &[Hash]) -> Vec<String> {
-    hashes.iter().map(|h| STANDARD.encode(h)).collect()
-}
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
@@ -32,30 +29,13 @@ fn text(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
-/// The tree size proofs default to: the latest signed checkpoint's.
-fn checkpoint_size(state: &AppState) -> Result<u64, ApiError> {
-    let note = state.store.latest_checkpoint().map_err(internal)?;
-    match note {
-        Some(note) => Ok(state.log_verifier.open(&note).map_err(internal)?.size),
-        None => Ok(0),
+impl From<ProofError> for ApiError {
+    fn from(e: ProofError) -> Self {
+        match e {
+            ProofError::OutOfRange { field, message } => ApiError::bad_field(field, message),
+            ProofError::Log(e) => internal(e),
+        }
     }
-}
-
-/// The tree size a proof is for: the one asked for (`field`), else the
-/// latest checkpoint's; never beyond the log.
-fn proof_size(state: &AppState, field: &str, asked: Option<u64>) -> Result<u64, ApiError> {
-    let size = match asked {
-        Some(size) => size,
-        None => checkpoint_size(state)?,
-    };
-    let entries = state.store.next_seq().map_err(internal)?;
-    if size > entries {
-        return Err(ApiError::bad_field(
-            field,
-            format!("{field} {size} is beyond the log's {entries} entries"),
-        ));
-    }
-    Ok(size)
 }
 
 pub async fn checkpoint(
@@ -103,25 +83,8 @@ pub async fn inclusion(
     query: Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
-    let tree_size = proof_size(&state, "tree_size", q.tree_size)?;
-    if q.seq >= tree_size {
-        return Err(ApiError::bad_field(
-            "seq",
-            format!("seq {} is not in a tree of size {tree_size}", q.seq),
-        ));
-    }
-    let store = &state.store;
-    let proof = merkle::inclusion_proof(store, q.seq, tree_size).map_err(internal)?;
-    let leaf = store.subtree_hash(0, q.seq).map_err(internal)?;
-    let root = merkle::root(store, tree_size).map_err(internal)?;
-    Ok(Json(json!({
-        "seq": q.seq,
-        "tree_size": tree_size,
-        "leaf_hash": STANDARD.encode(leaf),
-        "root_hash": STANDARD.encode(root),
-        "proof": b64(&proof),
-    }))
-    .into_response())
+    let size = proof::tree_size(&state.store, &state.log_verifier, "tree_size", q.tree_size)?;
+    Ok(Json(proof::inclusion(&state.store, q.seq, size)?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -137,23 +100,8 @@ pub async fn consistency(
     query: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
-    let to = proof_size(&state, "to", q.to)?;
-    if q.from == 0 || q.from > to {
-        return Err(ApiError::bad_field(
-            "from",
-            format!("from must be between 1 and to ({to})"),
-        ));
-    }
-    let store = &state.store;
-    let proof = merkle::consistency_proof(store, q.from, to).map_err(internal)?;
-    Ok(Json(json!({
-        "from": q.from,
-        "to": to,
-        "from_root": STANDARD.encode(merkle::root(store, q.from).map_err(internal)?),
-        "to_root": STANDARD.encode(merkle::root(store, to).map_err(internal)?),
-        "proof": b64(&proof),
-    }))
-    .into_response())
+    let to = proof::tree_size(&state.store, &state.log_verifier, "to", q.to)?;
+    Ok(Json(proof::consistency(&state.store, q.from, to)?).into_response())
 }
 
 /// Largest page a caller may ask for.

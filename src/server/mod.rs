@@ -1,12 +1,12 @@
 //! HTTP API: routes, caller authentication and error mapping.
 
-pub mod callers;
-pub mod connections;
-pub mod enforcement;
-pub mod error;
-pub mod extract;
-pub mod log_routes;
-pub mod revocation_routes;
+pub(crate) mod callers;
+pub(crate) mod connections;
+pub(crate) mod enforcement;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod log_routes;
+pub(crate) mod revocation_routes;
 
 use std::sync::Arc;
 
