@@ -265,7 +265,8 @@ fn main() {
         let floor = o.floor.then(|| {
             let target = Target::floor();
             let bodies = Arc::new(bodies(per_run, o.jwt, round * 2));
-            let result = runtime.block_on(run(&o, target.addr, "/v1/decisions", bodies));
+            // The floor keeps nothing: it may see a body twice.
+            let result = runtime.block_on(run(&o, target.addr, "/v1/decisions", bodies, true));
             report(&o, target.name, &result, None);
             result
         });
@@ -285,7 +286,7 @@ fn main() {
             ("/v1/decisions", decisions)
         };
         let written_before = target.write_bytes();
-        let result = runtime.block_on(run(&o, target.addr, path, Arc::new(bodies)));
+        let result = runtime.block_on(run(&o, target.addr, path, Arc::new(bodies), false));
         let written = target.write_bytes().zip(written_before).map(|(a, b)| a - b);
         report(&o, target.name, &result, written);
         if let Some(floor) = floor {
@@ -372,6 +373,7 @@ async fn run(
     addr: std::net::SocketAddr,
     path: &'static str,
     bodies: Arc<Vec<String>>,
+    cycle: bool,
 ) -> RunResult {
     let deadline = Duration::from_secs(o.seconds);
     let next = Arc::new(AtomicUsize::new(0));
@@ -404,6 +406,7 @@ async fn run(
                     }
                     None => break,
                 };
+                let i = if cycle { i % bodies.len() } else { i };
                 let Some(body) = bodies.get(i) else { break };
                 match connection.post(path, body.clone()).await {
                     (true, _) => latencies.push(since.elapsed()),
