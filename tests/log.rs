@@ -12,8 +12,9 @@ use common::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use trustpath::log::checkpoint::{LogSigner, NoteVerifier};
+use trustpath::log::index::Field;
 use trustpath::log::merkle::{self, Hash};
-use trustpath::store::sled::{raw_checkpoint_key, raw_entry_key, SledLog};
+use trustpath::store::sled::{raw_checkpoint_key, raw_entry_key, raw_posting_key, SledLog};
 
 fn b64_hash(v: &Value) -> Hash {
     STANDARD
@@ -262,6 +263,96 @@ async fn log_verify_names_the_tampered_seq_in_a_data_directory() {
             .unwrap();
     });
     assert!(!ok && out.contains("checkpoint at tree size 10"), "{out}");
+}
+
+#[tokio::test]
+async fn log_verify_checks_the_index_against_the_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = stopped_log(dir.path(), 10).await;
+    // Entry 5 is the decision of session s-2.
+    let (ok, out) = tampered(&data, "session-posting-deleted", |t| {
+        t.remove(raw_posting_key(Field::Session, "s-2", 5)).unwrap();
+    });
+    assert!(
+        !ok && out.contains("lacks the session posting \"s-2\" of entry 5"),
+        "{out}"
+    );
+    let (ok, out) = tampered(&data, "posting-forged", |t| {
+        t.insert(raw_posting_key(Field::Session, "s-forged", 5), &[])
+            .unwrap();
+    });
+    assert!(
+        !ok && out.contains("holds a session posting \"s-forged\" of entry 5"),
+        "{out}"
+    );
+    // A posting moved to another entry is both forged and missing.
+    let (ok, out) = tampered(&data, "posting-moved", |t| {
+        t.remove(raw_posting_key(Field::Session, "s-2", 5)).unwrap();
+        t.insert(raw_posting_key(Field::Session, "s-2", 6), &[])
+            .unwrap();
+    });
+    assert!(
+        !ok && out.contains("holds a session posting \"s-2\" of entry 6"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_store_keys_are_reported_with_their_place_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = stopped_log(dir.path(), 6).await;
+    // A 3-byte key where entries live.
+    let (ok, out) = tampered(&data, "short-entry-key", |t| {
+        t.insert([b'e', 1, 2], b"{}".as_slice()).unwrap();
+    });
+    assert!(
+        !ok && out.contains("key [65 01 02] (3 bytes): a seq key is 9 bytes"),
+        "{out}"
+    );
+    assert!(!out.contains("panicked"), "{out}");
+    // A posting key cut short, and a key no trustpath writes.
+    for (name, key, says) in [
+        (
+            "short-posting-key",
+            vec![b'i', b's', 0, 0, 0, 9, b'x'],
+            "a posting with a 9-byte value is 23 bytes",
+        ),
+        ("unknown-key", b"zz".to_vec(), "no trustpath key starts so"),
+    ] {
+        let (ok, out) = tampered(&data, name, |t| {
+            t.insert(key.clone(), b"".as_slice()).unwrap();
+        });
+        assert!(!ok && out.contains(says), "{name}: {out}");
+        assert!(!out.contains("panicked"), "{out}");
+    }
+    // A server on the directory with the bad entry key refuses to start,
+    // saying where, instead of panicking.
+    let copy = dir.path().join("short-entry-key");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trustpath"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&copy)
+        .arg("--policies")
+        .arg(repo_policies())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve kept running on a directory with a malformed entry key");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("key [65 01 02] (3 bytes)"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[tokio::test]

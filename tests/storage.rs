@@ -4,7 +4,7 @@
 //! and calls `log_contract` and `jti_contract`.
 
 use trustpath::identity::replay::JtiStore;
-use trustpath::log::index::Field;
+use trustpath::log::index::{Field, IndexRecord};
 use trustpath::log::storage::{Posting, StoredEntry};
 use trustpath::log::LogStore;
 
@@ -131,6 +131,59 @@ fn log_contract(store: &LogStore) {
     assert_eq!(store.next_seq().unwrap(), 5);
     assert!(store.time_of(4).unwrap().is_none());
     store.flush().unwrap();
+
+    // Every index record, exactly as appended: what verification compares.
+    let mut records: Vec<IndexRecord> = store.index_records().map(Result::unwrap).collect();
+    records.sort();
+    let mut expected = Vec::new();
+    for (seq, session, decision) in [
+        (0, "s-a", Some("d-0")),
+        (1, "s-b", None),
+        (2, "s-a", Some("d-2")),
+    ] {
+        expected.push(IndexRecord::Posting {
+            field: Field::Session,
+            value: session.into(),
+            seq,
+            data: Vec::new(),
+        });
+        expected.push(IndexRecord::Posting {
+            field: Field::ClientDocument,
+            value: "client".into(),
+            seq,
+            data: format!("doc-{seq}").into_bytes(),
+        });
+        if let Some(id) = decision {
+            expected.push(IndexRecord::Decision { id: id.into(), seq });
+        }
+        expected.push(IndexRecord::Time {
+            seq,
+            micros: 1_000 * seq as i64,
+        });
+    }
+    for seq in [3, 4] {
+        expected.push(IndexRecord::Posting {
+            field: Field::Session,
+            value: "s-c".into(),
+            seq,
+            data: Vec::new(),
+        });
+    }
+    expected.sort();
+    assert_eq!(records, expected);
+    for record in &expected {
+        assert!(store.has_record(record).unwrap(), "{record}");
+    }
+    let wrong_data = IndexRecord::Posting {
+        field: Field::ClientDocument,
+        value: "client".into(),
+        seq: 2,
+        data: b"doc-0".to_vec(),
+    };
+    assert!(!store.has_record(&wrong_data).unwrap(), "data is compared");
+    assert!(!store
+        .has_record(&IndexRecord::Time { seq: 2, micros: 1 })
+        .unwrap());
 }
 
 /// What every engine's used-`jti` store must do.

@@ -1,12 +1,14 @@
-//! Secondary indexes of the decision log: which postings an entry gets.
-//! The engine writes them in the same atomic append as the entry they
-//! point to, so they are never out of step after a crash.
+//! Secondary indexes of the decision log: what an entry is found by. The
+//! engine writes them in the same atomic append as the entry they point
+//! to, so they are never out of step after a crash; `log verify` derives
+//! them again from the entries ([`derive`]) and compares.
 
 use super::entry::{LogEntry, Record};
+use super::storage::Posting;
 use crate::model::ConnectionInput;
 
-/// The indexed fields, each with its one-byte tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The indexed fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Field {
     Session,
     Client,
@@ -37,6 +39,135 @@ pub enum Field {
     SigningKey,
 }
 
+impl Field {
+    /// A name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Session => "session",
+            Field::Client => "client",
+            Field::Subject => "subject",
+            Field::Issuer => "issuer",
+            Field::RequestedScope => "requested_scope",
+            Field::ApprovedScope => "approved_scope",
+            Field::DeniedScope => "denied_scope",
+            Field::Outcome => "outcome",
+            Field::Kind => "kind",
+            Field::Grant => "grant",
+            Field::Tool => "tool",
+            Field::SessionGrant => "session_grant",
+            Field::RevokedGrant => "revoked_grant",
+            Field::RevokedSession => "revoked_session",
+            Field::ClientDocument => "client_document",
+            Field::SigningKey => "signing_key",
+        }
+    }
+}
+
+/// Everything an entry is found by, besides its seq: what the writer
+/// stores with it, and what verification expects to find.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Derived {
+    pub postings: Vec<Posting>,
+    pub decision_id: Option<String>,
+    pub time_micros: Option<i64>,
+}
+
+/// One stored index record, engine-neutral: a posting, the decision id
+/// look-up, or the event time of an entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum IndexRecord {
+    Posting {
+        field: Field,
+        value: String,
+        seq: u64,
+        data: Vec<u8>,
+    },
+    Decision {
+        id: String,
+        seq: u64,
+    },
+    Time {
+        seq: u64,
+        micros: i64,
+    },
+}
+
+impl IndexRecord {
+    /// The entry this record points to.
+    pub fn seq(&self) -> u64 {
+        match self {
+            IndexRecord::Posting { seq, .. }
+            | IndexRecord::Decision { seq, .. }
+            | IndexRecord::Time { seq, .. } => *seq,
+        }
+    }
+}
+
+impl std::fmt::Display for IndexRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IndexRecord::Posting {
+                field, value, seq, ..
+            } => write!(f, "{} posting {value:?} of entry {seq}", field.name()),
+            IndexRecord::Decision { id, seq } => {
+                write!(f, "decision id {id:?} of entry {seq}")
+            }
+            IndexRecord::Time { seq, micros } => write!(f, "time {micros} of entry {seq}"),
+        }
+    }
+}
+
+impl Derived {
+    /// The records an engine holds for this entry at `seq`.
+    pub fn records(&self, seq: u64) -> Vec<IndexRecord> {
+        let mut out: Vec<IndexRecord> = self
+            .postings
+            .iter()
+            .map(|p| IndexRecord::Posting {
+                field: p.field,
+                value: p.value.clone(),
+                seq,
+                data: p.data.clone(),
+            })
+            .collect();
+        if let Some(id) = &self.decision_id {
+            out.push(IndexRecord::Decision {
+                id: id.clone(),
+                seq,
+            });
+        }
+        if let Some(micros) = self.time_micros {
+            out.push(IndexRecord::Time { seq, micros });
+        }
+        out
+    }
+}
+
+/// What `entry` is found by. The one derivation the writer stores and
+/// verification checks against.
+pub fn derive(entry: &LogEntry) -> Derived {
+    let mut postings: Vec<Posting> = postings(entry)
+        .into_iter()
+        .map(|(field, value)| Posting {
+            field,
+            value,
+            data: Vec::new(),
+        })
+        .collect();
+    if let Some((client_id, sha256)) = client_document(entry) {
+        postings.push(Posting {
+            field: Field::ClientDocument,
+            value: client_id.to_string(),
+            data: sha256.as_bytes().to_vec(),
+        });
+    }
+    Derived {
+        postings,
+        decision_id: entry.record.decision_id().map(str::to_string),
+        time_micros: micros(&entry.time),
+    }
+}
+
 /// Event time in µs since the epoch, from the entry's RFC 3339 time.
 pub fn micros(time: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(time)
@@ -46,7 +177,7 @@ pub fn micros(time: &str) -> Option<i64> {
 
 /// (client id, document SHA-256) of a decision that saw a client identity
 /// document: posted as [`Field::ClientDocument`] with the hash as value.
-pub fn client_document(entry: &LogEntry) -> Option<(&str, &str)> {
+fn client_document(entry: &LogEntry) -> Option<(&str, &str)> {
     match &entry.record {
         Record::ConnectionDecision(r) => r
             .authentication
@@ -68,7 +199,7 @@ pub fn previous_document(
 }
 
 /// Every (field, value) an entry is found by.
-pub fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
+fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
     let mut out = vec![(Field::Kind, entry.record.kind().to_string())];
     let mut add = |field, value: &str| out.push((field, value.to_string()));
     match &entry.record {

@@ -27,6 +27,9 @@ pub enum LogError {
     Storage(String),
     #[error("stored log data is corrupt")]
     Corrupt,
+    /// A stored key or value that no trustpath wrote, with where it is.
+    #[error("malformed store data: {0}")]
+    Malformed(String),
     #[error("cannot encode entry: {0}")]
     Encode(String),
     #[error("log writer: {0}")]

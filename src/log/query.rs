@@ -161,10 +161,10 @@ impl Filter {
     /// Whether `entry` matches, judged from the entry itself: the reference
     /// the indexes must agree with.
     pub fn matches(&self, entry: &LogEntry) -> bool {
-        let has = index::postings(entry);
+        let has = index::derive(entry).postings;
         self.postings()
             .iter()
-            .all(|(f, v)| has.iter().any(|(hf, hv)| hf == f && hv == v))
+            .all(|(f, v)| has.iter().any(|p| p.field == *f && p.value == *v))
             && self.time_ok(index::micros(&entry.time))
     }
 }

@@ -18,7 +18,7 @@
 //! - Immutable. An entry, hash, posting or checkpoint once stored is never
 //!   changed or removed by trustpath.
 
-use super::index::Field;
+use super::index::{Field, IndexRecord};
 use super::merkle::{Hash, HashSource};
 use super::LogError;
 
@@ -93,6 +93,13 @@ pub trait LogIndex {
         -> Result<Option<(u64, Vec<u8>)>, LogError>;
     /// Whether entry `seq` is posted under `field = value`.
     fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError>;
+    /// Every index record stored (postings, decision ids, times), in the
+    /// engine's order. A record the engine cannot read (a malformed key or
+    /// value, an unknown key) is an `Err` naming where it is, and the scan
+    /// goes on after it. Verification compares these with the entries.
+    fn index_records(&self) -> Scan<'_, IndexRecord>;
+    /// Whether `record` is stored exactly so (a posting's data included).
+    fn has_record(&self, record: &IndexRecord) -> Result<bool, LogError>;
 }
 
 /// A whole engine.

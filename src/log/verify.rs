@@ -10,6 +10,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{Checkpoint, NoteVerifier};
+use super::entry::LogEntry;
+use super::index::{self, IndexRecord};
 use super::merkle::{self, leaf_hash, node_hash, Hash, HashSource};
 use super::storage::LogStore;
 use super::LogError;
@@ -29,6 +31,17 @@ pub enum Tampering {
     Inserted { seq: u64 },
     #[error("checkpoint at tree size {size}: {reason}")]
     Checkpoint { size: u64, reason: String },
+    #[error("entry {seq} cannot be read to check its index records: {reason}")]
+    Unreadable { seq: u64, reason: String },
+    #[error("the index lacks the {record}")]
+    IndexMissing { seq: u64, record: String },
+    #[error("the index holds a {record}, which that entry does not carry")]
+    IndexForged { record: String },
+    #[error(
+        "the index differs from the entries ({stored} records stored, {expected} expected) \
+         and no single record could be named"
+    )]
+    IndexDiffers { stored: u64, expected: u64 },
     #[error("export file line {line}: {reason}")]
     Export { line: usize, reason: String },
     #[error(transparent)]
@@ -152,6 +165,7 @@ pub fn verify_store(store: &LogStore, verifier: &NoteVerifier) -> Result<Verifie
 
     let mut range = CompactRange::default();
     let mut next_checkpoint = opened.iter().peekable();
+    let mut expected_index = RecordSet::default();
     for item in store.entries() {
         let (seq, bytes) = item?;
         let expected = range.size();
@@ -171,9 +185,20 @@ pub fn verify_store(store: &LogStore, verifier: &NoteVerifier) -> Result<Verifie
         }
         range.push(leaf).ok_or(Tampering::Inserted { seq })?;
         check_due_checkpoints(&range, &mut next_checkpoint)?;
+        for record in expected_records(seq, &bytes)? {
+            expected_index.add(&record);
+        }
     }
     if range.size() < covered {
         return Err(Tampering::Removed { seq: range.size() });
+    }
+    // The entries are proven; now the index must be exactly what they say.
+    let mut stored = RecordSet::default();
+    for record in store.index_records() {
+        stored.add(&record?);
+    }
+    if stored != expected_index {
+        return Err(name_index_difference(store, &stored, &expected_index));
     }
     Ok(Verified {
         tree_size: range.size(),
@@ -185,6 +210,95 @@ pub fn verify_store(store: &LogStore, verifier: &NoteVerifier) -> Result<Verifie
             to: range.size(),
         },
     })
+}
+
+/// A set of index records in constant memory: their count and the sum of
+/// their hashes (a multiset hash), so the stored and the expected index
+/// compare in one pass each, whatever the log's size.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RecordSet {
+    count: u64,
+    sum: u128,
+}
+
+impl RecordSet {
+    fn add(&mut self, record: &IndexRecord) {
+        let mut bytes = Vec::with_capacity(64);
+        let mut put = |tag: u8, text: &[u8], seq: u64, data: &[u8]| {
+            bytes.push(tag);
+            bytes.extend_from_slice(&(text.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(text);
+            bytes.extend_from_slice(&seq.to_be_bytes());
+            bytes.extend_from_slice(data);
+        };
+        match record {
+            IndexRecord::Posting {
+                field,
+                value,
+                seq,
+                data,
+            } => put(*field as u8, value.as_bytes(), *seq, data),
+            IndexRecord::Decision { id, seq } => put(0xfe, id.as_bytes(), *seq, &[]),
+            IndexRecord::Time { seq, micros } => put(0xff, &[], *seq, &micros.to_be_bytes()),
+        }
+        let hash = crate::digest::sha256(&bytes);
+        let mut low = [0u8; 16];
+        low.copy_from_slice(&hash[..16]);
+        self.count = self.count.wrapping_add(1);
+        self.sum = self.sum.wrapping_add(u128::from_be_bytes(low));
+    }
+}
+
+/// The index records entry `seq` must have.
+fn expected_records(seq: u64, bytes: &[u8]) -> Result<Vec<IndexRecord>, Tampering> {
+    let entry: LogEntry = serde_json::from_slice(bytes).map_err(|e| Tampering::Unreadable {
+        seq,
+        reason: format!("{e} ({} bytes stored)", bytes.len()),
+    })?;
+    Ok(index::derive(&entry).records(seq))
+}
+
+/// Finds the first stored record no entry accounts for, else the first
+/// record an entry lacks. Runs only when the two sets differ.
+fn name_index_difference(store: &LogStore, stored: &RecordSet, expected: &RecordSet) -> Tampering {
+    let found = || -> Result<Option<Tampering>, Tampering> {
+        let mut cached: Option<(u64, Vec<IndexRecord>)> = None;
+        for record in store.index_records() {
+            let record = record?;
+            let seq = record.seq();
+            if cached.as_ref().is_none_or(|(s, _)| *s != seq) {
+                let records = match store.entry(seq)? {
+                    Some(bytes) => expected_records(seq, &bytes)?,
+                    None => Vec::new(),
+                };
+                cached = Some((seq, records));
+            }
+            if !cached.as_ref().is_some_and(|(_, r)| r.contains(&record)) {
+                return Ok(Some(Tampering::IndexForged {
+                    record: record.to_string(),
+                }));
+            }
+        }
+        for item in store.entries() {
+            let (seq, bytes) = item?;
+            for record in expected_records(seq, &bytes)? {
+                if !store.has_record(&record)? {
+                    return Ok(Some(Tampering::IndexMissing {
+                        seq,
+                        record: record.to_string(),
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    };
+    match found() {
+        Ok(Some(t)) | Err(t) => t,
+        Ok(None) => Tampering::IndexDiffers {
+            stored: stored.count,
+            expected: expected.count,
+        },
+    }
 }
 
 fn open_checkpoint(

@@ -18,7 +18,7 @@ use super::entry::{EntryReceipt, LogEntry, Record, Revokes};
 use super::index::{self, Field};
 use super::merkle::{self, leaf_hash, Hash};
 use super::query;
-use super::storage::{LogStore, Posting, StoredEntry};
+use super::storage::{LogStore, StoredEntry};
 use super::LogError;
 
 /// Appends waiting beyond this many are taken in the next batch.
@@ -336,34 +336,18 @@ impl WriterState {
                 }
             })?;
             fresh.extend(hashes.iter().map(|(l, i, h)| ((*l, *i), *h)));
-            let mut postings: Vec<Posting> = index::postings(entry)
-                .into_iter()
-                .map(|(field, value)| Posting {
-                    field,
-                    value,
-                    data: Vec::new(),
-                })
-                .collect();
-            if let Some((client_id, sha256)) = index::client_document(entry) {
-                postings.push(Posting {
-                    field: Field::ClientDocument,
-                    value: client_id.to_string(),
-                    data: sha256.as_bytes().to_vec(),
-                });
-            }
-            let time = index::micros(&entry.time);
-            let id = entry.record.decision_id();
-            encoded.push((seq, bytes, leaf, hashes, id, postings, time));
+            let derived = index::derive(entry);
+            encoded.push((seq, bytes, leaf, hashes, derived));
         }
         let stored: Vec<StoredEntry<'_>> = encoded
             .iter()
-            .map(|(seq, bytes, _, hashes, id, postings, time)| StoredEntry {
+            .map(|(seq, bytes, _, hashes, derived)| StoredEntry {
                 seq: *seq,
                 bytes,
-                decision_id: *id,
+                decision_id: derived.decision_id.as_deref(),
                 hashes,
-                postings,
-                time_micros: *time,
+                postings: &derived.postings,
+                time_micros: derived.time_micros,
             })
             .collect();
         self.store.append(&stored)?;

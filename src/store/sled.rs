@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use crate::identity::replay::JtiStore;
-use crate::log::index::Field;
+use crate::log::index::{Field, IndexRecord};
 use crate::log::merkle::Hash;
 use crate::log::storage::{LogAppend, LogIndex, LogRead, LogStore, Scan, StoredEntry};
 use crate::log::LogError;
@@ -109,12 +109,116 @@ fn posting_key(field: Field, value: &str, seq: u64) -> Vec<u8> {
     key
 }
 
-/// The seq in the last 8 bytes of an entry or posting key.
+const TAGS: [Field; 16] = [
+    Field::Session,
+    Field::Client,
+    Field::Subject,
+    Field::Issuer,
+    Field::RequestedScope,
+    Field::ApprovedScope,
+    Field::DeniedScope,
+    Field::Outcome,
+    Field::Kind,
+    Field::Grant,
+    Field::Tool,
+    Field::SessionGrant,
+    Field::RevokedGrant,
+    Field::RevokedSession,
+    Field::ClientDocument,
+    Field::SigningKey,
+];
+
+/// A key shown in a report: its length and its first bytes in hex.
+fn show_key(key: &[u8]) -> String {
+    let shown: Vec<String> = key.iter().take(24).map(|b| format!("{b:02x}")).collect();
+    let more = if key.len() > 24 { " …" } else { "" };
+    format!("key [{}{more}] ({} bytes)", shown.join(" "), key.len())
+}
+
+fn malformed(key: &[u8], why: impl std::fmt::Display) -> LogError {
+    LogError::Malformed(format!("{}: {why}", show_key(key)))
+}
+
+/// An 8-byte big-endian number, or what is wrong with it.
+fn u64_at(key: &[u8], bytes: &[u8], what: &str) -> Result<u64, LogError> {
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| malformed(key, format!("{what} is {} bytes, not 8", bytes.len())))?;
+    Ok(u64::from_be_bytes(array))
+}
+
+/// The seq of a 9-byte entry, time or checkpoint key.
 fn seq_of_key(key: &[u8]) -> Result<u64, LogError> {
-    let tail = key.len().checked_sub(8).ok_or(LogError::Corrupt)?;
-    Ok(u64::from_be_bytes(
-        key[tail..].try_into().map_err(|_| LogError::Corrupt)?,
+    if key.len() != 9 {
+        return Err(malformed(key, "a seq key is 9 bytes"));
+    }
+    u64_at(key, &key[1..], "the seq")
+}
+
+/// The seq of a posting key.
+fn seq_of_posting(key: &[u8]) -> Result<u64, LogError> {
+    parse_posting_key(key).map(|(_, _, seq)| seq)
+}
+
+/// A posting key, read back: field, value and seq.
+fn parse_posting_key(key: &[u8]) -> Result<(Field, String, u64), LogError> {
+    let field = key
+        .get(1)
+        .and_then(|tag| TAGS.iter().find(|f| field_tag(**f) == *tag))
+        .ok_or_else(|| malformed(key, "not a known index field"))?;
+    let length = key
+        .get(2..6)
+        .map(|b| u32::from_be_bytes(b.try_into().unwrap_or_default()) as usize)
+        .ok_or_else(|| malformed(key, "shorter than a posting key's header"))?;
+    let expected = length.saturating_add(14);
+    if key.len() != expected {
+        return Err(malformed(
+            key,
+            format!("a posting with a {length}-byte value is {expected} bytes"),
+        ));
+    }
+    let value = std::str::from_utf8(&key[6..6 + length]).map_err(|e| {
+        malformed(
+            key,
+            format!("value is not UTF-8 at offset {}", 6 + e.valid_up_to()),
+        )
+    })?;
+    Ok((
+        *field,
+        value.to_string(),
+        u64_at(key, &key[6 + length..], "the seq")?,
     ))
+}
+
+/// One stored key and value of the log tree as an index record; `None`
+/// for the keys that are not index records (entries, hashes, checkpoints).
+fn index_record(key: &[u8], value: &[u8]) -> Option<Result<IndexRecord, LogError>> {
+    let record = match key.first() {
+        Some(&(ENTRY | HASH | CHECKPOINT)) => return None,
+        Some(&INDEX) => {
+            parse_posting_key(key).map(|(field, value_text, seq)| IndexRecord::Posting {
+                field,
+                value: value_text,
+                seq,
+                data: value.to_vec(),
+            })
+        }
+        Some(&DECISION) => match std::str::from_utf8(&key[1..]) {
+            Ok(id) => u64_at(key, value, "its seq").map(|seq| IndexRecord::Decision {
+                id: id.to_string(),
+                seq,
+            }),
+            Err(_) => Err(malformed(key, "decision id is not UTF-8")),
+        },
+        Some(&TIME) => seq_of_key(key).and_then(|seq| {
+            Ok(IndexRecord::Time {
+                seq,
+                micros: u64_at(key, value, "its time")? as i64,
+            })
+        }),
+        _ => Err(malformed(key, "no trustpath key starts so")),
+    };
+    Some(record)
 }
 
 /// The data directory's sled database: the log and the used `jti`s.
@@ -198,6 +302,11 @@ pub fn raw_entry_key(seq: u64) -> Vec<u8> {
     entry_key(seq).to_vec()
 }
 
+/// Key of a posting, for tools that edit a stopped data directory.
+pub fn raw_posting_key(field: Field, value: &str, seq: u64) -> Vec<u8> {
+    posting_key(field, value, seq)
+}
+
 /// Key of the checkpoint for `size`, for tools that edit a stopped data directory.
 pub fn raw_checkpoint_key(size: u64) -> Vec<u8> {
     checkpoint_key(size).to_vec()
@@ -260,16 +369,19 @@ impl LogRead for SledLog {
     }
 
     fn seq_of_decision(&self, decision_id: &str) -> Result<Option<u64>, LogError> {
-        let Some(value) = self.log.get(decision_key(decision_id)).map_err(storage)? else {
+        let key = decision_key(decision_id);
+        let Some(value) = self.log.get(&key).map_err(storage)? else {
             return Ok(None);
         };
-        let bytes: [u8; 8] = value.as_ref().try_into().map_err(|_| LogError::Corrupt)?;
-        Ok(Some(u64::from_be_bytes(bytes)))
+        u64_at(&key, &value, "its seq").map(Some)
     }
 
     fn stored_hash(&self, level: u8, index: u64) -> Result<Option<Hash>, LogError> {
-        match self.log.get(hash_key(level, index)).map_err(storage)? {
-            Some(v) => Ok(Some(v.as_ref().try_into().map_err(|_| LogError::Corrupt)?)),
+        let key = hash_key(level, index);
+        match self.log.get(key).map_err(storage)? {
+            Some(v) => Ok(Some(v.as_ref().try_into().map_err(|_| {
+                malformed(&key, format!("a hash is 32 bytes, this one {}", v.len()))
+            })?)),
             None => Ok(None),
         }
     }
@@ -299,7 +411,7 @@ impl LogRead for SledLog {
     }
 
     fn seqs_descending(&self, below: Option<u64>) -> Scan<'_, u64> {
-        self.keys_descending(&[ENTRY], below.map(|b| entry_key(b).to_vec()))
+        self.keys_descending(&[ENTRY], below.map(|b| entry_key(b).to_vec()), seq_of_key)
     }
 
     fn time_of(&self, seq: u64) -> Result<Option<i64>, LogError> {
@@ -315,7 +427,12 @@ impl LogRead for SledLog {
 impl SledLog {
     /// The seqs of the keys under `prefix`, highest first, strictly below
     /// the key `below` when given.
-    fn keys_descending(&self, prefix: &[u8], below: Option<Vec<u8>>) -> Scan<'_, u64> {
+    fn keys_descending(
+        &self,
+        prefix: &[u8],
+        below: Option<Vec<u8>>,
+        seq_of: fn(&[u8]) -> Result<u64, LogError>,
+    ) -> Scan<'_, u64> {
         use std::ops::Bound;
         let upper = match below {
             Some(b) => Bound::Excluded(b),
@@ -336,7 +453,7 @@ impl SledLog {
             self.log
                 .range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), upper))
                 .rev()
-                .map(|item| seq_of_key(&item.map_err(storage)?.0)),
+                .map(move |item| seq_of(&item.map_err(storage)?.0)),
         )
     }
 }
@@ -346,6 +463,7 @@ impl LogIndex for SledLog {
         self.keys_descending(
             &posting_prefix(field, value),
             below.map(|b| posting_key(field, value, b)),
+            seq_of_posting,
         )
     }
 
@@ -356,7 +474,7 @@ impl LogIndex for SledLog {
             .next()
             .transpose()
             .map_err(storage)?
-            .map(|k| seq_of_key(&k))
+            .map(|k| seq_of_posting(&k))
             .transpose()
     }
 
@@ -370,7 +488,7 @@ impl LogIndex for SledLog {
             .next_back()
             .transpose()
             .map_err(storage)?
-            .map(|(k, v)| Ok((seq_of_key(&k)?, v.to_vec())))
+            .map(|(k, v)| Ok((seq_of_posting(&k)?, v.to_vec())))
             .transpose()
     }
 
@@ -378,6 +496,47 @@ impl LogIndex for SledLog {
         self.log
             .contains_key(posting_key(field, value, seq))
             .map_err(storage)
+    }
+
+    fn index_records(&self) -> Scan<'_, IndexRecord> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        // Every key but the entries', hashes' and checkpoints' (which
+        // verification reads on their own), so unknown keys show too.
+        let ranges = [
+            (Unbounded, Excluded(vec![CHECKPOINT])),
+            (Included(vec![CHECKPOINT + 1]), Excluded(vec![ENTRY])),
+            (Included(vec![ENTRY + 1]), Excluded(vec![HASH])),
+            (Included(vec![HASH + 1]), Unbounded),
+        ];
+        Box::new(
+            ranges
+                .into_iter()
+                .flat_map(|range| self.log.range::<Vec<u8>, _>(range))
+                .filter_map(|item| match item {
+                    Ok((key, value)) => index_record(&key, &value),
+                    Err(e) => Some(Err(storage(e))),
+                }),
+        )
+    }
+
+    fn has_record(&self, record: &IndexRecord) -> Result<bool, LogError> {
+        let (key, value) = match record {
+            IndexRecord::Posting {
+                field,
+                value,
+                seq,
+                data,
+            } => (posting_key(*field, value, *seq), data.clone()),
+            IndexRecord::Decision { id, seq } => (decision_key(id), seq.to_be_bytes().to_vec()),
+            IndexRecord::Time { seq, micros } => {
+                (time_key(*seq).to_vec(), micros.to_be_bytes().to_vec())
+            }
+        };
+        Ok(self
+            .log
+            .get(key)
+            .map_err(storage)?
+            .is_some_and(|v| *v == value[..]))
     }
 }
 
