@@ -52,7 +52,16 @@ fn main() {
         every_entries: 1000,
         every: std::time::Duration::from_secs(10),
     };
-    let (writer, thread) = LogWriter::start(store.clone(), signer, policy, true).unwrap();
+    let (writer, thread) = LogWriter::start(
+        store.clone(),
+        signer,
+        trustpath::log::WriterOptions {
+            checkpoints: policy,
+            durable: true,
+            max_queue: 4096,
+        },
+    )
+    .unwrap();
     let records: Vec<Record> = (0..entries).map(record).collect();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -17,7 +17,7 @@ use crate::identity::{Authenticator, IdentityError};
 use crate::lifecycle::{self, KeyInUse, PolicyRecorder};
 use crate::log::checkpoint::{LogSigner, NoteVerifier};
 use crate::log::entry::{KeyPurpose, PolicyTrigger};
-use crate::log::{CheckpointPolicy, LogError, LogStore, LogWriter, WriterThread};
+use crate::log::{CheckpointPolicy, LogError, LogStore, LogWriter, WriterOptions, WriterThread};
 use crate::policy::{PolicyError, PolicyStore};
 use crate::revocation::Revoker;
 use crate::server::callers::Callers;
@@ -127,8 +127,12 @@ pub async fn open(config: &Config) -> Result<Opened, AppError> {
         every_entries: config.log.checkpoint_every_entries,
         every: Duration::from_secs(config.log.checkpoint_every_seconds),
     };
-    let (log, writer_thread) =
-        LogWriter::start(store.clone(), log_signer, policy, config.log.durable)?;
+    let options = WriterOptions {
+        checkpoints: policy,
+        durable: config.log.durable,
+        max_queue: config.limits.max_log_queue,
+    };
+    let (log, writer_thread) = LogWriter::start(store.clone(), log_signer, options)?;
     let vkey = log_verifier.vkey();
     let keys = [
         KeyInUse {

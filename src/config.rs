@@ -158,6 +158,10 @@ pub struct LimitsConfig {
     /// Decisions and tool-call checks in progress at once; beyond it the
     /// answer is a fast 503, never an unbounded queue.
     pub max_in_flight_decisions: usize,
+    /// Appends that may wait for the log writer; beyond them a decision
+    /// gets an immediate 503 (`overloaded`) rather than a place in an
+    /// unbounded queue.
+    pub max_log_queue: usize,
 }
 
 impl Default for LimitsConfig {
@@ -169,6 +173,7 @@ impl Default for LimitsConfig {
             header_read_timeout_ms: 5_000,
             body_read_timeout_ms: 10_000,
             max_in_flight_decisions: 512,
+            max_log_queue: 1024,
         }
     }
 }
@@ -295,6 +300,9 @@ impl Config {
                 "log.origin must be visible ASCII without spaces or '+', got {:?}",
                 self.log.origin
             ));
+        }
+        if self.limits.max_log_queue == 0 || self.limits.max_in_flight_decisions == 0 {
+            return bad("limits.max_log_queue and max_in_flight_decisions must be positive".into());
         }
         if self.log.checkpoint_every_entries == 0 || self.log.checkpoint_every_seconds == 0 {
             return bad("log.checkpoint_every_entries and _seconds must be positive".into());

@@ -182,7 +182,16 @@ fn real_export(
         every_entries: 1,
         every: std::time::Duration::from_secs(1),
     };
-    let (writer, thread) = LogWriter::start(store.clone(), signer, policy, false).unwrap();
+    let (writer, thread) = LogWriter::start(
+        store.clone(),
+        signer,
+        trustpath::log::WriterOptions {
+            checkpoints: policy,
+            durable: false,
+            max_queue: 4096,
+        },
+    )
+    .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

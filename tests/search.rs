@@ -71,7 +71,16 @@ fn start_writer(dir: &std::path::Path) -> (LogStore, LogWriter, trustpath::log::
         every_entries: 500,
         every: Duration::from_secs(60),
     };
-    let (writer, thread) = LogWriter::start(store.clone(), signer, policy, false).unwrap();
+    let (writer, thread) = LogWriter::start(
+        store.clone(),
+        signer,
+        trustpath::log::WriterOptions {
+            checkpoints: policy,
+            durable: false,
+            max_queue: 4096,
+        },
+    )
+    .unwrap();
     (store, writer, thread)
 }
 

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 pub use entry::{ConnectionDecisionRecord, EntryReceipt, LogEntry, Record};
 pub use merkle::leaf_hash;
 pub use storage::LogStore;
-pub use writer::{Appended, CheckpointPolicy, LogWriter, WriterThread};
+pub use writer::{Appended, CheckpointPolicy, LogWriter, WriterOptions, WriterThread};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -34,6 +34,10 @@ pub enum LogError {
     Encode(String),
     #[error("log writer: {0}")]
     Writer(String),
+    /// The writer's queue is full: the server is over capacity. Nothing
+    /// was logged; the caller answers "not now" at once.
+    #[error("the log writer's queue is full ({waiting} appends waiting); retry shortly")]
+    Overloaded { waiting: usize },
     #[error("checkpoint: {0}")]
     Checkpoint(String),
 }

@@ -33,6 +33,17 @@ pub struct CheckpointPolicy {
     pub every: Duration,
 }
 
+/// How the writer runs.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    pub checkpoints: CheckpointPolicy,
+    /// Answer an append only once it is flushed to disk.
+    pub durable: bool,
+    /// Appends that may wait for the writer; beyond them an append fails
+    /// at once with [`LogError::Overloaded`] instead of queueing.
+    pub max_queue: usize,
+}
+
 // Appends dominate the channel; boxing them would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 enum Message {
@@ -81,13 +92,12 @@ impl LogWriter {
     pub fn start(
         store: LogStore,
         signer: LogSigner,
-        policy: CheckpointPolicy,
-        durable: bool,
+        options: WriterOptions,
     ) -> Result<(Self, WriterThread), LogError> {
-        let mut state = WriterState::open(store, signer, policy, durable)?;
+        let mut state = WriterState::open(store, signer, options.checkpoints, options.durable)?;
         // Entries written before a crash have no checkpoint yet: cover them now.
         state.checkpoint_if(|uncovered, _| uncovered > 0);
-        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let (tx, rx) = mpsc::channel(options.max_queue.max(1));
         let handle = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || state.run(rx))
@@ -129,14 +139,19 @@ impl LogWriter {
                 record,
             })
             .collect();
-        self.tx
-            .send(Message::Append(Append {
-                entries,
-                overruled: None,
-                reply,
-            }))
-            .await
-            .map_err(|_| LogError::Writer("log writer has stopped".into()))?;
+        let append = Message::Append(Append {
+            entries,
+            overruled: None,
+            reply,
+        });
+        self.tx.try_send(append).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LogError::Overloaded {
+                waiting: self.tx.max_capacity(),
+            },
+            mpsc::error::TrySendError::Closed(_) => {
+                LogError::Writer("log writer has stopped".into())
+            }
+        })?;
         answer
             .await
             .map_err(|_| LogError::Writer("log writer dropped the append".into()))?
@@ -144,7 +159,8 @@ impl LogWriter {
 
     /// Lets a time-based checkpoint happen when no appends arrive.
     pub async fn tick(&self) {
-        let _ = self.tx.send(Message::Tick).await;
+        // A full queue will wake the writer anyway.
+        let _ = self.tx.try_send(Message::Tick);
     }
 }
 

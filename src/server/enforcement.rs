@@ -30,7 +30,7 @@ pub async fn tool_call(
         .check(request)
         .await
         // Not durable, so not answered: the caller must treat this as a deny.
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        .map_err(|e| ApiError::log(&e))?;
     tracing::info!(
         caller = %Printable(&who.caller),
         tool_call_id = %outcome.tool_call_id,

@@ -55,6 +55,17 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
+    /// The log could not take an entry: 503, `overloaded` when its queue
+    /// is full, else `unavailable`.
+    pub fn log(e: &crate::log::LogError) -> Self {
+        match e {
+            crate::log::LogError::Overloaded { .. } => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())
+            }
+            _ => Self::unavailable(e.to_string()),
+        }
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }

@@ -164,7 +164,7 @@ async fn create_decision(
     let _permit = state.admit()?;
     let outcome = state.decider.decide(request).await.map_err(|e| match e {
         // Not durable, so not answered: the AS must treat this as a deny.
-        DecideError::Log(e) => ApiError::unavailable(e.to_string()),
+        DecideError::Log(e) => ApiError::log(&e),
     })?;
     tracing::info!(
         caller = %Printable(&who.caller),

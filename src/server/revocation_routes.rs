@@ -31,7 +31,7 @@ fn reason_of(request: RevokeRequest) -> Result<String, ApiError> {
 fn revoke_error(e: RevokeError) -> ApiError {
     match e {
         RevokeError::NotFound(message) => ApiError::not_found(message),
-        RevokeError::Log(e) => ApiError::unavailable(e.to_string()),
+        RevokeError::Log(e) => ApiError::log(&e),
     }
 }
 
