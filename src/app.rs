@@ -251,6 +251,7 @@ pub async fn serve(
         );
     }
     let writer_thread = opened.writer_thread;
+    let log_health = opened.log.health().clone();
     let ticker = tokio::spawn(tick_checkpoints(opened.log));
     let state = Arc::new(AppState {
         decider: opened.decider,
@@ -263,6 +264,7 @@ pub async fn serve(
         log_verifier: opened.log_verifier,
         callers: Callers::from_config(&config.callers),
         in_flight: tokio::sync::Semaphore::new(config.limits.max_in_flight_decisions),
+        log_health,
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

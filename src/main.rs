@@ -296,10 +296,19 @@ fn run() -> Result<std::process::ExitCode> {
     unsafe {
         libc::umask(0o077);
     }
+    // sled reports each failed write itself, several lines a second while a
+    // disk is full; the log writer reports storage failures once and then
+    // at a bounded rate, so sled's own lines are off unless asked for.
+    let filter = std::env::var("TRUSTPATH_LOG").unwrap_or_else(|_| "info".into());
+    let filter = if filter.contains("sled") {
+        filter
+    } else {
+        format!("{filter},sled=off")
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TRUSTPATH_LOG")
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| "info,sled=off".into()),
         )
         // Request-controlled text reaches log fields: each line is escaped
         // whole, so no field can forge a line or drive the terminal.

@@ -208,7 +208,7 @@ fn tampered(data: &Path, name: &str, tamper: impl FnOnce(&sled::Tree)) -> (bool,
     copy_dir(data, &copy);
     {
         let engine = SledLog::open(&copy).unwrap();
-        tamper(engine.raw_tree());
+        tamper(&engine.raw_tree());
         engine.log_store().flush().unwrap();
     }
     verify_dir(&copy)

@@ -54,6 +54,12 @@ pub trait LogAppend {
     fn flush(&self) -> Result<(), LogError>;
     /// Stores the signed checkpoint note for a tree of `size` entries.
     fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), LogError>;
+    /// After a failed append or flush (a full disk, an I/O error): makes
+    /// the engine usable again, holding exactly what was durable. Appends
+    /// that were not flushed may be gone afterwards, whole. Called by the
+    /// writer only, with no append in progress; an `Err` means still
+    /// broken, and the writer tries again later.
+    fn recover(&self) -> Result<(), LogError>;
 }
 
 /// Reading entries, hashes and checkpoints: proofs, verification, export.

@@ -8,6 +8,7 @@
 //! always describes a tree that is on disk.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -73,10 +74,33 @@ pub struct Appended {
     pub overruled: Option<String>,
 }
 
+/// How long a failing log waits between attempts to recover.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// How soon entries are flushed when appends need not wait for it.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often a failing log says it is still failing.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Whether the log takes entries now: what readiness reports.
+#[derive(Clone, Default)]
+pub struct LogHealth(Arc<Mutex<Option<String>>>);
+
+impl LogHealth {
+    /// Why the log cannot take entries, while it cannot.
+    pub fn problem(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, problem: Option<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = problem;
+    }
+}
+
 /// A cheap handle to the writer thread.
 #[derive(Clone)]
 pub struct LogWriter {
     tx: mpsc::Sender<Message>,
+    health: LogHealth,
 }
 
 /// Joins the writer thread once every [`LogWriter`] is dropped.
@@ -94,7 +118,8 @@ impl LogWriter {
         signer: LogSigner,
         options: WriterOptions,
     ) -> Result<(Self, WriterThread), LogError> {
-        let mut state = WriterState::open(store, signer, options.checkpoints, options.durable)?;
+        let health = LogHealth::default();
+        let mut state = WriterState::open(store, signer, options, health.clone())?;
         // Entries written before a crash have no checkpoint yet: cover them now.
         state.checkpoint_if(|uncovered, _| uncovered > 0);
         let (tx, rx) = mpsc::channel(options.max_queue.max(1));
@@ -102,7 +127,12 @@ impl LogWriter {
             .name("log-writer".into())
             .spawn(move || state.run(rx))
             .map_err(|e| LogError::Writer(e.to_string()))?;
-        Ok((Self { tx }, WriterThread(handle)))
+        Ok((Self { tx, health }, WriterThread(handle)))
+    }
+
+    /// Whether the log takes entries now.
+    pub fn health(&self) -> &LogHealth {
+        &self.health
     }
 
     /// Appends a record; returns once it is stored (and flushed, if durable).
@@ -171,6 +201,16 @@ struct BatchRevocations {
     grants: HashSet<String>,
 }
 
+/// The storage failed and the writer is waiting for it to recover.
+struct Failing {
+    reason: String,
+    since: Instant,
+    last_attempt: Instant,
+    last_report: Instant,
+    /// Appends refused since the last report.
+    refused: u64,
+}
+
 struct WriterState {
     store: LogStore,
     signer: LogSigner,
@@ -181,35 +221,125 @@ struct WriterState {
     checkpointed: (u64, Hash),
     /// When the first entry not covered by a checkpoint was written.
     uncovered_since: Option<Instant>,
+    failing: Option<Failing>,
+    health: LogHealth,
+    /// When entries were first written and not yet flushed (non-durable mode).
+    unflushed_since: Option<Instant>,
+}
+
+/// The log's size and its latest checkpoint, as stored.
+fn stored_state(store: &LogStore, signer: &LogSigner) -> Result<(u64, (u64, Hash)), LogError> {
+    let size = store.next_seq()?;
+    let checkpointed = match store.latest_checkpoint()? {
+        Some(note) => {
+            let cp = signer
+                .verifier()
+                .open(&note)
+                .map_err(|e| LogError::Checkpoint(format!("latest stored checkpoint: {e}")))?;
+            (cp.size, cp.root)
+        }
+        None => (0, merkle::empty_root()),
+    };
+    Ok((size, checkpointed))
 }
 
 impl WriterState {
     fn open(
         store: LogStore,
         signer: LogSigner,
-        policy: CheckpointPolicy,
-        durable: bool,
+        options: WriterOptions,
+        health: LogHealth,
     ) -> Result<Self, LogError> {
-        let size = store.next_seq()?;
-        let checkpointed = match store.latest_checkpoint()? {
-            Some(note) => {
-                let cp = signer
-                    .verifier()
-                    .open(&note)
-                    .map_err(|e| LogError::Checkpoint(format!("latest stored checkpoint: {e}")))?;
-                (cp.size, cp.root)
-            }
-            None => (0, merkle::empty_root()),
-        };
+        let (size, checkpointed) = stored_state(&store, &signer)?;
         Ok(Self {
             store,
             signer,
-            policy,
-            durable,
+            policy: options.checkpoints,
+            durable: options.durable,
             size,
             checkpointed,
             uncovered_since: None,
+            failing: None,
+            health,
+            unflushed_since: None,
         })
+    }
+
+    /// The storage failed: refuse appends until it recovers. Said once
+    /// now, then every [`REPORT_EVERY`] while it lasts.
+    fn fail(&mut self, e: &LogError) {
+        let reason = e.to_string();
+        if self.failing.is_none() {
+            tracing::error!(error = %reason, "decision log storage failed; refusing appends until it recovers");
+            let now = Instant::now();
+            self.failing = Some(Failing {
+                reason: reason.clone(),
+                since: now,
+                last_attempt: now,
+                last_report: now,
+                refused: 0,
+            });
+        } else if let Some(f) = self.failing.as_mut() {
+            f.reason = reason.clone();
+            f.last_attempt = Instant::now();
+        }
+        self.health
+            .set(Some(format!("decision log storage failed: {reason}")));
+    }
+
+    /// Whether the log takes appends now: true when healthy, or when a
+    /// recovery due now succeeds.
+    fn writable(&mut self) -> bool {
+        let Some(f) = self.failing.as_mut() else {
+            return true;
+        };
+        if f.last_report.elapsed() >= REPORT_EVERY {
+            tracing::error!(
+                error = %f.reason,
+                refused = f.refused,
+                failing_for_s = f.since.elapsed().as_secs(),
+                "decision log storage still failing"
+            );
+            f.last_report = Instant::now();
+            f.refused = 0;
+        }
+        if f.last_attempt.elapsed() < RETRY_EVERY {
+            return false;
+        }
+        f.last_attempt = Instant::now();
+        match self.recover() {
+            Ok(()) => {
+                if let Some(f) = self.failing.take() {
+                    tracing::warn!(
+                        failing_for_ms = f.since.elapsed().as_millis() as u64,
+                        tree_size = self.size,
+                        "decision log storage recovered"
+                    );
+                }
+                self.health.set(None);
+                true
+            }
+            Err(e) => {
+                self.fail(&e);
+                false
+            }
+        }
+    }
+
+    /// Reopens the storage, takes the log as it stands there (appends that
+    /// were not flushed may be gone), and proves it writable again by
+    /// storing a checkpoint that covers every entry it holds.
+    fn recover(&mut self) -> Result<(), LogError> {
+        self.store.recover()?;
+        let (size, checkpointed) = stored_state(&self.store, &self.signer)?;
+        self.size = size;
+        self.checkpointed = checkpointed;
+        self.uncovered_since = None;
+        self.unflushed_since = None;
+        if size == 0 {
+            return self.store.flush();
+        }
+        self.sign_checkpoint()
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<Message>) {
@@ -224,6 +354,10 @@ impl WriterState {
                     message = rx.try_recv().ok();
                 }
             }
+            if !self.writable() {
+                self.refuse(&mut batch);
+                continue;
+            }
             if !batch.is_empty() {
                 self.commit(&mut batch);
             }
@@ -232,11 +366,44 @@ impl WriterState {
                 uncovered >= policy.every_entries
                     || (uncovered > 0 && since.is_some_and(|t| t.elapsed() >= policy.every))
             });
+            // Not durable: flushed within about a second all the same.
+            if self
+                .unflushed_since
+                .is_some_and(|t| t.elapsed() >= FLUSH_EVERY)
+            {
+                match self.store.flush() {
+                    Ok(()) => self.unflushed_since = None,
+                    Err(e) => self.fail(&e),
+                }
+            }
         }
         // Shutting down: the last checkpoint covers everything written.
+        if self.failing.is_some() {
+            if let Some(f) = self.failing.as_mut() {
+                f.last_attempt = Instant::now() - RETRY_EVERY;
+            }
+            if !self.writable() {
+                return;
+            }
+        }
         self.checkpoint_if(|uncovered, _| uncovered > 0);
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final decision log flush failed");
+        }
+    }
+
+    /// Answers every append of `batch` with the failure in force.
+    fn refuse(&mut self, batch: &mut Vec<Append>) {
+        let Some(f) = self.failing.as_mut() else {
+            return;
+        };
+        f.refused = f.refused.saturating_add(batch.len() as u64);
+        let why = format!(
+            "decision log storage is failing ({}); retry shortly",
+            f.reason
+        );
+        for append in batch.drain(..) {
+            let _ = append.reply.send(Err(LogError::Writer(why.clone())));
         }
     }
 
@@ -253,10 +420,10 @@ impl WriterState {
         let receipts = match self.write_batch(batch) {
             Ok(receipts) => receipts,
             Err(e) => {
-                // Nothing of the batch was written (one atomic sled batch):
-                // its seqs are reused by the next batch, so the log stays
+                // Nothing of the batch was written (one atomic append): its
+                // seqs are reused by the next batch, so the log stays
                 // gap-free.
-                tracing::error!(error = %e, "decision log write failed");
+                self.fail(&e);
                 return fail_all(batch, e.to_string());
             }
         };
@@ -264,11 +431,13 @@ impl WriterState {
         // never overwrite them (their index keys would point at strangers).
         self.size += receipts.len() as u64;
         self.uncovered_since.get_or_insert_with(Instant::now);
-        if self.durable {
-            if let Err(e) = self.store.flush() {
-                tracing::error!(error = %e, "decision log flush failed");
-                return fail_all(batch, format!("not flushed: {e}"));
-            }
+        if !self.durable {
+            self.unflushed_since.get_or_insert_with(Instant::now);
+        } else if let Err(e) = self.store.flush() {
+            // Not durable, so not acknowledged. Recovery takes the log as the
+            // storage kept it, with or without this batch.
+            self.fail(&e);
+            return fail_all(batch, format!("not flushed: {e}"));
         }
         let mut receipts = receipts.into_iter();
         for append in batch.drain(..) {
@@ -382,7 +551,7 @@ impl WriterState {
         }
         match self.sign_checkpoint() {
             Ok(()) => self.uncovered_since = None,
-            Err(e) => tracing::error!(error = %e, "checkpoint not signed"),
+            Err(e) => self.fail(&e),
         }
     }
 

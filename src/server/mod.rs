@@ -24,6 +24,7 @@ use crate::grant::status::GrantChecker;
 use crate::grant::GrantSigner;
 use crate::lifecycle::PolicyRecorder;
 use crate::log::checkpoint::NoteVerifier;
+use crate::log::writer::LogHealth;
 use crate::log::LogStore;
 use crate::model::ConnectionRequest;
 use crate::revocation::Revoker;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub callers: Callers,
     /// Decisions and tool-call checks in progress; none waits for a permit.
     pub in_flight: Semaphore,
+    /// Whether the log takes entries: readiness.
+    pub log_health: LogHealth,
 }
 
 impl AppState {
@@ -70,6 +73,7 @@ impl AppState {
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let public = Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/.well-known/jwks.json", get(jwks));
     let api = Router::new()
         .route(
@@ -146,6 +150,20 @@ async fn no_method(method: Method, uri: Uri) -> ApiError {
 async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
     let bundle = state.decider.policies().current();
     Json(json!({ "status": "ok", "policy_revision": bundle.revision().as_str() }))
+}
+
+/// Readiness: whether decisions can be made durable now. A failing log
+/// (a full disk) makes the server not ready until it recovers by itself;
+/// `/health` (liveness) stays ok meanwhile.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match state.log_health.problem() {
+        None => Json(json!({ "status": "ready" })).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "reason": reason })),
+        )
+            .into_response(),
+    }
 }
 
 async fn jwks(State(state): State<Arc<AppState>>) -> Response {

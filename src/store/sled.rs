@@ -6,7 +6,9 @@
 //! step. Used `jti`s live in a second tree of the same database, so the
 //! flush that makes a decision durable makes its `jti` durable too.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::identity::replay::JtiStore;
 use crate::log::index::{Field, IndexRecord};
@@ -26,6 +28,10 @@ const CHECKPOINT: u8 = b'c';
 const INDEX: u8 = b'i';
 /// seq → event time (µs since the epoch), for time filters.
 const TIME: u8 = b't';
+
+/// How long a reopen waits for operations in flight to let go of the
+/// old database.
+const REOPEN_WAIT: Duration = Duration::from_secs(5);
 
 /// Page cache of [`SledLog::open_for_scan`].
 const SCAN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
@@ -221,12 +227,29 @@ fn index_record(key: &[u8], value: &[u8]) -> Option<Result<IndexRecord, LogError
     Some(record)
 }
 
-/// The data directory's sled database: the log and the used `jti`s.
+/// The open database and its two trees.
 #[derive(Clone)]
-pub struct SledLog {
+struct Handles {
     db: sled::Db,
     log: sled::Tree,
+    jti: sled::Tree,
 }
+
+struct Shared {
+    data_dir: PathBuf,
+    cache_capacity: Option<u64>,
+    /// `None` while the database is being reopened, or when reopening failed.
+    handles: RwLock<Option<Handles>>,
+}
+
+/// The data directory's sled database: the log and the used `jti`s.
+///
+/// After a failed write sled refuses every later operation until the
+/// database is opened again, so the handles sit behind a lock that
+/// [`LogAppend::recover`] swaps: every operation takes a cheap clone of the
+/// current handles and never waits for a reopen in progress.
+#[derive(Clone)]
+pub struct SledLog(Arc<Shared>);
 
 impl SledLog {
     /// Opens (or creates) the data directory. sled allows one process per
@@ -236,7 +259,7 @@ impl SledLog {
             path: data_dir.to_path_buf(),
             message: e.to_string(),
         })?;
-        Self::open_with(data_dir, sled::Config::new())
+        Self::open_with(data_dir, None)
     }
 
     /// Opens the data directory for a tool that reads through the whole log
@@ -252,22 +275,29 @@ impl SledLog {
                     .into(),
             });
         }
-        Self::open_with(
-            data_dir,
-            sled::Config::new().cache_capacity(SCAN_CACHE_BYTES),
-        )
+        Self::open_with(data_dir, Some(SCAN_CACHE_BYTES))
     }
 
-    fn open_with(data_dir: &Path, config: sled::Config) -> Result<Self, LogError> {
-        let db = config
-            .path(data_dir.join("log.sled"))
-            .open()
-            .map_err(|e| LogError::Open {
-                path: data_dir.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        let log = db.open_tree("log").map_err(storage)?;
-        Ok(Self { db, log })
+    fn open_with(data_dir: &Path, cache_capacity: Option<u64>) -> Result<Self, LogError> {
+        let handles = open_handles(data_dir, cache_capacity)?;
+        Ok(Self(Arc::new(Shared {
+            data_dir: data_dir.to_path_buf(),
+            cache_capacity,
+            handles: RwLock::new(Some(handles)),
+        })))
+    }
+
+    /// The current handles; an error at once while a reopen is under way.
+    fn handles(&self) -> Result<Handles, LogError> {
+        let unavailable = || LogError::Storage("the database is being reopened".into());
+        let slot = self.0.handles.try_read().map_err(|_| unavailable())?;
+        slot.clone().ok_or_else(|| {
+            LogError::Storage("the database could not be reopened after a failure".into())
+        })
+    }
+
+    fn tree(&self) -> Result<sled::Tree, LogError> {
+        Ok(self.handles()?.log)
     }
 
     /// The log, behind its storage roles.
@@ -277,14 +307,37 @@ impl SledLog {
 
     /// The used-`jti` store, in the same database.
     pub fn jti_store(&self) -> Result<SledJtis, LogError> {
-        Ok(SledJtis(self.db.open_tree("jti").map_err(storage)?))
+        Ok(SledJtis(self.clone()))
     }
 
     /// Test and repair tooling only: raw access to the tree, to simulate
     /// tampering.
-    pub fn raw_tree(&self) -> &sled::Tree {
-        &self.log
+    pub fn raw_tree(&self) -> sled::Tree {
+        self.tree().expect("an open database")
     }
+}
+
+fn open_handles(data_dir: &Path, cache_capacity: Option<u64>) -> Result<Handles, LogError> {
+    // No background flusher: the log writer decides when to flush (every
+    // commit when durable, else once a second), and sees every failure.
+    let mut config = sled::Config::new()
+        .path(data_dir.join("log.sled"))
+        .flush_every_ms(None);
+    if let Some(bytes) = cache_capacity {
+        config = config.cache_capacity(bytes);
+    }
+    let db = config.open().map_err(|e| LogError::Open {
+        path: data_dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let log = db.open_tree("log").map_err(storage)?;
+    let jti = db.open_tree("jti").map_err(storage)?;
+    Ok(Handles { db, log, jti })
+}
+
+/// A scan that failed before it started.
+fn failed<T: 'static>(e: LogError) -> Scan<'static, T> {
+    Box::new(std::iter::once(Err(e)))
 }
 
 /// Opens the data directory's log for a server or a writing command.
@@ -330,16 +383,40 @@ impl LogAppend for SledLog {
                 batch.insert(&time_key(e.seq), &t.to_be_bytes());
             }
         }
-        self.log.apply_batch(batch).map_err(storage)
+        self.tree()?.apply_batch(batch).map_err(storage)
     }
 
     fn flush(&self) -> Result<(), LogError> {
-        self.db.flush().map_err(storage)?;
+        self.handles()?.db.flush().map_err(storage)?;
         Ok(())
     }
 
+    fn recover(&self) -> Result<(), LogError> {
+        let mut slot = self
+            .0
+            .handles
+            .write()
+            .map_err(|_| LogError::Storage("the database lock is poisoned".into()))?;
+        // sled refuses everything after a failed write until the database is
+        // opened again; what was flushed is what the reopened one holds.
+        *slot = None;
+        // An operation in flight may hold the old handles (and the file
+        // lock) a moment longer: retry until they are gone.
+        let deadline = Instant::now() + REOPEN_WAIT;
+        loop {
+            match open_handles(&self.0.data_dir, self.0.cache_capacity) {
+                Ok(handles) => {
+                    *slot = Some(handles);
+                    return Ok(());
+                }
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
     fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), LogError> {
-        self.log
+        self.tree()?
             .insert(checkpoint_key(size), note.as_bytes())
             .map_err(storage)?;
         Ok(())
@@ -349,7 +426,7 @@ impl LogAppend for SledLog {
 impl LogRead for SledLog {
     fn next_seq(&self) -> Result<u64, LogError> {
         let last = self
-            .log
+            .tree()?
             .scan_prefix([ENTRY])
             .next_back()
             .transpose()
@@ -362,7 +439,7 @@ impl LogRead for SledLog {
 
     fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {
         Ok(self
-            .log
+            .tree()?
             .get(entry_key(seq))
             .map_err(storage)?
             .map(|v| v.to_vec()))
@@ -370,7 +447,7 @@ impl LogRead for SledLog {
 
     fn seq_of_decision(&self, decision_id: &str) -> Result<Option<u64>, LogError> {
         let key = decision_key(decision_id);
-        let Some(value) = self.log.get(&key).map_err(storage)? else {
+        let Some(value) = self.tree()?.get(&key).map_err(storage)? else {
             return Ok(None);
         };
         u64_at(&key, &value, "its seq").map(Some)
@@ -378,7 +455,7 @@ impl LogRead for SledLog {
 
     fn stored_hash(&self, level: u8, index: u64) -> Result<Option<Hash>, LogError> {
         let key = hash_key(level, index);
-        match self.log.get(key).map_err(storage)? {
+        match self.tree()?.get(key).map_err(storage)? {
             Some(v) => Ok(Some(v.as_ref().try_into().map_err(|_| {
                 malformed(&key, format!("a hash is 32 bytes, this one {}", v.len()))
             })?)),
@@ -388,7 +465,7 @@ impl LogRead for SledLog {
 
     fn latest_checkpoint(&self) -> Result<Option<String>, LogError> {
         let last = self
-            .log
+            .tree()?
             .scan_prefix([CHECKPOINT])
             .next_back()
             .transpose()
@@ -397,14 +474,22 @@ impl LogRead for SledLog {
     }
 
     fn checkpoints(&self) -> Scan<'_, (u64, String)> {
-        Box::new(self.log.scan_prefix([CHECKPOINT]).map(|item| {
+        let tree = match self.tree() {
+            Ok(tree) => tree,
+            Err(e) => return failed(e),
+        };
+        Box::new(tree.scan_prefix([CHECKPOINT]).map(|item| {
             let (k, v) = item.map_err(storage)?;
             Ok((seq_of_key(&k)?, String::from_utf8_lossy(&v).into_owned()))
         }))
     }
 
     fn entries(&self) -> Scan<'_, (u64, Vec<u8>)> {
-        Box::new(self.log.scan_prefix([ENTRY]).map(|item| {
+        let tree = match self.tree() {
+            Ok(tree) => tree,
+            Err(e) => return failed(e),
+        };
+        Box::new(tree.scan_prefix([ENTRY]).map(|item| {
             let (k, v) = item.map_err(storage)?;
             Ok((seq_of_key(&k)?, v.to_vec()))
         }))
@@ -416,7 +501,7 @@ impl LogRead for SledLog {
 
     fn time_of(&self, seq: u64) -> Result<Option<i64>, LogError> {
         Ok(self
-            .log
+            .tree()?
             .get(time_key(seq))
             .map_err(storage)?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
@@ -449,9 +534,12 @@ impl SledLog {
                 }
             }
         };
+        let tree = match self.tree() {
+            Ok(tree) => tree,
+            Err(e) => return failed(e),
+        };
         Box::new(
-            self.log
-                .range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), upper))
+            tree.range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), upper))
                 .rev()
                 .map(move |item| seq_of(&item.map_err(storage)?.0)),
         )
@@ -468,7 +556,7 @@ impl LogIndex for SledLog {
     }
 
     fn oldest_posting(&self, field: Field, value: &str) -> Result<Option<u64>, LogError> {
-        self.log
+        self.tree()?
             .scan_prefix(posting_prefix(field, value))
             .keys()
             .next()
@@ -483,7 +571,7 @@ impl LogIndex for SledLog {
         field: Field,
         value: &str,
     ) -> Result<Option<(u64, Vec<u8>)>, LogError> {
-        self.log
+        self.tree()?
             .scan_prefix(posting_prefix(field, value))
             .next_back()
             .transpose()
@@ -493,7 +581,7 @@ impl LogIndex for SledLog {
     }
 
     fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError> {
-        self.log
+        self.tree()?
             .contains_key(posting_key(field, value, seq))
             .map_err(storage)
     }
@@ -508,10 +596,14 @@ impl LogIndex for SledLog {
             (Included(vec![ENTRY + 1]), Excluded(vec![HASH])),
             (Included(vec![HASH + 1]), Unbounded),
         ];
+        let tree = match self.tree() {
+            Ok(tree) => tree,
+            Err(e) => return failed(e),
+        };
         Box::new(
             ranges
                 .into_iter()
-                .flat_map(|range| self.log.range::<Vec<u8>, _>(range))
+                .flat_map(move |range| tree.range::<Vec<u8>, _>(range))
                 .filter_map(|item| match item {
                     Ok((key, value)) => index_record(&key, &value),
                     Err(e) => Some(Err(storage(e))),
@@ -533,7 +625,7 @@ impl LogIndex for SledLog {
             }
         };
         Ok(self
-            .log
+            .tree()?
             .get(key)
             .map_err(storage)?
             .is_some_and(|v| *v == value[..]))
@@ -541,12 +633,18 @@ impl LogIndex for SledLog {
 }
 
 /// Used `jti`s in the data directory's database.
-pub struct SledJtis(sled::Tree);
+pub struct SledJtis(SledLog);
+
+impl SledJtis {
+    fn tree(&self) -> Result<sled::Tree, String> {
+        self.0.handles().map(|h| h.jti).map_err(|e| e.to_string())
+    }
+}
 
 impl JtiStore for SledJtis {
     fn first_use(&self, key: &[u8], until: i64) -> Result<bool, String> {
         let swapped = self
-            .0
+            .tree()?
             .compare_and_swap(key, None::<&[u8]>, Some(&until.to_be_bytes()[..]))
             .map_err(|e| e.to_string())?;
         Ok(swapped.is_ok())
@@ -554,11 +652,12 @@ impl JtiStore for SledJtis {
 
     fn prune(&self, now: i64) -> Result<usize, String> {
         let mut removed: usize = 0;
-        for item in self.0.iter() {
+        let tree = self.tree()?;
+        for item in tree.iter() {
             let (key, value) = item.map_err(|e| e.to_string())?;
             let until = <[u8; 8]>::try_from(value.as_ref()).map_or(i64::MIN, i64::from_be_bytes);
             if until < now {
-                self.0.remove(key).map_err(|e| e.to_string())?;
+                tree.remove(key).map_err(|e| e.to_string())?;
                 removed = removed.saturating_add(1);
             }
         }
