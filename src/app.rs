@@ -109,9 +109,8 @@ pub struct Opened {
 /// has not seen them (before any decision is made with them).
 pub async fn open(config: &Config) -> Result<Opened, AppError> {
     config.validate()?;
-    let engine = crate::store::sled::SledLog::open(&config.data_dir)?;
-    let store = engine.log_store();
-    let replay = ReplayGuard::Persistent(Box::new(engine.jti_store()?));
+    let (store, jtis) = crate::store::open(&config.data_dir, config.log.engine)?;
+    let replay = ReplayGuard::Persistent(jtis);
     let authenticator = Authenticator::from_config(config, replay)?;
     let policies = Arc::new(PolicyStore::load(&config.policies)?);
     let grant_key_path = signing_key_path(config);

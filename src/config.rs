@@ -124,6 +124,17 @@ pub struct LogConfig {
     pub checkpoint_every_seconds: u64,
     /// PKCS#8 PEM Ed25519 log key; created in the data directory when absent.
     pub signing_key_file: Option<PathBuf>,
+    /// The embedded storage engine of a new data directory.
+    pub engine: Engine,
+}
+
+/// Embedded storage engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    #[default]
+    Sled,
+    Fjall,
 }
 
 impl Default for LogConfig {
@@ -134,6 +145,7 @@ impl Default for LogConfig {
             checkpoint_every_entries: 1000,
             checkpoint_every_seconds: 10,
             signing_key_file: None,
+            engine: Engine::default(),
         }
     }
 }

@@ -296,19 +296,20 @@ fn run() -> Result<std::process::ExitCode> {
     unsafe {
         libc::umask(0o077);
     }
-    // sled reports each failed write itself, several lines a second while a
-    // disk is full; the log writer reports storage failures once and then
-    // at a bounded rate, so sled's own lines are off unless asked for.
-    let filter = std::env::var("TRUSTPATH_LOG").unwrap_or_else(|_| "info".into());
-    let filter = if filter.contains("sled") {
-        filter
-    } else {
-        format!("{filter},sled=off")
-    };
+    // The storage engines report each failed write themselves, several
+    // lines a second while a disk is full; the log writer reports storage
+    // failures once and then at a bounded rate, so the engines' own lines
+    // are off unless asked for by name.
+    let mut filter = std::env::var("TRUSTPATH_LOG").unwrap_or_else(|_| "info".into());
+    for engine in ["sled", "fjall", "lsm_tree"] {
+        if !filter.contains(engine) {
+            filter = format!("{filter},{engine}=off");
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&filter)
-                .unwrap_or_else(|_| "info,sled=off".into()),
+                .unwrap_or_else(|_| "info,sled=off,fjall=off,lsm_tree=off".into()),
         )
         // Request-controlled text reaches log fields: each line is escaped
         // whole, so no field can forge a line or drive the terminal.

@@ -164,23 +164,25 @@ fn no_module_cycle() {
 }
 
 #[test]
-fn sled_stays_in_its_engine() {
-    for (module, files) in modules() {
-        for (path, text) in files {
-            let engine = path.starts_with("store/sled.rs");
-            // The sled crate, not the path `store::sled::...`.
-            let names_sled = text.match_indices("sled::").any(|(i, _)| {
-                !text[..i].ends_with("::")
-                    && !text[..i]
-                        .chars()
-                        .last()
-                        .is_some_and(|c| c.is_alphanumeric() || c == '_')
-            });
-            assert!(
-                engine || !names_sled,
-                "{} ({module}) names sled outside store/sled.rs",
-                path.display()
-            );
+fn storage_engines_stay_in_their_modules() {
+    for (crate_name, home) in [("sled", "store/sled.rs"), ("fjall", "store/fjall.rs")] {
+        for (module, files) in modules() {
+            for (path, text) in &files {
+                let needle = format!("{crate_name}::");
+                // The crate, not a path such as `store::sled::...`.
+                let names_crate = text.match_indices(&needle).any(|(i, _)| {
+                    !text[..i].ends_with("::")
+                        && !text[..i]
+                            .chars()
+                            .last()
+                            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+                });
+                assert!(
+                    path.starts_with(home) || !names_crate,
+                    "{} ({module}) names {crate_name} outside {home}",
+                    path.display()
+                );
+            }
         }
     }
 }

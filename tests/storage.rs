@@ -1,7 +1,7 @@
 //! The storage contract (`log::storage`, `identity::replay::JtiStore`), as a
-//! suite any engine runs: written against the traits, run here for sled.
-//! A new engine (PostgreSQL for a fleet) adds one `#[test]` that opens it
-//! and calls `log_contract` and `jti_contract`.
+//! suite any engine runs: written against the traits. Each engine (sled,
+//! fjall; PostgreSQL for a fleet next) has one `#[test]` that opens it and
+//! calls `log_contract` and `jti_contract`.
 
 use trustpath::identity::replay::JtiStore;
 use trustpath::log::index::{Field, IndexRecord};
@@ -214,6 +214,19 @@ fn sled_engine_keeps_the_storage_contract() {
     // Durable after flush: a reopened engine reads the same log.
     drop(engine);
     let store = trustpath::store::sled::open_for_scan(dir.path()).unwrap();
+    assert_eq!(store.next_seq().unwrap(), 5);
+    assert_eq!(store.decision("d-2").unwrap().unwrap(), b"{\"seq\":2}");
+}
+
+#[test]
+fn fjall_engine_keeps_the_storage_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = trustpath::store::fjall::FjallLog::open(dir.path()).unwrap();
+    log_contract(&engine.log_store());
+    jti_contract(&engine.jti_store());
+    // Durable after flush: a reopened engine reads the same log.
+    drop(engine);
+    let store = trustpath::store::open_for_scan(dir.path()).unwrap();
     assert_eq!(store.next_seq().unwrap(), 5);
     assert_eq!(store.decision("d-2").unwrap().unwrap(), b"{\"seq\":2}");
 }

@@ -39,7 +39,7 @@ pub fn run(command: LogCommand) -> Result<()> {
             ..
         } => {
             let config = settings.resolve()?;
-            let store = trustpath::store::sled::open_for_scan(&config.data_dir)?;
+            let store = trustpath::store::open_for_scan(&config.data_dir)?;
             let verifier = match public_key {
                 Some(vkey) => {
                     let vkey = std::fs::read_to_string(&vkey).unwrap_or(vkey);
@@ -57,7 +57,7 @@ pub fn run(command: LogCommand) -> Result<()> {
             settings,
         } => {
             let config = settings.resolve()?;
-            let store = trustpath::store::sled::open_for_scan(&config.data_dir)?;
+            let store = trustpath::store::open_for_scan(&config.data_dir)?;
             let verifier = trustpath::app::log_verifier(&config)?;
             let filter = filter.to_filter()?;
             let stdout = std::io::stdout();
@@ -85,7 +85,7 @@ pub fn run(command: LogCommand) -> Result<()> {
             settings,
         } => {
             let config = settings.resolve()?;
-            let store = trustpath::store::sled::open_for_scan(&config.data_dir)?;
+            let store = trustpath::store::open_for_scan(&config.data_dir)?;
             let page = trustpath::log::query::query(&store, &filter.to_filter()?, limit, None)?;
             print_entries(&store, &page.seqs, json)
         }
@@ -95,7 +95,7 @@ pub fn run(command: LogCommand) -> Result<()> {
             settings,
         } => {
             let config = settings.resolve()?;
-            let store = trustpath::store::sled::open_for_scan(&config.data_dir)?;
+            let store = trustpath::store::open_for_scan(&config.data_dir)?;
             let filter = trustpath::log::query::Filter {
                 session: Some(session_id.clone()),
                 ..Default::default()
@@ -112,7 +112,7 @@ pub fn run(command: LogCommand) -> Result<()> {
         }
         LogCommand::Proof { seq, settings } => {
             let config = settings.resolve()?;
-            let store = trustpath::store::sled::open_for_scan(&config.data_dir)?;
+            let store = trustpath::store::open_for_scan(&config.data_dir)?;
             let verifier = trustpath::app::log_verifier(&config)?;
             let proof = trustpath::log::proof::inclusion_bundle(&store, &verifier, seq)?;
             println!("{}", serde_json::to_string_pretty(&proof)?);

@@ -52,7 +52,7 @@ pub fn run(args: ReplayArgs<'_>) -> Result<ExitCode> {
     })?;
     let source = match (args.data_dir, args.export) {
         (Some(dir), None) => ReplaySource::DataDir(
-            trustpath::store::sled::open_for_scan(&dir)
+            trustpath::store::open_for_scan(&dir)
                 .context("opening the data directory (is a server running on it?)")?,
         ),
         (None, Some(file)) => ReplaySource::Export(file),

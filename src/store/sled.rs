@@ -10,24 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use super::keys::*;
 use crate::identity::replay::JtiStore;
 use crate::log::index::{Field, IndexRecord};
 use crate::log::merkle::Hash;
 use crate::log::storage::{LogAppend, LogIndex, LogRead, LogStore, Scan, StoredEntry};
 use crate::log::LogError;
-
-const ENTRY: u8 = b'e';
-const DECISION: u8 = b'd';
-/// Stored Merkle subtree hashes: level, index.
-const HASH: u8 = b'h';
-/// Signed checkpoints, by tree size.
-const CHECKPOINT: u8 = b'c';
-/// Postings: `i` ‖ field tag ‖ u32 length ‖ value ‖ u64 seq (big endian).
-/// The length prefix means no value can be mistaken for another that
-/// shares a prefix or contains separator bytes.
-const INDEX: u8 = b'i';
-/// seq → event time (µs since the epoch), for time filters.
-const TIME: u8 = b't';
 
 /// How long a reopen waits for operations in flight to let go of the
 /// old database.
@@ -38,193 +26,6 @@ const SCAN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 fn storage(e: sled::Error) -> LogError {
     LogError::Storage(e.to_string())
-}
-
-fn hash_key(level: u8, index: u64) -> [u8; 10] {
-    let mut key = [0u8; 10];
-    key[0] = HASH;
-    key[1] = level;
-    key[2..].copy_from_slice(&index.to_be_bytes());
-    key
-}
-
-fn checkpoint_key(size: u64) -> [u8; 9] {
-    let mut key = [0u8; 9];
-    key[0] = CHECKPOINT;
-    key[1..].copy_from_slice(&size.to_be_bytes());
-    key
-}
-
-fn entry_key(seq: u64) -> [u8; 9] {
-    let mut key = [0u8; 9];
-    key[0] = ENTRY;
-    key[1..].copy_from_slice(&seq.to_be_bytes());
-    key
-}
-
-fn decision_key(decision_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + decision_id.len());
-    key.push(DECISION);
-    key.extend_from_slice(decision_id.as_bytes());
-    key
-}
-
-fn time_key(seq: u64) -> [u8; 9] {
-    let mut key = [0u8; 9];
-    key[0] = TIME;
-    key[1..].copy_from_slice(&seq.to_be_bytes());
-    key
-}
-
-fn field_tag(field: Field) -> u8 {
-    match field {
-        Field::Session => b's',
-        Field::Client => b'c',
-        Field::Subject => b'u',
-        Field::Issuer => b'i',
-        Field::RequestedScope => b'r',
-        Field::ApprovedScope => b'a',
-        Field::DeniedScope => b'x',
-        Field::Outcome => b'o',
-        Field::Kind => b'k',
-        Field::Grant => b'g',
-        Field::Tool => b'T',
-        Field::SessionGrant => b'S',
-        Field::RevokedGrant => b'R',
-        Field::RevokedSession => b'V',
-        Field::ClientDocument => b'D',
-        Field::SigningKey => b'K',
-    }
-}
-
-/// The key prefix of every entry posted under `field = value`.
-fn posting_prefix(field: Field, value: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(6 + value.len() + 8);
-    key.push(INDEX);
-    key.push(field_tag(field));
-    // Values come from bounded requests, far below 4 GiB.
-    let length = u32::try_from(value.len()).unwrap_or(u32::MAX);
-    key.extend_from_slice(&length.to_be_bytes());
-    key.extend_from_slice(value.as_bytes());
-    key
-}
-
-fn posting_key(field: Field, value: &str, seq: u64) -> Vec<u8> {
-    let mut key = posting_prefix(field, value);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-const TAGS: [Field; 16] = [
-    Field::Session,
-    Field::Client,
-    Field::Subject,
-    Field::Issuer,
-    Field::RequestedScope,
-    Field::ApprovedScope,
-    Field::DeniedScope,
-    Field::Outcome,
-    Field::Kind,
-    Field::Grant,
-    Field::Tool,
-    Field::SessionGrant,
-    Field::RevokedGrant,
-    Field::RevokedSession,
-    Field::ClientDocument,
-    Field::SigningKey,
-];
-
-/// A key shown in a report: its length and its first bytes in hex.
-fn show_key(key: &[u8]) -> String {
-    let shown: Vec<String> = key.iter().take(24).map(|b| format!("{b:02x}")).collect();
-    let more = if key.len() > 24 { " …" } else { "" };
-    format!("key [{}{more}] ({} bytes)", shown.join(" "), key.len())
-}
-
-fn malformed(key: &[u8], why: impl std::fmt::Display) -> LogError {
-    LogError::Malformed(format!("{}: {why}", show_key(key)))
-}
-
-/// An 8-byte big-endian number, or what is wrong with it.
-fn u64_at(key: &[u8], bytes: &[u8], what: &str) -> Result<u64, LogError> {
-    let array: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| malformed(key, format!("{what} is {} bytes, not 8", bytes.len())))?;
-    Ok(u64::from_be_bytes(array))
-}
-
-/// The seq of a 9-byte entry, time or checkpoint key.
-fn seq_of_key(key: &[u8]) -> Result<u64, LogError> {
-    if key.len() != 9 {
-        return Err(malformed(key, "a seq key is 9 bytes"));
-    }
-    u64_at(key, &key[1..], "the seq")
-}
-
-/// The seq of a posting key.
-fn seq_of_posting(key: &[u8]) -> Result<u64, LogError> {
-    parse_posting_key(key).map(|(_, _, seq)| seq)
-}
-
-/// A posting key, read back: field, value and seq.
-fn parse_posting_key(key: &[u8]) -> Result<(Field, String, u64), LogError> {
-    let field = key
-        .get(1)
-        .and_then(|tag| TAGS.iter().find(|f| field_tag(**f) == *tag))
-        .ok_or_else(|| malformed(key, "not a known index field"))?;
-    let length = key
-        .get(2..6)
-        .map(|b| u32::from_be_bytes(b.try_into().unwrap_or_default()) as usize)
-        .ok_or_else(|| malformed(key, "shorter than a posting key's header"))?;
-    let expected = length.saturating_add(14);
-    if key.len() != expected {
-        return Err(malformed(
-            key,
-            format!("a posting with a {length}-byte value is {expected} bytes"),
-        ));
-    }
-    let value = std::str::from_utf8(&key[6..6 + length]).map_err(|e| {
-        malformed(
-            key,
-            format!("value is not UTF-8 at offset {}", 6 + e.valid_up_to()),
-        )
-    })?;
-    Ok((
-        *field,
-        value.to_string(),
-        u64_at(key, &key[6 + length..], "the seq")?,
-    ))
-}
-
-/// One stored key and value of the log tree as an index record; `None`
-/// for the keys that are not index records (entries, hashes, checkpoints).
-fn index_record(key: &[u8], value: &[u8]) -> Option<Result<IndexRecord, LogError>> {
-    let record = match key.first() {
-        Some(&(ENTRY | HASH | CHECKPOINT)) => return None,
-        Some(&INDEX) => {
-            parse_posting_key(key).map(|(field, value_text, seq)| IndexRecord::Posting {
-                field,
-                value: value_text,
-                seq,
-                data: value.to_vec(),
-            })
-        }
-        Some(&DECISION) => match std::str::from_utf8(&key[1..]) {
-            Ok(id) => u64_at(key, value, "its seq").map(|seq| IndexRecord::Decision {
-                id: id.to_string(),
-                seq,
-            }),
-            Err(_) => Err(malformed(key, "decision id is not UTF-8")),
-        },
-        Some(&TIME) => seq_of_key(key).and_then(|seq| {
-            Ok(IndexRecord::Time {
-                seq,
-                micros: u64_at(key, value, "its time")? as i64,
-            })
-        }),
-        _ => Err(malformed(key, "no trustpath key starts so")),
-    };
-    Some(record)
 }
 
 /// The open database and its two trees.
@@ -255,7 +56,7 @@ impl SledLog {
     /// Opens (or creates) the data directory. sled allows one process per
     /// database: a second server (or a tool) on the same directory fails here.
     pub fn open(data_dir: &Path) -> Result<Self, LogError> {
-        create_private_dir(data_dir).map_err(|e| LogError::Open {
+        super::create_private_dir(data_dir).map_err(|e| LogError::Open {
             path: data_dir.to_path_buf(),
             message: e.to_string(),
         })?;
@@ -612,18 +413,7 @@ impl LogIndex for SledLog {
     }
 
     fn has_record(&self, record: &IndexRecord) -> Result<bool, LogError> {
-        let (key, value) = match record {
-            IndexRecord::Posting {
-                field,
-                value,
-                seq,
-                data,
-            } => (posting_key(*field, value, *seq), data.clone()),
-            IndexRecord::Decision { id, seq } => (decision_key(id), seq.to_be_bytes().to_vec()),
-            IndexRecord::Time { seq, micros } => {
-                (time_key(*seq).to_vec(), micros.to_be_bytes().to_vec())
-            }
-        };
+        let (key, value) = record_key_value(record);
         Ok(self
             .tree()?
             .get(key)
@@ -663,22 +453,6 @@ impl JtiStore for SledJtis {
         }
         Ok(removed)
     }
-}
-
-/// Creates the data directory readable by its owner only, and narrows an
-/// existing one to that: it holds the log, keys and replay state.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-    }
-    #[cfg(not(unix))]
-    std::fs::create_dir_all(dir)
 }
 
 #[cfg(test)]
