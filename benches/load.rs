@@ -197,6 +197,16 @@ impl Target {
         Self::start("trustpath", command, Some(dir))
     }
 
+    /// The server's resident memory, in kB.
+    fn rss_kb(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+    }
+
     /// Bytes this process has caused to be written to storage.
     fn write_bytes(&self) -> Option<u64> {
         let pid = self.child.as_ref()?.id();
@@ -289,6 +299,13 @@ fn main() {
         let result = runtime.block_on(run(&o, target.addr, path, Arc::new(bodies), false));
         let written = target.write_bytes().zip(written_before).map(|(a, b)| a - b);
         report(&o, target.name, &result, written);
+        if let Some(kb) = target.rss_kb() {
+            println!(
+                "{:>9} resident memory after the run: {:.0} MB",
+                "",
+                kb as f64 / 1024.0
+            );
+        }
         if let Some(floor) = floor {
             let ratio = result.rate() / floor.rate();
             println!("  trustpath / floor = {:.1}%", ratio * 100.0);

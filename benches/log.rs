@@ -1,7 +1,7 @@
 //! Decision log costs: appends through the group-commit writer (Merkle
 //! hashes included) and `log verify` over the result.
 //!
-//!     cargo bench --bench log -- [--entries N]
+//!     cargo bench --bench log -- [--entries N] [--engine sled|fjall]
 
 use std::time::Instant;
 
@@ -44,8 +44,16 @@ fn main() {
         .position(|a| a == "--entries")
         .and_then(|i| args.get(i + 1))
         .map_or(100_000, |n| n.parse().expect("--entries N"));
+    let engine = match args
+        .iter()
+        .position(|a| a == "--engine")
+        .and_then(|i| args.get(i + 1))
+    {
+        Some(name) if name == "fjall" => trustpath::config::Engine::Fjall,
+        _ => trustpath::config::Engine::Sled,
+    };
     let dir = tempfile::tempdir().unwrap();
-    let store = trustpath::store::sled::open(dir.path()).unwrap();
+    let (store, _jtis) = trustpath::store::open(dir.path(), engine).unwrap();
     let signer = LogSigner::load_or_create(&dir.path().join("log.pem"), "bench/log").unwrap();
     let verifier = signer.verifier().clone();
     let policy = CheckpointPolicy {
@@ -92,6 +100,7 @@ fn main() {
     let append_time = started.elapsed();
     drop(writer);
     thread.join();
+    println!("engine {engine:?}");
     println!(
         "append {entries} entries (durable, group commit, 64 concurrent): {:.2}s = {:.1} µs per entry ({:.0}/s)",
         append_time.as_secs_f64(),
@@ -108,6 +117,13 @@ fn main() {
         verified.checkpoints,
         verify_time.as_secs_f64(),
         verified.tree_size as f64 / verify_time.as_secs_f64()
+    );
+
+    let size: u64 = walk_size(dir.path());
+    println!(
+        "data directory: {:.1} MB, {:.0} bytes per entry",
+        size as f64 / 1e6,
+        size as f64 / entries as f64
     );
 
     // Queries through the secondary indexes.
@@ -157,4 +173,20 @@ fn main() {
         bytes.len(),
         started.elapsed().as_secs_f64() * 1e6 / entries as f64
     );
+}
+
+/// Bytes of the files under `dir`.
+fn walk_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                walk_size(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
 }

@@ -285,14 +285,28 @@ async fn log_verify_checks_the_index_against_the_entries() {
         !ok && out.contains("holds a session posting \"s-forged\" of entry 5"),
         "{out}"
     );
-    // A posting moved to another entry is both forged and missing.
+    // A posting moved to another entry: the entry it left lacks it.
     let (ok, out) = tampered(&data, "posting-moved", |t| {
         t.remove(raw_posting_key(Field::Session, "s-2", 5)).unwrap();
         t.insert(raw_posting_key(Field::Session, "s-2", 6), &[])
             .unwrap();
     });
     assert!(
-        !ok && out.contains("holds a session posting \"s-2\" of entry 6"),
+        !ok && out.contains("lacks the session posting \"s-2\" of entry 5"),
+        "{out}"
+    );
+    // A posting's data changed (the client document hash a decision saw).
+    let (ok, out) = tampered(&data, "posting-data-changed", |t| {
+        let key = t
+            .scan_prefix(b"iD")
+            .keys()
+            .next()
+            .expect("a client document posting")
+            .unwrap();
+        t.insert(key, b"0000".as_slice()).unwrap();
+    });
+    assert!(
+        !ok && out.contains("lacks the client_document posting"),
         "{out}"
     );
 }

@@ -220,3 +220,32 @@ pub(super) fn record_key_value(record: &IndexRecord) -> (Vec<u8>, Vec<u8>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn posting_keys_cannot_collide_across_values() {
+        // Values that share prefixes, or hold the bytes a naive separator would use.
+        let values = ["a", "ab", "a\u{0}b", "a\u{0}", "", "\u{0}\u{0}\u{0}\u{1}a"];
+        let mut keys = std::collections::BTreeSet::new();
+        for v in values {
+            for seq in [0u64, 1, 256] {
+                assert!(
+                    keys.insert(posting_key(Field::Session, v, seq)),
+                    "{v:?}/{seq}"
+                );
+                // A prefix scan for one value never yields another value's key.
+                for other in values.iter().filter(|o| **o != v) {
+                    assert!(!posting_key(Field::Session, other, seq)
+                        .starts_with(&posting_prefix(Field::Session, v)));
+                }
+            }
+        }
+        assert_ne!(
+            posting_key(Field::Session, "x", 1),
+            posting_key(Field::Client, "x", 1)
+        );
+    }
+}

@@ -5,6 +5,7 @@
 
 pub mod fjall;
 mod keys;
+mod ordered;
 pub mod sled;
 
 use std::path::Path;

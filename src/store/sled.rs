@@ -1,20 +1,21 @@
-//! The embedded engine: one sled database in the data directory.
+//! The default embedded engine: one sled database in the data directory.
 //!
 //! One sled tree holds the entries, their hashes and their postings under
-//! distinct key prefixes, so one atomic batch writes an entry together with
-//! everything that points to it and a crash can never leave them out of
-//! step. Used `jti`s live in a second tree of the same database, so the
-//! flush that makes a decision durable makes its `jti` durable too.
+//! the key layout of `keys.rs`, so one atomic batch writes an entry together
+//! with everything that points to it and a crash can never leave them out
+//! of step (the log's semantics over it are `ordered.rs`'s). Used `jti`s
+//! live in a second tree of the same database, so the flush that makes a
+//! decision durable makes its `jti` durable too.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use super::keys::*;
+use super::ordered::{failed, KeyRange, KeyedLog, OrderedStore, Pair, Pairs};
 use crate::identity::replay::JtiStore;
-use crate::log::index::{Field, IndexRecord};
-use crate::log::merkle::Hash;
-use crate::log::storage::{LogAppend, LogIndex, LogRead, LogStore, Scan, StoredEntry};
+use crate::log::index::Field;
+use crate::log::storage::LogStore;
 use crate::log::LogError;
 
 /// How long a reopen waits for operations in flight to let go of the
@@ -103,7 +104,7 @@ impl SledLog {
 
     /// The log, behind its storage roles.
     pub fn log_store(&self) -> LogStore {
-        LogStore::new(self.clone())
+        LogStore::new(KeyedLog(self.clone()))
     }
 
     /// The used-`jti` store, in the same database.
@@ -136,11 +137,6 @@ fn open_handles(data_dir: &Path, cache_capacity: Option<u64>) -> Result<Handles,
     Ok(Handles { db, log, jti })
 }
 
-/// A scan that failed before it started.
-fn failed<T: 'static>(e: LogError) -> Scan<'static, T> {
-    Box::new(std::iter::once(Err(e)))
-}
-
 /// Opens the data directory's log for a server or a writing command.
 pub fn open(data_dir: &Path) -> Result<LogStore, LogError> {
     SledLog::open(data_dir).map(|s| s.log_store())
@@ -166,23 +162,20 @@ pub fn raw_checkpoint_key(size: u64) -> Vec<u8> {
     checkpoint_key(size).to_vec()
 }
 
-impl LogAppend for SledLog {
-    fn append(&self, entries: &[StoredEntry<'_>]) -> Result<(), LogError> {
+impl OrderedStore for SledLog {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(self.tree()?.get(key).map_err(storage)?.map(|v| v.to_vec()))
+    }
+
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), LogError> {
+        self.tree()?.insert(key, value).map_err(storage)?;
+        Ok(())
+    }
+
+    fn write_batch(&self, pairs: Vec<Pair>) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
-        for e in entries {
-            batch.insert(&entry_key(e.seq), e.bytes);
-            if let Some(id) = e.decision_id {
-                batch.insert(decision_key(id), &e.seq.to_be_bytes());
-            }
-            for (level, index, hash) in e.hashes {
-                batch.insert(&hash_key(*level, *index), hash);
-            }
-            for p in e.postings {
-                batch.insert(posting_key(p.field, &p.value, e.seq), p.data.as_slice());
-            }
-            if let Some(t) = e.time_micros {
-                batch.insert(&time_key(e.seq), &t.to_be_bytes());
-            }
+        for (key, value) in pairs {
+            batch.insert(key, value);
         }
         self.tree()?.apply_batch(batch).map_err(storage)
     }
@@ -192,7 +185,7 @@ impl LogAppend for SledLog {
         Ok(())
     }
 
-    fn recover(&self) -> Result<(), LogError> {
+    fn reopen(&self) -> Result<(), LogError> {
         let mut slot = self
             .0
             .handles
@@ -216,209 +209,18 @@ impl LogAppend for SledLog {
         }
     }
 
-    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), LogError> {
-        self.tree()?
-            .insert(checkpoint_key(size), note.as_bytes())
-            .map_err(storage)?;
-        Ok(())
-    }
-}
-
-impl LogRead for SledLog {
-    fn next_seq(&self) -> Result<u64, LogError> {
-        let last = self
-            .tree()?
-            .scan_prefix([ENTRY])
-            .next_back()
-            .transpose()
-            .map_err(storage)?;
-        match last {
-            Some((key, _)) => seq_of_key(&key)?.checked_add(1).ok_or(LogError::Corrupt),
-            None => Ok(0),
+    fn range(&self, range: KeyRange, reverse: bool) -> Pairs {
+        let tree = match self.tree() {
+            Ok(tree) => tree,
+            Err(e) => return failed(e),
+        };
+        let pairs = tree
+            .range::<Vec<u8>, _>(range)
+            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage));
+        match reverse {
+            true => Box::new(pairs.rev()),
+            false => Box::new(pairs),
         }
-    }
-
-    fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {
-        Ok(self
-            .tree()?
-            .get(entry_key(seq))
-            .map_err(storage)?
-            .map(|v| v.to_vec()))
-    }
-
-    fn seq_of_decision(&self, decision_id: &str) -> Result<Option<u64>, LogError> {
-        let key = decision_key(decision_id);
-        let Some(value) = self.tree()?.get(&key).map_err(storage)? else {
-            return Ok(None);
-        };
-        u64_at(&key, &value, "its seq").map(Some)
-    }
-
-    fn stored_hash(&self, level: u8, index: u64) -> Result<Option<Hash>, LogError> {
-        let key = hash_key(level, index);
-        match self.tree()?.get(key).map_err(storage)? {
-            Some(v) => Ok(Some(v.as_ref().try_into().map_err(|_| {
-                malformed(&key, format!("a hash is 32 bytes, this one {}", v.len()))
-            })?)),
-            None => Ok(None),
-        }
-    }
-
-    fn latest_checkpoint(&self) -> Result<Option<String>, LogError> {
-        let last = self
-            .tree()?
-            .scan_prefix([CHECKPOINT])
-            .next_back()
-            .transpose()
-            .map_err(storage)?;
-        Ok(last.map(|(_, v)| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    fn checkpoints(&self) -> Scan<'_, (u64, String)> {
-        let tree = match self.tree() {
-            Ok(tree) => tree,
-            Err(e) => return failed(e),
-        };
-        Box::new(tree.scan_prefix([CHECKPOINT]).map(|item| {
-            let (k, v) = item.map_err(storage)?;
-            Ok((seq_of_key(&k)?, String::from_utf8_lossy(&v).into_owned()))
-        }))
-    }
-
-    fn entries(&self) -> Scan<'_, (u64, Vec<u8>)> {
-        let tree = match self.tree() {
-            Ok(tree) => tree,
-            Err(e) => return failed(e),
-        };
-        Box::new(tree.scan_prefix([ENTRY]).map(|item| {
-            let (k, v) = item.map_err(storage)?;
-            Ok((seq_of_key(&k)?, v.to_vec()))
-        }))
-    }
-
-    fn seqs_descending(&self, below: Option<u64>) -> Scan<'_, u64> {
-        self.keys_descending(&[ENTRY], below.map(|b| entry_key(b).to_vec()), seq_of_key)
-    }
-
-    fn time_of(&self, seq: u64) -> Result<Option<i64>, LogError> {
-        Ok(self
-            .tree()?
-            .get(time_key(seq))
-            .map_err(storage)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(i64::from_be_bytes))
-    }
-}
-
-impl SledLog {
-    /// The seqs of the keys under `prefix`, highest first, strictly below
-    /// the key `below` when given.
-    fn keys_descending(
-        &self,
-        prefix: &[u8],
-        below: Option<Vec<u8>>,
-        seq_of: fn(&[u8]) -> Result<u64, LogError>,
-    ) -> Scan<'_, u64> {
-        use std::ops::Bound;
-        let upper = match below {
-            Some(b) => Bound::Excluded(b),
-            None => {
-                // Everything under the prefix: the bound just past it.
-                let mut end = prefix.to_vec();
-                match end.iter().rposition(|b| *b != 0xff) {
-                    Some(i) => {
-                        end.truncate(i + 1);
-                        end[i] += 1;
-                        Bound::Excluded(end)
-                    }
-                    None => Bound::Unbounded,
-                }
-            }
-        };
-        let tree = match self.tree() {
-            Ok(tree) => tree,
-            Err(e) => return failed(e),
-        };
-        Box::new(
-            tree.range::<Vec<u8>, _>((Bound::Included(prefix.to_vec()), upper))
-                .rev()
-                .map(move |item| seq_of(&item.map_err(storage)?.0)),
-        )
-    }
-}
-
-impl LogIndex for SledLog {
-    fn postings_descending(&self, field: Field, value: &str, below: Option<u64>) -> Scan<'_, u64> {
-        self.keys_descending(
-            &posting_prefix(field, value),
-            below.map(|b| posting_key(field, value, b)),
-            seq_of_posting,
-        )
-    }
-
-    fn oldest_posting(&self, field: Field, value: &str) -> Result<Option<u64>, LogError> {
-        self.tree()?
-            .scan_prefix(posting_prefix(field, value))
-            .keys()
-            .next()
-            .transpose()
-            .map_err(storage)?
-            .map(|k| seq_of_posting(&k))
-            .transpose()
-    }
-
-    fn newest_posting(
-        &self,
-        field: Field,
-        value: &str,
-    ) -> Result<Option<(u64, Vec<u8>)>, LogError> {
-        self.tree()?
-            .scan_prefix(posting_prefix(field, value))
-            .next_back()
-            .transpose()
-            .map_err(storage)?
-            .map(|(k, v)| Ok((seq_of_posting(&k)?, v.to_vec())))
-            .transpose()
-    }
-
-    fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError> {
-        self.tree()?
-            .contains_key(posting_key(field, value, seq))
-            .map_err(storage)
-    }
-
-    fn index_records(&self) -> Scan<'_, IndexRecord> {
-        use std::ops::Bound::{Excluded, Included, Unbounded};
-        // Every key but the entries', hashes' and checkpoints' (which
-        // verification reads on their own), so unknown keys show too.
-        let ranges = [
-            (Unbounded, Excluded(vec![CHECKPOINT])),
-            (Included(vec![CHECKPOINT + 1]), Excluded(vec![ENTRY])),
-            (Included(vec![ENTRY + 1]), Excluded(vec![HASH])),
-            (Included(vec![HASH + 1]), Unbounded),
-        ];
-        let tree = match self.tree() {
-            Ok(tree) => tree,
-            Err(e) => return failed(e),
-        };
-        Box::new(
-            ranges
-                .into_iter()
-                .flat_map(move |range| tree.range::<Vec<u8>, _>(range))
-                .filter_map(|item| match item {
-                    Ok((key, value)) => index_record(&key, &value),
-                    Err(e) => Some(Err(storage(e))),
-                }),
-        )
-    }
-
-    fn has_record(&self, record: &IndexRecord) -> Result<bool, LogError> {
-        let (key, value) = record_key_value(record);
-        Ok(self
-            .tree()?
-            .get(key)
-            .map_err(storage)?
-            .is_some_and(|v| *v == value[..]))
     }
 }
 
@@ -452,34 +254,5 @@ impl JtiStore for SledJtis {
             }
         }
         Ok(removed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn posting_keys_cannot_collide_across_values() {
-        // Values that share prefixes, or hold the bytes a naive separator would use.
-        let values = ["a", "ab", "a\u{0}b", "a\u{0}", "", "\u{0}\u{0}\u{0}\u{1}a"];
-        let mut keys = std::collections::BTreeSet::new();
-        for v in values {
-            for seq in [0u64, 1, 256] {
-                assert!(
-                    keys.insert(posting_key(Field::Session, v, seq)),
-                    "{v:?}/{seq}"
-                );
-                // A prefix scan for one value never yields another value's key.
-                for other in values.iter().filter(|o| **o != v) {
-                    assert!(!posting_key(Field::Session, other, seq)
-                        .starts_with(&posting_prefix(Field::Session, v)));
-                }
-            }
-        }
-        assert_ne!(
-            posting_key(Field::Session, "x", 1),
-            posting_key(Field::Client, "x", 1)
-        );
     }
 }

@@ -1,0 +1,245 @@
+//! The log's storage roles over any ordered key-value store that writes a
+//! batch atomically. An embedded engine implements [`OrderedStore`] (a few
+//! primitives) and gets `LogAppend`, `LogRead` and `LogIndex` from
+//! [`KeyedLog`], with the key layout of `keys.rs`: the log's semantics are
+//! written once, whatever the engine.
+
+use std::ops::Bound;
+
+use super::keys::*;
+use crate::log::index::{Field, IndexRecord};
+use crate::log::merkle::Hash;
+use crate::log::storage::{LogAppend, LogIndex, LogRead, Scan, StoredEntry};
+use crate::log::LogError;
+
+/// A stored key and its value.
+pub(super) type Pair = (Vec<u8>, Vec<u8>);
+/// Stored pairs in key order (or its reverse).
+pub(super) type Pairs = Box<dyn Iterator<Item = Result<Pair, LogError>>>;
+/// A key range.
+pub(super) type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
+/// What the log needs of an engine.
+pub(super) trait OrderedStore: Send + Sync + 'static {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError>;
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), LogError>;
+    /// Stores every pair or none, visible to reads at once.
+    fn write_batch(&self, pairs: Vec<Pair>) -> Result<(), LogError>;
+    /// Makes everything written so far durable.
+    fn flush(&self) -> Result<(), LogError>;
+    /// Opens the store again after a failure (see `LogAppend::recover`).
+    fn reopen(&self) -> Result<(), LogError>;
+    /// The pairs in `range`, ascending, or descending when `reverse`.
+    fn range(&self, range: KeyRange, reverse: bool) -> Pairs;
+}
+
+/// A scan that failed before it started.
+pub(super) fn failed<T: 'static>(e: LogError) -> Scan<'static, T> {
+    Box::new(std::iter::once(Err(e)))
+}
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    match end.iter().rposition(|b| *b != 0xff) {
+        Some(i) => {
+            end.truncate(i + 1);
+            end[i] = end[i].wrapping_add(1);
+            Bound::Excluded(end)
+        }
+        None => Bound::Unbounded,
+    }
+}
+
+fn prefix_range(prefix: &[u8]) -> KeyRange {
+    (Bound::Included(prefix.to_vec()), prefix_end(prefix))
+}
+
+/// The decision log kept in an [`OrderedStore`].
+#[derive(Clone)]
+pub struct KeyedLog<S>(pub(super) S);
+
+impl<S: OrderedStore> KeyedLog<S> {
+    fn first_in(&self, prefix: &[u8], reverse: bool) -> Result<Option<Pair>, LogError> {
+        self.0
+            .range(prefix_range(prefix), reverse)
+            .next()
+            .transpose()
+    }
+
+    /// The seqs of the keys under `prefix`, highest first, strictly below
+    /// the key `below` when given.
+    fn keys_descending(
+        &self,
+        prefix: &[u8],
+        below: Option<Vec<u8>>,
+        seq_of: fn(&[u8]) -> Result<u64, LogError>,
+    ) -> Scan<'_, u64> {
+        let upper = match below {
+            Some(b) => Bound::Excluded(b),
+            None => prefix_end(prefix),
+        };
+        Box::new(
+            self.0
+                .range((Bound::Included(prefix.to_vec()), upper), true)
+                .map(move |item| seq_of(&item?.0)),
+        )
+    }
+}
+
+impl<S: OrderedStore> LogAppend for KeyedLog<S> {
+    fn append(&self, entries: &[StoredEntry<'_>]) -> Result<(), LogError> {
+        let mut pairs = Vec::new();
+        for e in entries {
+            pairs.push((entry_key(e.seq).to_vec(), e.bytes.to_vec()));
+            if let Some(id) = e.decision_id {
+                pairs.push((decision_key(id), e.seq.to_be_bytes().to_vec()));
+            }
+            for (level, index, hash) in e.hashes {
+                pairs.push((hash_key(*level, *index).to_vec(), hash.to_vec()));
+            }
+            for p in e.postings {
+                pairs.push((posting_key(p.field, &p.value, e.seq), p.data.clone()));
+            }
+            if let Some(t) = e.time_micros {
+                pairs.push((time_key(e.seq).to_vec(), t.to_be_bytes().to_vec()));
+            }
+        }
+        self.0.write_batch(pairs)
+    }
+
+    fn flush(&self) -> Result<(), LogError> {
+        self.0.flush()
+    }
+
+    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), LogError> {
+        self.0.insert(&checkpoint_key(size), note.as_bytes())
+    }
+
+    fn recover(&self) -> Result<(), LogError> {
+        self.0.reopen()
+    }
+}
+
+impl<S: OrderedStore> LogRead for KeyedLog<S> {
+    fn next_seq(&self) -> Result<u64, LogError> {
+        match self.first_in(&[ENTRY], true)? {
+            Some((key, _)) => seq_of_key(&key)?.checked_add(1).ok_or(LogError::Corrupt),
+            None => Ok(0),
+        }
+    }
+
+    fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {
+        self.0.get(&entry_key(seq))
+    }
+
+    fn seq_of_decision(&self, decision_id: &str) -> Result<Option<u64>, LogError> {
+        let key = decision_key(decision_id);
+        match self.0.get(&key)? {
+            Some(value) => u64_at(&key, &value, "its seq").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn stored_hash(&self, level: u8, index: u64) -> Result<Option<Hash>, LogError> {
+        let key = hash_key(level, index);
+        match self.0.get(&key)? {
+            Some(v) => Ok(Some(v.as_slice().try_into().map_err(|_| {
+                malformed(&key, format!("a hash is 32 bytes, this one {}", v.len()))
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<String>, LogError> {
+        Ok(self
+            .first_in(&[CHECKPOINT], true)?
+            .map(|(_, v)| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn checkpoints(&self) -> Scan<'_, (u64, String)> {
+        Box::new(
+            self.0
+                .range(prefix_range(&[CHECKPOINT]), false)
+                .map(|item| {
+                    let (k, v) = item?;
+                    Ok((seq_of_key(&k)?, String::from_utf8_lossy(&v).into_owned()))
+                }),
+        )
+    }
+
+    fn entries(&self) -> Scan<'_, (u64, Vec<u8>)> {
+        Box::new(self.0.range(prefix_range(&[ENTRY]), false).map(|item| {
+            let (k, v) = item?;
+            Ok((seq_of_key(&k)?, v))
+        }))
+    }
+
+    fn seqs_descending(&self, below: Option<u64>) -> Scan<'_, u64> {
+        self.keys_descending(&[ENTRY], below.map(|b| entry_key(b).to_vec()), seq_of_key)
+    }
+
+    fn time_of(&self, seq: u64) -> Result<Option<i64>, LogError> {
+        Ok(self
+            .0
+            .get(&time_key(seq))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(i64::from_be_bytes))
+    }
+}
+
+impl<S: OrderedStore> LogIndex for KeyedLog<S> {
+    fn postings_descending(&self, field: Field, value: &str, below: Option<u64>) -> Scan<'_, u64> {
+        self.keys_descending(
+            &posting_prefix(field, value),
+            below.map(|b| posting_key(field, value, b)),
+            seq_of_posting,
+        )
+    }
+
+    fn oldest_posting(&self, field: Field, value: &str) -> Result<Option<u64>, LogError> {
+        self.first_in(&posting_prefix(field, value), false)?
+            .map(|(k, _)| seq_of_posting(&k))
+            .transpose()
+    }
+
+    fn newest_posting(
+        &self,
+        field: Field,
+        value: &str,
+    ) -> Result<Option<(u64, Vec<u8>)>, LogError> {
+        self.first_in(&posting_prefix(field, value), true)?
+            .map(|(k, v)| Ok((seq_of_posting(&k)?, v)))
+            .transpose()
+    }
+
+    fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError> {
+        Ok(self.0.get(&posting_key(field, value, seq))?.is_some())
+    }
+
+    fn index_records(&self) -> Scan<'_, IndexRecord> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        // Every key but the entries', hashes' and checkpoints' (which
+        // verification reads on their own), so unknown keys show too.
+        let ranges = [
+            (Unbounded, Excluded(vec![CHECKPOINT])),
+            (Included(vec![CHECKPOINT + 1]), Excluded(vec![ENTRY])),
+            (Included(vec![ENTRY + 1]), Excluded(vec![HASH])),
+            (Included(vec![HASH + 1]), Unbounded),
+        ];
+        Box::new(
+            ranges
+                .into_iter()
+                .flat_map(|range| self.0.range(range, false))
+                .filter_map(|item| match item {
+                    Ok((key, value)) => index_record(&key, &value),
+                    Err(e) => Some(Err(e)),
+                }),
+        )
+    }
+
+    fn has_record(&self, record: &IndexRecord) -> Result<bool, LogError> {
+        let (key, value) = record_key_value(record);
+        Ok(self.0.get(&key)?.is_some_and(|v| v == value))
+    }
+}
