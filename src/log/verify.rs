@@ -38,7 +38,7 @@ pub enum Tampering {
     #[error("the index holds a {record}, which that entry does not carry")]
     IndexForged { record: String },
     #[error("the index changed while it was being verified")]
-    IndexCount,
+    IndexChanged,
     #[error("export file line {line}: {reason}")]
     Export { line: usize, reason: String },
     #[error(transparent)]
@@ -162,9 +162,12 @@ pub fn verify_store(store: &LogStore, verifier: &NoteVerifier) -> Result<Verifie
 
     let mut range = CompactRange::default();
     let mut next_checkpoint = opened.iter().peekable();
-    // Every record an entry implies must be stored, exactly; counted, so
-    // that equal counts then mean nothing else is stored either.
-    let mut expected_records: u64 = 0;
+    // The records the entries imply, and (below) those stored, as keyed
+    // multiset hashes: equal exactly when the two sets are, except with
+    // negligible probability, because the key is drawn after the store's
+    // content is fixed (nobody can balance one record against others).
+    let key: [u8; 32] = rand::random();
+    let mut expected_index = RecordSet::new(key);
     for item in store.entries() {
         let (seq, bytes) = item?;
         let expected = range.size();
@@ -185,27 +188,19 @@ pub fn verify_store(store: &LogStore, verifier: &NoteVerifier) -> Result<Verifie
         range.push(leaf).ok_or(Tampering::Inserted { seq })?;
         check_due_checkpoints(&range, &mut next_checkpoint)?;
         for record in records_of(seq, &bytes)? {
-            if !store.has_record(&record)? {
-                return Err(Tampering::IndexMissing {
-                    seq,
-                    record: record.to_string(),
-                });
-            }
-            expected_records = expected_records.saturating_add(1);
+            expected_index.add(&record);
         }
     }
     if range.size() < covered {
         return Err(Tampering::Removed { seq: range.size() });
     }
-    // The entries are proven and hold every record they imply; a stored
-    // record beyond those is one no entry accounts for.
-    let mut stored_records: u64 = 0;
+    // The entries are proven; now the index must be exactly what they say.
+    let mut stored = RecordSet::new(key);
     for record in store.index_records() {
-        record?;
-        stored_records = stored_records.saturating_add(1);
+        stored.add(&record?);
     }
-    if stored_records != expected_records {
-        return Err(name_extra_record(store).unwrap_or_else(|t| t));
+    if stored != expected_index {
+        return Err(name_index_difference(store));
     }
     Ok(Verified {
         tree_size: range.size(),
@@ -231,27 +226,89 @@ fn records_of(seq: u64, bytes: &[u8]) -> Result<Vec<IndexRecord>, Tampering> {
     Ok(records)
 }
 
-/// The first stored record that no entry accounts for. Runs only when
-/// there are more stored records than the entries imply.
-fn name_extra_record(store: &LogStore) -> Result<Tampering, Tampering> {
-    let mut cached: Option<(u64, Vec<IndexRecord>)> = None;
-    for record in store.index_records() {
-        let record = record?;
-        let seq = record.seq();
-        if cached.as_ref().is_none_or(|(s, _)| *s != seq) {
-            let records = match store.entry(seq)? {
-                Some(bytes) => records_of(seq, &bytes)?,
-                None => Vec::new(),
-            };
-            cached = Some((seq, records));
-        }
-        if !cached.as_ref().is_some_and(|(_, r)| r.contains(&record)) {
-            return Ok(Tampering::IndexForged {
-                record: record.to_string(),
-            });
+/// A set of index records in constant memory: their count and the sum of
+/// their keyed hashes, so the stored and the expected index compare in one
+/// pass each, whatever the log's size.
+#[derive(Debug, PartialEq, Eq)]
+struct RecordSet {
+    key: [u8; 32],
+    count: u64,
+    sum: u128,
+}
+
+impl RecordSet {
+    fn new(key: [u8; 32]) -> Self {
+        Self {
+            key,
+            count: 0,
+            sum: 0,
         }
     }
-    Err(Tampering::IndexCount)
+
+    fn add(&mut self, record: &IndexRecord) {
+        let mut bytes = Vec::with_capacity(96);
+        bytes.extend_from_slice(&self.key);
+        let mut put = |tag: u8, text: &[u8], seq: u64, data: &[u8]| {
+            bytes.push(tag);
+            bytes.extend_from_slice(&(text.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(text);
+            bytes.extend_from_slice(&seq.to_be_bytes());
+            bytes.extend_from_slice(data);
+        };
+        match record {
+            IndexRecord::Posting {
+                field,
+                value,
+                seq,
+                data,
+            } => put(*field as u8, value.as_bytes(), *seq, data),
+            IndexRecord::Decision { id, seq } => put(0xfe, id.as_bytes(), *seq, &[]),
+            IndexRecord::Time { seq, micros } => put(0xff, &[], *seq, &micros.to_be_bytes()),
+        }
+        let hash = crate::digest::sha256(&bytes);
+        let mut low = [0u8; 16];
+        low.copy_from_slice(&hash[..16]);
+        self.count = self.count.wrapping_add(1);
+        self.sum = self.sum.wrapping_add(u128::from_be_bytes(low));
+    }
+}
+
+/// Names where the index and the entries differ: the first stored record
+/// no entry accounts for, else the first record an entry lacks. Runs only
+/// when the two sets differ.
+fn name_index_difference(store: &LogStore) -> Tampering {
+    let found = || -> Result<Tampering, Tampering> {
+        let mut cached: Option<(u64, Vec<IndexRecord>)> = None;
+        for record in store.index_records() {
+            let record = record?;
+            let seq = record.seq();
+            if cached.as_ref().is_none_or(|(s, _)| *s != seq) {
+                let records = match store.entry(seq)? {
+                    Some(bytes) => records_of(seq, &bytes)?,
+                    None => Vec::new(),
+                };
+                cached = Some((seq, records));
+            }
+            if !cached.as_ref().is_some_and(|(_, r)| r.contains(&record)) {
+                return Ok(Tampering::IndexForged {
+                    record: record.to_string(),
+                });
+            }
+        }
+        for item in store.entries() {
+            let (seq, bytes) = item?;
+            for record in records_of(seq, &bytes)? {
+                if !store.has_record(&record)? {
+                    return Ok(Tampering::IndexMissing {
+                        seq,
+                        record: record.to_string(),
+                    });
+                }
+            }
+        }
+        Err(Tampering::IndexChanged)
+    };
+    found().unwrap_or_else(|t| t)
 }
 
 fn open_checkpoint(
