@@ -5,26 +5,21 @@
 //! durable together.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
-use super::ordered::{failed, KeyRange, KeyedLog, OrderedStore, Pair, Pairs};
+use super::ordered::{self, failed, KeyRange, KeyedLog, OrderedStore, Pair, Pairs};
 use crate::identity::replay::JtiStore;
 use crate::log::storage::LogStore;
 use crate::log::LogError;
-
-/// How long a reopen waits for operations in flight to let go of the
-/// old keyspace.
-const REOPEN_WAIT: Duration = Duration::from_secs(5);
 
 fn storage(e: fjall::Error) -> LogError {
     LogError::Storage(e.to_string())
 }
 
 #[derive(Clone)]
-struct Handles {
+struct Open {
     keyspace: Keyspace,
     log: PartitionHandle,
     jti: PartitionHandle,
@@ -32,7 +27,7 @@ struct Handles {
 
 struct Shared {
     data_dir: PathBuf,
-    handles: RwLock<Option<Handles>>,
+    handles: ordered::Handles<Open>,
     /// `first_use` is a read then a write: one at a time.
     jti_claim: Mutex<()>,
 }
@@ -46,7 +41,7 @@ pub fn path(data_dir: &Path) -> PathBuf {
     data_dir.join("log.fjall")
 }
 
-fn open_handles(data_dir: &Path) -> Result<Handles, LogError> {
+fn open_handles(data_dir: &Path) -> Result<Open, LogError> {
     let keyspace = fjall::Config::new(path(data_dir))
         .manual_journal_persist(true)
         .open()
@@ -60,7 +55,7 @@ fn open_handles(data_dir: &Path) -> Result<Handles, LogError> {
     let jti = keyspace
         .open_partition("jti", PartitionCreateOptions::default())
         .map_err(storage)?;
-    Ok(Handles { keyspace, log, jti })
+    Ok(Open { keyspace, log, jti })
 }
 
 impl FjallLog {
@@ -71,20 +66,13 @@ impl FjallLog {
         })?;
         Ok(Self(Arc::new(Shared {
             data_dir: data_dir.to_path_buf(),
-            handles: RwLock::new(Some(open_handles(data_dir)?)),
+            handles: ordered::Handles::new(open_handles(data_dir)?),
             jti_claim: Mutex::new(()),
         })))
     }
 
-    fn handles(&self) -> Result<Handles, LogError> {
-        let slot = self
-            .0
-            .handles
-            .try_read()
-            .map_err(|_| LogError::Storage("the keyspace is being reopened".into()))?;
-        slot.clone().ok_or_else(|| {
-            LogError::Storage("the keyspace could not be reopened after a failure".into())
-        })
+    fn handles(&self) -> Result<Open, LogError> {
+        self.0.handles.current()
     }
 
     fn tree(&self) -> Result<PartitionHandle, LogError> {
@@ -126,38 +114,16 @@ impl OrderedStore for FjallLog {
     }
 
     fn reopen(&self) -> Result<(), LogError> {
-        let mut slot = self
-            .0
-            .handles
-            .write()
-            .map_err(|_| LogError::Storage("the keyspace lock is poisoned".into()))?;
         // A failed journal write poisons the keyspace until it is opened
         // again; the reopened one holds what was persisted.
-        *slot = None;
-        let deadline = Instant::now() + REOPEN_WAIT;
-        loop {
-            match open_handles(&self.0.data_dir) {
-                Ok(handles) => {
-                    *slot = Some(handles);
-                    return Ok(());
-                }
-                Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
+        let shared = &self.0;
+        shared.handles.reopen(|| open_handles(&shared.data_dir))
     }
 
     fn range(&self, range: KeyRange, reverse: bool) -> Pairs {
-        let tree = match self.tree() {
-            Ok(tree) => tree,
-            Err(e) => return failed(e),
-        };
-        let pairs = tree
-            .range::<Vec<u8>, _>(range)
-            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage));
-        match reverse {
-            true => Box::new(pairs.rev()),
-            false => Box::new(pairs),
+        match self.tree() {
+            Ok(tree) => ordered::pairs(tree.range::<Vec<u8>, _>(range), reverse),
+            Err(e) => failed(e),
         }
     }
 }

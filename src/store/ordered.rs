@@ -5,6 +5,8 @@
 //! written once, whatever the engine.
 
 use std::ops::Bound;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use super::keys::*;
 use crate::log::index::{Field, IndexRecord};
@@ -31,6 +33,71 @@ pub(super) trait OrderedStore: Send + Sync + 'static {
     fn reopen(&self) -> Result<(), LogError>;
     /// The pairs in `range`, ascending, or descending when `reverse`.
     fn range(&self, range: KeyRange, reverse: bool) -> Pairs;
+}
+
+/// How long a reopen waits for operations in flight to let go of the old
+/// handles (and the engine's file lock).
+const REOPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// An engine's open handles, swapped whole by a reopen. Every operation
+/// takes a cheap clone and never waits for a reopen in progress: engines
+/// refuse everything after a failed write until they are opened again.
+pub(super) struct Handles<H>(RwLock<Option<H>>);
+
+impl<H: Clone> Handles<H> {
+    pub fn new(handles: H) -> Self {
+        Self(RwLock::new(Some(handles)))
+    }
+
+    /// The current handles; an error at once while a reopen is under way.
+    pub fn current(&self) -> Result<H, LogError> {
+        let slot = self
+            .0
+            .try_read()
+            .map_err(|_| LogError::Storage("the store is being reopened".into()))?;
+        slot.clone().ok_or_else(|| {
+            LogError::Storage("the store could not be reopened after a failure".into())
+        })
+    }
+
+    /// Drops the current handles and opens new ones with `open`, retrying
+    /// while operations in flight still hold the old ones.
+    pub fn reopen(&self, open: impl Fn() -> Result<H, LogError>) -> Result<(), LogError> {
+        let mut slot = self
+            .0
+            .write()
+            .map_err(|_| LogError::Storage("the store's lock is poisoned".into()))?;
+        *slot = None;
+        let deadline = Instant::now() + REOPEN_WAIT;
+        loop {
+            match open() {
+                Ok(handles) => {
+                    *slot = Some(handles);
+                    return Ok(());
+                }
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+/// An engine's range iterator as [`Pairs`], in order or reversed.
+pub(super) fn pairs<I, K, V, E>(items: I, reverse: bool) -> Pairs
+where
+    I: DoubleEndedIterator<Item = Result<(K, V), E>> + 'static,
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+    E: std::fmt::Display,
+{
+    let items = items.map(|item| {
+        item.map(|(k, v)| (k.as_ref().to_vec(), v.as_ref().to_vec()))
+            .map_err(|e| LogError::Storage(e.to_string()))
+    });
+    match reverse {
+        true => Box::new(items.rev()),
+        false => Box::new(items),
+    }
 }
 
 /// A scan that failed before it started.

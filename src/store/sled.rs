@@ -8,19 +8,14 @@
 //! decision durable makes its `jti` durable too.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use super::keys::*;
-use super::ordered::{failed, KeyRange, KeyedLog, OrderedStore, Pair, Pairs};
+use super::ordered::{self, failed, KeyRange, KeyedLog, OrderedStore, Pair, Pairs};
 use crate::identity::replay::JtiStore;
 use crate::log::index::Field;
 use crate::log::storage::LogStore;
 use crate::log::LogError;
-
-/// How long a reopen waits for operations in flight to let go of the
-/// old database.
-const REOPEN_WAIT: Duration = Duration::from_secs(5);
 
 /// Page cache of [`SledLog::open_for_scan`].
 const SCAN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
@@ -31,7 +26,7 @@ fn storage(e: sled::Error) -> LogError {
 
 /// The open database and its two trees.
 #[derive(Clone)]
-struct Handles {
+struct Open {
     db: sled::Db,
     log: sled::Tree,
     jti: sled::Tree,
@@ -40,16 +35,14 @@ struct Handles {
 struct Shared {
     data_dir: PathBuf,
     cache_capacity: Option<u64>,
-    /// `None` while the database is being reopened, or when reopening failed.
-    handles: RwLock<Option<Handles>>,
+    handles: ordered::Handles<Open>,
 }
 
 /// The data directory's sled database: the log and the used `jti`s.
 ///
 /// After a failed write sled refuses every later operation until the
-/// database is opened again, so the handles sit behind a lock that
-/// [`LogAppend::recover`] swaps: every operation takes a cheap clone of the
-/// current handles and never waits for a reopen in progress.
+/// database is opened again: the handles can be swapped whole (see
+/// `ordered::Handles`).
 #[derive(Clone)]
 pub struct SledLog(Arc<Shared>);
 
@@ -85,17 +78,12 @@ impl SledLog {
         Ok(Self(Arc::new(Shared {
             data_dir: data_dir.to_path_buf(),
             cache_capacity,
-            handles: RwLock::new(Some(handles)),
+            handles: ordered::Handles::new(handles),
         })))
     }
 
-    /// The current handles; an error at once while a reopen is under way.
-    fn handles(&self) -> Result<Handles, LogError> {
-        let unavailable = || LogError::Storage("the database is being reopened".into());
-        let slot = self.0.handles.try_read().map_err(|_| unavailable())?;
-        slot.clone().ok_or_else(|| {
-            LogError::Storage("the database could not be reopened after a failure".into())
-        })
+    fn handles(&self) -> Result<Open, LogError> {
+        self.0.handles.current()
     }
 
     fn tree(&self) -> Result<sled::Tree, LogError> {
@@ -119,7 +107,7 @@ impl SledLog {
     }
 }
 
-fn open_handles(data_dir: &Path, cache_capacity: Option<u64>) -> Result<Handles, LogError> {
+fn open_handles(data_dir: &Path, cache_capacity: Option<u64>) -> Result<Open, LogError> {
     // No background flusher: the log writer decides when to flush (every
     // commit when durable, else once a second), and sees every failure.
     let mut config = sled::Config::new()
@@ -134,7 +122,7 @@ fn open_handles(data_dir: &Path, cache_capacity: Option<u64>) -> Result<Handles,
     })?;
     let log = db.open_tree("log").map_err(storage)?;
     let jti = db.open_tree("jti").map_err(storage)?;
-    Ok(Handles { db, log, jti })
+    Ok(Open { db, log, jti })
 }
 
 /// Opens the data directory's log for a server or a writing command.
@@ -186,40 +174,18 @@ impl OrderedStore for SledLog {
     }
 
     fn reopen(&self) -> Result<(), LogError> {
-        let mut slot = self
-            .0
-            .handles
-            .write()
-            .map_err(|_| LogError::Storage("the database lock is poisoned".into()))?;
         // sled refuses everything after a failed write until the database is
         // opened again; what was flushed is what the reopened one holds.
-        *slot = None;
-        // An operation in flight may hold the old handles (and the file
-        // lock) a moment longer: retry until they are gone.
-        let deadline = Instant::now() + REOPEN_WAIT;
-        loop {
-            match open_handles(&self.0.data_dir, self.0.cache_capacity) {
-                Ok(handles) => {
-                    *slot = Some(handles);
-                    return Ok(());
-                }
-                Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
-        }
+        let shared = &self.0;
+        shared
+            .handles
+            .reopen(|| open_handles(&shared.data_dir, shared.cache_capacity))
     }
 
     fn range(&self, range: KeyRange, reverse: bool) -> Pairs {
-        let tree = match self.tree() {
-            Ok(tree) => tree,
-            Err(e) => return failed(e),
-        };
-        let pairs = tree
-            .range::<Vec<u8>, _>(range)
-            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(storage));
-        match reverse {
-            true => Box::new(pairs.rev()),
-            false => Box::new(pairs),
+        match self.tree() {
+            Ok(tree) => ordered::pairs(tree.range::<Vec<u8>, _>(range), reverse),
+            Err(e) => failed(e),
         }
     }
 }
