@@ -99,7 +99,14 @@ impl Decider {
                 document.changed = previous.as_ref().is_some_and(|p| *p != document.sha256);
                 document.previous_sha256 = previous;
             }
-            Err(e) => tracing::warn!(error = %e, "previous document hash unreadable"),
+            // Unknown counts as changed: the policy then takes its cautious
+            // branch (a short grant). Not a warning per request: a store
+            // that cannot be read is failing, and the log writer reports
+            // that at a bounded rate.
+            Err(e) => {
+                document.changed = true;
+                tracing::debug!(error = %e, "previous document hash unreadable");
+            }
         }
     }
 

@@ -306,7 +306,14 @@ impl WriterState {
         if f.last_attempt.elapsed() < RETRY_EVERY {
             return false;
         }
-        f.last_attempt = Instant::now();
+        self.try_recover()
+    }
+
+    /// Tries to recover a failing log now; true when it is writable again.
+    fn try_recover(&mut self) -> bool {
+        if let Some(f) = self.failing.as_mut() {
+            f.last_attempt = Instant::now();
+        }
         match self.recover() {
             Ok(()) => {
                 if let Some(f) = self.failing.take() {
@@ -378,13 +385,8 @@ impl WriterState {
             }
         }
         // Shutting down: the last checkpoint covers everything written.
-        if self.failing.is_some() {
-            if let Some(f) = self.failing.as_mut() {
-                f.last_attempt = Instant::now() - RETRY_EVERY;
-            }
-            if !self.writable() {
-                return;
-            }
+        if self.failing.is_some() && !self.try_recover() {
+            return;
         }
         self.checkpoint_if(|uncovered, _| uncovered > 0);
         if let Err(e) = self.store.flush() {
