@@ -221,12 +221,15 @@ async fn slow_clients_cannot_hold_every_connection() {
         "[limits]\nheader_read_timeout_ms = 1500\nmax_connections = 200\n\
          max_connections_per_peer = 64\n",
     );
+    let stderr_path = dir.path().join("stderr");
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
     // 256 descriptors, as in the review: 300 held connections exhausted them.
     let server = Server::start_with(
         &dir.path().join("data"),
         &repo_policies(),
         Some(&config),
         |cmd| {
+            cmd.env("TRUSTPATH_LOG", "warn").stderr(stderr);
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe.
             unsafe {
@@ -277,6 +280,10 @@ async fn slow_clients_cannot_hold_every_connection() {
         }
     }
     assert_eq!(closed, 20, "held connections were not closed");
+    // Hundreds of refused connections are a line or two in the log.
+    let log = std::fs::read_to_string(&stderr_path).unwrap();
+    let lines = log.matches("connections refused").count();
+    assert!((1..=2).contains(&lines), "{lines} refusal lines:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

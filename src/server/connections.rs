@@ -83,6 +83,9 @@ pub async fn serve(
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let peers = Arc::new(PeerCounts::default());
     let graceful = GracefulShutdown::new();
+    // A flood of connections must not become a flood of log lines.
+    let mut refusals = Throttle::new(REPORT_EVERY);
+    let mut accept_failures = Throttle::new(REPORT_EVERY);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -98,7 +101,9 @@ pub async fn serve(
                 Err(e) => {
                     // Out of descriptors, most likely: wait for some to close
                     // rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
+                    if let Some(times) = accept_failures.hit() {
+                        tracing::warn!(error = %e, times, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -106,7 +111,13 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Some(slot) = peers.take(peer.ip(), limits.max_connections_per_peer) else {
-            tracing::warn!(peer = %peer.ip(), "connection refused: too many from this peer");
+            if let Some(times) = refusals.hit() {
+                tracing::warn!(
+                    peer = %peer.ip(),
+                    times,
+                    "connections refused: too many from one peer"
+                );
+            }
             drop(stream);
             continue;
         };
@@ -127,5 +138,36 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("requests still in progress after {DRAIN:?}; closing them");
+    }
+}
+
+/// How often a repeated connection problem is logged.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Lets a repeated event through to the log at most once per period, with
+/// how many times it happened since it last got through.
+struct Throttle {
+    every: Duration,
+    last: Option<std::time::Instant>,
+    times: u64,
+}
+
+impl Throttle {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            times: 0,
+        }
+    }
+
+    /// Counts one event; `Some(count)` when it should be logged now.
+    fn hit(&mut self) -> Option<u64> {
+        self.times = self.times.saturating_add(1);
+        if self.last.is_some_and(|t| t.elapsed() < self.every) {
+            return None;
+        }
+        self.last = Some(std::time::Instant::now());
+        Some(std::mem::take(&mut self.times))
     }
 }
