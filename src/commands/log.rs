@@ -8,7 +8,7 @@ use serde::Deserialize as _;
 use trustpath::log::{LogEntry, Record};
 use trustpath::model::ToolCallInput;
 
-use crate::LogCommand;
+use crate::{LogCommand, Settings};
 
 pub fn run(command: LogCommand) -> Result<()> {
     use trustpath::log::verify;
@@ -38,8 +38,7 @@ pub fn run(command: LogCommand) -> Result<()> {
             settings,
             ..
         } => {
-            let config = settings.resolve()?;
-            let store = trustpath::store::open_for_scan(&config.data_dir)?;
+            let (config, store) = open_log(settings)?;
             let verifier = match public_key {
                 Some(vkey) => {
                     let vkey = std::fs::read_to_string(&vkey).unwrap_or(vkey);
@@ -56,8 +55,7 @@ pub fn run(command: LogCommand) -> Result<()> {
             to,
             settings,
         } => {
-            let config = settings.resolve()?;
-            let store = trustpath::store::open_for_scan(&config.data_dir)?;
+            let (config, store) = open_log(settings)?;
             let verifier = trustpath::app::log_verifier(&config)?;
             let filter = filter.to_filter()?;
             let stdout = std::io::stdout();
@@ -84,8 +82,7 @@ pub fn run(command: LogCommand) -> Result<()> {
             json,
             settings,
         } => {
-            let config = settings.resolve()?;
-            let store = trustpath::store::open_for_scan(&config.data_dir)?;
+            let (_, store) = open_log(settings)?;
             let page = trustpath::log::query::query(&store, &filter.to_filter()?, limit, None)?;
             print_entries(&store, &page.seqs, json)
         }
@@ -94,8 +91,7 @@ pub fn run(command: LogCommand) -> Result<()> {
             json,
             settings,
         } => {
-            let config = settings.resolve()?;
-            let store = trustpath::store::open_for_scan(&config.data_dir)?;
+            let (_, store) = open_log(settings)?;
             let filter = trustpath::log::query::Filter {
                 session: Some(session_id.clone()),
                 ..Default::default()
@@ -111,14 +107,20 @@ pub fn run(command: LogCommand) -> Result<()> {
             print_entries(&store, &page.seqs, json)
         }
         LogCommand::Proof { seq, settings } => {
-            let config = settings.resolve()?;
-            let store = trustpath::store::open_for_scan(&config.data_dir)?;
+            let (config, store) = open_log(settings)?;
             let verifier = trustpath::app::log_verifier(&config)?;
             let proof = trustpath::log::proof::inclusion_bundle(&store, &verifier, seq)?;
             println!("{}", serde_json::to_string_pretty(&proof)?);
             Ok(())
         }
     }
+}
+
+/// The settings' configuration and its data directory's log, for reading.
+fn open_log(settings: Settings) -> Result<(trustpath::config::Config, trustpath::log::LogStore)> {
+    let config = settings.resolve()?;
+    let store = trustpath::store::open_for_scan(&config.data_dir)?;
+    Ok((config, store))
 }
 
 /// Prints entries as NDJSON (exact stored bytes) or as a table.

@@ -88,6 +88,11 @@ pub fn tree_size(
         Some(size) => size,
         None => checkpoint_size(store, verifier)?,
     };
+    within_log(store, field, size)
+}
+
+/// `size` (named `field`), if the log holds that many entries.
+fn within_log(store: &LogStore, field: &'static str, size: u64) -> Result<u64, ProofError> {
     let entries = store.next_seq()?;
     if size > entries {
         return Err(out_of_range(
@@ -101,13 +106,7 @@ pub fn tree_size(
 /// Inclusion of `seq` in the tree of `tree_size`, which must hold it and
 /// be no larger than the log.
 pub fn inclusion(store: &LogStore, seq: u64, tree_size: u64) -> Result<InclusionProof, ProofError> {
-    let entries = store.next_seq()?;
-    if tree_size > entries {
-        return Err(out_of_range(
-            "tree_size",
-            format!("tree_size {tree_size} is beyond the log's {entries} entries"),
-        ));
-    }
+    within_log(store, "tree_size", tree_size)?;
     if seq >= tree_size {
         return Err(out_of_range(
             "seq",
@@ -126,13 +125,7 @@ pub fn inclusion(store: &LogStore, seq: u64, tree_size: u64) -> Result<Inclusion
 /// Consistency of the tree of `from` with the tree of `to`: `1 <= from <=
 /// to`, and `to` no larger than the log.
 pub fn consistency(store: &LogStore, from: u64, to: u64) -> Result<ConsistencyProof, ProofError> {
-    let entries = store.next_seq()?;
-    if to > entries {
-        return Err(out_of_range(
-            "to",
-            format!("to {to} is beyond the log's {entries} entries"),
-        ));
-    }
+    within_log(store, "to", to)?;
     if from == 0 || from > to {
         return Err(out_of_range(
             "from",
