@@ -67,6 +67,7 @@ fn main() {
             checkpoints: policy,
             durable: true,
             max_queue: 4096,
+            node: None,
         },
     )
     .unwrap();

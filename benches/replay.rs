@@ -99,7 +99,7 @@ fn main() {
         let store = trustpath::store::sled::open(&data_dir).unwrap();
         let started = Instant::now();
         let summary = replay(
-            ReplaySource::DataDir(store),
+            ReplaySource::Log(store),
             &candidate,
             &Filter::default(),
             workers,

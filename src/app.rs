@@ -109,9 +109,8 @@ pub struct Opened {
 /// has not seen them (before any decision is made with them).
 pub async fn open(config: &Config) -> Result<Opened, AppError> {
     config.validate()?;
-    let (store, jtis) = crate::store::open(&config.data_dir, config.log.engine)?;
-    let replay = ReplayGuard::Persistent(jtis);
-    let authenticator = Authenticator::from_config(config, replay)?;
+    let opened_store = crate::store::open_server(config)?;
+    let store = opened_store.log.clone();
     let policies = Arc::new(PolicyStore::load(&config.policies)?);
     let grant_key_path = signing_key_path(config);
     let grant_key_created = !grant_key_path.exists();
@@ -122,6 +121,14 @@ pub async fn open(config: &Config) -> Result<Opened, AppError> {
     let log_key_created = !log_key_path(config).exists();
     let log_signer = log_signer(config)?;
     let log_verifier = log_signer.verifier().clone();
+    // A fleet's replicas must sign with the same keys, or their grants and
+    // checkpoints would not check on each other.
+    opened_store.claim_keys(&[
+        ("log", log_verifier.vkey().as_str()),
+        ("grant", signer.kid()),
+    ])?;
+    let authenticator =
+        Authenticator::from_config(config, ReplayGuard::Persistent(opened_store.jtis))?;
     let policy = CheckpointPolicy {
         every_entries: config.log.checkpoint_every_entries,
         every: Duration::from_secs(config.log.checkpoint_every_seconds),
@@ -130,6 +137,7 @@ pub async fn open(config: &Config) -> Result<Opened, AppError> {
         checkpoints: policy,
         durable: config.log.durable,
         max_queue: config.limits.max_log_queue,
+        node: config.store.url.as_ref().and(config.store.node.clone()),
     };
     let (log, writer_thread) = LogWriter::start(store.clone(), log_signer, options)?;
     let vkey = log_verifier.vkey();

@@ -35,6 +35,9 @@ pub struct Config {
     pub grants: GrantConfig,
     pub assertions: AssertionConfig,
     pub log: LogConfig,
+    /// Where the log lives: the data directory (default) or, for a fleet,
+    /// a PostgreSQL database shared by every replica.
+    pub store: StoreConfig,
     pub limits: LimitsConfig,
     pub tool_calls: ToolCallConfig,
     /// Fetching documents, keys and metadata that the AS did not send.
@@ -57,6 +60,7 @@ impl Default for Config {
             grants: GrantConfig::default(),
             assertions: AssertionConfig::default(),
             log: LogConfig::default(),
+            store: StoreConfig::default(),
             limits: LimitsConfig::default(),
             tool_calls: ToolCallConfig::default(),
             fetch: Default::default(),
@@ -147,6 +151,44 @@ impl Default for LogConfig {
             signing_key_file: None,
             engine: Engine::default(),
         }
+    }
+}
+
+/// The shared store of a fleet.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://USER@HOST/DB`: the fleet's database. Absent: the
+    /// embedded engine in the data directory.
+    pub url: Option<String>,
+    /// This replica's name, recorded in every entry it writes.
+    pub node: Option<String>,
+    /// Database connections this replica keeps at most.
+    pub pool_size: u32,
+    /// How long a query waits for a connection (or to connect).
+    pub connect_timeout_seconds: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            node: None,
+            pool_size: 8,
+            connect_timeout_seconds: 2,
+        }
+    }
+}
+
+// The URL may carry a password: never printed.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &self.url.as_ref().map(|_| "<set>"))
+            .field("node", &self.node)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout_seconds", &self.connect_timeout_seconds)
+            .finish()
     }
 }
 
@@ -315,6 +357,30 @@ impl Config {
         }
         if self.limits.max_log_queue == 0 || self.limits.max_in_flight_decisions == 0 {
             return bad("limits.max_log_queue and max_in_flight_decisions must be positive".into());
+        }
+        if let Some(url) = &self.store.url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return bad("store.url must be a postgres:// URL".into());
+            }
+            match &self.store.node {
+                None => {
+                    return bad(
+                        "store.node (--node, TRUSTPATH_NODE) is required with store.url: \
+                         each replica of a fleet needs its own name"
+                            .into(),
+                    )
+                }
+                Some(node) => {
+                    if let Err(e) = crate::text::check_identifier(node) {
+                        return bad(format!("store.node {node:?}: {e}"));
+                    }
+                }
+            }
+        }
+        if self.store.pool_size == 0 || self.store.connect_timeout_seconds == 0 {
+            return bad(
+                "store.pool_size and store.connect_timeout_seconds must be positive".into(),
+            );
         }
         if self.log.checkpoint_every_entries == 0 || self.log.checkpoint_every_seconds == 0 {
             return bad("log.checkpoint_every_entries and _seconds must be positive".into());

@@ -49,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Set up and fill a fleet's PostgreSQL store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Run the policies' own test_* rules, as `opa test` does. Exit 0 when
     /// all pass, 2 on a failure or error, 1 when the policies do not load.
     Test {
@@ -69,7 +74,7 @@ enum Command {
     },
     /// Re-evaluate logged decisions and tool calls against candidate
     /// policies and report each one that would change.
-    #[command(group(ArgGroup::new("source").required(true).args(["data_dir", "export"])))]
+    #[command(group(ArgGroup::new("source").required(true).args(["data_dir", "store", "export"])))]
     Replay {
         /// The candidate policy directory.
         #[arg(long)]
@@ -77,6 +82,9 @@ enum Command {
         /// A stopped server's data directory.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// A fleet's database (postgres://USER@HOST/DB); replicas may be serving.
+        #[arg(long, env = "TRUSTPATH_STORE_URL")]
+        store: Option<String>,
         /// An NDJSON export from `trustpath log export`.
         #[arg(long)]
         export: Option<PathBuf>,
@@ -100,6 +108,26 @@ enum Command {
         /// matches nothing).
         #[arg(long)]
         allow_empty: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Apply the schema migrations the database lacks (safe to repeat).
+    Migrate {
+        /// postgres://USER@HOST/DB
+        #[arg(long, env = "TRUSTPATH_STORE_URL")]
+        store: String,
+    },
+    /// Copy a single node's log (a stopped server's data directory) into
+    /// an empty fleet database: every seq, leaf hash and checkpoint kept.
+    Copy {
+        /// The data directory to copy from.
+        #[arg(long)]
+        from: PathBuf,
+        /// postgres://USER@HOST/DB, migrated and empty.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -243,9 +271,16 @@ struct Settings {
     /// Listen address, e.g. 127.0.0.1:8080 (port 0 picks a free port).
     #[arg(long, env = "TRUSTPATH_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Data directory (sled log, keys).
+    /// Data directory (the embedded log, keys).
     #[arg(long, env = "TRUSTPATH_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// A fleet's shared store, postgres://USER@HOST/DB, instead of the
+    /// data directory's log.
+    #[arg(long, env = "TRUSTPATH_STORE_URL")]
+    store: Option<String>,
+    /// This replica's name in a fleet.
+    #[arg(long, env = "TRUSTPATH_NODE")]
+    node: Option<String>,
     /// Rego policy directory.
     #[arg(long, env = "TRUSTPATH_POLICIES")]
     policies: Option<PathBuf>,
@@ -265,6 +300,12 @@ impl Settings {
         }
         if let Some(dir) = self.data_dir {
             config.data_dir = dir;
+        }
+        if let Some(url) = self.store {
+            config.store.url = Some(url);
+        }
+        if let Some(node) = self.node {
+            config.store.node = Some(node);
         }
         if let Some(dir) = self.policies {
             config.policies = dir;
@@ -327,6 +368,7 @@ fn run() -> Result<std::process::ExitCode> {
             settings,
         } => done(runtime.block_on(eval(settings.resolve()?, input, record))),
         Command::Log { command } => done(commands::log::run(command)),
+        Command::Store { command } => done(commands::store::run(command)),
         Command::Test {
             dir,
             run,
@@ -337,6 +379,7 @@ fn run() -> Result<std::process::ExitCode> {
         Command::Replay {
             policies,
             data_dir,
+            store,
             export,
             filter,
             format,
@@ -353,6 +396,7 @@ fn run() -> Result<std::process::ExitCode> {
             commands::replay::run(commands::replay::ReplayArgs {
                 candidate: &policies,
                 data_dir,
+                store,
                 export,
                 filter: filter.to_filter()?,
                 json: format == "json",

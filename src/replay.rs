@@ -55,7 +55,7 @@ pub enum ReplayError {
 /// Where the logged decisions come from.
 pub enum ReplaySource {
     /// A stopped server's data directory.
-    DataDir(LogStore),
+    Log(LogStore),
     /// An NDJSON file written by `trustpath log export` (header line,
     /// entries, trailer line).
     Export(PathBuf),
@@ -259,7 +259,7 @@ fn read_chunks(source: ReplaySource, tx: SyncSender<Chunk>) -> Result<(), Replay
         true
     };
     match source {
-        ReplaySource::DataDir(store) => {
+        ReplaySource::Log(store) => {
             // One look-up per seq rather than a scan: sled keeps the pages a
             // scan passes in memory, so a scan grows with the log.
             for seq in 0..store.next_seq()? {

@@ -189,6 +189,7 @@ fn real_export(
             checkpoints: policy,
             durable: false,
             max_queue: 4096,
+            node: None,
         },
     )
     .unwrap();

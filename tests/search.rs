@@ -78,6 +78,7 @@ fn start_writer(dir: &std::path::Path) -> (LogStore, LogWriter, trustpath::log::
             checkpoints: policy,
             durable: false,
             max_queue: 4096,
+            node: None,
         },
     )
     .unwrap();

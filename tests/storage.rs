@@ -3,6 +3,8 @@
 //! fjall; PostgreSQL for a fleet next) has one `#[test]` that opens it and
 //! calls `log_contract` and `jti_contract`.
 
+mod common;
+
 use trustpath::identity::replay::JtiStore;
 use trustpath::log::index::{Field, IndexRecord};
 use trustpath::log::storage::{Posting, StoredEntry};
@@ -115,14 +117,14 @@ fn log_contract(store: &LogStore) {
     );
 
     // One append of several entries: all of them.
-    let hashes = [(0u8, 3u64, [3u8; 32])];
+    let hashes = [[(0u8, 3u64, [3u8; 32])], [(0u8, 4u64, [4u8; 32])]];
     let postings = [posting(Field::Session, "s-c")];
     let batch: Vec<StoredEntry<'_>> = (3..5)
         .map(|seq| StoredEntry {
             seq,
             bytes: b"{}",
             decision_id: None,
-            hashes: &hashes,
+            hashes: &hashes[seq as usize - 3],
             postings: &postings,
             time_micros: None,
         })
@@ -229,4 +231,77 @@ fn fjall_engine_keeps_the_storage_contract() {
     let store = trustpath::store::open_for_scan(dir.path()).unwrap();
     assert_eq!(store.next_seq().unwrap(), 5);
     assert_eq!(store.decision("d-2").unwrap().unwrap(), b"{\"seq\":2}");
+}
+
+#[test]
+fn postgres_engine_keeps_the_storage_contract() {
+    let Some(db) = common::pg::TestDb::create("storage_contract") else {
+        return;
+    };
+    let options = trustpath::store::postgres::PoolOptions {
+        size: 4,
+        timeout: std::time::Duration::from_secs(5),
+    };
+    let engine = trustpath::store::postgres::PgLog::open(&db.url, Some("node-a"), options).unwrap();
+    log_contract(&engine.log_store());
+    jti_contract(&engine.jti_store());
+    // Another connection (another replica) reads the same log.
+    drop(engine);
+    let store = trustpath::store::postgres::PgLog::open(&db.url, None, options)
+        .unwrap()
+        .log_store();
+    assert_eq!(store.next_seq().unwrap(), 5);
+    assert_eq!(store.decision("d-2").unwrap().unwrap(), b"{\"seq\":2}");
+    assert_eq!(
+        db.value("SELECT node FROM log_entries WHERE seq = 2")
+            .as_deref(),
+        Some("node-a"),
+        "each entry records the replica that wrote it"
+    );
+}
+
+/// Appends must follow the head: a batch that does not start at the log's
+/// size, or leaves a gap, is refused and stores nothing.
+fn head_contract(store: &LogStore) {
+    let entry = |seq: u64| StoredEntry {
+        seq,
+        bytes: b"{}",
+        decision_id: None,
+        hashes: &[],
+        postings: &[],
+        time_micros: None,
+    };
+    assert!(store.append(&[entry(1)]).is_err(), "starts past the head");
+    assert!(store.append(&[entry(0), entry(2)]).is_err(), "a gap");
+    assert_eq!(store.next_seq().unwrap(), 0, "nothing of a refused batch");
+    store.append(&[entry(0)]).unwrap();
+    assert!(store.append(&[entry(0)]).is_err(), "a seq taken");
+    assert_eq!(store.next_seq().unwrap(), 1);
+}
+
+#[test]
+fn every_engine_refuses_appends_off_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    head_contract(
+        &trustpath::store::sled::SledLog::open(dir.path())
+            .unwrap()
+            .log_store(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    head_contract(
+        &trustpath::store::fjall::FjallLog::open(dir.path())
+            .unwrap()
+            .log_store(),
+    );
+    if let Some(db) = common::pg::TestDb::create("head_contract") {
+        let options = trustpath::store::postgres::PoolOptions {
+            size: 2,
+            timeout: std::time::Duration::from_secs(5),
+        };
+        head_contract(
+            &trustpath::store::postgres::PgLog::open(&db.url, Some("n"), options)
+                .unwrap()
+                .log_store(),
+        );
+    }
 }

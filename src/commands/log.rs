@@ -119,7 +119,7 @@ pub fn run(command: LogCommand) -> Result<()> {
 /// The settings' configuration and its data directory's log, for reading.
 fn open_log(settings: Settings) -> Result<(trustpath::config::Config, trustpath::log::LogStore)> {
     let config = settings.resolve()?;
-    let store = trustpath::store::open_for_scan(&config.data_dir)?;
+    let store = trustpath::store::open_for_reading(&config)?;
     Ok((config, store))
 }
 

@@ -4,3 +4,4 @@
 pub mod log;
 pub mod policy_test;
 pub mod replay;
+pub mod store;

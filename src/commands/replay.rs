@@ -16,6 +16,8 @@ const GATE_FAILED: u8 = 2;
 pub struct ReplayArgs<'a> {
     pub candidate: &'a Path,
     pub data_dir: Option<PathBuf>,
+    /// A fleet's database URL.
+    pub store: Option<String>,
     pub export: Option<PathBuf>,
     pub filter: Filter,
     pub json: bool,
@@ -50,13 +52,25 @@ pub fn run(args: ReplayArgs<'_>) -> Result<ExitCode> {
             args.candidate.display()
         )
     })?;
-    let source = match (args.data_dir, args.export) {
-        (Some(dir), None) => ReplaySource::DataDir(
+    let source = match (args.data_dir, args.store, args.export) {
+        (Some(dir), None, None) => ReplaySource::Log(
             trustpath::store::open_for_scan(&dir)
                 .context("opening the data directory (is a server running on it?)")?,
         ),
-        (None, Some(file)) => ReplaySource::Export(file),
-        _ => bail!("give exactly one of --data-dir and --export"),
+        (None, Some(url), None) => {
+            let config = trustpath::config::Config {
+                store: trustpath::config::StoreConfig {
+                    url: Some(url),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            ReplaySource::Log(
+                trustpath::store::open_for_reading(&config).context("opening the fleet's store")?,
+            )
+        }
+        (None, None, Some(file)) => ReplaySource::Export(file),
+        _ => bail!("give exactly one of --data-dir, --store and --export"),
     };
     let workers = args
         .workers

@@ -19,6 +19,9 @@ pub struct LogEntry {
     pub time: String,
     /// The policy revision in force.
     pub policy_revision: String,
+    /// The fleet replica that wrote the entry (absent on a single node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     #[serde(flatten)]
     pub record: Record,
 }

@@ -231,6 +231,33 @@ pub fn hashes_for_append<E>(
     Ok(out)
 }
 
+/// The hashes of entries appended in one batch, before the batch is
+/// stored: a left sibling made earlier in the batch is taken from here,
+/// an older one from the store.
+#[derive(Default)]
+pub struct BatchHashes {
+    fresh: std::collections::HashMap<(u8, u64), Hash>,
+}
+
+impl BatchHashes {
+    /// The (level, index, hash) triples appending leaf `index` stores.
+    pub fn append<S: HashSource>(
+        &mut self,
+        stored: &S,
+        index: u64,
+        leaf: Hash,
+    ) -> Result<Vec<(u8, u64, Hash)>, S::Error> {
+        let hashes =
+            hashes_for_append(index, leaf, |level, i| match self.fresh.get(&(level, i)) {
+                Some(h) => Ok(*h),
+                None => stored.subtree(level, i),
+            })?;
+        self.fresh
+            .extend(hashes.iter().map(|(l, i, h)| ((*l, *i), *h)));
+        Ok(hashes)
+    }
+}
+
 /// Stored hashes held in memory: used by `log verify`, exports and tests.
 #[derive(Default)]
 pub struct MemoryTree {

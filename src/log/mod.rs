@@ -2,6 +2,7 @@
 //! them and signed checkpoints, kept by any engine behind [`storage`].
 
 pub mod checkpoint;
+pub mod copy;
 pub mod entry;
 pub(crate) mod grants;
 pub mod index;

@@ -5,16 +5,20 @@
 //! `crate::store::sled`. Nothing above this module knows which engine runs.
 //!
 //! Contracts every engine keeps (the writer and the proofs rely on them):
-//! - One writer. `append` is called by the single log writer only, with
-//!   gap-free seqs following `next_seq`; an engine need not arbitrate
-//!   concurrent appends (a fleet engine must make a second writer fail).
-//! - Atomic. An `append` stores every entry of the slice with its hashes,
-//!   decision id, postings and time, or none of them.
-//! - Visible at once. What `append` stored is read back by every method
-//!   as soon as it returns, flushed or not.
-//! - Durable after `flush`. Once `flush` returns, everything appended
+//! - One head. Entries are appended in an [`AppendBatch`], which holds the
+//!   log's head: its `next_seq` is the log's size, and its entries follow
+//!   it without a gap. An embedded engine has one writer (the server's log
+//!   writer thread); a shared (fleet) engine holds the head in the database
+//!   against every other replica until the batch commits or is dropped, so
+//!   two replicas never take the same seq.
+//! - Atomic. A batch stores every entry with its hashes, decision id,
+//!   postings and time, and its checkpoints, or none of them.
+//! - Visible on commit. What a committed batch stored is read back by
+//!   every method as soon as `commit` returns, flushed or not.
+//! - Durable after `flush`. Once `flush` returns, everything committed
 //!   before it survives a crash; until then it may be lost, but never in
-//!   part (a lost append loses whole entries from the end).
+//!   part (a lost batch loses whole entries from the end). A fleet engine
+//!   is durable on commit.
 //! - Immutable. An entry, hash, posting or checkpoint once stored is never
 //!   changed or removed by trustpath.
 
@@ -48,18 +52,44 @@ pub type Scan<'a, T> = Box<dyn Iterator<Item = Result<T, LogError>> + 'a>;
 
 /// Writing: the log writer's role.
 pub trait LogAppend {
-    /// Stores entries atomically (see the module's contracts).
-    fn append(&self, entries: &[StoredEntry<'_>]) -> Result<(), LogError>;
-    /// Makes everything appended so far durable.
+    /// Takes the log's head for a batch of appends and checkpoints (see
+    /// the module's contracts).
+    fn begin(&self) -> Result<Box<dyn AppendBatch + '_>, LogError>;
+    /// Makes everything committed so far durable.
     fn flush(&self) -> Result<(), LogError>;
-    /// Stores the signed checkpoint note for a tree of `size` entries.
-    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), LogError>;
     /// After a failed append or flush (a full disk, an I/O error): makes
     /// the engine usable again, holding exactly what was durable. Appends
     /// that were not flushed may be gone afterwards, whole. Called by the
     /// writer only, with no append in progress; an `Err` means still
     /// broken, and the writer tries again later.
     fn recover(&self) -> Result<(), LogError>;
+}
+
+/// Appends and checkpoints written together while the log's head is held.
+/// Dropped without `commit`, none of it is stored.
+pub trait AppendBatch {
+    /// The seq the next entry appended gets.
+    fn next_seq(&self) -> u64;
+    /// Adds entries, which start at `next_seq` and follow on without a gap
+    /// (anything else is refused).
+    fn append(&mut self, entries: &[StoredEntry<'_>]) -> Result<(), LogError>;
+    /// Adds the signed checkpoint note for a tree of `size` entries.
+    fn put_checkpoint(&mut self, size: u64, note: &str) -> Result<(), LogError>;
+    /// Stores the batch atomically and lets go of the head.
+    fn commit(self: Box<Self>) -> Result<(), LogError>;
+}
+
+/// Refuses entries that do not start at `next` or leave a gap.
+pub fn check_follows(next: u64, entries: &[StoredEntry<'_>]) -> Result<(), LogError> {
+    for (expected, e) in (next..).zip(entries) {
+        if e.seq != expected {
+            return Err(LogError::Writer(format!(
+                "entry {} appended where the log's head is at {expected}",
+                e.seq
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Reading entries, hashes and checkpoints: proofs, verification, export.
@@ -128,6 +158,20 @@ impl LogStore {
             Some(seq) => self.entry(seq),
             None => Ok(None),
         }
+    }
+
+    /// Appends entries in a batch of their own.
+    pub fn append(&self, entries: &[StoredEntry<'_>]) -> Result<(), LogError> {
+        let mut batch = self.begin()?;
+        batch.append(entries)?;
+        batch.commit()
+    }
+
+    /// Stores a checkpoint note in a batch of its own.
+    pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), LogError> {
+        let mut batch = self.begin()?;
+        batch.put_checkpoint(size, note)?;
+        batch.commit()
     }
 
     /// A subtree hash that must exist.

@@ -7,7 +7,7 @@
 //! before it is durable. The same thread signs checkpoints, so a checkpoint
 //! always describes a tree that is on disk.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ pub struct CheckpointPolicy {
 }
 
 /// How the writer runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WriterOptions {
     pub checkpoints: CheckpointPolicy,
     /// Answer an append only once it is flushed to disk.
@@ -43,6 +43,8 @@ pub struct WriterOptions {
     /// Appends that may wait for the writer; beyond them an append fails
     /// at once with [`LogError::Overloaded`] instead of queueing.
     pub max_queue: usize,
+    /// The replica's name, recorded in each entry it writes (a fleet).
+    pub node: Option<String>,
 }
 
 // Appends dominate the channel; boxing them would cost an allocation each.
@@ -101,6 +103,7 @@ impl LogHealth {
 pub struct LogWriter {
     tx: mpsc::Sender<Message>,
     health: LogHealth,
+    node: Option<String>,
 }
 
 /// Joins the writer thread once every [`LogWriter`] is dropped.
@@ -119,15 +122,17 @@ impl LogWriter {
         options: WriterOptions,
     ) -> Result<(Self, WriterThread), LogError> {
         let health = LogHealth::default();
+        let node = options.node.clone();
+        let max_queue = options.max_queue.max(1);
         let mut state = WriterState::open(store, signer, options, health.clone())?;
         // Entries written before a crash have no checkpoint yet: cover them now.
         state.checkpoint_if(|uncovered, _| uncovered > 0);
-        let (tx, rx) = mpsc::channel(options.max_queue.max(1));
+        let (tx, rx) = mpsc::channel(max_queue);
         let handle = std::thread::Builder::new()
             .name("log-writer".into())
             .spawn(move || state.run(rx))
             .map_err(|e| LogError::Writer(e.to_string()))?;
-        Ok((Self { tx, health }, WriterThread(handle)))
+        Ok((Self { tx, health, node }, WriterThread(handle)))
     }
 
     /// Whether the log takes entries now.
@@ -166,6 +171,7 @@ impl LogWriter {
                 seq: 0,
                 time: time.clone(),
                 policy_revision: policy_revision.clone(),
+                node: self.node.clone(),
                 record,
             })
             .collect();
@@ -343,9 +349,6 @@ impl WriterState {
         self.checkpointed = checkpointed;
         self.uncovered_since = None;
         self.unflushed_since = None;
-        if size == 0 {
-            return self.store.flush();
-        }
         self.sign_checkpoint()
     }
 
@@ -410,28 +413,23 @@ impl WriterState {
     }
 
     fn commit(&mut self, batch: &mut Vec<Append>) {
-        let mut in_batch = BatchRevocations::default();
-        for append in batch.iter_mut() {
-            self.overrule_revoked(append, &mut in_batch);
-        }
         let fail_all = |batch: &mut Vec<Append>, why: String| {
             for append in batch.drain(..) {
                 let _ = append.reply.send(Err(LogError::Writer(why.clone())));
             }
         };
-        let receipts = match self.write_batch(batch) {
-            Ok(receipts) => receipts,
+        let (receipts, size) = match self.write_batch(batch) {
+            Ok(written) => written,
             Err(e) => {
-                // Nothing of the batch was written (one atomic append): its
-                // seqs are reused by the next batch, so the log stays
-                // gap-free.
+                // Nothing of the batch was written (one atomic batch): its
+                // seqs are taken by the next one, so the log stays gap-free.
                 self.fail(&e);
                 return fail_all(batch, e.to_string());
             }
         };
-        // Written: these seqs are taken, flushed or not, so later entries
+        // Committed: these seqs are taken, flushed or not, so later entries
         // never overwrite them (their index keys would point at strangers).
-        self.size += receipts.len() as u64;
+        self.size = size;
         self.uncovered_since.get_or_insert_with(Instant::now);
         if !self.durable {
             self.unflushed_since.get_or_insert_with(Instant::now);
@@ -502,27 +500,27 @@ impl WriterState {
             .map(|seq| format!("grant was revoked (log entry {seq}) before this was logged")))
     }
 
-    fn write_batch(&self, batch: &mut [Append]) -> Result<Vec<EntryReceipt>, LogError> {
+    /// Writes the batch at the log's head; returns a receipt per entry and
+    /// the log's size after it.
+    fn write_batch(&self, batch: &mut [Append]) -> Result<(Vec<EntryReceipt>, u64), LogError> {
+        let mut head = self.store.begin()?;
+        // Read with the head held: in a fleet, no replica can log a
+        // revocation between this check and this batch.
+        let mut in_batch = BatchRevocations::default();
+        for append in batch.iter_mut() {
+            self.overrule_revoked(append, &mut in_batch);
+        }
+        let first = head.next_seq();
         let count: usize = batch.iter().map(|a| a.entries.len()).sum();
         let entries = batch.iter_mut().flat_map(|a| a.entries.iter_mut());
-        let tree_size = self.size + count as u64;
+        let tree_size = first + count as u64;
         let mut encoded = Vec::with_capacity(count);
-        // Hashes made earlier in this batch are not in the store yet.
-        let mut fresh: HashMap<(u8, u64), Hash> = HashMap::new();
-        for (seq, entry) in (self.size..).zip(entries) {
+        let mut hasher = merkle::BatchHashes::default();
+        for (seq, entry) in (first..).zip(entries) {
             entry.seq = seq;
             let bytes = serde_json::to_vec(&*entry).map_err(|e| LogError::Encode(e.to_string()))?;
             let leaf = leaf_hash(&bytes);
-            let hashes = merkle::hashes_for_append(seq, leaf, |level, index| {
-                match fresh.get(&(level, index)) {
-                    Some(h) => Ok(*h),
-                    None => self
-                        .store
-                        .stored_hash(level, index)?
-                        .ok_or(LogError::Corrupt),
-                }
-            })?;
-            fresh.extend(hashes.iter().map(|(l, i, h)| ((*l, *i), *h)));
+            let hashes = hasher.append(&self.store, seq, leaf)?;
             let derived = index::derive(entry);
             encoded.push((seq, bytes, leaf, hashes, derived));
         }
@@ -537,17 +535,19 @@ impl WriterState {
                 time_micros: derived.time_micros,
             })
             .collect();
-        self.store.append(&stored)?;
-        Ok(encoded
+        head.append(&stored)?;
+        head.commit()?;
+        let receipts = encoded
             .iter()
             .map(|(seq, _, leaf, ..)| EntryReceipt::new(*seq, leaf, tree_size))
-            .collect())
+            .collect();
+        Ok((receipts, tree_size))
     }
 
     /// Signs a checkpoint for the current size when `due(uncovered entries,
     /// uncovered since)` says so, and only if it is consistent with the last one.
     fn checkpoint_if(&mut self, due: impl FnOnce(u64, Option<Instant>) -> bool) {
-        let uncovered = self.size - self.checkpointed.0;
+        let uncovered = self.size.saturating_sub(self.checkpointed.0);
         if !due(uncovered, self.uncovered_since) {
             return;
         }
@@ -557,11 +557,18 @@ impl WriterState {
         }
     }
 
+    /// Signs a checkpoint over the whole log as it stands at its head, and
+    /// only if it extends the latest one stored (which, in a fleet, another
+    /// replica may have signed since).
     fn sign_checkpoint(&mut self) -> Result<(), LogError> {
-        let size = self.size;
+        let mut head = self.store.begin()?;
+        let size = head.next_seq();
+        let (_, (old_size, old_root)) = stored_state(&self.store, &self.signer)?;
+        if size == 0 {
+            drop(head);
+            return self.store.flush();
+        }
         let root = merkle::root(&self.store, size)?;
-        let (old_size, old_root) = self.checkpointed;
-        // Never sign a tree that does not extend the one signed before.
         let proof = if old_size == 0 {
             Vec::new()
         } else {
@@ -573,8 +580,10 @@ impl WriterState {
             )));
         }
         let note = self.signer.sign(size, root);
-        self.store.put_checkpoint(size, &note)?;
+        head.put_checkpoint(size, &note)?;
+        head.commit()?;
         self.store.flush()?;
+        self.size = size;
         self.checkpointed = (size, root);
         Ok(())
     }

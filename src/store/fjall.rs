@@ -93,10 +93,6 @@ impl OrderedStore for FjallLog {
         Ok(self.tree()?.get(key).map_err(storage)?.map(|v| v.to_vec()))
     }
 
-    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), LogError> {
-        self.tree()?.insert(key, value).map_err(storage)
-    }
-
     fn write_batch(&self, pairs: Vec<Pair>) -> Result<(), LogError> {
         let handles = self.handles()?;
         let mut batch = handles.keyspace.batch();

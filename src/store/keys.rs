@@ -112,6 +112,11 @@ pub(super) const TAGS: [Field; 16] = [
     Field::SigningKey,
 ];
 
+/// The field a tag names, if any.
+pub(super) fn field_of_tag(tag: u8) -> Option<Field> {
+    TAGS.iter().copied().find(|f| field_tag(*f) == tag)
+}
+
 /// A key shown in a report: its length and its first bytes in hex.
 pub(super) fn show_key(key: &[u8]) -> String {
     let shown: Vec<String> = key.iter().take(24).map(|b| format!("{b:02x}")).collect();
@@ -148,7 +153,7 @@ pub(super) fn seq_of_posting(key: &[u8]) -> Result<u64, LogError> {
 pub(super) fn parse_posting_key(key: &[u8]) -> Result<(Field, String, u64), LogError> {
     let field = key
         .get(1)
-        .and_then(|tag| TAGS.iter().find(|f| field_tag(**f) == *tag))
+        .and_then(|tag| field_of_tag(*tag))
         .ok_or_else(|| malformed(key, "not a known index field"))?;
     let length = key
         .get(2..6)
@@ -168,7 +173,7 @@ pub(super) fn parse_posting_key(key: &[u8]) -> Result<(Field, String, u64), LogE
         )
     })?;
     Ok((
-        *field,
+        field,
         value.to_string(),
         u64_at(key, &key[6 + length..], "the seq")?,
     ))

@@ -6,13 +6,73 @@
 pub mod fjall;
 mod keys;
 mod ordered;
+pub mod postgres;
 pub mod sled;
 
 use std::path::Path;
+use std::time::Duration;
 
-use crate::config::Engine;
+use crate::config::{Config, Engine, StoreConfig};
 use crate::identity::replay::JtiStore;
 use crate::log::{LogError, LogStore};
+
+/// The store a server writes: the log, its used `jti`s, and, for a fleet,
+/// the database that checks its keys against the other replicas'.
+pub struct ServerStore {
+    pub log: LogStore,
+    pub jtis: Box<dyn JtiStore>,
+    fleet: Option<self::postgres::PgLog>,
+}
+
+impl ServerStore {
+    /// In a fleet: records the signing keys, or refuses them when the
+    /// fleet uses others (`(purpose, key id)`). One node: nothing to check.
+    pub fn claim_keys(&self, keys: &[(&str, &str)]) -> Result<(), LogError> {
+        match &self.fleet {
+            Some(pg) => pg.claim_keys(keys),
+            None => Ok(()),
+        }
+    }
+}
+
+fn pool_options(store: &StoreConfig) -> self::postgres::PoolOptions {
+    self::postgres::PoolOptions {
+        size: store.pool_size,
+        timeout: Duration::from_secs(store.connect_timeout_seconds),
+    }
+}
+
+/// Opens the store a config names for a server: the fleet's database when
+/// `store.url` is set, else the data directory.
+pub fn open_server(config: &Config) -> Result<ServerStore, LogError> {
+    if let Some(url) = &config.store.url {
+        let pg = self::postgres::PgLog::open(
+            url,
+            config.store.node.as_deref(),
+            pool_options(&config.store),
+        )?;
+        return Ok(ServerStore {
+            log: pg.log_store(),
+            jtis: Box::new(pg.jti_store()),
+            fleet: Some(pg),
+        });
+    }
+    let (log, jtis) = open(&config.data_dir, config.log.engine)?;
+    Ok(ServerStore {
+        log,
+        jtis,
+        fleet: None,
+    })
+}
+
+/// Opens the log a config names for a reading command; never creates.
+pub fn open_for_reading(config: &Config) -> Result<LogStore, LogError> {
+    match &config.store.url {
+        Some(url) => self::postgres::PgLog::open(url, None, pool_options(&config.store))
+            .map(|pg| pg.log_store()),
+        None => open_for_scan(&config.data_dir),
+    }
+}
 
 /// Opens the data directory's log and used-`jti` store for a server. A
 /// directory that already holds a log keeps its engine, whatever `engine`

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use super::keys::*;
 use crate::log::index::{Field, IndexRecord};
 use crate::log::merkle::Hash;
-use crate::log::storage::{LogAppend, LogIndex, LogRead, Scan, StoredEntry};
+use crate::log::storage::{
+    check_follows, AppendBatch, LogAppend, LogIndex, LogRead, Scan, StoredEntry,
+};
 use crate::log::LogError;
 
 /// A stored key and its value.
@@ -24,7 +26,6 @@ pub(super) type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 /// What the log needs of an engine.
 pub(super) trait OrderedStore: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError>;
-    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), LogError>;
     /// Stores every pair or none, visible to reads at once.
     fn write_batch(&self, pairs: Vec<Pair>) -> Result<(), LogError>;
     /// Makes everything written so far durable.
@@ -155,36 +156,73 @@ impl<S: OrderedStore> KeyedLog<S> {
 }
 
 impl<S: OrderedStore> LogAppend for KeyedLog<S> {
-    fn append(&self, entries: &[StoredEntry<'_>]) -> Result<(), LogError> {
-        let mut pairs = Vec::new();
-        for e in entries {
-            pairs.push((entry_key(e.seq).to_vec(), e.bytes.to_vec()));
-            if let Some(id) = e.decision_id {
-                pairs.push((decision_key(id), e.seq.to_be_bytes().to_vec()));
-            }
-            for (level, index, hash) in e.hashes {
-                pairs.push((hash_key(*level, *index).to_vec(), hash.to_vec()));
-            }
-            for p in e.postings {
-                pairs.push((posting_key(p.field, &p.value, e.seq), p.data.clone()));
-            }
-            if let Some(t) = e.time_micros {
-                pairs.push((time_key(e.seq).to_vec(), t.to_be_bytes().to_vec()));
-            }
-        }
-        self.0.write_batch(pairs)
+    fn begin(&self) -> Result<Box<dyn AppendBatch + '_>, LogError> {
+        // One writer by contract: the head is the log's size as stored.
+        Ok(Box::new(KeyedBatch {
+            log: self,
+            next: self.next_seq()?,
+            pairs: Vec::new(),
+        }))
     }
 
     fn flush(&self) -> Result<(), LogError> {
         self.0.flush()
     }
 
-    fn put_checkpoint(&self, size: u64, note: &str) -> Result<(), LogError> {
-        self.0.insert(&checkpoint_key(size), note.as_bytes())
-    }
-
     fn recover(&self) -> Result<(), LogError> {
         self.0.reopen()
+    }
+}
+
+/// A batch of pairs written in one atomic `write_batch` on commit.
+struct KeyedBatch<'a, S> {
+    log: &'a KeyedLog<S>,
+    next: u64,
+    pairs: Vec<Pair>,
+}
+
+impl<S: OrderedStore> AppendBatch for KeyedBatch<'_, S> {
+    fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    fn append(&mut self, entries: &[StoredEntry<'_>]) -> Result<(), LogError> {
+        check_follows(self.next, entries)?;
+        for e in entries {
+            self.pairs
+                .push((entry_key(e.seq).to_vec(), e.bytes.to_vec()));
+            if let Some(id) = e.decision_id {
+                self.pairs
+                    .push((decision_key(id), e.seq.to_be_bytes().to_vec()));
+            }
+            for (level, index, hash) in e.hashes {
+                self.pairs
+                    .push((hash_key(*level, *index).to_vec(), hash.to_vec()));
+            }
+            for p in e.postings {
+                self.pairs
+                    .push((posting_key(p.field, &p.value, e.seq), p.data.clone()));
+            }
+            if let Some(t) = e.time_micros {
+                self.pairs
+                    .push((time_key(e.seq).to_vec(), t.to_be_bytes().to_vec()));
+            }
+        }
+        self.next += entries.len() as u64;
+        Ok(())
+    }
+
+    fn put_checkpoint(&mut self, size: u64, note: &str) -> Result<(), LogError> {
+        self.pairs
+            .push((checkpoint_key(size).to_vec(), note.as_bytes().to_vec()));
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), LogError> {
+        if self.pairs.is_empty() {
+            return Ok(());
+        }
+        self.log.0.write_batch(self.pairs)
     }
 }
 

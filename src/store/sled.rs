@@ -155,11 +155,6 @@ impl OrderedStore for SledLog {
         Ok(self.tree()?.get(key).map_err(storage)?.map(|v| v.to_vec()))
     }
 
-    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), LogError> {
-        self.tree()?.insert(key, value).map_err(storage)?;
-        Ok(())
-    }
-
     fn write_batch(&self, pairs: Vec<Pair>) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
         for (key, value) in pairs {

@@ -13,6 +13,8 @@ use ed25519_dalek::SigningKey;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
+pub mod pg;
+
 pub const AS_ISSUER: &str = "https://auth.example.com";
 
 /// Entries a fresh data directory starts with: the log key's and the grant

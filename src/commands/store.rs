@@ -1,0 +1,41 @@
+//! `trustpath store …`: setting up a fleet's PostgreSQL store.
+
+use anyhow::{Context, Result};
+
+use crate::StoreCommand;
+
+pub fn run(command: StoreCommand) -> Result<()> {
+    match command {
+        StoreCommand::Migrate { store } => {
+            let (before, after) =
+                trustpath::store::postgres::migrate(&store).context("trustpath store migrate")?;
+            if before == after {
+                eprintln!("schema is at version {after}; nothing to do");
+            } else {
+                eprintln!("schema migrated from version {before} to {after}");
+            }
+            Ok(())
+        }
+        StoreCommand::Copy { from, to } => {
+            let source = trustpath::store::open_for_scan(&from).with_context(|| {
+                format!(
+                    "opening {} (is a server still running on it?)",
+                    from.display()
+                )
+            })?;
+            let options = trustpath::store::postgres::PoolOptions {
+                size: 2,
+                timeout: std::time::Duration::from_secs(10),
+            };
+            let target = trustpath::store::postgres::PgLog::open(&to, None, options)
+                .context("opening the destination store")?
+                .log_store();
+            let copied = trustpath::log::copy::copy(&source, &target).context("copying the log")?;
+            eprintln!(
+                "copied {copied} entries and their checkpoints from {}",
+                from.display()
+            );
+            Ok(())
+        }
+    }
+}

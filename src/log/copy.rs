@@ -1,0 +1,80 @@
+//! Copying a log from one store to another (a single node's data
+//! directory into a fleet's database), keeping every entry's bytes and
+//! seq, so every leaf hash, root, checkpoint and proof stays valid.
+
+use super::entry::LogEntry;
+use super::index;
+use super::merkle::{leaf_hash, BatchHashes};
+use super::storage::{LogStore, StoredEntry};
+use super::LogError;
+
+/// Entries written per batch.
+const BATCH: usize = 1000;
+
+/// Copies every entry and checkpoint of `from` into the empty log `to`;
+/// returns the number of entries. The hashes and postings are derived
+/// again from the entries, as the writer derived them, and the checkpoints
+/// are copied as signed (so they verify only if the copy is faithful).
+pub fn copy(from: &LogStore, to: &LogStore) -> Result<u64, LogError> {
+    let held = to.next_seq()?;
+    if held != 0 {
+        return Err(LogError::Writer(format!(
+            "the destination already holds {held} entries; copy into an empty store"
+        )));
+    }
+    let mut hasher = BatchHashes::default();
+    let mut pending: Vec<(u64, Vec<u8>)> = Vec::with_capacity(BATCH);
+    let mut copied = 0u64;
+    for item in from.entries() {
+        let (seq, bytes) = item?;
+        if seq != copied + pending.len() as u64 {
+            return Err(LogError::Malformed(format!(
+                "the source log has a gap: entry {seq} follows entry {}",
+                (copied + pending.len() as u64).wrapping_sub(1)
+            )));
+        }
+        pending.push((seq, bytes));
+        if pending.len() == BATCH {
+            copied += write(to, &mut hasher, &mut pending)?;
+        }
+    }
+    copied += write(to, &mut hasher, &mut pending)?;
+    let mut batch = to.begin()?;
+    for checkpoint in from.checkpoints() {
+        let (size, note) = checkpoint?;
+        batch.put_checkpoint(size, &note)?;
+    }
+    batch.commit()?;
+    to.flush()?;
+    Ok(copied)
+}
+
+fn write(
+    to: &LogStore,
+    hasher: &mut BatchHashes,
+    pending: &mut Vec<(u64, Vec<u8>)>,
+) -> Result<u64, LogError> {
+    let mut derived = Vec::with_capacity(pending.len());
+    for (seq, bytes) in pending.iter() {
+        let entry: LogEntry = serde_json::from_slice(bytes)
+            .map_err(|e| LogError::Malformed(format!("entry {seq} is not a log entry: {e}")))?;
+        let hashes = hasher.append(to, *seq, leaf_hash(bytes))?;
+        derived.push((hashes, index::derive(&entry)));
+    }
+    let stored: Vec<StoredEntry<'_>> = pending
+        .iter()
+        .zip(&derived)
+        .map(|((seq, bytes), (hashes, d))| StoredEntry {
+            seq: *seq,
+            bytes,
+            decision_id: d.decision_id.as_deref(),
+            hashes,
+            postings: &d.postings,
+            time_micros: d.time_micros,
+        })
+        .collect();
+    to.append(&stored)?;
+    let count = pending.len() as u64;
+    pending.clear();
+    Ok(count)
+}

@@ -1,0 +1,839 @@
+//! The fleet's store: one decision log in PostgreSQL, shared by every
+//! replica. The log's head (its size) is one row; an append takes that
+//! row's lock, so seqs are assigned by the database, in batches, without a
+//! gap, a duplicate or a fork, whichever replica writes. A commit is
+//! durable (PostgreSQL's synchronous commit), so `flush` has nothing left
+//! to do. Used `jti`s are rows under a unique key: a claim on one replica
+//! is seen by all of them.
+//!
+//! The storage traits are synchronous; the database client is too, and a
+//! call made on an async worker thread moves off it first ([`blocking`]).
+//! No statement is built from request data: every value is a parameter.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use r2d2_postgres::postgres::{self, Client, NoTls};
+use r2d2_postgres::{r2d2, PostgresConnectionManager};
+
+use super::keys::{field_of_tag, field_tag};
+use crate::identity::replay::JtiStore;
+use crate::log::index::{Field, IndexRecord};
+use crate::log::merkle::Hash;
+use crate::log::storage::{
+    check_follows, AppendBatch, LogAppend, LogIndex, LogRead, LogStore, Scan, StoredEntry,
+};
+use crate::log::LogError;
+
+/// The migrations, in order: version n is `MIGRATIONS[n - 1]`.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_log.sql")];
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Rows a scan fetches per query.
+const PAGE: i64 = 1000;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Connection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// How a replica connects.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    /// Connections kept at most.
+    pub size: u32,
+    /// How long a query waits for a connection, or to connect.
+    pub timeout: Duration,
+}
+
+/// The log of a fleet, in one PostgreSQL database.
+#[derive(Clone)]
+pub struct PgLog {
+    pool: Pool,
+    /// Recorded with each entry this replica writes.
+    node: Option<String>,
+}
+
+fn storage(e: impl std::fmt::Display) -> LogError {
+    LogError::Storage(format!("PostgreSQL: {e}"))
+}
+
+/// Parses a store URL. The message never repeats the URL: it may hold a
+/// password.
+fn parse_url(url: &str, timeout: Duration) -> Result<postgres::Config, LogError> {
+    let mut config: postgres::Config = url.parse().map_err(|e| LogError::Open {
+        path: "the store URL".into(),
+        message: format!("not a PostgreSQL URL: {e}"),
+    })?;
+    config.connect_timeout(timeout);
+    // A statement that waits on a lock or a dead server fails, and the
+    // writer reports it and retries, rather than hanging every decision.
+    if config.get_options().is_none() {
+        config.options("-c statement_timeout=10000 -c lock_timeout=5000");
+    }
+    Ok(config)
+}
+
+/// Where the database is, without credentials, for messages.
+fn describe(config: &postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let db = config.get_dbname().unwrap_or("(default)");
+    format!("PostgreSQL database {db} on {host}")
+}
+
+/// Runs `f`, which blocks on the database, off the async workers when
+/// called from one (the client runs a runtime of its own inside).
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    thread_local!(static MOVED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if MOVED.get() {
+        return f();
+    }
+    let moved = || {
+        MOVED.set(true);
+        let out = f();
+        MOVED.set(false);
+        out
+    };
+    match Handle::try_current() {
+        Err(_) => moved(),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(moved)
+        }
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(moved)
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }),
+    }
+}
+
+fn to_i64(value: u64, what: &str) -> Result<i64, LogError> {
+    i64::try_from(value).map_err(|_| LogError::Storage(format!("{what} {value} is out of range")))
+}
+
+fn to_u64(value: i64, what: &str) -> Result<u64, LogError> {
+    u64::try_from(value).map_err(|_| LogError::Malformed(format!("{what} {value} is negative")))
+}
+
+/// Applies the migrations the database lacks; returns (version before,
+/// version after). Safe to run while replicas serve, and by two at once
+/// (the second waits, then finds nothing to do).
+pub fn migrate(url: &str) -> Result<(i32, i32), LogError> {
+    let config = parse_url(url, Duration::from_secs(10))?;
+    blocking(|| {
+        let mut client = config.connect(NoTls).map_err(|e| LogError::Open {
+            path: describe(&config).into(),
+            message: e.to_string(),
+        })?;
+        let mut tx = client.transaction().map_err(storage)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS trustpath_schema (version integer NOT NULL);
+             LOCK TABLE trustpath_schema IN EXCLUSIVE MODE;",
+        )
+        .map_err(storage)?;
+        let before: i32 = tx
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM trustpath_schema",
+                &[],
+            )
+            .map_err(storage)?
+            .get(0);
+        if before > SCHEMA_VERSION {
+            return Err(newer_schema(before));
+        }
+        for (version, sql) in (1..).zip(MIGRATIONS).skip(before as usize) {
+            tx.batch_execute(sql)
+                .map_err(|e| storage(format!("migration {version}: {e}")))?;
+            tx.execute(
+                "INSERT INTO trustpath_schema (version) VALUES ($1)",
+                &[&version],
+            )
+            .map_err(storage)?;
+        }
+        tx.commit().map_err(storage)?;
+        Ok((before, SCHEMA_VERSION))
+    })
+}
+
+fn newer_schema(version: i32) -> LogError {
+    LogError::Storage(format!(
+        "the database's trustpath schema is version {version}, newer than this build \
+         knows ({SCHEMA_VERSION}); run a trustpath release that knows schema version {version}"
+    ))
+}
+
+impl PgLog {
+    /// Connects to a migrated database. `node` names this replica in the
+    /// entries it writes (readers pass none).
+    pub fn open(url: &str, node: Option<&str>, options: PoolOptions) -> Result<Self, LogError> {
+        let config = parse_url(url, options.timeout)?;
+        let place = describe(&config);
+        let pool = r2d2::Pool::builder()
+            .max_size(options.size.max(2))
+            .min_idle(Some(0))
+            .connection_timeout(options.timeout)
+            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+        let log = Self {
+            pool,
+            node: node.map(str::to_string),
+        };
+        let version = log
+            .with(|c| {
+                let exists: bool = c
+                    .query_one("SELECT to_regclass('trustpath_schema') IS NOT NULL", &[])?
+                    .get(0);
+                if !exists {
+                    return Ok(0);
+                }
+                Ok(c.query_one(
+                    "SELECT coalesce(max(version), 0) FROM trustpath_schema",
+                    &[],
+                )?
+                .get(0))
+            })
+            .map_err(|e| LogError::Open {
+                path: place.clone().into(),
+                message: e.to_string(),
+            })?;
+        match version {
+            v if v > SCHEMA_VERSION => Err(newer_schema(v)),
+            v if v < SCHEMA_VERSION => Err(LogError::Open {
+                path: place.into(),
+                message: format!(
+                    "the trustpath schema is at version {v}, this build needs {SCHEMA_VERSION}; \
+                     run `trustpath store migrate --store URL` first"
+                ),
+            }),
+            _ => Ok(log),
+        }
+    }
+
+    pub fn log_store(&self) -> LogStore {
+        LogStore::new(self.clone())
+    }
+
+    pub fn jti_store(&self) -> PgJtis {
+        PgJtis(self.pool.clone())
+    }
+
+    /// Records this replica's signing keys for the fleet, or refuses them
+    /// when the fleet already uses others: `(purpose, key id)` pairs.
+    pub fn claim_keys(&self, keys: &[(&str, &str)]) -> Result<(), LogError> {
+        let node = self.node.clone().unwrap_or_default();
+        let recorded: Vec<(String, String, String)> = self.with(|c| {
+            let mut out = Vec::new();
+            for (purpose, key_id) in keys {
+                c.execute(
+                    "INSERT INTO fleet_keys (purpose, key_id, node) VALUES ($1, $2, $3)
+                     ON CONFLICT (purpose) DO NOTHING",
+                    &[purpose, key_id, &node],
+                )?;
+                let row = c.query_one(
+                    "SELECT key_id, node FROM fleet_keys WHERE purpose = $1",
+                    &[purpose],
+                )?;
+                out.push((purpose.to_string(), row.get(0), row.get(1)));
+            }
+            Ok(out)
+        })?;
+        for ((purpose, mine), (_, theirs, first)) in keys.iter().zip(&recorded) {
+            if mine != theirs {
+                return Err(LogError::Open {
+                    path: "the fleet's database".into(),
+                    message: format!(
+                        "this replica's {purpose} signing key ({mine}) is not the fleet's \
+                         ({theirs}, first recorded by node {first}); give every replica the \
+                         same key files ([grants] signing_key_file, [log] signing_key_file)"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a pooled connection, off the async workers.
+    fn with<T: Send>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, LogError> {
+        blocking(|| {
+            let mut conn = self
+                .pool
+                .get()
+                .map_err(|e| LogError::Storage(format!("no PostgreSQL connection: {e}")))?;
+            f(&mut conn).map_err(storage)
+        })
+    }
+
+    /// A scan, a page of rows per query: `fetch(after)` returns the rows
+    /// after the key `after` (from the start when `None`) with their keys.
+    fn paged<'a, K, T>(
+        &'a self,
+        mut fetch: impl FnMut(&mut Client, Option<&K>) -> Result<Vec<(K, T)>, postgres::Error>
+            + Send
+            + 'a,
+    ) -> Scan<'a, T>
+    where
+        K: Clone + Send + Sync + 'a,
+        T: Send + 'a,
+    {
+        let mut after: Option<K> = None;
+        let mut buffer: VecDeque<T> = VecDeque::new();
+        let mut done = false;
+        Box::new(std::iter::from_fn(move || {
+            if buffer.is_empty() && !done {
+                let page = self.with(|c| fetch(c, after.as_ref()));
+                match page {
+                    Ok(rows) => {
+                        done = (rows.len() as i64) < PAGE;
+                        if let Some((k, _)) = rows.last() {
+                            after = Some(k.clone());
+                        }
+                        buffer.extend(rows.into_iter().map(|(_, t)| t));
+                    }
+                    Err(e) => {
+                        done = true;
+                        return Some(Err(e));
+                    }
+                }
+            }
+            buffer.pop_front().map(Ok)
+        }))
+    }
+
+    /// Seqs from `query` (which takes the bound and a page size and
+    /// orders by seq descending), newest first, strictly below `below`.
+    fn seqs_below<'a>(
+        &'a self,
+        query: &'static str,
+        key: Option<(i16, Vec<u8>)>,
+        below: Option<u64>,
+    ) -> Scan<'a, u64> {
+        let first = match below.map(|b| to_i64(b, "seq")).transpose() {
+            Ok(b) => b.unwrap_or(i64::MAX),
+            Err(e) => return Box::new(std::iter::once(Err(e))),
+        };
+        let seqs = self.paged(move |c, after: Option<&i64>| {
+            let bound = after.copied().unwrap_or(first);
+            let rows = match &key {
+                Some((field, value)) => c.query(query, &[field, value, &bound, &PAGE])?,
+                None => c.query(query, &[&bound, &PAGE])?,
+            };
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let seq: i64 = r.get(0);
+                    (seq, seq)
+                })
+                .collect())
+        });
+        Box::new(seqs.map(|s| s.and_then(|s| to_u64(s, "seq"))))
+    }
+}
+
+fn tag(field: Field) -> i16 {
+    i16::from(field_tag(field))
+}
+
+impl LogAppend for PgLog {
+    fn begin(&self) -> Result<Box<dyn AppendBatch + '_>, LogError> {
+        blocking(|| -> Result<PgBatch, LogError> {
+            let mut conn = self
+                .pool
+                .get()
+                .map_err(|e| LogError::Storage(format!("no PostgreSQL connection: {e}")))?;
+            conn.batch_execute("BEGIN").map_err(storage)?;
+            let mut batch = PgBatch {
+                conn,
+                node: self.node.clone(),
+                open: true,
+                next: 0,
+                entries: Vec::new(),
+                checkpoints: Vec::new(),
+            };
+            // The head's lock is held until commit or rollback: the one
+            // place where a fleet's appends are ordered.
+            let size: i64 = batch
+                .conn
+                .query_one("SELECT size FROM log_head FOR UPDATE", &[])
+                .map_err(storage)?
+                .get(0);
+            batch.next = to_u64(size, "log size")?;
+            Ok(batch)
+        })
+        .map(|batch| Box::new(batch) as Box<dyn AppendBatch>)
+    }
+
+    fn flush(&self) -> Result<(), LogError> {
+        // Every commit is already durable.
+        Ok(())
+    }
+
+    fn recover(&self) -> Result<(), LogError> {
+        // The pool reconnects by itself; recovered once the database answers.
+        self.with(|c| c.simple_query("SELECT 1").map(|_| ()))
+    }
+}
+
+/// Rows of one entry, owned until commit.
+struct PendingEntry {
+    seq: i64,
+    bytes: Vec<u8>,
+    decision_id: Option<String>,
+    time_micros: Option<i64>,
+    hashes: Vec<(i16, i64, Vec<u8>)>,
+    postings: Vec<(i16, Vec<u8>, Vec<u8>)>,
+}
+
+/// A transaction holding the log's head.
+struct PgBatch {
+    conn: Connection,
+    node: Option<String>,
+    /// Still in a transaction (rolled back on drop).
+    open: bool,
+    next: u64,
+    entries: Vec<PendingEntry>,
+    checkpoints: Vec<(i64, String)>,
+}
+
+impl AppendBatch for PgBatch {
+    fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    fn append(&mut self, entries: &[StoredEntry<'_>]) -> Result<(), LogError> {
+        check_follows(self.next, entries)?;
+        for e in entries {
+            let mut hashes = Vec::with_capacity(e.hashes.len());
+            for (level, index, hash) in e.hashes {
+                hashes.push((
+                    i16::from(*level),
+                    to_i64(*index, "hash index")?,
+                    hash.to_vec(),
+                ));
+            }
+            self.entries.push(PendingEntry {
+                seq: to_i64(e.seq, "seq")?,
+                bytes: e.bytes.to_vec(),
+                decision_id: e.decision_id.map(str::to_string),
+                time_micros: e.time_micros,
+                hashes,
+                postings: e
+                    .postings
+                    .iter()
+                    .map(|p| (tag(p.field), p.value.as_bytes().to_vec(), p.data.clone()))
+                    .collect(),
+            });
+        }
+        self.next += entries.len() as u64;
+        Ok(())
+    }
+
+    fn put_checkpoint(&mut self, size: u64, note: &str) -> Result<(), LogError> {
+        self.checkpoints
+            .push((to_i64(size, "checkpoint size")?, note.to_string()));
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<(), LogError> {
+        let next = to_i64(self.next, "log size")?;
+        let this = &mut *self;
+        blocking(|| this.write(next))?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl PgBatch {
+    /// Inserts the batch's rows, a statement per table, moves the head and
+    /// commits.
+    fn write(&mut self, next: i64) -> Result<(), LogError> {
+        let c = &mut self.conn;
+        if !self.entries.is_empty() {
+            let seqs: Vec<i64> = self.entries.iter().map(|e| e.seq).collect();
+            let bytes: Vec<&[u8]> = self.entries.iter().map(|e| e.bytes.as_slice()).collect();
+            let nodes: Vec<Option<&str>> =
+                self.entries.iter().map(|_| self.node.as_deref()).collect();
+            let times: Vec<Option<i64>> = self.entries.iter().map(|e| e.time_micros).collect();
+            let ids: Vec<Option<&str>> = self
+                .entries
+                .iter()
+                .map(|e| e.decision_id.as_deref())
+                .collect();
+            c.execute(
+                "INSERT INTO log_entries (seq, bytes, node, time_micros, decision_id)
+                 SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::bigint[], $5::text[])",
+                &[&seqs, &bytes, &nodes, &times, &ids],
+            )
+            .map_err(storage)?;
+            let (mut levels, mut indexes, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut fields, mut values, mut posted, mut data) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for e in &self.entries {
+                for (level, index, hash) in &e.hashes {
+                    levels.push(*level);
+                    indexes.push(*index);
+                    hashes.push(hash.as_slice());
+                }
+                for (field, value, d) in &e.postings {
+                    fields.push(*field);
+                    values.push(value.as_slice());
+                    posted.push(e.seq);
+                    data.push(d.as_slice());
+                }
+            }
+            c.execute(
+                "INSERT INTO log_hashes (level, idx, hash)
+                 SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
+                &[&levels, &indexes, &hashes],
+            )
+            .map_err(storage)?;
+            c.execute(
+                "INSERT INTO log_postings (field, value, seq, data)
+                 SELECT * FROM unnest($1::smallint[], $2::bytea[], $3::bigint[], $4::bytea[])",
+                &[&fields, &values, &posted, &data],
+            )
+            .map_err(storage)?;
+            c.execute("UPDATE log_head SET size = $1", &[&next])
+                .map_err(storage)?;
+        }
+        for (size, note) in &self.checkpoints {
+            // The same key signs the same tree the same way (Ed25519 is
+            // deterministic): a second replica's copy is the same note.
+            c.execute(
+                "INSERT INTO log_checkpoints (size, note) VALUES ($1, $2)
+                 ON CONFLICT (size) DO NOTHING",
+                &[size, note],
+            )
+            .map_err(storage)?;
+        }
+        c.batch_execute("COMMIT").map_err(storage)
+    }
+}
+
+impl Drop for PgBatch {
+    fn drop(&mut self) {
+        if self.open {
+            // Not committed: let go of the head. A connection that cannot
+            // roll back is broken, and the pool drops it.
+            let conn = &mut self.conn;
+            let _ = blocking(|| conn.batch_execute("ROLLBACK"));
+        }
+    }
+}
+
+impl LogRead for PgLog {
+    fn next_seq(&self) -> Result<u64, LogError> {
+        let size = self.with(|c| Ok(c.query_one("SELECT size FROM log_head", &[])?.get(0)))?;
+        to_u64(size, "log size")
+    }
+
+    fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {
+        let seq = to_i64(seq, "seq")?;
+        self.with(|c| {
+            Ok(
+                c.query_opt("SELECT bytes FROM log_entries WHERE seq = $1", &[&seq])?
+                    .map(|r| r.get(0)),
+            )
+        })
+    }
+
+    fn seq_of_decision(&self, decision_id: &str) -> Result<Option<u64>, LogError> {
+        let seq: Option<i64> = self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT seq FROM log_entries WHERE decision_id = $1",
+                &[&decision_id],
+            )?
+            .map(|r| r.get(0)))
+        })?;
+        seq.map(|s| to_u64(s, "seq")).transpose()
+    }
+
+    fn stored_hash(&self, level: u8, index: u64) -> Result<Option<Hash>, LogError> {
+        let (level, idx) = (i16::from(level), to_i64(index, "hash index")?);
+        let hash: Option<Vec<u8>> = self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT hash FROM log_hashes WHERE level = $1 AND idx = $2",
+                &[&level, &idx],
+            )?
+            .map(|r| r.get(0)))
+        })?;
+        hash.map(|h| {
+            h.as_slice().try_into().map_err(|_| {
+                LogError::Malformed(format!(
+                    "hash ({level}, {idx}) is {} bytes, not 32",
+                    h.len()
+                ))
+            })
+        })
+        .transpose()
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<String>, LogError> {
+        self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
+                &[],
+            )?
+            .map(|r| r.get(0)))
+        })
+    }
+
+    fn checkpoints(&self) -> Scan<'_, (u64, String)> {
+        let notes = self.paged(|c, after: Option<&i64>| {
+            let rows = c.query(
+                "SELECT size, note FROM log_checkpoints WHERE size > $1 ORDER BY size LIMIT $2",
+                &[&after.copied().unwrap_or(-1), &PAGE],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let size: i64 = r.get(0);
+                    (size, (size, r.get::<_, String>(1)))
+                })
+                .collect())
+        });
+        Box::new(notes.map(|n| n.and_then(|(size, note)| Ok((to_u64(size, "size")?, note)))))
+    }
+
+    fn entries(&self) -> Scan<'_, (u64, Vec<u8>)> {
+        let entries = self.paged(|c, after: Option<&i64>| {
+            let rows = c.query(
+                "SELECT seq, bytes FROM log_entries WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&after.copied().unwrap_or(-1), &PAGE],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let seq: i64 = r.get(0);
+                    (seq, (seq, r.get::<_, Vec<u8>>(1)))
+                })
+                .collect())
+        });
+        Box::new(entries.map(|e| e.and_then(|(seq, bytes)| Ok((to_u64(seq, "seq")?, bytes)))))
+    }
+
+    fn seqs_descending(&self, below: Option<u64>) -> Scan<'_, u64> {
+        self.seqs_below(
+            "SELECT seq FROM log_entries WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
+            None,
+            below,
+        )
+    }
+
+    fn time_of(&self, seq: u64) -> Result<Option<i64>, LogError> {
+        let seq = to_i64(seq, "seq")?;
+        self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT time_micros FROM log_entries WHERE seq = $1",
+                &[&seq],
+            )?
+            .and_then(|r| r.get(0)))
+        })
+    }
+}
+
+impl LogIndex for PgLog {
+    fn postings_descending(&self, field: Field, value: &str, below: Option<u64>) -> Scan<'_, u64> {
+        self.seqs_below(
+            "SELECT seq FROM log_postings WHERE field = $1 AND value = $2 AND seq < $3
+             ORDER BY seq DESC LIMIT $4",
+            Some((tag(field), value.as_bytes().to_vec())),
+            below,
+        )
+    }
+
+    fn oldest_posting(&self, field: Field, value: &str) -> Result<Option<u64>, LogError> {
+        let seq: Option<i64> = self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT seq FROM log_postings WHERE field = $1 AND value = $2
+                 ORDER BY seq LIMIT 1",
+                &[&tag(field), &value.as_bytes()],
+            )?
+            .map(|r| r.get(0)))
+        })?;
+        seq.map(|s| to_u64(s, "seq")).transpose()
+    }
+
+    fn newest_posting(
+        &self,
+        field: Field,
+        value: &str,
+    ) -> Result<Option<(u64, Vec<u8>)>, LogError> {
+        let row: Option<(i64, Vec<u8>)> = self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT seq, data FROM log_postings WHERE field = $1 AND value = $2
+                 ORDER BY seq DESC LIMIT 1",
+                &[&tag(field), &value.as_bytes()],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
+        })?;
+        row.map(|(seq, data)| Ok((to_u64(seq, "seq")?, data)))
+            .transpose()
+    }
+
+    fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError> {
+        let seq = to_i64(seq, "seq")?;
+        self.with(|c| {
+            Ok(c.query_opt(
+                "SELECT 1 FROM log_postings WHERE field = $1 AND value = $2 AND seq = $3",
+                &[&tag(field), &value.as_bytes(), &seq],
+            )?
+            .is_some())
+        })
+    }
+
+    fn index_records(&self) -> Scan<'_, IndexRecord> {
+        type PostingKey = (i16, Vec<u8>, i64);
+        let postings = self.paged(|c, after: Option<&PostingKey>| {
+            let (field, value, seq) = after.cloned().unwrap_or((i16::MIN, Vec::new(), -1));
+            let rows = c.query(
+                "SELECT field, value, seq, data FROM log_postings
+                 WHERE (field, value, seq) > ($1, $2, $3)
+                 ORDER BY field, value, seq LIMIT $4",
+                &[&field, &value, &seq, &PAGE],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let key: PostingKey = (r.get(0), r.get(1), r.get(2));
+                    (key.clone(), (key, r.get::<_, Vec<u8>>(3)))
+                })
+                .collect())
+        });
+        let postings = postings.map(|row| {
+            let ((field, value, seq), data) = row?;
+            let at = || format!("log_postings row (field {field}, seq {seq})");
+            let field = u8::try_from(field)
+                .ok()
+                .and_then(field_of_tag)
+                .ok_or_else(|| LogError::Malformed(format!("{}: not a known index field", at())))?;
+            let value = String::from_utf8(value).map_err(|e| {
+                LogError::Malformed(format!(
+                    "{}: value is not UTF-8 at offset {}",
+                    at(),
+                    e.utf8_error().valid_up_to()
+                ))
+            })?;
+            Ok(IndexRecord::Posting {
+                field,
+                value,
+                seq: to_u64(seq, "seq")?,
+                data,
+            })
+        });
+        let by_entry = self.paged(|c, after: Option<&i64>| {
+            let rows = c.query(
+                "SELECT seq, decision_id, time_micros FROM log_entries WHERE seq > $1
+                 ORDER BY seq LIMIT $2",
+                &[&after.copied().unwrap_or(-1), &PAGE],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let seq: i64 = r.get(0);
+                    let id: Option<String> = r.get(1);
+                    let time: Option<i64> = r.get(2);
+                    (seq, (seq, id, time))
+                })
+                .collect())
+        });
+        let by_entry = by_entry.flat_map(|row| {
+            let records: Vec<Result<IndexRecord, LogError>> = match row {
+                Err(e) => vec![Err(e)],
+                Ok((seq, id, time)) => match to_u64(seq, "seq") {
+                    Err(e) => vec![Err(e)],
+                    Ok(seq) => id
+                        .map(|id| IndexRecord::Decision { id, seq })
+                        .into_iter()
+                        .chain(time.map(|micros| IndexRecord::Time { seq, micros }))
+                        .map(Ok)
+                        .collect(),
+                },
+            };
+            records
+        });
+        Box::new(postings.chain(by_entry))
+    }
+
+    fn has_record(&self, record: &IndexRecord) -> Result<bool, LogError> {
+        match record {
+            IndexRecord::Posting {
+                field,
+                value,
+                seq,
+                data,
+            } => {
+                let seq = to_i64(*seq, "seq")?;
+                self.with(|c| {
+                    Ok(c.query_opt(
+                        "SELECT 1 FROM log_postings
+                         WHERE field = $1 AND value = $2 AND seq = $3 AND data = $4",
+                        &[&tag(*field), &value.as_bytes(), &seq, &data.as_slice()],
+                    )?
+                    .is_some())
+                })
+            }
+            IndexRecord::Decision { id, seq } => {
+                let seq = to_i64(*seq, "seq")?;
+                self.with(|c| {
+                    Ok(c.query_opt(
+                        "SELECT 1 FROM log_entries WHERE seq = $1 AND decision_id = $2",
+                        &[&seq, id],
+                    )?
+                    .is_some())
+                })
+            }
+            IndexRecord::Time { seq, micros } => {
+                let seq = to_i64(*seq, "seq")?;
+                self.with(|c| {
+                    Ok(c.query_opt(
+                        "SELECT 1 FROM log_entries WHERE seq = $1 AND time_micros = $2",
+                        &[&seq, micros],
+                    )?
+                    .is_some())
+                })
+            }
+        }
+    }
+}
+
+/// Used client assertion `jti`s, shared by the fleet.
+pub struct PgJtis(Pool);
+
+impl JtiStore for PgJtis {
+    fn first_use(&self, key: &[u8], until: i64) -> Result<bool, String> {
+        blocking(|| {
+            let mut c = self
+                .0
+                .get()
+                .map_err(|e| format!("no PostgreSQL connection: {e}"))?;
+            // The primary key decides, in one statement: of two replicas
+            // claiming one jti at once, exactly one inserts it.
+            c.execute(
+                "INSERT INTO used_jtis (key, until) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &until],
+            )
+            .map(|inserted| inserted == 1)
+            .map_err(|e| format!("PostgreSQL: {e}"))
+        })
+    }
+
+    fn prune(&self, now: i64) -> Result<usize, String> {
+        blocking(|| {
+            let mut c = self
+                .0
+                .get()
+                .map_err(|e| format!("no PostgreSQL connection: {e}"))?;
+            c.execute("DELETE FROM used_jtis WHERE until < $1", &[&now])
+                .map(|n| n as usize)
+                .map_err(|e| format!("PostgreSQL: {e}"))
+        })
+    }
+}
