@@ -362,19 +362,10 @@ impl Config {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 return bad("store.url must be a postgres:// URL".into());
             }
-            match &self.store.node {
-                None => {
-                    return bad(
-                        "store.node (--node, TRUSTPATH_NODE) is required with store.url: \
-                         each replica of a fleet needs its own name"
-                            .into(),
-                    )
-                }
-                Some(node) => {
-                    if let Err(e) = crate::text::check_identifier(node) {
-                        return bad(format!("store.node {node:?}: {e}"));
-                    }
-                }
+        }
+        if let Some(node) = &self.store.node {
+            if let Err(e) = crate::text::check_identifier(node) {
+                return bad(format!("store.node {node:?}: {e}"));
             }
         }
         if self.store.pool_size == 0 || self.store.connect_timeout_seconds == 0 {

@@ -46,11 +46,14 @@ fn pool_options(store: &StoreConfig) -> self::postgres::PoolOptions {
 /// `store.url` is set, else the data directory.
 pub fn open_server(config: &Config) -> Result<ServerStore, LogError> {
     if let Some(url) = &config.store.url {
-        let pg = self::postgres::PgLog::open(
-            url,
-            config.store.node.as_deref(),
-            pool_options(&config.store),
-        )?;
+        let Some(node) = config.store.node.as_deref() else {
+            return Err(LogError::Writer(
+                "store.node (--node, TRUSTPATH_NODE) is required with a fleet's store: \
+                 each replica needs its own name"
+                    .into(),
+            ));
+        };
+        let pg = self::postgres::PgLog::open(url, Some(node), pool_options(&config.store))?;
         return Ok(ServerStore {
             log: pg.log_store(),
             jtis: Box::new(pg.jti_store()),

@@ -35,6 +35,27 @@ pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 const PAGE: i64 = 1000;
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+/// The pool, closed off the async workers when the last handle goes: a
+/// closing client blocks on a runtime of its own.
+struct Shared(Option<Pool>);
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            let _ = std::thread::spawn(move || drop(pool)).join();
+        }
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Pool;
+    fn deref(&self) -> &Pool {
+        self.0
+            .as_ref()
+            .expect("the pool lives as long as its holder")
+    }
+}
 type Connection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
 /// How a replica connects.
@@ -49,7 +70,7 @@ pub struct PoolOptions {
 /// The log of a fleet, in one PostgreSQL database.
 #[derive(Clone)]
 pub struct PgLog {
-    pool: Pool,
+    pool: std::sync::Arc<Shared>,
     /// Recorded with each entry this replica writes.
     node: Option<String>,
 }
@@ -180,7 +201,7 @@ impl PgLog {
             .connection_timeout(options.timeout)
             .build_unchecked(PostgresConnectionManager::new(config, NoTls));
         let log = Self {
-            pool,
+            pool: std::sync::Arc::new(Shared(Some(pool))),
             node: node.map(str::to_string),
         };
         let version = log
@@ -805,7 +826,7 @@ impl LogIndex for PgLog {
 }
 
 /// Used client assertion `jti`s, shared by the fleet.
-pub struct PgJtis(Pool);
+pub struct PgJtis(std::sync::Arc<Shared>);
 
 impl JtiStore for PgJtis {
     fn first_use(&self, key: &[u8], until: i64) -> Result<bool, String> {
