@@ -23,7 +23,10 @@ struct Fleet {
 
 impl Fleet {
     fn new(test: &str) -> Option<Fleet> {
-        let db = TestDb::create(test)?;
+        Some(Self::on(TestDb::create(test)?))
+    }
+
+    fn on(db: TestDb) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
         std::fs::create_dir(&keys).unwrap();
@@ -38,7 +41,7 @@ impl Fleet {
             ),
         )
         .unwrap();
-        Some(Fleet { db, dir, config })
+        Fleet { db, dir, config }
     }
 
     fn replica(&self, node: &str) -> Server {
@@ -596,4 +599,88 @@ async fn a_single_node_log_copied_to_postgres_keeps_its_proofs() {
     replica.stop();
     let (ok, out, err) = in_db(&["log", "verify"]);
     assert!(ok, "{out}{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_fails_closed_and_the_replica_recovers_by_itself() {
+    let Some(cluster) = common::pg::OwnCluster::start("outage") else {
+        return;
+    };
+    let db = TestDb::create_migrated_on(&cluster.admin_url(), "outage")
+        .expect("the test's own cluster is up");
+    let fleet = Fleet::on(db);
+    let a = fleet.replica("pdp-a");
+    let key = TestKey::generate("k1");
+    connect(&a, &key, "before", &["files:read"]).await;
+
+    cluster.stop();
+    // While the database is down: never an allow, never a grant; the
+    // answer is a JSON 503 (or a logged denial, which cannot be logged).
+    let mut took = Vec::new();
+    for i in 0..20 {
+        let started = std::time::Instant::now();
+        let mut body = cimd_request(
+            &["files:read"],
+            cimd_document(Some(key.jwks())),
+            Some(key.sign(&assertion_claims(&format!("down-{i}")))),
+        );
+        body["session_id"] = json!(format!("down-{i}"));
+        let resp = http()
+            .post(a.url("/v1/decisions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let out: Value = resp.json().await.unwrap();
+        assert_ne!(status, 200, "answered while the database is down: {out:#}");
+        assert_eq!(status, 503, "{out:#}");
+        assert!(
+            out["error"].is_string() && out["grant"].is_null(),
+            "{out:#}"
+        );
+        took.push(started.elapsed());
+    }
+    // The first refusal waits for the pool to give up; the rest are fast.
+    took.sort();
+    assert!(
+        took[17] < std::time::Duration::from_millis(500),
+        "refusals are not fast: {took:?}"
+    );
+    let resp = http().get(a.url("/ready")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let ready: Value = resp.json().await.unwrap();
+    assert_eq!(ready["status"], "not_ready", "{ready:#}");
+    assert!(
+        ready["reason"].as_str().unwrap().contains("PostgreSQL"),
+        "{ready:#}"
+    );
+
+    cluster.start_again();
+    // Back by itself, no restart of the replica.
+    let mut recovered = None;
+    for i in 0..150 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut body = cimd_request(
+            &["files:read"],
+            cimd_document(Some(key.jwks())),
+            Some(key.sign(&assertion_claims(&format!("up-{i}")))),
+        );
+        body["session_id"] = json!(format!("up-{i}"));
+        let resp = http()
+            .post(a.url("/v1/decisions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            recovered = Some(resp.json::<Value>().await.unwrap());
+            break;
+        }
+    }
+    let recovered = recovered.expect("the replica recovered within 15 s");
+    assert!(recovered["grant"]["token"].is_string(), "{recovered:#}");
+    assert_eq!(common::status_of(&a, "/ready").await, 200);
+    a.stop();
+    verify_fleet_log(&fleet);
 }

@@ -56,7 +56,14 @@ impl AppState {
     /// `limits.max_in_flight_decisions` are in progress: an overloaded PDP
     /// answers "not now" quickly, and the AS denies, rather than queueing
     /// without bound.
+    ///
+    /// While the log's storage is failing nothing can be logged, so no
+    /// decision can be answered: it is refused at once, before any work
+    /// (or any wait on the failing store).
     pub fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        if let Some(problem) = self.log_health.problem() {
+            return Err(ApiError::unavailable(format!("{problem}; retry shortly")));
+        }
         self.in_flight.try_acquire().map_err(|_| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

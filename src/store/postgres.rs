@@ -36,26 +36,66 @@ const PAGE: i64 = 1000;
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
-/// The pool, closed off the async workers when the last handle goes: a
-/// closing client blocks on a runtime of its own.
-struct Shared(Option<Pool>);
+/// How long calls fail at once after the database could not be reached,
+/// before one tries again: an outage costs one connect timeout, not one
+/// per call.
+const OUTAGE_RETRY: Duration = Duration::from_secs(1);
 
+/// The pool, and what the last attempt to reach the database said.
+struct Shared {
+    pool: Option<Pool>,
+    /// Until when calls fail at once, and why.
+    outage: std::sync::Mutex<Option<(std::time::Instant, String)>>,
+}
+
+impl Shared {
+    fn new(pool: Pool) -> Self {
+        Self {
+            pool: Some(pool),
+            outage: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// A pooled connection; an error at once while an outage is fresh.
+    fn get(&self) -> Result<Connection, LogError> {
+        let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((until, why)) = outage.as_ref() {
+            if std::time::Instant::now() < *until {
+                return Err(LogError::Storage(format!(
+                    "no PostgreSQL connection: {why}"
+                )));
+            }
+        }
+        drop(outage);
+        let pool = self
+            .pool
+            .as_ref()
+            .expect("the pool lives as long as its holder");
+        let got = pool.get();
+        outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        match got {
+            Ok(conn) => {
+                *outage = None;
+                Ok(conn)
+            }
+            Err(e) => {
+                *outage = Some((std::time::Instant::now() + OUTAGE_RETRY, e.to_string()));
+                Err(LogError::Storage(format!("no PostgreSQL connection: {e}")))
+            }
+        }
+    }
+}
+
+// A closing client blocks on a runtime of its own: the pool is closed off
+// the async workers when the last handle goes.
 impl Drop for Shared {
     fn drop(&mut self) {
-        if let Some(pool) = self.0.take() {
+        if let Some(pool) = self.pool.take() {
             let _ = std::thread::spawn(move || drop(pool)).join();
         }
     }
 }
 
-impl std::ops::Deref for Shared {
-    type Target = Pool;
-    fn deref(&self) -> &Pool {
-        self.0
-            .as_ref()
-            .expect("the pool lives as long as its holder")
-    }
-}
 type Connection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
 /// How a replica connects.
@@ -199,9 +239,12 @@ impl PgLog {
             .max_size(options.size.max(2))
             .min_idle(Some(0))
             .connection_timeout(options.timeout)
+            // Failures reach the log writer, which reports them at a
+            // bounded rate; the pool's own line per attempt would not be.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(PostgresConnectionManager::new(config, NoTls));
         let log = Self {
-            pool: std::sync::Arc::new(Shared(Some(pool))),
+            pool: std::sync::Arc::new(Shared::new(pool)),
             node: node.map(str::to_string),
         };
         let version = log
@@ -284,10 +327,7 @@ impl PgLog {
         f: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send,
     ) -> Result<T, LogError> {
         blocking(|| {
-            let mut conn = self
-                .pool
-                .get()
-                .map_err(|e| LogError::Storage(format!("no PostgreSQL connection: {e}")))?;
+            let mut conn = self.pool.get()?;
             f(&mut conn).map_err(storage)
         })
     }
@@ -365,10 +405,7 @@ fn tag(field: Field) -> i16 {
 impl LogAppend for PgLog {
     fn begin(&self) -> Result<Box<dyn AppendBatch + '_>, LogError> {
         blocking(|| -> Result<PgBatch, LogError> {
-            let mut conn = self
-                .pool
-                .get()
-                .map_err(|e| LogError::Storage(format!("no PostgreSQL connection: {e}")))?;
+            let mut conn = self.pool.get()?;
             conn.batch_execute("BEGIN").map_err(storage)?;
             let mut batch = PgBatch {
                 conn,
@@ -831,10 +868,7 @@ pub struct PgJtis(std::sync::Arc<Shared>);
 impl JtiStore for PgJtis {
     fn first_use(&self, key: &[u8], until: i64) -> Result<bool, String> {
         blocking(|| {
-            let mut c = self
-                .0
-                .get()
-                .map_err(|e| format!("no PostgreSQL connection: {e}"))?;
+            let mut c = self.0.get().map_err(|e| e.to_string())?;
             // The primary key decides, in one statement: of two replicas
             // claiming one jti at once, exactly one inserts it.
             c.execute(
@@ -848,10 +882,7 @@ impl JtiStore for PgJtis {
 
     fn prune(&self, now: i64) -> Result<usize, String> {
         blocking(|| {
-            let mut c = self
-                .0
-                .get()
-                .map_err(|e| format!("no PostgreSQL connection: {e}"))?;
+            let mut c = self.0.get().map_err(|e| e.to_string())?;
             c.execute("DELETE FROM used_jtis WHERE until < $1", &[&now])
                 .map(|n| n as usize)
                 .map_err(|e| format!("PostgreSQL: {e}"))

@@ -32,6 +32,19 @@ impl TestDb {
     /// A fresh database without the schema.
     pub fn create_empty(test: &str) -> Option<TestDb> {
         let admin = std::env::var("TRUSTPATH_TEST_PG").unwrap_or_else(|_| DEFAULT_SERVER.into());
+        Self::create_on(&admin, test)
+    }
+
+    /// A fresh, migrated database on the server `admin` names.
+    pub fn create_migrated_on(admin: &str, test: &str) -> Option<TestDb> {
+        let db = Self::create_on(admin, test)?;
+        let (ok, _, err) = super::trustpath(&["store", "migrate", "--store", &db.url]);
+        assert!(ok, "trustpath store migrate failed: {err}");
+        Some(db)
+    }
+
+    fn create_on(admin: &str, test: &str) -> Option<TestDb> {
+        let admin = admin.to_string();
         let name = format!(
             "tp_{}_{}_{}",
             test.chars()
@@ -42,7 +55,7 @@ impl TestDb {
             rand::random::<u32>()
         );
         let created = apart(|| -> Result<(), postgres::Error> {
-            let mut client = Client::connect(&admin, NoTls)?;
+            let mut client = Client::connect(admin.as_str(), NoTls)?;
             // The name is made above from letters, digits and `_` only.
             client.batch_execute(&format!("CREATE DATABASE {name}"))
         });
@@ -93,4 +106,144 @@ impl Drop for TestDb {
             }
         });
     }
+}
+
+/// A PostgreSQL cluster of a test's own (`initdb`, `pg_ctl`) in a temp
+/// directory, on a free loopback port: a test may stop and start it without
+/// disturbing the shared server. Stopped and removed when dropped.
+pub struct OwnCluster {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl OwnCluster {
+    /// `None` when skipped: no PostgreSQL binaries here, and not CI.
+    pub fn start(test: &str) -> Option<OwnCluster> {
+        let Some(bin) = server_binaries() else {
+            if std::env::var_os("CI").is_some() {
+                panic!("no PostgreSQL server binaries (initdb, pg_ctl) on this CI machine");
+            }
+            eprintln!("\n!!!!! SKIPPED {test}: no initdb/pg_ctl here !!!!!\n");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // PostgreSQL refuses to run as root: then its own user runs it.
+        if is_root() {
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres:", dir.path().to_str().unwrap()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown the cluster's directory to postgres");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = OwnCluster { dir, bin, port };
+        let data = cluster.data();
+        cluster.run(
+            "initdb",
+            &["-D", &data, "-U", "postgres", "--auth=trust", "-N"],
+        );
+        cluster.start_again();
+        Some(cluster)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").to_str().unwrap().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let program = self.bin.join(tool);
+        let mut cmd = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            std::process::Command::new(&program)
+        };
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn stop(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let program = self.bin.join("pg_ctl");
+        let data = self.data();
+        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
+        let _ = if is_root() {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&program)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&program).args(args).output()
+        };
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid only reads the process's user id.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Where `initdb` and `pg_ctl` are: `pg_config --bindir`, else Debian's place.
+fn server_binaries() -> Option<std::path::PathBuf> {
+    let from_pg_config = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let debian = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin"));
+    from_pg_config
+        .into_iter()
+        .chain(debian)
+        .find(|dir| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file())
 }
