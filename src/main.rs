@@ -148,6 +148,11 @@ enum LogCommand {
         /// out, so without this flag it fails.
         #[arg(long, requires = "export")]
         selection: bool,
+        /// The log is being written (a fleet's, while replicas serve):
+        /// verify up to the latest signed checkpoint, and report the newer
+        /// entries, not yet covered by one, without failing on them.
+        #[arg(long, conflicts_with = "export")]
+        live: bool,
         #[command(flatten)]
         settings: Settings,
     },

@@ -165,7 +165,12 @@ fn no_module_cycle() {
 
 #[test]
 fn storage_engines_stay_in_their_modules() {
-    for (crate_name, home) in [("sled", "store/sled.rs"), ("fjall", "store/fjall.rs")] {
+    for (crate_name, home) in [
+        ("sled", "store/sled.rs"),
+        ("fjall", "store/fjall.rs"),
+        ("postgres", "store/postgres.rs"),
+        ("r2d2_postgres", "store/postgres.rs"),
+    ] {
         for (module, files) in modules() {
             for (path, text) in &files {
                 let needle = format!("{crate_name}::");

@@ -341,10 +341,26 @@ async fn concurrent_appends_from_every_replica_make_one_verifiable_log() {
             }));
         }
     }
+    // Verified while all three append (up to the latest checkpoint).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (config, url) = (fleet.config.clone(), fleet.db.url.clone());
+    let live = tokio::task::spawn_blocking(move || {
+        trustpath(&[
+            "log",
+            "verify",
+            "--live",
+            "--config",
+            config.to_str().unwrap(),
+            "--store",
+            &url,
+        ])
+    });
     let mut acked = Vec::new();
     for t in tasks {
         acked.extend(t.await.unwrap());
     }
+    let (ok, out, err) = live.await.unwrap();
+    assert!(ok && out.starts_with("OK: "), "{out}{err}");
     for server in replicas {
         server.stop();
     }

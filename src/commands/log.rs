@@ -35,6 +35,7 @@ pub fn run(command: LogCommand) -> Result<()> {
         LogCommand::Verify {
             export: None,
             public_key,
+            live,
             settings,
             ..
         } => {
@@ -47,7 +48,20 @@ pub fn run(command: LogCommand) -> Result<()> {
                 }
                 None => trustpath::app::log_verifier(&config)?,
             };
-            report_verify(verify::verify_store(&store, &verifier), false)
+            if !live {
+                return report_verify(verify::verify_store(&store, &verifier), false);
+            }
+            let result = verify::verify_live(&store, &verifier);
+            let checked = result.as_ref().map_or(0, |v| v.tree_size);
+            report_verify(result, false)?;
+            let newer = store.next_seq()?.saturating_sub(checked);
+            if newer > 0 {
+                println!(
+                    "{newer} newer entries are not covered by a signed checkpoint yet \
+                     (the log is being written); a later run checks them"
+                );
+            }
+            Ok(())
         }
         LogCommand::Export {
             filter,
