@@ -13,6 +13,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use r2d2_postgres::postgres::types::Type;
 use r2d2_postgres::postgres::{self, Client, NoTls};
 use r2d2_postgres::{r2d2, PostgresConnectionManager};
 
@@ -405,8 +406,7 @@ fn tag(field: Field) -> i16 {
 impl LogAppend for PgLog {
     fn begin(&self) -> Result<Box<dyn AppendBatch + '_>, LogError> {
         blocking(|| -> Result<PgBatch, LogError> {
-            let mut conn = self.pool.get()?;
-            conn.batch_execute("BEGIN").map_err(storage)?;
+            let conn = self.pool.get()?;
             let mut batch = PgBatch {
                 conn,
                 node: self.node.clone(),
@@ -416,12 +416,19 @@ impl LogAppend for PgLog {
                 checkpoints: Vec::new(),
             };
             // The head's lock is held until commit or rollback: the one
-            // place where a fleet's appends are ordered.
-            let size: i64 = batch
+            // place where a fleet's appends are ordered. One round trip.
+            let size = batch
                 .conn
-                .query_one("SELECT size FROM log_head FOR UPDATE", &[])
+                .simple_query("BEGIN; SELECT size FROM log_head FOR UPDATE")
                 .map_err(storage)?
-                .get(0);
+                .into_iter()
+                .find_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(row) => {
+                        row.get(0).and_then(|v| v.parse::<i64>().ok())
+                    }
+                    _ => None,
+                })
+                .ok_or_else(|| LogError::Malformed("the log's head row is missing".into()))?;
             batch.next = to_u64(size, "log size")?;
             Ok(batch)
         })
@@ -524,12 +531,6 @@ impl PgBatch {
                 .iter()
                 .map(|e| e.decision_id.as_deref())
                 .collect();
-            c.execute(
-                "INSERT INTO log_entries (seq, bytes, node, time_micros, decision_id)
-                 SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::bigint[], $5::text[])",
-                &[&seqs, &bytes, &nodes, &times, &ids],
-            )
-            .map_err(storage)?;
             let (mut levels, mut indexes, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
             let (mut fields, mut values, mut posted, mut data) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -546,20 +547,36 @@ impl PgBatch {
                     data.push(d.as_slice());
                 }
             }
-            c.execute(
-                "INSERT INTO log_hashes (level, idx, hash)
-                 SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])",
-                &[&levels, &indexes, &hashes],
+            // One statement, one round trip, typed (no prepare).
+            c.execute_typed(
+                "WITH entries AS (
+                    INSERT INTO log_entries (seq, bytes, node, time_micros, decision_id)
+                    SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::bigint[], $5::text[])
+                 ), hashes AS (
+                    INSERT INTO log_hashes (level, idx, hash)
+                    SELECT * FROM unnest($6::smallint[], $7::bigint[], $8::bytea[])
+                 ), postings AS (
+                    INSERT INTO log_postings (field, value, seq, data)
+                    SELECT * FROM unnest($9::smallint[], $10::bytea[], $11::bigint[], $12::bytea[])
+                 )
+                 UPDATE log_head SET size = $13",
+                &[
+                    (&seqs, Type::INT8_ARRAY),
+                    (&bytes, Type::BYTEA_ARRAY),
+                    (&nodes, Type::TEXT_ARRAY),
+                    (&times, Type::INT8_ARRAY),
+                    (&ids, Type::TEXT_ARRAY),
+                    (&levels, Type::INT2_ARRAY),
+                    (&indexes, Type::INT8_ARRAY),
+                    (&hashes, Type::BYTEA_ARRAY),
+                    (&fields, Type::INT2_ARRAY),
+                    (&values, Type::BYTEA_ARRAY),
+                    (&posted, Type::INT8_ARRAY),
+                    (&data, Type::BYTEA_ARRAY),
+                    (&next, Type::INT8),
+                ],
             )
             .map_err(storage)?;
-            c.execute(
-                "INSERT INTO log_postings (field, value, seq, data)
-                 SELECT * FROM unnest($1::smallint[], $2::bytea[], $3::bigint[], $4::bytea[])",
-                &[&fields, &values, &posted, &data],
-            )
-            .map_err(storage)?;
-            c.execute("UPDATE log_head SET size = $1", &[&next])
-                .map_err(storage)?;
         }
         for (size, note) in &self.checkpoints {
             // The same key signs the same tree the same way (Ed25519 is
@@ -588,25 +605,27 @@ impl Drop for PgBatch {
 
 impl LogRead for PgLog {
     fn next_seq(&self) -> Result<u64, LogError> {
-        let size = self.with(|c| Ok(c.query_one("SELECT size FROM log_head", &[])?.get(0)))?;
+        let size =
+            self.with(|c| Ok(c.query_typed_one("SELECT size FROM log_head", &[])?.get(0)))?;
         to_u64(size, "log size")
     }
 
     fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {
         let seq = to_i64(seq, "seq")?;
         self.with(|c| {
-            Ok(
-                c.query_opt("SELECT bytes FROM log_entries WHERE seq = $1", &[&seq])?
-                    .map(|r| r.get(0)),
-            )
+            Ok(c.query_typed_opt(
+                "SELECT bytes FROM log_entries WHERE seq = $1",
+                &[(&seq, Type::INT8)],
+            )?
+            .map(|r| r.get(0)))
         })
     }
 
     fn seq_of_decision(&self, decision_id: &str) -> Result<Option<u64>, LogError> {
         let seq: Option<i64> = self.with(|c| {
-            Ok(c.query_opt(
+            Ok(c.query_typed_opt(
                 "SELECT seq FROM log_entries WHERE decision_id = $1",
-                &[&decision_id],
+                &[(&decision_id, Type::TEXT)],
             )?
             .map(|r| r.get(0)))
         })?;
@@ -616,9 +635,9 @@ impl LogRead for PgLog {
     fn stored_hash(&self, level: u8, index: u64) -> Result<Option<Hash>, LogError> {
         let (level, idx) = (i16::from(level), to_i64(index, "hash index")?);
         let hash: Option<Vec<u8>> = self.with(|c| {
-            Ok(c.query_opt(
+            Ok(c.query_typed_opt(
                 "SELECT hash FROM log_hashes WHERE level = $1 AND idx = $2",
-                &[&level, &idx],
+                &[(&level, Type::INT2), (&idx, Type::INT8)],
             )?
             .map(|r| r.get(0)))
         })?;
@@ -635,7 +654,7 @@ impl LogRead for PgLog {
 
     fn latest_checkpoint(&self) -> Result<Option<String>, LogError> {
         self.with(|c| {
-            Ok(c.query_opt(
+            Ok(c.query_typed_opt(
                 "SELECT note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
                 &[],
             )?
@@ -688,9 +707,9 @@ impl LogRead for PgLog {
     fn time_of(&self, seq: u64) -> Result<Option<i64>, LogError> {
         let seq = to_i64(seq, "seq")?;
         self.with(|c| {
-            Ok(c.query_opt(
+            Ok(c.query_typed_opt(
                 "SELECT time_micros FROM log_entries WHERE seq = $1",
-                &[&seq],
+                &[(&seq, Type::INT8)],
             )?
             .and_then(|r| r.get(0)))
         })
@@ -709,10 +728,10 @@ impl LogIndex for PgLog {
 
     fn oldest_posting(&self, field: Field, value: &str) -> Result<Option<u64>, LogError> {
         let seq: Option<i64> = self.with(|c| {
-            Ok(c.query_opt(
+            Ok(c.query_typed_opt(
                 "SELECT seq FROM log_postings WHERE field = $1 AND value = $2
                  ORDER BY seq LIMIT 1",
-                &[&tag(field), &value.as_bytes()],
+                &[(&tag(field), Type::INT2), (&value.as_bytes(), Type::BYTEA)],
             )?
             .map(|r| r.get(0)))
         })?;
@@ -725,10 +744,10 @@ impl LogIndex for PgLog {
         value: &str,
     ) -> Result<Option<(u64, Vec<u8>)>, LogError> {
         let row: Option<(i64, Vec<u8>)> = self.with(|c| {
-            Ok(c.query_opt(
+            Ok(c.query_typed_opt(
                 "SELECT seq, data FROM log_postings WHERE field = $1 AND value = $2
                  ORDER BY seq DESC LIMIT 1",
-                &[&tag(field), &value.as_bytes()],
+                &[(&tag(field), Type::INT2), (&value.as_bytes(), Type::BYTEA)],
             )?
             .map(|r| (r.get(0), r.get(1))))
         })?;
@@ -739,9 +758,13 @@ impl LogIndex for PgLog {
     fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError> {
         let seq = to_i64(seq, "seq")?;
         self.with(|c| {
-            Ok(c.query_opt(
+            Ok(c.query_typed_opt(
                 "SELECT 1 FROM log_postings WHERE field = $1 AND value = $2 AND seq = $3",
-                &[&tag(field), &value.as_bytes(), &seq],
+                &[
+                    (&tag(field), Type::INT2),
+                    (&value.as_bytes(), Type::BYTEA),
+                    (&seq, Type::INT8),
+                ],
             )?
             .is_some())
         })
@@ -830,10 +853,15 @@ impl LogIndex for PgLog {
             } => {
                 let seq = to_i64(*seq, "seq")?;
                 self.with(|c| {
-                    Ok(c.query_opt(
+                    Ok(c.query_typed_opt(
                         "SELECT 1 FROM log_postings
                          WHERE field = $1 AND value = $2 AND seq = $3 AND data = $4",
-                        &[&tag(*field), &value.as_bytes(), &seq, &data.as_slice()],
+                        &[
+                            (&tag(*field), Type::INT2),
+                            (&value.as_bytes(), Type::BYTEA),
+                            (&seq, Type::INT8),
+                            (&data.as_slice(), Type::BYTEA),
+                        ],
                     )?
                     .is_some())
                 })
@@ -841,9 +869,9 @@ impl LogIndex for PgLog {
             IndexRecord::Decision { id, seq } => {
                 let seq = to_i64(*seq, "seq")?;
                 self.with(|c| {
-                    Ok(c.query_opt(
+                    Ok(c.query_typed_opt(
                         "SELECT 1 FROM log_entries WHERE seq = $1 AND decision_id = $2",
-                        &[&seq, id],
+                        &[(&seq, Type::INT8), (id, Type::TEXT)],
                     )?
                     .is_some())
                 })
@@ -851,9 +879,9 @@ impl LogIndex for PgLog {
             IndexRecord::Time { seq, micros } => {
                 let seq = to_i64(*seq, "seq")?;
                 self.with(|c| {
-                    Ok(c.query_opt(
+                    Ok(c.query_typed_opt(
                         "SELECT 1 FROM log_entries WHERE seq = $1 AND time_micros = $2",
-                        &[&seq, micros],
+                        &[(&seq, Type::INT8), (micros, Type::INT8)],
                     )?
                     .is_some())
                 })
@@ -871,9 +899,9 @@ impl JtiStore for PgJtis {
             let mut c = self.0.get().map_err(|e| e.to_string())?;
             // The primary key decides, in one statement: of two replicas
             // claiming one jti at once, exactly one inserts it.
-            c.execute(
+            c.execute_typed(
                 "INSERT INTO used_jtis (key, until) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-                &[&key, &until],
+                &[(&key, Type::BYTEA), (&until, Type::INT8)],
             )
             .map(|inserted| inserted == 1)
             .map_err(|e| format!("PostgreSQL: {e}"))
