@@ -96,6 +96,20 @@ fn log_contract(store: &LogStore) {
             .unwrap(),
         Some((2, b"doc-2".to_vec()))
     );
+    let many = store
+        .oldest_postings(&[
+            (Field::Session, "s-a"),
+            (Field::Session, "s-b"),
+            (Field::Client, "s-a"),
+            (Field::Session, "s-none"),
+        ])
+        .unwrap();
+    let expected: std::collections::HashMap<(Field, String), u64> = [
+        ((Field::Session, "s-a".to_string()), 0),
+        ((Field::Session, "s-b".to_string()), 1),
+    ]
+    .into();
+    assert_eq!(many, expected, "many look-ups at once");
     assert!(store.has_posting(Field::Session, "s-b", 1).unwrap());
     assert!(!store.has_posting(Field::Session, "s-b", 0).unwrap());
     assert!(

@@ -8,7 +8,7 @@ use super::storage::Posting;
 use crate::model::ConnectionInput;
 
 /// The indexed fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Field {
     Session,
     Client,

@@ -124,6 +124,20 @@ pub trait LogIndex {
     fn postings_descending(&self, field: Field, value: &str, below: Option<u64>) -> Scan<'_, u64>;
     /// The oldest entry posted under `field = value`.
     fn oldest_posting(&self, field: Field, value: &str) -> Result<Option<u64>, LogError>;
+    /// [`LogIndex::oldest_posting`] of each key, for those that have one:
+    /// many look-ups at once (a database engine makes them one query).
+    fn oldest_postings(
+        &self,
+        keys: &[(Field, &str)],
+    ) -> Result<std::collections::HashMap<(Field, String), u64>, LogError> {
+        let mut found = std::collections::HashMap::new();
+        for (field, value) in keys {
+            if let Some(seq) = self.oldest_posting(*field, value)? {
+                found.insert((*field, value.to_string()), seq);
+            }
+        }
+        Ok(found)
+    }
     /// The newest entry posted under `field = value`, with its data.
     fn newest_posting(&self, field: Field, value: &str)
         -> Result<Option<(u64, Vec<u8>)>, LogError>;

@@ -7,7 +7,7 @@
 //! before it is durable. The same thread signs checkpoints, so a checkpoint
 //! always describes a tree that is on disk.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -18,7 +18,6 @@ use super::checkpoint::LogSigner;
 use super::entry::{EntryReceipt, LogEntry, Record, Revokes};
 use super::index::{self, Field};
 use super::merkle::{self, leaf_hash, Hash};
-use super::query;
 use super::storage::{LogStore, StoredEntry};
 use super::LogError;
 
@@ -205,6 +204,37 @@ impl LogWriter {
 struct BatchRevocations {
     sessions: HashSet<String>,
     grants: HashSet<String>,
+}
+
+/// Revocations logged, by (field, session id or grant jti): their seq.
+type Revocations = HashMap<(Field, String), u64>;
+
+/// Why an allow resting on `session` (and `grant`) may not be logged, if
+/// a revocation logged before (or earlier in this batch) covers it.
+fn revocation_of(
+    session: &str,
+    grant: Option<&str>,
+    logged: &Result<Revocations, LogError>,
+    in_batch: &BatchRevocations,
+) -> Result<Option<String>, LogError> {
+    let logged = logged
+        .as_ref()
+        .map_err(|e| LogError::Storage(e.to_string()))?;
+    let seq_of = |field, value: &str| logged.get(&(field, value.to_string())).copied();
+    if in_batch.sessions.contains(session) {
+        return Ok(Some("session was revoked before this was logged".into()));
+    }
+    if let Some(seq) = seq_of(Field::RevokedSession, session) {
+        return Ok(Some(format!(
+            "session was revoked (log entry {seq}) before this was logged"
+        )));
+    }
+    let Some(jti) = grant else { return Ok(None) };
+    if in_batch.grants.contains(jti) {
+        return Ok(Some("grant was revoked before this was logged".into()));
+    }
+    Ok(seq_of(Field::RevokedGrant, jti)
+        .map(|seq| format!("grant was revoked (log entry {seq}) before this was logged")))
 }
 
 /// The storage failed and the writer is waiting for it to recover.
@@ -452,12 +482,17 @@ impl WriterState {
     /// Turns an allow whose session or grant is revoked (in the store, or
     /// earlier in this batch) into a denial, and drops what followed from
     /// it. Unreadable revocation state denies too (fail closed).
-    fn overrule_revoked(&self, append: &mut Append, in_batch: &mut BatchRevocations) {
+    fn overrule_revoked(
+        &self,
+        append: &mut Append,
+        logged: &Result<Revocations, LogError>,
+        in_batch: &mut BatchRevocations,
+    ) {
         let Some(first) = append.entries.first_mut() else {
             return;
         };
         if let Some((session, grant)) = first.record.allow_rests_on() {
-            let reason = match self.revocation_of(session, grant, in_batch) {
+            let reason = match revocation_of(session, grant, logged, in_batch) {
                 Ok(None) => None,
                 Ok(Some(reason)) => Some(reason),
                 Err(e) => Some(format!("revocation state could not be read: {e}")),
@@ -477,27 +512,26 @@ impl WriterState {
         }
     }
 
-    fn revocation_of(
-        &self,
-        session: &str,
-        grant: Option<&str>,
-        in_batch: &BatchRevocations,
-    ) -> Result<Option<String>, LogError> {
-        let logged = |field, value| query::oldest_posting(&self.store, field, value);
-        if in_batch.sessions.contains(session) {
-            return Ok(Some("session was revoked before this was logged".into()));
+    /// The revocations already logged of every session and grant an allow
+    /// in `batch` rests on: one look-up for the batch.
+    fn logged_revocations(&self, batch: &[Append]) -> Result<Revocations, LogError> {
+        let mut keys = Vec::new();
+        for append in batch {
+            if let Some((session, grant)) = append
+                .entries
+                .first()
+                .and_then(|e| e.record.allow_rests_on())
+            {
+                keys.push((Field::RevokedSession, session));
+                if let Some(jti) = grant {
+                    keys.push((Field::RevokedGrant, jti));
+                }
+            }
         }
-        if let Some(seq) = logged(Field::RevokedSession, session)? {
-            return Ok(Some(format!(
-                "session was revoked (log entry {seq}) before this was logged"
-            )));
+        if keys.is_empty() {
+            return Ok(Revocations::new());
         }
-        let Some(jti) = grant else { return Ok(None) };
-        if in_batch.grants.contains(jti) {
-            return Ok(Some("grant was revoked before this was logged".into()));
-        }
-        Ok(logged(Field::RevokedGrant, jti)?
-            .map(|seq| format!("grant was revoked (log entry {seq}) before this was logged")))
+        self.store.oldest_postings(&keys)
     }
 
     /// Writes the batch at the log's head; returns a receipt per entry and
@@ -506,9 +540,10 @@ impl WriterState {
         let mut head = self.store.begin()?;
         // Read with the head held: in a fleet, no replica can log a
         // revocation between this check and this batch.
+        let logged = self.logged_revocations(batch);
         let mut in_batch = BatchRevocations::default();
         for append in batch.iter_mut() {
-            self.overrule_revoked(append, &mut in_batch);
+            self.overrule_revoked(append, &logged, &mut in_batch);
         }
         let first = head.next_seq();
         let count: usize = batch.iter().map(|a| a.entries.len()).sum();

@@ -238,8 +238,11 @@ impl PgLog {
         let place = describe(&config);
         let pool = r2d2::Pool::builder()
             .max_size(options.size.max(2))
-            .min_idle(Some(0))
             .connection_timeout(options.timeout)
+            // A check on every checkout is a round trip on every call; a
+            // broken connection fails its call instead (the decision fails
+            // closed) and the pool drops it.
+            .test_on_check_out(false)
             // Failures reach the log writer, which reports them at a
             // bounded rate; the pool's own line per attempt would not be.
             .error_handler(Box::new(r2d2::NopErrorHandler))
@@ -736,6 +739,37 @@ impl LogIndex for PgLog {
             .map(|r| r.get(0)))
         })?;
         seq.map(|s| to_u64(s, "seq")).transpose()
+    }
+
+    fn oldest_postings(
+        &self,
+        keys: &[(Field, &str)],
+    ) -> Result<std::collections::HashMap<(Field, String), u64>, LogError> {
+        let fields: Vec<i16> = keys.iter().map(|(f, _)| tag(*f)).collect();
+        let values: Vec<&[u8]> = keys.iter().map(|(_, v)| v.as_bytes()).collect();
+        let rows: Vec<(i16, Vec<u8>, i64)> = self.with(|c| {
+            Ok(c.query_typed(
+                "SELECT p.field, p.value, min(p.seq) FROM log_postings p
+                 JOIN unnest($1::smallint[], $2::bytea[]) AS k (field, value)
+                   ON p.field = k.field AND p.value = k.value
+                 GROUP BY p.field, p.value",
+                &[(&fields, Type::INT2_ARRAY), (&values, Type::BYTEA_ARRAY)],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+        })?;
+        let mut found = std::collections::HashMap::new();
+        for (field, value, seq) in rows {
+            let field = u8::try_from(field)
+                .ok()
+                .and_then(field_of_tag)
+                .ok_or_else(|| LogError::Malformed(format!("unknown index field {field}")))?;
+            let value = String::from_utf8(value)
+                .map_err(|_| LogError::Malformed("a posting value is not UTF-8".into()))?;
+            found.insert((field, value), to_u64(seq, "seq")?);
+        }
+        Ok(found)
     }
 
     fn newest_posting(
