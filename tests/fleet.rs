@@ -587,6 +587,19 @@ async fn a_single_node_log_copied_to_postgres_keeps_its_proofs() {
         assert!(ok_a && ok_b, "{args:?}: {err}");
         assert_eq!(a, b, "{args:?}");
     }
+    // Replay reads the fleet's store as it reads a data directory.
+    let policies = repo_policies();
+    let replay = |source: &[&str]| {
+        let mut args = vec!["replay", "--policies", policies.to_str().unwrap(), "--format", "json"];
+        args.extend(source);
+        trustpath(&args)
+    };
+    let (ok_a, a, err_a) = replay(&["--data-dir", data_arg]);
+    let (ok_b, b, err_b) = replay(&["--store", &db.url]);
+    assert!(ok_a && ok_b, "{err_a}{err_b}");
+    assert_eq!(a, b);
+    assert!(b.contains("\"connection_decisions\":20"), "{b}");
+
     // A copy goes into an empty store only.
     let (ok, _, err) = trustpath(&["store", "copy", "--from", data_arg, "--to", &db.url]);
     assert!(!ok && err.contains("empty"), "{err}");
