@@ -590,7 +590,13 @@ async fn a_single_node_log_copied_to_postgres_keeps_its_proofs() {
     // Replay reads the fleet's store as it reads a data directory.
     let policies = repo_policies();
     let replay = |source: &[&str]| {
-        let mut args = vec!["replay", "--policies", policies.to_str().unwrap(), "--format", "json"];
+        let mut args = vec![
+            "replay",
+            "--policies",
+            policies.to_str().unwrap(),
+            "--format",
+            "json",
+        ];
         args.extend(source);
         trustpath(&args)
     };
