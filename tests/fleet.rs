@@ -64,6 +64,10 @@ impl Fleet {
     }
 }
 
+fn in_ms(ms: u64) -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_millis(ms)
+}
+
 fn assert_replayed(out: &Value) {
     assert_eq!(out["authentication"]["result"], "failed", "{out:#}");
     assert_eq!(out["decision"]["allow"], false, "{out:#}");
@@ -132,18 +136,6 @@ async fn futures_join(servers: &[&Server], body: &Value) -> Vec<Value> {
         out.push(t.await.unwrap());
     }
     out
-}
-
-async fn introspect(server: &Server, token: &str) -> Value {
-    let resp = http()
-        .post(server.url("/v1/introspect"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
 }
 
 fn read_call(grant: &str) -> Value {
@@ -402,8 +394,8 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_decision() {
             .status();
     });
     let (on_a, on_b) = tokio::join!(
-        load_for(&a, "a", std::time::Duration::from_millis(900)),
-        load_for(&b, "b", std::time::Duration::from_secs(10)),
+        load_until(&a, "a", 8, Some(in_ms(900))),
+        load_until(&b, "b", 8, Some(in_ms(10_000))),
     );
     killer.join().unwrap();
     assert!(!on_b.is_empty(), "B answered before it died");
@@ -415,56 +407,11 @@ async fn a_replica_killed_under_load_loses_no_acknowledged_decision() {
     }
     // A replica started again on the same database carries on.
     let b = fleet.replica("pdp-b");
-    let after = load_for(&b, "b2", std::time::Duration::from_millis(200)).await;
+    let after = load_until(&b, "b2", 8, Some(in_ms(200))).await;
     assert!(!after.is_empty());
     a.stop();
     b.stop();
     verify_fleet_log(&fleet);
-}
-
-/// Denied decisions (one entry each) on 8 connections for `how_long` or
-/// until the server goes away: (decision id, seq) of each answered 200.
-async fn load_for(
-    server: &Server,
-    prefix: &str,
-    how_long: std::time::Duration,
-) -> Vec<(String, u64)> {
-    let until = std::time::Instant::now() + how_long;
-    let tasks: Vec<_> = (0..8)
-        .map(|w| {
-            let url = server.url("/v1/decisions");
-            let prefix = prefix.to_string();
-            tokio::spawn(async move {
-                let client = http();
-                let mut acked = Vec::new();
-                let mut i = 0;
-                while std::time::Instant::now() < until {
-                    i += 1;
-                    let mut body = cimd_request(&["payroll"], cimd_document(None), None);
-                    body["session_id"] = json!(format!("{prefix}-{w}-{i}"));
-                    let Ok(resp) = client.post(&url).json(&body).send().await else {
-                        break;
-                    };
-                    if resp.status() != 200 {
-                        continue;
-                    }
-                    let Ok(answer) = resp.json::<Value>().await else {
-                        break;
-                    };
-                    acked.push((
-                        answer["decision_id"].as_str().unwrap().to_string(),
-                        answer["log_entry"]["seq"].as_u64().unwrap(),
-                    ));
-                }
-                acked
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for t in tasks {
-        out.extend(t.await.unwrap());
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -654,18 +601,7 @@ async fn a_database_outage_fails_closed_and_the_replica_recovers_by_itself() {
     let mut took = Vec::new();
     for i in 0..20 {
         let started = std::time::Instant::now();
-        let mut body = cimd_request(
-            &["files:read"],
-            cimd_document(Some(key.jwks())),
-            Some(key.sign(&assertion_claims(&format!("down-{i}")))),
-        );
-        body["session_id"] = json!(format!("down-{i}"));
-        let resp = http()
-            .post(a.url("/v1/decisions"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let resp = post_verified(&a, &key, &format!("down-{i}")).await;
         let status = resp.status().as_u16();
         let out: Value = resp.json().await.unwrap();
         assert_ne!(status, 200, "answered while the database is down: {out:#}");
@@ -696,18 +632,7 @@ async fn a_database_outage_fails_closed_and_the_replica_recovers_by_itself() {
     let mut recovered = None;
     for i in 0..150 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let mut body = cimd_request(
-            &["files:read"],
-            cimd_document(Some(key.jwks())),
-            Some(key.sign(&assertion_claims(&format!("up-{i}")))),
-        );
-        body["session_id"] = json!(format!("up-{i}"));
-        let resp = http()
-            .post(a.url("/v1/decisions"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let resp = post_verified(&a, &key, &format!("up-{i}")).await;
         if resp.status() == 200 {
             recovered = Some(resp.json::<Value>().await.unwrap());
             break;
@@ -718,4 +643,20 @@ async fn a_database_outage_fails_closed_and_the_replica_recovers_by_itself() {
     assert_eq!(common::status_of(&a, "/ready").await, 200);
     a.stop();
     verify_fleet_log(&fleet);
+}
+
+/// Posts a decision with a fresh assertion `jti` = `session`, whatever the answer.
+async fn post_verified(server: &Server, key: &TestKey, session: &str) -> reqwest::Response {
+    let mut body = cimd_request(
+        &["files:read"],
+        cimd_document(Some(key.jwks())),
+        Some(key.sign(&assertion_claims(session))),
+    );
+    body["session_id"] = json!(session);
+    http()
+        .post(server.url("/v1/decisions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
 }

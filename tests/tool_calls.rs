@@ -27,18 +27,6 @@ fn call(grant: &str, tool: &str, arguments: Value) -> Value {
     })
 }
 
-async fn introspect(server: &Server, token: &str) -> Value {
-    let resp = http()
-        .post(server.url("/v1/introspect"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
-}
-
 async fn entry_at(server: &Server, seq: &Value) -> Value {
     get_json(server, &format!("/v1/log/entries/{seq}")).await
 }

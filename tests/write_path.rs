@@ -87,44 +87,6 @@ async fn a_full_writer_queue_answers_503_at_once_and_loses_nothing_answered() {
     server.stop();
 }
 
-/// Sends decisions on `workers` connections until the server goes away;
-/// returns (decision id, seq) of every decision answered 200.
-async fn load_until_gone(server: &Server, prefix: &str, workers: usize) -> Vec<(String, u64)> {
-    let client = http();
-    let tasks: Vec<_> = (0..workers)
-        .map(|w| {
-            let (client, url) = (client.clone(), server.url("/v1/decisions"));
-            let prefix = prefix.to_string();
-            tokio::spawn(async move {
-                let mut acked = Vec::new();
-                for i in 0.. {
-                    let body = request(&format!("{prefix}-{w}-{i}"));
-                    let Ok(resp) = client.post(&url).json(&body).send().await else {
-                        break;
-                    };
-                    if resp.status() != 200 {
-                        continue;
-                    }
-                    // A body cut off by the kill was never acknowledged.
-                    let Ok(answer) = resp.json::<Value>().await else {
-                        break;
-                    };
-                    acked.push((
-                        answer["decision_id"].as_str().unwrap().to_string(),
-                        answer["log_entry"]["seq"].as_u64().unwrap(),
-                    ));
-                }
-                acked
-            })
-        })
-        .collect();
-    let mut out = Vec::new();
-    for task in tasks {
-        out.extend(task.await.unwrap());
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_acknowledged_decision_sled() {
     kill_9_under_load("sled").await;
@@ -161,7 +123,7 @@ async fn kill_9_under_load(engine: &str) {
                 .args(["-KILL", &pid.to_string()])
                 .status();
         });
-        let answered = load_until_gone(&server, &format!("c{cycle}"), 16).await;
+        let answered = load_until(&server, &format!("c{cycle}"), 16, None).await;
         killer.join().unwrap();
         assert!(!answered.is_empty(), "cycle {cycle}: nothing answered");
         acked.extend(answered);

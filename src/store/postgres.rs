@@ -336,6 +336,15 @@ impl PgLog {
         })
     }
 
+    /// Whether `query` finds a row.
+    fn exists(
+        &self,
+        query: &str,
+        params: &[(&(dyn postgres::types::ToSql + Sync), Type)],
+    ) -> Result<bool, LogError> {
+        self.with(|c| Ok(c.query_typed_opt(query, params)?.is_some()))
+    }
+
     /// A scan, a page of rows per query: `fetch(after)` returns the rows
     /// after the key `after` (from the start when `None`) with their keys.
     fn paged<'a, K, T>(
@@ -370,6 +379,26 @@ impl PgLog {
             }
             buffer.pop_front().map(Ok)
         }))
+    }
+
+    /// Rows of `query`, which takes the last key seen and a page size and
+    /// orders by its first column (a bigint): that key, and `read` of the row.
+    fn paged_by_key<'a, T: Send + 'a>(
+        &'a self,
+        query: &'static str,
+        read: fn(&postgres::Row) -> T,
+    ) -> Scan<'a, (u64, T)> {
+        let rows = self.paged(move |c, after: Option<&i64>| {
+            let rows = c.query(query, &[&after.copied().unwrap_or(-1), &PAGE])?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let key: i64 = r.get(0);
+                    (key, (key, read(r)))
+                })
+                .collect())
+        });
+        Box::new(rows.map(|row| row.and_then(|(key, t)| Ok((to_u64(key, "key")?, t)))))
     }
 
     /// Seqs from `query` (which takes the bound and a page size and
@@ -666,37 +695,17 @@ impl LogRead for PgLog {
     }
 
     fn checkpoints(&self) -> Scan<'_, (u64, String)> {
-        let notes = self.paged(|c, after: Option<&i64>| {
-            let rows = c.query(
-                "SELECT size, note FROM log_checkpoints WHERE size > $1 ORDER BY size LIMIT $2",
-                &[&after.copied().unwrap_or(-1), &PAGE],
-            )?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    let size: i64 = r.get(0);
-                    (size, (size, r.get::<_, String>(1)))
-                })
-                .collect())
-        });
-        Box::new(notes.map(|n| n.and_then(|(size, note)| Ok((to_u64(size, "size")?, note)))))
+        self.paged_by_key(
+            "SELECT size, note FROM log_checkpoints WHERE size > $1 ORDER BY size LIMIT $2",
+            |r| r.get(1),
+        )
     }
 
     fn entries(&self) -> Scan<'_, (u64, Vec<u8>)> {
-        let entries = self.paged(|c, after: Option<&i64>| {
-            let rows = c.query(
-                "SELECT seq, bytes FROM log_entries WHERE seq > $1 ORDER BY seq LIMIT $2",
-                &[&after.copied().unwrap_or(-1), &PAGE],
-            )?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    let seq: i64 = r.get(0);
-                    (seq, (seq, r.get::<_, Vec<u8>>(1)))
-                })
-                .collect())
-        });
-        Box::new(entries.map(|e| e.and_then(|(seq, bytes)| Ok((to_u64(seq, "seq")?, bytes)))))
+        self.paged_by_key(
+            "SELECT seq, bytes FROM log_entries WHERE seq > $1 ORDER BY seq LIMIT $2",
+            |r| r.get(1),
+        )
     }
 
     fn seqs_descending(&self, below: Option<u64>) -> Scan<'_, u64> {
@@ -790,18 +799,14 @@ impl LogIndex for PgLog {
     }
 
     fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError> {
-        let seq = to_i64(seq, "seq")?;
-        self.with(|c| {
-            Ok(c.query_typed_opt(
-                "SELECT 1 FROM log_postings WHERE field = $1 AND value = $2 AND seq = $3",
-                &[
-                    (&tag(field), Type::INT2),
-                    (&value.as_bytes(), Type::BYTEA),
-                    (&seq, Type::INT8),
-                ],
-            )?
-            .is_some())
-        })
+        self.exists(
+            "SELECT 1 FROM log_postings WHERE field = $1 AND value = $2 AND seq = $3",
+            &[
+                (&tag(field), Type::INT2),
+                (&value.as_bytes(), Type::BYTEA),
+                (&to_i64(seq, "seq")?, Type::INT8),
+            ],
+        )
     }
 
     fn index_records(&self) -> Scan<'_, IndexRecord> {
@@ -843,34 +848,20 @@ impl LogIndex for PgLog {
                 data,
             })
         });
-        let by_entry = self.paged(|c, after: Option<&i64>| {
-            let rows = c.query(
-                "SELECT seq, decision_id, time_micros FROM log_entries WHERE seq > $1
-                 ORDER BY seq LIMIT $2",
-                &[&after.copied().unwrap_or(-1), &PAGE],
-            )?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    let seq: i64 = r.get(0);
-                    let id: Option<String> = r.get(1);
-                    let time: Option<i64> = r.get(2);
-                    (seq, (seq, id, time))
-                })
-                .collect())
-        });
+        let by_entry = self.paged_by_key(
+            "SELECT seq, decision_id, time_micros FROM log_entries WHERE seq > $1
+             ORDER BY seq LIMIT $2",
+            |r| (r.get::<_, Option<String>>(1), r.get::<_, Option<i64>>(2)),
+        );
         let by_entry = by_entry.flat_map(|row| {
             let records: Vec<Result<IndexRecord, LogError>> = match row {
                 Err(e) => vec![Err(e)],
-                Ok((seq, id, time)) => match to_u64(seq, "seq") {
-                    Err(e) => vec![Err(e)],
-                    Ok(seq) => id
-                        .map(|id| IndexRecord::Decision { id, seq })
-                        .into_iter()
-                        .chain(time.map(|micros| IndexRecord::Time { seq, micros }))
-                        .map(Ok)
-                        .collect(),
-                },
+                Ok((seq, (id, time))) => id
+                    .map(|id| IndexRecord::Decision { id, seq })
+                    .into_iter()
+                    .chain(time.map(|micros| IndexRecord::Time { seq, micros }))
+                    .map(Ok)
+                    .collect(),
             };
             records
         });
@@ -884,42 +875,24 @@ impl LogIndex for PgLog {
                 value,
                 seq,
                 data,
-            } => {
-                let seq = to_i64(*seq, "seq")?;
-                self.with(|c| {
-                    Ok(c.query_typed_opt(
-                        "SELECT 1 FROM log_postings
-                         WHERE field = $1 AND value = $2 AND seq = $3 AND data = $4",
-                        &[
-                            (&tag(*field), Type::INT2),
-                            (&value.as_bytes(), Type::BYTEA),
-                            (&seq, Type::INT8),
-                            (&data.as_slice(), Type::BYTEA),
-                        ],
-                    )?
-                    .is_some())
-                })
-            }
-            IndexRecord::Decision { id, seq } => {
-                let seq = to_i64(*seq, "seq")?;
-                self.with(|c| {
-                    Ok(c.query_typed_opt(
-                        "SELECT 1 FROM log_entries WHERE seq = $1 AND decision_id = $2",
-                        &[(&seq, Type::INT8), (id, Type::TEXT)],
-                    )?
-                    .is_some())
-                })
-            }
-            IndexRecord::Time { seq, micros } => {
-                let seq = to_i64(*seq, "seq")?;
-                self.with(|c| {
-                    Ok(c.query_typed_opt(
-                        "SELECT 1 FROM log_entries WHERE seq = $1 AND time_micros = $2",
-                        &[(&seq, Type::INT8), (micros, Type::INT8)],
-                    )?
-                    .is_some())
-                })
-            }
+            } => self.exists(
+                "SELECT 1 FROM log_postings
+                 WHERE field = $1 AND value = $2 AND seq = $3 AND data = $4",
+                &[
+                    (&tag(*field), Type::INT2),
+                    (&value.as_bytes(), Type::BYTEA),
+                    (&to_i64(*seq, "seq")?, Type::INT8),
+                    (&data.as_slice(), Type::BYTEA),
+                ],
+            ),
+            IndexRecord::Decision { id, seq } => self.exists(
+                "SELECT 1 FROM log_entries WHERE seq = $1 AND decision_id = $2",
+                &[(&to_i64(*seq, "seq")?, Type::INT8), (id, Type::TEXT)],
+            ),
+            IndexRecord::Time { seq, micros } => self.exists(
+                "SELECT 1 FROM log_entries WHERE seq = $1 AND time_micros = $2",
+                &[(&to_i64(*seq, "seq")?, Type::INT8), (micros, Type::INT8)],
+            ),
         }
     }
 }

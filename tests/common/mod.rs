@@ -344,3 +344,64 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Sends document-only decisions (each its own session) on `workers`
+/// connections until `until` passes or the server goes away; returns
+/// (decision id, seq) of every decision answered 200.
+pub async fn load_until(
+    server: &Server,
+    prefix: &str,
+    workers: usize,
+    until: Option<std::time::Instant>,
+) -> Vec<(String, u64)> {
+    let client = http();
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let (client, url) = (client.clone(), server.url("/v1/decisions"));
+            let prefix = prefix.to_string();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    if until.is_some_and(|t| std::time::Instant::now() >= t) {
+                        break;
+                    }
+                    let mut body = cimd_request(&["files:read"], cimd_document(None), None);
+                    body["session_id"] = json!(format!("{prefix}-{w}-{i}"));
+                    let Ok(resp) = client.post(&url).json(&body).send().await else {
+                        break;
+                    };
+                    if resp.status() != 200 {
+                        continue;
+                    }
+                    // A body cut off by a kill was never acknowledged.
+                    let Ok(answer) = resp.json::<Value>().await else {
+                        break;
+                    };
+                    acked.push((
+                        answer["decision_id"].as_str().unwrap().to_string(),
+                        answer["log_entry"]["seq"].as_u64().unwrap(),
+                    ));
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        out.extend(task.await.unwrap());
+    }
+    out
+}
+
+/// RFC 7662 introspection of `token`, which must answer 200.
+pub async fn introspect(server: &Server, token: &str) -> Value {
+    let resp = http()
+        .post(server.url("/v1/introspect"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
