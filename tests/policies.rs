@@ -352,3 +352,51 @@ async fn wait_for_change(server: &common::Server, from: &serde_json::Value) -> s
     }
     panic!("policy revision did not change within 5 s");
 }
+
+/// `strings.count(s, "")` panicked inside regorus; a policy applying it to
+/// request input crashed the evaluation. Now it answers as OPA does (the
+/// character count plus one), in the server, in `trustpath test` and in
+/// replay, through the same engine.
+#[tokio::test]
+async fn builtins_answer_as_opa_does_on_request_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("p.rego"),
+        r#"package trustpath.connection
+
+decision := {"allow": true, "scopes": input.scopes, "reasons": [sprintf("%d/%d/%s", [
+    strings.count(input.session_id, ""),
+    strings.count(input.session_id, "aa"),
+    strings.replace_n({"a": "b", "b": "a"}, input.session_id),
+])]}
+
+test_count_is_opas if strings.count("11111", "11") == 2
+test_empty_substring if strings.count("five", "") == 5
+test_replace_n_is_one_pass if strings.replace_n({"a": "b", "b": "a"}, "abba") == "baab"
+test_json_is_valid_of_a_number if json.is_valid(1) == false
+"#,
+    )
+    .unwrap();
+    let (ok, out, err) = common::trustpath(&["test", policies.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("PASS: 4/4"), "{out}");
+
+    let server = common::Server::start(&dir.path().join("data"), &policies, None);
+    let mut body = common::cimd_request(&["files:read"], common::cimd_document(None), None);
+    body["session_id"] = json!("aaaab");
+    let out = common::post_decision(&server, &body).await;
+    assert_eq!(out["decision"]["allow"], true, "{out:#}");
+    let logged = common::get_json(
+        &server,
+        &format!("/v1/decisions/{}", out["decision_id"].as_str().unwrap()),
+    )
+    .await;
+    // 5 characters + 1; "aa" twice, not three times; one pass.
+    assert!(
+        logged.to_string().contains("6/2/bbbba"),
+        "{}",
+        logged["decision"]
+    );
+}

@@ -1,5 +1,6 @@
 //! The organisation's Rego policies, compiled once and shared.
 
+mod builtins;
 pub mod test_runner;
 pub mod verdict;
 
@@ -134,6 +135,7 @@ pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
     // an erroring deny rule would vanish and its decision would allow.
     // `trustpath test` starts from this engine too, so it sees the same.
     engine.set_strict_builtin_errors(true);
+    builtins::register(&mut engine)?;
     let mut rego = Vec::new();
     let mut files = Vec::with_capacity(texts.len());
     let mut manifest = Vec::with_capacity(texts.len());
@@ -217,10 +219,33 @@ impl PolicyBundle {
         }
         let mut engine = self.engine.clone();
         engine.set_input(regorus::Value::from(input.clone()));
-        let value = engine
-            .eval_rule(rule.to_string())
-            .map_err(|e| evaluate_error(rule, &e))?;
+        let value =
+            guarded(|| engine.eval_rule(rule.to_string())).map_err(|e| evaluate_error(rule, &e))?;
         to_json(value)
+    }
+}
+
+/// The engine panicked during an evaluation.
+#[derive(Debug, thiserror::Error)]
+#[error("the policy engine failed (panicked: {0})")]
+pub(crate) struct EnginePanic(String);
+
+/// Runs one evaluation so that a panic inside the engine (a regorus bug a
+/// policy can reach with request input) is an evaluation error, which the
+/// caller denies on and logs, instead of unwinding through the decision
+/// path. The engine it ran on is a throwaway clone (or, in `trustpath
+/// test`, replaced afterwards), so nothing half-updated is used again.
+pub(crate) fn guarded<T>(eval: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(eval)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(EnginePanic(message).into())
+        }
     }
 }
 
@@ -327,4 +352,60 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyError> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bundle whose policy calls `boom()`, an engine function that panics
+    /// on a request input that asks for it.
+    fn panicking_bundle() -> PolicyBundle {
+        let mut engine = regorus::Engine::new();
+        engine.set_strict_builtin_errors(true);
+        engine
+            .add_extension(
+                "boom".into(),
+                1,
+                Box::new(|args: Vec<regorus::Value>| {
+                    if args[0] == regorus::Value::from(true) {
+                        panic!("window size must be non-zero");
+                    }
+                    Ok(regorus::Value::from(1))
+                }),
+            )
+            .unwrap();
+        engine
+            .add_policy(
+                "p.rego".into(),
+                "package trustpath.connection\ndecision := boom(input.explode)\n".into(),
+            )
+            .unwrap();
+        PolicyBundle {
+            engine,
+            undefined: Vec::new(),
+            revision: PolicyRevision("test".into()),
+            manifest: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_panic_in_the_engine_is_an_error_and_the_bundle_stays_usable() {
+        let bundle = panicking_bundle();
+        let rule = CONNECTION_ENTRY_POINT;
+        let err = bundle
+            .evaluate(rule, &serde_json::json!({"explode": true}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("panicked: window size must be non-zero"),
+            "{err}"
+        );
+        for _ in 0..2 {
+            let ok = bundle
+                .evaluate(rule, &serde_json::json!({"explode": false}))
+                .unwrap();
+            assert_eq!(ok, Some(serde_json::json!(1)));
+        }
+    }
 }

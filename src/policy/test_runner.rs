@@ -138,6 +138,9 @@ pub fn run(dir: &Path, run: Option<&Regex>, coverage: bool) -> Result<TestReport
     });
     engine.set_enable_coverage(coverage);
     let cases = discover(&sources.rego)?;
+    // A test that panics the engine may leave it half-updated: the next
+    // test starts from this copy instead.
+    let pristine = engine.clone();
 
     let mut tests = Vec::new();
     for case in cases
@@ -148,7 +151,11 @@ pub fn run(dir: &Path, run: Option<&Regex>, coverage: bool) -> Result<TestReport
         let (outcome, error) = if case.is_todo() {
             (TestOutcome::Skip, None)
         } else {
-            match engine.eval_rule(case.path()) {
+            let result = super::guarded(|| engine.eval_rule(case.path()));
+            if result.as_ref().is_err_and(|e| e.is::<super::EnginePanic>()) {
+                engine = pristine.clone();
+            }
+            match result {
                 Ok(regorus::Value::Bool(true)) => (TestOutcome::Pass, None),
                 Ok(regorus::Value::Undefined) => (TestOutcome::Fail, None),
                 Ok(other) => (
