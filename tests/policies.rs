@@ -400,3 +400,36 @@ test_json_is_valid_of_a_number if json.is_valid(1) == false
         logged["decision"]
     );
 }
+
+/// A `data.json` in `sub/` is `data.sub`, as OPA mounts it. Mounted at
+/// `data`, a deny rule reading `data.sub…` was silently undefined: an allow.
+#[test]
+fn data_files_mount_at_their_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("lists/clients")).unwrap();
+    std::fs::write(
+        dir.path().join("lists/clients/data.json"),
+        r#"{"blocked": ["evil-session"]}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("data.json"), r#"{"top": 1}"#).unwrap();
+    std::fs::write(
+        dir.path().join("p.rego"),
+        "package trustpath.connection\n\n\
+         default decision := {\"allow\": false}\n\n\
+         decision := {\"allow\": true, \"top\": data.top} if {\n\
+         \tnot input.session_id in data.lists.clients.blocked\n\
+         \tcount(data.lists.clients.blocked) == 1\n\
+         }\n",
+    )
+    .unwrap();
+    let bundle = PolicyBundle::load(dir.path()).unwrap();
+    let decide = |session: &str| {
+        bundle
+            .evaluate(CONNECTION_ENTRY_POINT, &json!({"session_id": session}))
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(decide("evil-session"), json!({"allow": false}));
+    assert_eq!(decide("fine"), json!({"allow": true, "top": 1}));
+}

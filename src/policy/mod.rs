@@ -150,8 +150,11 @@ pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
                 .map_err(|e| load_err(e.to_string()))?;
             rego.push((path.clone(), text));
         } else {
-            let data = regorus::Value::from_json_str(&text).map_err(|e| load_err(e.to_string()))?;
-            engine.add_data(data).map_err(|e| load_err(e.to_string()))?;
+            let data = serde_json::from_str(&text).map_err(|e| load_err(e.to_string()))?;
+            let data = mounted(&file.path, data);
+            engine
+                .add_data(regorus::Value::from(data))
+                .map_err(|e| load_err(e.to_string()))?;
         }
         files.push(path);
         manifest.push(file);
@@ -162,6 +165,18 @@ pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
         rego,
         revision,
         manifest,
+    })
+}
+
+/// A data file's document where OPA mounts it: `a/b/data.json` (a path
+/// relative to the policy directory) at `data.a.b`.
+fn mounted(relative: &str, data: Value) -> Value {
+    let mut dirs: Vec<&str> = relative.split('/').collect();
+    dirs.pop();
+    dirs.into_iter().rev().fold(data, |inner, dir| {
+        let mut outer = serde_json::Map::new();
+        outer.insert(dir.to_string(), inner);
+        Value::Object(outer)
     })
 }
 
