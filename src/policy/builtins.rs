@@ -12,10 +12,17 @@ use super::PolicyError;
 
 /// Registers the OPA-faithful builtins on `engine`.
 pub(super) fn register(engine: &mut regorus::Engine) -> Result<(), PolicyError> {
-    let extensions: [(&str, u8, Box<dyn regorus::Extension>); 3] = [
+    let extensions: [(&str, u8, Box<dyn regorus::Extension>); 9] = [
         ("strings.count", 2, Box::new(strings_count)),
         ("strings.replace_n", 2, Box::new(strings_replace_n)),
         ("json.is_valid", 1, Box::new(json_is_valid)),
+        // Missing from regorus; policies for this domain use them.
+        ("crypto.sha256", 1, Box::new(crypto_sha256)),
+        ("crypto.hmac.sha256", 2, Box::new(hmac_sha256)),
+        ("crypto.hmac.sha512", 2, Box::new(hmac_sha512)),
+        ("crypto.hmac.equal", 2, Box::new(hmac_equal)),
+        ("array.flatten", 1, Box::new(array_flatten)),
+        ("io.jwt.decode", 1, Box::new(jwt_decode)),
     ];
     for (name, args, extension) in extensions {
         engine
@@ -124,6 +131,96 @@ fn json_is_valid(args: Vec<Value>) -> Result<Value> {
     }))
 }
 
+/// `crypto.sha256(x)`: the lowercase hex SHA-256 of the string.
+fn crypto_sha256(args: Vec<Value>) -> Result<Value> {
+    let x = string("crypto.sha256", 1, &args[0])?;
+    Ok(Value::from(crate::digest::sha256_hex(x.as_bytes())))
+}
+
+fn hmac_hex<M: hmac::Mac + hmac::digest::KeyInit>(name: &str, args: &[Value]) -> Result<Value> {
+    let x = string(name, 1, &args[0])?;
+    let key = string(name, 2, &args[1])?;
+    let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key.as_bytes())
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+    mac.update(x.as_bytes());
+    Ok(Value::from(hex::encode(mac.finalize().into_bytes())))
+}
+
+/// `crypto.hmac.sha256(x, key)`: the lowercase hex HMAC-SHA-256.
+fn hmac_sha256(args: Vec<Value>) -> Result<Value> {
+    hmac_hex::<hmac::Hmac<sha2::Sha256>>("crypto.hmac.sha256", &args)
+}
+
+/// `crypto.hmac.sha512(x, key)`: the lowercase hex HMAC-SHA-512.
+fn hmac_sha512(args: Vec<Value>) -> Result<Value> {
+    hmac_hex::<hmac::Hmac<sha2::Sha512>>("crypto.hmac.sha512", &args)
+}
+
+/// `crypto.hmac.equal(mac1, mac2)`: compares in constant time, as OPA's
+/// `hmac.Equal` does, so a policy comparing MACs leaks no timing.
+fn hmac_equal(args: Vec<Value>) -> Result<Value> {
+    let a = string("crypto.hmac.equal", 1, &args[0])?.as_bytes();
+    let b = string("crypto.hmac.equal", 2, &args[1])?.as_bytes();
+    let same_length = a.len() == b.len();
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    Ok(Value::Bool(same_length && difference == 0))
+}
+
+/// `array.flatten(arr)`: nested arrays flattened, at every depth.
+fn array_flatten(args: Vec<Value>) -> Result<Value> {
+    fn flatten(items: &[Value], out: &mut Vec<Value>) {
+        for item in items {
+            match item {
+                Value::Array(inner) => flatten(inner.as_slice(), out),
+                other => out.push(other.clone()),
+            }
+        }
+    }
+    let Value::Array(items) = &args[0] else {
+        bail!(
+            "array.flatten: operand 1 must be array but got {}",
+            type_name(&args[0])
+        );
+    };
+    let mut out = Vec::new();
+    flatten(items.as_slice(), &mut out);
+    Ok(Value::from(out))
+}
+
+/// `io.jwt.decode(jwt)`: `[header, payload, signature as hex]`, without
+/// checking the signature (OPA's meaning: decoding is not verifying).
+fn jwt_decode(args: Vec<Value>) -> Result<Value> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let token = string("io.jwt.decode", 1, &args[0])?;
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header, payload, signature] = parts[..] else {
+        bail!("io.jwt.decode: encoded JWT had no period separators");
+    };
+    let json = |part: &str, what: &str| -> Result<Value> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(part.trim_end_matches('='))
+            .map_err(|e| anyhow::anyhow!("io.jwt.decode: JWT {what} had invalid encoding: {e}"))?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| anyhow::anyhow!("io.jwt.decode: JWT {what} is not UTF-8"))?;
+        Value::from_json_str(text)
+            .map_err(|e| anyhow::anyhow!("io.jwt.decode: JWT {what} is not JSON: {e}"))
+    };
+    let header = json(header, "header")?;
+    if header["enc"] != Value::Undefined {
+        bail!("io.jwt.decode: JWT is a JWE object, which is not supported");
+    }
+    let payload = json(payload, "payload")?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature.trim_end_matches('='))
+        .map_err(|e| anyhow::anyhow!("io.jwt.decode: JWT signature had invalid encoding: {e}"))?;
+    Ok(Value::from(vec![
+        header,
+        payload,
+        Value::from(hex::encode(signature)),
+    ]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +266,31 @@ mod tests {
             (r#"json.is_valid(1)"#, "false"),
             (r#"json.is_valid("{\"a\": 1}")"#, "true"),
             (r#"json.is_valid("{")"#, "false"),
+            (
+                r#"crypto.sha256("abc")"#,
+                r#""ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad""#,
+            ),
+            // RFC 4231 test case 2.
+            (
+                r#"crypto.hmac.sha256("what do ya want for nothing?", "Jefe")"#,
+                r#""5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843""#,
+            ),
+            (
+                r#"crypto.hmac.sha512("what do ya want for nothing?", "Jefe")"#,
+                r#""164b7a7bfcf819e2e395fbe73b56e0a387bd64222e831fd610270cd7ea2505549758bf75c05a994a6d034f65f8f0e6fdcaeab1a34d4a6b4b636e070a38bce737""#,
+            ),
+            (r#"crypto.hmac.equal("abc", "abc")"#, "true"),
+            (r#"crypto.hmac.equal("abc", "abd")"#, "false"),
+            (r#"crypto.hmac.equal("abc", "abcd")"#, "false"),
+            (
+                r#"array.flatten([1, [2, [3, [4]]], [], "a"])"#,
+                r#"[1, 2, 3, 4, "a"]"#,
+            ),
+            // The jwt.io example token (HS256, not verified by decode).
+            (
+                r#"io.jwt.decode("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")"#,
+                r#"[{"alg": "HS256", "typ": "JWT"}, {"sub": "1234567890", "name": "John Doe", "iat": 1516239022}, "49f94ac7044948c78a285d904f87f0a4c7897f7e8f3a4eb2255fda750b2cc397"]"#,
+            ),
         ];
         for (query, want) in cases {
             let got = eval(query).unwrap_or_else(|e| panic!("{query}: {e}"));
@@ -183,6 +305,10 @@ mod tests {
             r#"strings.count(1, "a")"#,
             r#"strings.replace_n(["a"], "a")"#,
             r#"strings.replace_n({"a": 1}, "a")"#,
+            r#"crypto.sha256(1)"#,
+            r#"array.flatten("a")"#,
+            r#"io.jwt.decode("not-a-jwt")"#,
+            r#"io.jwt.decode("e30.bm90IGpzb24.AA")"#,
         ] {
             assert!(eval(query).is_err(), "{query}");
         }
