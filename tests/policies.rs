@@ -433,3 +433,47 @@ fn data_files_mount_at_their_directory() {
     assert_eq!(decide("evil-session"), json!({"allow": false}));
     assert_eq!(decide("fine"), json!({"allow": true, "top": 1}));
 }
+
+/// A call to a function nothing defines fails the load, naming the file,
+/// line and column, in `trustpath test` as in the server; it is never
+/// found only by the decision that reaches it. Functions the policies
+/// define (own package, `data.…`, import aliases) and builtins load.
+#[test]
+fn unknown_functions_fail_at_load_with_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lib.rego"),
+        "package lib\n\ndouble(x) := x * 2\n",
+    )
+    .unwrap();
+    let policy = |call: &str| {
+        format!(
+            "package trustpath.connection\n\nimport data.lib\nimport data.lib as L\n\n\
+             f(x) := x + 1\n\n\
+             decision := {{\"allow\": true, \"v\": [f(1), lib.double(2), L.double(3), \
+             data.lib.double(4), count([1]), crypto.sha256(\"a\")]}} if input.rare\n\n\
+             other := {call} if input.rarer\n"
+        )
+    };
+    std::fs::write(dir.path().join("p.rego"), policy("1")).unwrap();
+    PolicyBundle::load(dir.path()).expect("every call resolves");
+    for (call, column) in [
+        ("crypto.sha9(\"a\")", 10),
+        ("data.lib.triple(1)", 10),
+        ("L.triple(1)", 10),
+        ("nope(1)", 10),
+    ] {
+        std::fs::write(dir.path().join("p.rego"), policy(call)).unwrap();
+        let err = PolicyBundle::load(dir.path())
+            .err()
+            .unwrap_or_else(|| panic!("{call} loaded"))
+            .to_string();
+        let name = call.split('(').next().unwrap();
+        assert!(
+            err.contains("p.rego") && err.contains(&format!("10:{column}: calls {name}")),
+            "{err}"
+        );
+        let (ok, _, stderr) = common::trustpath(&["test", dir.path().to_str().unwrap()]);
+        assert!(!ok && stderr.contains(&format!("calls {name}")), "{stderr}");
+    }
+}

@@ -1,6 +1,7 @@
 //! The organisation's Rego policies, compiled once and shared.
 
 mod builtins;
+mod calls;
 pub mod test_runner;
 pub mod verdict;
 
@@ -159,6 +160,7 @@ pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
         files.push(path);
         manifest.push(file);
     }
+    calls::check(&engine)?;
     Ok(PolicySources {
         engine,
         files,
