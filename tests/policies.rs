@@ -477,3 +477,68 @@ fn unknown_functions_fail_at_load_with_their_position() {
         assert!(!ok && stderr.contains(&format!("calls {name}")), "{stderr}");
     }
 }
+
+/// Loading is bounded: brackets nested past 12 levels are refused at once
+/// with the line (regorus' parser is exponential in the depth: a bad commit
+/// must not hang a reload), strings and comments do not count, and a long
+/// line (over regorus' default 1,024 columns) loads.
+#[test]
+fn loading_is_bounded_and_long_lines_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = |depth: usize| {
+        format!(
+            "package trustpath.connection\n\n# {}\ns := \"{}\"\n\ndecision := {{\"allow\": false, \"x\": {}1{}}}\n",
+            "[".repeat(40),
+            "{".repeat(40),
+            "[".repeat(depth - 1),
+            "]".repeat(depth - 1)
+        )
+    };
+    std::fs::write(dir.path().join("p.rego"), nested(12)).unwrap();
+    PolicyBundle::load(dir.path()).expect("12 levels load");
+    std::fs::write(dir.path().join("p.rego"), nested(40)).unwrap();
+    let started = std::time::Instant::now();
+    let err = PolicyBundle::load(dir.path()).err().unwrap().to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(
+        err.contains("p.rego") && err.contains("line 6: brackets nest deeper than 12"),
+        "{err}"
+    );
+
+    let long = "a".repeat(5000);
+    std::fs::write(
+        dir.path().join("p.rego"),
+        format!(
+            "package trustpath.connection\n\ndecision := {{\"allow\": false, \"x\": \"{long}\"}}\n\n\
+             test_long if count(decision.x) == 5000\n"
+        ),
+    )
+    .unwrap();
+    PolicyBundle::load(dir.path()).expect("a long line loads");
+    let (ok, out, err) = common::trustpath(&["test", dir.path().to_str().unwrap()]);
+    assert!(ok && out.contains("PASS: 1/1"), "{out}{err}");
+}
+
+/// Two tests with one name in one package are one rule to the engine, true
+/// when either body is, so a failing one would pass behind the other:
+/// `trustpath test` refuses them, naming both places.
+#[test]
+fn a_test_name_defined_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a_test.rego"),
+        "package trustpath.connection\n\ntest_same if 1 == 1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b_test.rego"),
+        "package trustpath.connection\n\ndecision := {\"allow\": false}\n\ntest_same if 1 == 2\n",
+    )
+    .unwrap();
+    let (ok, out, err) = common::trustpath(&["test", dir.path().to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("test_same") && err.contains("defined twice") && err.contains("a_test.rego:3"),
+        "{err}"
+    );
+}

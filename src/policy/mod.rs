@@ -23,6 +23,66 @@ pub const CONNECTION_ENTRY_POINT: &str = "data.trustpath.connection.decision";
 /// without it every tool call is denied (the result is undefined).
 pub const TOOL_CALL_ENTRY_POINT: &str = "data.trustpath.tool_call.decision";
 
+/// Longest line accepted in a policy file.
+const MAX_COLUMNS: u32 = 1 << 20;
+
+/// Deepest nesting of `[` and `{` accepted in a policy file. regorus'
+/// parser takes exponential time in it (about 0.5 s at 12 levels of
+/// objects here, and triple that per level beyond), so a deep literal
+/// could hang a reload; deep documents belong in a `data.json`.
+const MAX_NESTING: usize = 12;
+
+/// Refuses brackets nested deeper than [`MAX_NESTING`], naming the line.
+/// Strings and comments do not count.
+fn check_nesting(text: &str) -> Result<(), String> {
+    let (mut depth, mut line) = (0usize, 1usize);
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' => line += 1,
+            '#' => {
+                // A comment runs to the end of its line.
+                if chars.by_ref().any(|c| c == '\n') {
+                    line += 1;
+                }
+            }
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' | '\n' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '`' => {
+                for c in chars.by_ref() {
+                    match c {
+                        '\n' => line += 1,
+                        '`' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(format!(
+                        "line {line}: brackets nest deeper than {MAX_NESTING} levels, which \
+                         the Rego parser takes exponential time over; move deep literals \
+                         into a data.json"
+                    ));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// A runaway policy is stopped and the request denied (fail closed).
 const EVALUATION_TIME_LIMIT: Duration = Duration::from_millis(250);
 
@@ -137,6 +197,13 @@ pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
     // `trustpath test` starts from this engine too, so it sees the same.
     engine.set_strict_builtin_errors(true);
     builtins::register(&mut engine)?;
+    // regorus refuses lines over 1,024 columns by default; OPA has no such
+    // limit, and generated policies have long lines. The 1 MiB file bound
+    // stays.
+    engine.set_policy_length_config(regorus::PolicyLengthConfig {
+        max_col: NonZeroU32::new(MAX_COLUMNS).expect("non-zero"),
+        ..Default::default()
+    });
     let mut rego = Vec::new();
     let mut files = Vec::with_capacity(texts.len());
     let mut manifest = Vec::with_capacity(texts.len());
@@ -146,6 +213,7 @@ pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
             message,
         };
         if is_rego(&path) {
+            check_nesting(&text).map_err(load_err)?;
             engine
                 .add_policy(path.display().to_string(), text.clone())
                 .map_err(|e| load_err(e.to_string()))?;

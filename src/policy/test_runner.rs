@@ -98,7 +98,10 @@ pub fn discover(rego: &[(PathBuf, String)]) -> Result<Vec<TestCase>, PolicyError
             Source::from_contents(path.display().to_string(), text.clone()).map_err(load_err)?;
         // Rego v1, as the engine reads it.
         let module = Parser::new(&source)
-            .and_then(|mut p| p.enable_rego_v1().and_then(|()| p.parse()))
+            .and_then(|mut p| {
+                p.set_max_col(std::num::NonZeroU32::new(super::MAX_COLUMNS).expect("non-zero"));
+                p.enable_rego_v1().and_then(|()| p.parse())
+            })
             .map_err(load_err)?;
         let package = format!("data.{}", module.package.refr.span().text());
         for rule in &module.policy {
@@ -114,8 +117,23 @@ pub fn discover(rego: &[(PathBuf, String)]) -> Result<Vec<TestCase>, PolicyError
             if !(name.starts_with("test_") || name.starts_with("todo_")) {
                 continue;
             }
-            if cases.iter().any(|c| c.package == package && c.name == name) {
-                continue;
+            // Two definitions of one test are one rule to the engine, true
+            // when either body is: a failing test would hide behind a
+            // passing one. OPA runs them apart; trustpath refuses them.
+            if let Some(first) = cases
+                .iter()
+                .find(|c| c.package == package && c.name == name)
+            {
+                return Err(PolicyError::Load {
+                    path: path.clone(),
+                    message: format!(
+                        "{}: test {name} in {package} is defined twice (first at {}:{}); \
+                         give each test its own name",
+                        span.line,
+                        first.file.display(),
+                        first.line
+                    ),
+                });
             }
             cases.push(TestCase {
                 package: package.clone(),
