@@ -40,12 +40,8 @@ fn check_nesting(text: &str) -> Result<(), String> {
     while let Some(c) = chars.next() {
         match c {
             '\n' => line += 1,
-            '#' => {
-                // A comment runs to the end of its line.
-                if chars.by_ref().any(|c| c == '\n') {
-                    line += 1;
-                }
-            }
+            // A comment runs to the end of its line.
+            '#' if chars.by_ref().any(|c| c == '\n') => line += 1,
             '"' => {
                 while let Some(c) = chars.next() {
                     match c {
