@@ -542,3 +542,40 @@ fn a_test_name_defined_twice_is_refused() {
         "{err}"
     );
 }
+
+/// Where trustpath still answers differently from OPA, pinned so that a
+/// change (a regorus upgrade, a fix here) is noticed and the README's list
+/// is updated. Each line says what OPA answers.
+#[test]
+fn known_differences_from_opa_are_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.rego"),
+        r#"package trustpath.connection
+
+decision := {"allow": false, "s": sprintf("%5.2f", [input.n])}
+
+# OPA: "-7"
+test_sprintf_negative_integer if sprintf("%d", [-7]) == "--7"
+# OPA: "%!s(int=1)"
+test_sprintf_s_of_a_number if sprintf("%s", [1]) == "1"
+# OPA: true (arbitrary-precision decimals); regorus: 64-bit floats
+test_float_sum if 0.1 + 0.2 != 0.3
+# OPA: "{\"a\":\"\\u003c\"}" (Go escapes <, > and & in JSON)
+test_json_marshal_escaping if json.marshal({"a": "<"}) == "{\"a\":\"<\"}"
+# OPA: "STRAßE" (Go maps rune by rune)
+test_upper_sharp_s if upper("straße") == "STRASSE"
+"#,
+    )
+    .unwrap();
+    let (ok, out, err) = common::trustpath(&["test", dir.path().to_str().unwrap()]);
+    assert!(ok && out.contains("PASS: 5/5"), "{out}{err}");
+    // OPA: " 3.14". Width and precision are an error here: the decision
+    // fails closed (a logged denial naming the error).
+    let bundle = PolicyBundle::load(dir.path()).unwrap();
+    let err = bundle
+        .evaluate(CONNECTION_ENTRY_POINT, &json!({"n": 3.14159}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("format verb"), "{err}");
+}
