@@ -12,7 +12,7 @@ use super::PolicyError;
 
 /// Registers the OPA-faithful builtins on `engine`.
 pub(super) fn register(engine: &mut regorus::Engine) -> Result<(), PolicyError> {
-    let extensions: [(&str, u8, Box<dyn regorus::Extension>); 9] = [
+    let extensions: [(&str, u8, Box<dyn regorus::Extension>); 10] = [
         ("strings.count", 2, Box::new(strings_count)),
         ("strings.replace_n", 2, Box::new(strings_replace_n)),
         ("json.is_valid", 1, Box::new(json_is_valid)),
@@ -23,6 +23,7 @@ pub(super) fn register(engine: &mut regorus::Engine) -> Result<(), PolicyError> 
         ("crypto.hmac.equal", 2, Box::new(hmac_equal)),
         ("array.flatten", 1, Box::new(array_flatten)),
         ("io.jwt.decode", 1, Box::new(jwt_decode)),
+        ("net.cidr_intersects", 2, Box::new(cidr_intersects)),
     ];
     for (name, args, extension) in extensions {
         engine
@@ -221,6 +222,20 @@ fn jwt_decode(args: Vec<Value>) -> Result<Value> {
     ]))
 }
 
+/// `net.cidr_intersects(a, b)`: whether two CIDRs share an address (an
+/// IPv4 and an IPv6 network never do).
+fn cidr_intersects(args: Vec<Value>) -> Result<Value> {
+    let net = |position: usize| -> Result<ipnet::IpNet> {
+        let text = string("net.cidr_intersects", position, &args[position - 1])?;
+        text.parse()
+            .map_err(|e| anyhow::anyhow!("net.cidr_intersects: {text:?}: {e}"))
+    };
+    let (a, b) = (net(1)?, net(2)?);
+    Ok(Value::Bool(
+        a.contains(&b.network()) || b.contains(&a.network()),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +322,7 @@ mod tests {
             r#"strings.replace_n({"a": 1}, "a")"#,
             r#"crypto.sha256(1)"#,
             r#"array.flatten("a")"#,
+            r#"net.cidr_intersects("10.0.0.0/33", "10.0.0.0/8")"#,
             r#"io.jwt.decode("not-a-jwt")"#,
             r#"io.jwt.decode("e30.bm90IGpzb24.AA")"#,
         ] {
