@@ -570,11 +570,11 @@ test_upper_sharp_s if upper("straße") == "STRASSE"
     .unwrap();
     let (ok, out, err) = common::trustpath(&["test", dir.path().to_str().unwrap()]);
     assert!(ok && out.contains("PASS: 5/5"), "{out}{err}");
-    // OPA: " 3.14". Width and precision are an error here: the decision
+    // OPA: " 1.23". Width and precision are an error here: the decision
     // fails closed (a logged denial naming the error).
     let bundle = PolicyBundle::load(dir.path()).unwrap();
     let err = bundle
-        .evaluate(CONNECTION_ENTRY_POINT, &json!({"n": 3.14159}))
+        .evaluate(CONNECTION_ENTRY_POINT, &json!({"n": 1.23456}))
         .unwrap_err()
         .to_string();
     assert!(err.contains("format verb"), "{err}");
