@@ -578,4 +578,29 @@ test_upper_sharp_s if upper("straße") == "STRASSE"
         .unwrap_err()
         .to_string();
     assert!(err.contains("format verb"), "{err}");
+
+    // OPA mocks any builtin with `with`; regorus only its own, so the
+    // builtins trustpath adds cannot be mocked (the test errors). Those it
+    // replaces still can.
+    std::fs::write(
+        dir.path().join("p.rego"),
+        r#"package trustpath.connection
+
+decision := {"allow": false}
+
+h := crypto.sha256(input.session_id)
+n := strings.count(input.session_id, "a")
+
+test_mock_added if h == "x" with crypto.sha256 as "x"
+test_mock_replaced if n == 42 with strings.count as 42 with input.session_id as "a"
+"#,
+    )
+    .unwrap();
+    let (ok, out, _) = common::trustpath(&["test", dir.path().to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("ERROR data.trustpath.connection.test_mock_added")
+            && out.contains("PASS: 1/2"),
+        "{out}"
+    );
 }
