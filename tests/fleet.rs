@@ -85,6 +85,10 @@ async fn an_assertion_used_on_one_replica_is_refused_by_every_other() {
     let Some(fleet) = Fleet::new("replay") else {
         return;
     };
+    // A claim whose assertion expired long ago, and one that has not.
+    fleet
+        .db
+        .sql("INSERT INTO used_jtis (key, until) VALUES ('\\x01', 5), ('\\x02', 99999999999)");
     let (a, b, c) = (
         fleet.replica("pdp-a"),
         fleet.replica("pdp-b"),
@@ -116,6 +120,21 @@ async fn an_assertion_used_on_one_replica_is_refused_by_every_other() {
         .filter(|o| o["authentication"]["result"] == "verified")
         .count();
     assert_eq!(verified, 1, "{answers:#?}");
+
+    // Expired claims are purged (a replica prunes at start and every
+    // minute); claims still in force stay.
+    let remaining = || {
+        fleet
+            .db
+            .value("SELECT string_agg(encode(key, 'hex'), ',') FROM used_jtis WHERE key IN ('\\x01', '\\x02')")
+    };
+    for _ in 0..50 {
+        if remaining().as_deref() == Some("02") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(remaining().as_deref(), Some("02"));
 }
 
 /// `body` posted to every server at once.
