@@ -157,10 +157,16 @@ fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
         return f();
     }
     let moved = || {
+        // Cleared however `f` ends, a panic included.
+        struct Moved;
+        impl Drop for Moved {
+            fn drop(&mut self) {
+                MOVED.set(false);
+            }
+        }
         MOVED.set(true);
-        let out = f();
-        MOVED.set(false);
-        out
+        let _moved = Moved;
+        f()
     };
     match Handle::try_current() {
         Err(_) => moved(),
@@ -433,6 +439,24 @@ impl PgLog {
 
 fn tag(field: Field) -> i16 {
     i16::from(field_tag(field))
+}
+
+/// A `log_postings` row's field, value and seq, read back; a row no
+/// trustpath wrote is reported with where it is.
+fn posting_row(field: i16, value: Vec<u8>, seq: i64) -> Result<(Field, String, u64), LogError> {
+    let at = || format!("log_postings row (field {field}, seq {seq})");
+    let known = u8::try_from(field)
+        .ok()
+        .and_then(field_of_tag)
+        .ok_or_else(|| LogError::Malformed(format!("{}: not a known index field", at())))?;
+    let value = String::from_utf8(value).map_err(|e| {
+        LogError::Malformed(format!(
+            "{}: value is not UTF-8 at offset {}",
+            at(),
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    Ok((known, value, to_u64(seq, "seq")?))
 }
 
 impl LogAppend for PgLog {
@@ -770,13 +794,8 @@ impl LogIndex for PgLog {
         })?;
         let mut found = std::collections::HashMap::new();
         for (field, value, seq) in rows {
-            let field = u8::try_from(field)
-                .ok()
-                .and_then(field_of_tag)
-                .ok_or_else(|| LogError::Malformed(format!("unknown index field {field}")))?;
-            let value = String::from_utf8(value)
-                .map_err(|_| LogError::Malformed("a posting value is not UTF-8".into()))?;
-            found.insert((field, value), to_u64(seq, "seq")?);
+            let (field, value, seq) = posting_row(field, value, seq)?;
+            found.insert((field, value), seq);
         }
         Ok(found)
     }
@@ -829,22 +848,11 @@ impl LogIndex for PgLog {
         });
         let postings = postings.map(|row| {
             let ((field, value, seq), data) = row?;
-            let at = || format!("log_postings row (field {field}, seq {seq})");
-            let field = u8::try_from(field)
-                .ok()
-                .and_then(field_of_tag)
-                .ok_or_else(|| LogError::Malformed(format!("{}: not a known index field", at())))?;
-            let value = String::from_utf8(value).map_err(|e| {
-                LogError::Malformed(format!(
-                    "{}: value is not UTF-8 at offset {}",
-                    at(),
-                    e.utf8_error().valid_up_to()
-                ))
-            })?;
+            let (field, value, seq) = posting_row(field, value, seq)?;
             Ok(IndexRecord::Posting {
                 field,
                 value,
-                seq: to_u64(seq, "seq")?,
+                seq,
                 data,
             })
         });
