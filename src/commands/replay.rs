@@ -57,18 +57,9 @@ pub fn run(args: ReplayArgs<'_>) -> Result<ExitCode> {
             trustpath::store::open_for_scan(&dir)
                 .context("opening the data directory (is a server running on it?)")?,
         ),
-        (None, Some(url), None) => {
-            let config = trustpath::config::Config {
-                store: trustpath::config::StoreConfig {
-                    url: Some(url),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            ReplaySource::Log(
-                trustpath::store::open_for_reading(&config).context("opening the fleet's store")?,
-            )
-        }
+        (None, Some(url), None) => ReplaySource::Log(
+            trustpath::store::open_fleet_log(&url).context("opening the fleet's store")?,
+        ),
         (None, None, Some(file)) => ReplaySource::Export(file),
         _ => bail!("give exactly one of --data-dir, --store and --export"),
     };

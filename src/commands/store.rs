@@ -23,13 +23,8 @@ pub fn run(command: StoreCommand) -> Result<()> {
                     from.display()
                 )
             })?;
-            let options = trustpath::store::postgres::PoolOptions {
-                size: 2,
-                timeout: std::time::Duration::from_secs(10),
-            };
-            let target = trustpath::store::postgres::PgLog::open(&to, None, options)
-                .context("opening the destination store")?
-                .log_store();
+            let target =
+                trustpath::store::open_fleet_log(&to).context("opening the destination store")?;
             let copied = trustpath::log::copy::copy(&source, &target).context("copying the log")?;
             eprintln!(
                 "copied {copied} entries and their checkpoints from {}",

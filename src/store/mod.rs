@@ -71,10 +71,19 @@ pub fn open_server(config: &Config) -> Result<ServerStore, LogError> {
 /// Opens the log a config names for a reading command; never creates.
 pub fn open_for_reading(config: &Config) -> Result<LogStore, LogError> {
     match &config.store.url {
-        Some(url) => self::postgres::PgLog::open(url, None, pool_options(&config.store))
-            .map(|pg| pg.log_store()),
+        Some(url) => open_url(url, &config.store),
         None => open_for_scan(&config.data_dir),
     }
+}
+
+/// Opens the fleet log at `url` with the default pool settings, as a
+/// command that reads or copies (not a replica) does.
+pub fn open_fleet_log(url: &str) -> Result<LogStore, LogError> {
+    open_url(url, &StoreConfig::default())
+}
+
+fn open_url(url: &str, store: &StoreConfig) -> Result<LogStore, LogError> {
+    self::postgres::PgLog::open(url, None, pool_options(store)).map(|pg| pg.log_store())
 }
 
 /// Opens the data directory's log and used-`jti` store for a server. A
