@@ -19,7 +19,7 @@ use crate::decide::trim;
 use crate::log::entry::{ConnectionDecisionRecord, ToolCallRecord};
 use crate::log::query::Filter;
 use crate::log::verify::{ExportHeader, ExportTrailer, FilteredTrailer};
-use crate::log::{LogEntry, LogError, LogStore, Record};
+use crate::log::{sealed, LogEntry, LogError, LogStore, Record};
 use crate::model::{ConnectionInput, Decision, ToolCallDecision, ToolCallInput};
 use crate::policy::verdict::{ConnectionVerdict, ToolCallVerdict};
 use crate::policy::PolicyBundle;
@@ -176,6 +176,10 @@ pub struct Summary {
     pub tool_calls: u64,
     pub unchanged: u64,
     pub changed: u64,
+    /// Decisions that could not be replayed because retention redacted
+    /// what the policy saw, and entries it expired: the log no longer
+    /// holds their inputs.
+    pub withheld: u64,
     /// Changed entries by kind of change (an entry can count under several).
     pub by_kind: BTreeMap<ChangeKind, u64>,
 }
@@ -189,6 +193,10 @@ impl Summary {
         self.entries_read += 1;
         match outcome {
             Replayed::Skipped => return,
+            Replayed::Withheld => {
+                self.withheld += 1;
+                return;
+            }
             Replayed::Connection(None) | Replayed::ToolCall(None) => self.unchanged += 1,
             Replayed::Connection(Some(c)) | Replayed::ToolCall(Some(c)) => {
                 self.changed += 1;
@@ -201,7 +209,7 @@ impl Summary {
         match outcome {
             Replayed::Connection(_) => self.connection_decisions += 1,
             Replayed::ToolCall(_) => self.tool_calls += 1,
-            Replayed::Skipped => {}
+            Replayed::Skipped | Replayed::Withheld => {}
         }
     }
 }
@@ -210,6 +218,8 @@ impl Summary {
 enum Replayed {
     /// Not a kind that replays (grant issued, revocations), or filtered out.
     Skipped,
+    /// Retention removed what the policy saw (or the whole entry).
+    Withheld,
     Connection(Option<Change>),
     ToolCall(Option<Change>),
 }
@@ -352,17 +362,11 @@ fn check_trailer(header: &ExportHeader, entries: u64, trailer: &str) -> Result<(
 }
 
 fn seq_of_line(path: &Path, line: usize, text: &str) -> Result<u64, ReplayError> {
-    #[derive(serde::Deserialize)]
-    struct Seq {
-        seq: u64,
-    }
-    serde_json::from_str::<Seq>(text)
-        .map(|s| s.seq)
-        .map_err(|e| ReplayError::Export {
-            path: path.to_path_buf(),
-            line,
-            message: e.to_string(),
-        })
+    sealed::claimed_seq(text.as_bytes()).ok_or_else(|| ReplayError::Export {
+        path: path.to_path_buf(),
+        line,
+        message: "not a log entry: no seq".to_string(),
+    })
 }
 
 fn evaluate_chunks(
@@ -379,12 +383,19 @@ fn evaluate_chunks(
         let results = chunk
             .iter()
             .map(|(seq, bytes)| {
-                let entry: LogEntry =
-                    serde_json::from_slice(bytes).map_err(|e| ReplayError::Entry {
-                        seq: *seq,
-                        message: e.to_string(),
-                    })?;
-                Ok(replay_entry(&entry, candidate, filter))
+                let unreadable = |message: String| ReplayError::Entry { seq: *seq, message };
+                let opened = sealed::open_at(*seq, bytes).map_err(|e| unreadable(e.to_string()))?;
+                if opened.expired {
+                    return Ok(Replayed::Withheld);
+                }
+                let entry: LogEntry = opened.entry().map_err(|e| unreadable(e.to_string()))?;
+                let input_withheld = opened.withheld.iter().any(|w| w.path.starts_with("input"));
+                Ok(match replay_entry(&entry, candidate, filter) {
+                    Replayed::Connection(_) | Replayed::ToolCall(_) if input_withheld => {
+                        Replayed::Withheld
+                    }
+                    replayed => replayed,
+                })
             })
             .collect();
         if tx.send((index, results)).is_err() {

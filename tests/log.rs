@@ -125,12 +125,22 @@ async fn checkpoint_and_proofs_verify_from_http_alone() {
 
     // An entry's bytes, hashed here, are included in the signed tree.
     for seq in [0u64, 3, 7] {
-        let bytes = get(&server, &format!("/v1/log/entries/{seq}"))
+        let entry: Value = get(&server, &format!("/v1/log/entries/{seq}"))
             .await
-            .bytes()
+            .json()
             .await
             .unwrap();
-        let leaf = independent_leaf_hash(&bytes);
+        let commitment = entry["commitment"].as_str().expect("committed bytes");
+        let leaf = independent_leaf_hash(commitment.as_bytes());
+        // Every disclosure held is sealed by its SHA-256, in the commitment
+        // or inside another disclosure (a field sealed within a field).
+        let disclosures = entry["disclosures"].as_array().unwrap();
+        for d in disclosures {
+            let sha = hex::encode(Sha256::digest(d.as_str().unwrap().as_bytes()));
+            let sealed_somewhere = commitment.contains(&sha)
+                || disclosures.iter().any(|o| o.as_str().unwrap().contains(&sha));
+            assert!(sealed_somewhere, "seq {seq}: {d}");
+        }
         let proof: Value = get(
             &server,
             &format!("/v1/log/proof/inclusion?seq={seq}&tree_size=8"),

@@ -496,7 +496,7 @@ async fn replay_reports_exactly_what_a_candidate_changes() {
 
     // A line that is not an entry is named.
     let mut broken = std::fs::read_to_string(&export_file).unwrap();
-    broken = broken.replacen("\n{\"seq\":1,", "\n{\"seq\":\"x\",", 1);
+    broken = broken.replacen(",\"seq\":1,", ",\"seq\":\"x\",", 1);
     std::fs::write(&export_file, broken).unwrap();
     let (code, _, err) = trustpath_code(&[
         "replay",

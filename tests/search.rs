@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{json, Value};
 use trustpath::log::checkpoint::LogSigner;
 use trustpath::log::query::{query, Filter, ScopeState};
-use trustpath::log::{CheckpointPolicy, LogEntry, LogStore, LogWriter, Record};
+use trustpath::log::{sealed, CheckpointPolicy, LogEntry, LogStore, LogWriter, Record};
 
 const SCOPES: [&str; 5] = [
     "files:read",
@@ -98,7 +98,7 @@ fn full_scan(store: &LogStore, filter: &Filter, max_seq: u64) -> Vec<u64> {
         .entries()
         .map(|e| e.unwrap())
         .filter(|(seq, _)| *seq <= max_seq)
-        .filter(|(_, bytes)| filter.matches(&serde_json::from_slice::<LogEntry>(bytes).unwrap()))
+        .filter(|(_, bytes)| filter.matches(&sealed::open(bytes).unwrap().entry().unwrap()))
         .map(|(seq, _)| seq)
         .collect();
     seqs.reverse();

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 
 use serde::Deserialize as _;
-use trustpath::log::{LogEntry, Record};
+use trustpath::log::{sealed, LogEntry, Record};
 use trustpath::model::ToolCallInput;
 
 use crate::{LogCommand, Settings};
@@ -137,7 +137,8 @@ fn open_log(settings: Settings) -> Result<(trustpath::config::Config, trustpath:
     Ok((config, store))
 }
 
-/// Prints entries as NDJSON (exact stored bytes) or as a table.
+/// Prints entries as NDJSON (each as read back: redacted fields show their
+/// seal) or as a table.
 fn print_entries(store: &trustpath::log::LogStore, seqs: &[u64], json: bool) -> Result<()> {
     use std::io::Write;
     let stdout = std::io::stdout();
@@ -151,13 +152,16 @@ fn print_entries(store: &trustpath::log::LogStore, seqs: &[u64], json: bool) -> 
     }
     for seq in seqs {
         let bytes = store.entry(*seq)?.context("indexed entry is missing")?;
+        let opened = sealed::open_at(*seq, &bytes)
+            .with_context(|| format!("entry {seq} cannot be read"))?;
         if json {
-            out.write_all(&bytes)?;
+            serde_json::to_writer(&mut out, &opened.value)?;
             writeln!(out)?;
             continue;
         }
         // An entry this build cannot read is still listed, by its seq.
-        let row = match serde_json::from_slice::<LogEntry>(&bytes) {
+        let row = match opened.entry() {
+            Ok(_) if opened.expired => format!("{seq:>8}  expired by retention"),
             Ok(e) => {
                 let (outcome, detail) = summary(&e);
                 format!(
@@ -192,7 +196,7 @@ fn session_of(record: &Record) -> Option<&str> {
         Record::ToolCall(r) => r.session_id.as_deref(),
         Record::GrantRevoked(r) => Some(&r.session_id),
         Record::SessionRevoked(r) => Some(&r.session_id),
-        Record::PolicyLoaded(_) | Record::SigningKey(_) => None,
+        Record::PolicyLoaded(_) | Record::SigningKey(_) | Record::Retention(_) => None,
     }
 }
 
@@ -202,7 +206,10 @@ fn client_of(record: &Record) -> Option<&str> {
         Record::GrantIssued(r) => Some(&r.client_id),
         Record::ToolCall(r) => r.client_id.as_deref(),
         Record::GrantRevoked(r) => Some(&r.client_id),
-        Record::SessionRevoked(_) | Record::PolicyLoaded(_) | Record::SigningKey(_) => None,
+        Record::SessionRevoked(_)
+        | Record::PolicyLoaded(_)
+        | Record::SigningKey(_)
+        | Record::Retention(_) => None,
     }
 }
 
@@ -292,6 +299,46 @@ fn summary(entry: &LogEntry) -> (String, String) {
                 or_dash(r.previous_key_id.as_deref())
             ),
         ),
+        Record::Retention(r) => (
+            "-".into(),
+            format!(
+                "cause={} entries={} redacted={} expired={}",
+                serde_json::to_string(&r.cause).unwrap_or_default(),
+                r.entries,
+                serde_json::to_string(&r.redacted).unwrap_or_default(),
+                serde_json::to_string(&r.expired).unwrap_or_default(),
+            ),
+        ),
+    }
+}
+
+/// Says which entries retention redacted or expired (each covered by a
+/// retention record, or verification would have failed).
+fn report_retention(seen: &trustpath::log::retained::RetentionSeen) {
+    let ranges = |runs: &trustpath::log::retained::Runs| {
+        let shown: Vec<String> = runs
+            .ranges()
+            .iter()
+            .take(10)
+            .map(|[from, to]| format!("{from}..{to}"))
+            .collect();
+        let more = runs.ranges().len().saturating_sub(10);
+        let more = if more > 0 { format!(" and {more} more ranges") } else { String::new() };
+        format!("{}{more}", shown.join(", "))
+    };
+    if seen.redacted.count() > 0 {
+        println!(
+            "    redacted by recorded retention: {} entries (seqs {})",
+            seen.redacted.count(),
+            ranges(&seen.redacted)
+        );
+    }
+    if seen.expired.count() > 0 {
+        println!(
+            "    expired by recorded retention: {} entries, leaf hashes kept (seqs {})",
+            seen.expired.count(),
+            ranges(&seen.expired)
+        );
     }
 }
 
@@ -319,6 +366,7 @@ fn report_verify(
                 "OK: {range} of tree size {}, root {}, {} checkpoint(s) verified",
                 v.tree_size, v.root_hash, v.checkpoints
             );
+            report_retention(&v.retention);
         }
         Coverage::Selection => {
             let summary = format!(

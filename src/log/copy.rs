@@ -2,9 +2,9 @@
 //! directory into a fleet's database), keeping every entry's bytes and
 //! seq, so every leaf hash, root, checkpoint and proof stays valid.
 
-use super::entry::LogEntry;
 use super::index;
-use super::merkle::{leaf_hash, BatchHashes};
+use super::merkle::BatchHashes;
+use super::sealed;
 use super::storage::{LogStore, StoredEntry};
 use super::LogError;
 
@@ -35,10 +35,10 @@ pub fn copy(from: &LogStore, to: &LogStore) -> Result<u64, LogError> {
         }
         pending.push((seq, bytes));
         if pending.len() == BATCH {
-            copied += write(to, &mut hasher, &mut pending)?;
+            copied += write(from, to, &mut hasher, &mut pending)?;
         }
     }
-    copied += write(to, &mut hasher, &mut pending)?;
+    copied += write(from, to, &mut hasher, &mut pending)?;
     let mut batch = to.begin()?;
     for checkpoint in from.checkpoints() {
         let (size, note) = checkpoint?;
@@ -50,16 +50,23 @@ pub fn copy(from: &LogStore, to: &LogStore) -> Result<u64, LogError> {
 }
 
 fn write(
+    from: &LogStore,
     to: &LogStore,
     hasher: &mut BatchHashes,
     pending: &mut Vec<(u64, Vec<u8>)>,
 ) -> Result<u64, LogError> {
     let mut derived = Vec::with_capacity(pending.len());
     for (seq, bytes) in pending.iter() {
-        let entry: LogEntry = serde_json::from_slice(bytes)
+        let index = index::derive_stored(bytes)
             .map_err(|e| LogError::Malformed(format!("entry {seq} is not a log entry: {e}")))?;
-        let hashes = hasher.append(to, *seq, leaf_hash(bytes))?;
-        derived.push((hashes, index::derive(&entry)));
+        // An expired entry's leaf is the one hash left of it.
+        let leaf = if sealed::is_expired(bytes) {
+            from.subtree_hash(0, *seq)?
+        } else {
+            sealed::leaf_hash(bytes)
+        };
+        let hashes = hasher.append(to, *seq, leaf)?;
+        derived.push((hashes, index));
     }
     let stored: Vec<StoredEntry<'_>> = pending
         .iter()

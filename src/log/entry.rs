@@ -5,6 +5,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::sealed::FieldGroup;
 use crate::model::{Authentication, Decision, GrantClaims, PolicyFile, ToolCallDecision};
 
 /// One entry of the append-only log. Its `seq` is its leaf index.
@@ -27,7 +28,7 @@ pub struct LogEntry {
 }
 
 /// Every entry kind, as [`Record::kind`] names them.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
     "connection_decision",
     "grant_issued",
     "tool_call",
@@ -35,6 +36,7 @@ pub const KINDS: [&str; 7] = [
     "session_revoked",
     "policy_loaded",
     "signing_key",
+    "retention",
 ];
 
 /// What happened. `kind` in the stored JSON names the variant.
@@ -53,6 +55,9 @@ pub enum Record {
     /// A signing key went into use: created, or a different key than the
     /// log last saw for its purpose.
     SigningKey(SigningKeyRecord),
+    /// Retention redacted fields of earlier entries or expired them: the
+    /// record `log verify` holds every missing disclosure against.
+    Retention(RetentionRecord),
 }
 
 impl Record {
@@ -112,6 +117,7 @@ impl Record {
             Record::SessionRevoked(_) => "session_revoked",
             Record::PolicyLoaded(_) => "policy_loaded",
             Record::SigningKey(_) => "signing_key",
+            Record::Retention(_) => "retention",
         }
     }
 }
@@ -131,7 +137,9 @@ pub struct ConnectionDecisionRecord {
     pub decision_id: String,
     pub session_id: String,
     pub client_id: String,
-    /// The exact policy input, secrets replaced by claims and SHA-256.
+    /// The exact policy input, secrets replaced by claims and SHA-256
+    /// (null once retention expired it).
+    #[serde(default)]
     pub input: Value,
     pub authentication: Authentication,
     pub decision: Decision,
@@ -166,7 +174,9 @@ pub struct ToolCallRecord {
     pub tool: String,
     pub method: String,
     /// The exact policy input: the grant check and the arguments summary
-    /// (names and SHA-256; values only where allow-listed).
+    /// (names and SHA-256; values only where allow-listed). Null once
+    /// retention expired it.
+    #[serde(default)]
     pub input: Value,
     pub decision: ToolCallDecision,
     /// Set when the call was allowed but a revocation covering its grant or
@@ -264,6 +274,64 @@ pub struct SigningKeyRecord {
     /// The public key: a JWK for grants, the vkey for the log.
     pub public_key: Value,
     pub previous_key_id: Option<String>,
+}
+
+/// Entries `[from, to)` by seq.
+pub type SeqRange = [u64; 2];
+
+/// Sorted, distinct seqs as the fewest ranges.
+pub fn seq_ranges(seqs: impl IntoIterator<Item = u64>) -> Vec<SeqRange> {
+    let mut out: Vec<SeqRange> = Vec::new();
+    for seq in seqs {
+        match out.last_mut() {
+            Some(last) if last[1] == seq => last[1] = seq + 1,
+            _ => out.push([seq, seq + 1]),
+        }
+    }
+    out
+}
+
+/// Whether `seq` lies in one of `ranges`.
+pub fn in_ranges(ranges: &[SeqRange], seq: u64) -> bool {
+    ranges.iter().any(|[from, to]| (*from..*to).contains(&seq))
+}
+
+/// What retention did, written before it does it (so a crash in between
+/// leaves a record of work not yet done, never work without a record).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetentionRecord {
+    pub cause: RetentionCause,
+    /// The entries whose disclosures of a group were dropped.
+    pub redacted: Vec<GroupRedaction>,
+    /// The entries expired: their bytes are gone, their leaf hashes stay.
+    pub expired: Vec<SeqRange>,
+    /// How many entries this changed.
+    pub entries: u64,
+}
+
+/// One group's disclosures dropped from the entries in `seqs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupRedaction {
+    pub group: FieldGroup,
+    pub seqs: Vec<SeqRange>,
+}
+
+/// Why retention acted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum RetentionCause {
+    /// A `[retention]` setting: entries whose time is before `before`.
+    Rule {
+        /// The setting: a field group's name, or `expire`.
+        setting: String,
+        before: String,
+    },
+    /// A person's erasure request. The subject is kept as its SHA-256 of
+    /// `iss/sub`, never in the clear.
+    Erasure {
+        requested_by: String,
+        subject_sha256: String,
+    },
 }
 
 /// Where an appended entry landed, as told to the caller.

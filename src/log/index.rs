@@ -4,6 +4,7 @@
 //! them again from the entries ([`derive`]) and compares.
 
 use super::entry::{LogEntry, Record};
+use super::sealed;
 use super::storage::Posting;
 use crate::model::ConnectionInput;
 
@@ -168,6 +169,17 @@ pub fn derive(entry: &LogEntry) -> Derived {
     }
 }
 
+/// What an entry is found by as it is stored now: a redacted field posts
+/// nothing, an expired entry nothing at all (see `log::sealed`).
+pub fn derive_stored(stored: &[u8]) -> Result<Derived, String> {
+    if sealed::is_expired(stored) {
+        return Ok(Derived::default());
+    }
+    let opened = sealed::open(stored).map_err(|e| e.to_string())?;
+    let entry = opened.entry().map_err(|e| e.to_string())?;
+    Ok(derive(&entry))
+}
+
 /// Event time in µs since the epoch, from the entry's RFC 3339 time.
 pub fn micros(time: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(time)
@@ -263,8 +275,8 @@ fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
                 add(Field::Grant, jti);
             }
         }
-        // Found by kind (policy_loaded) or by purpose; nothing else to index.
-        Record::PolicyLoaded(_) => {}
+        // Found by kind (policy_loaded, retention) or by purpose.
+        Record::PolicyLoaded(_) | Record::Retention(_) => {}
         Record::SigningKey(r) => add(Field::SigningKey, r.purpose.as_str()),
     }
     out

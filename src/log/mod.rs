@@ -1,6 +1,7 @@
 //! The decision log: an append-only sequence of entries, a Merkle tree over
 //! them and signed checkpoints, kept by any engine behind [`storage`].
 
+pub mod canonical;
 pub mod checkpoint;
 pub mod copy;
 pub mod entry;
@@ -9,6 +10,8 @@ pub mod index;
 pub mod merkle;
 pub mod proof;
 pub mod query;
+pub mod retained;
+pub mod sealed;
 pub mod storage;
 pub mod verify;
 pub(crate) mod writer;

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use serde::{Serialize, Serializer};
 
 use super::checkpoint::NoteVerifier;
+use super::sealed;
 use super::merkle::{self, Hash};
 use super::storage::LogStore;
 use super::LogError;
@@ -147,8 +148,13 @@ pub fn consistency(store: &LogStore, from: u64, to: u64) -> Result<ConsistencyPr
 pub struct InclusionBundle {
     pub seq: u64,
     pub tree_size: u64,
-    /// The entry, exactly as stored (hash it: SHA-256(0x00 ‖ entry)).
-    pub entry: String,
+    /// The entry's commitment, exactly as stored (hash it: SHA-256(0x00 ‖
+    /// entry)); absent when retention expired the entry.
+    pub entry: Option<String>,
+    /// The disclosures still held (see LOG-FORMAT.md): each one's SHA-256
+    /// is in a seal of `entry`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disclosures: Vec<String>,
     #[serde(serialize_with = "base64")]
     pub leaf_hash: Hash,
     /// RFC 9162 audit path, base64, leaf to root.
@@ -178,13 +184,24 @@ pub fn inclusion_bundle(
             format!("entry {seq} is not covered by the latest checkpoint (size {size})"),
         ));
     }
-    let entry = store.entry(seq)?.ok_or(LogError::Corrupt)?;
+    let stored = store.entry(seq)?.ok_or(LogError::Corrupt)?;
     let proof = inclusion(store, seq, size)?;
+    let (entry, disclosures, leaf_hash) = if sealed::is_expired(&stored) {
+        (None, Vec::new(), store.subtree_hash(0, seq)?)
+    } else {
+        let commitment = sealed::commitment(&stored);
+        (
+            Some(String::from_utf8_lossy(commitment).into_owned()),
+            sealed::disclosures(&stored).map_err(|e| LogError::Malformed(e.to_string()))?,
+            merkle::leaf_hash(commitment),
+        )
+    };
     Ok(InclusionBundle {
         seq,
         tree_size: size,
-        entry: String::from_utf8_lossy(&entry).into_owned(),
-        leaf_hash: merkle::leaf_hash(&entry),
+        entry,
+        disclosures,
+        leaf_hash,
         path: proof.path,
         checkpoint: note,
         public_key: verifier.vkey(),

@@ -5,6 +5,7 @@
 
 use super::entry::LogEntry;
 use super::index::{self, Field};
+use super::sealed;
 use super::storage::LogStore;
 use super::LogError;
 
@@ -244,8 +245,33 @@ pub fn oldest_posting(
     store.oldest_posting(field, value)
 }
 
-/// Entry `seq`, decoded.
+/// Entry `seq`, decoded; a field retention redacted reads as absent.
 pub fn entry(store: &LogStore, seq: u64) -> Result<LogEntry, LogError> {
     let bytes = store.entry(seq)?.ok_or(LogError::Corrupt)?;
-    serde_json::from_slice(&bytes).map_err(|_| LogError::Corrupt)
+    let opened = sealed::open(&bytes).map_err(|e| LogError::Malformed(format!("entry {seq}: {e}")))?;
+    opened
+        .entry()
+        .map_err(|e| LogError::Malformed(format!("entry {seq}: {e}")))
+}
+
+/// Entry `seq` as JSON for a reader, with its leaf hash: every disclosed
+/// field in place, a redacted one as its seal, an expired entry as
+/// `{"seq", "expired": true}`. `None` when the log has no such entry.
+pub fn entry_document(store: &LogStore, seq: u64) -> Result<Option<serde_json::Value>, LogError> {
+    use base64::Engine as _;
+    let Some(bytes) = store.entry(seq)? else {
+        return Ok(None);
+    };
+    let opened =
+        sealed::open_at(seq, &bytes).map_err(|e| LogError::Malformed(format!("entry {seq}: {e}")))?;
+    let leaf = if opened.expired {
+        store.subtree_hash(0, seq)?
+    } else {
+        sealed::leaf_hash(&bytes)
+    };
+    let mut value = opened.value;
+    value["leaf_hash"] = serde_json::Value::String(
+        base64::engine::general_purpose::STANDARD.encode(leaf),
+    );
+    Ok(Some(value))
 }

@@ -19,8 +19,11 @@
 //!   before it survives a crash; until then it may be lost, but never in
 //!   part (a lost batch loses whole entries from the end). A fleet engine
 //!   is durable on commit.
-//! - Immutable. An entry, hash, posting or checkpoint once stored is never
-//!   changed or removed by trustpath.
+//! - Append-only, but for retention. A hash or checkpoint once stored is
+//!   never changed or removed. An entry's bytes change only through
+//!   [`LogRetain`]: to fewer disclosures or to none at all (expired), the
+//!   commitment its leaf hash covers kept; and an index record goes only
+//!   with what its entry no longer carries.
 
 use super::index::{Field, IndexRecord};
 use super::merkle::{Hash, HashSource};
@@ -152,10 +155,27 @@ pub trait LogIndex {
     fn has_record(&self, record: &IndexRecord) -> Result<bool, LogError>;
 }
 
-/// A whole engine.
-pub trait LogStorage: LogAppend + LogRead + LogIndex + Send + Sync {}
+/// An old entry's new bytes (see `log::sealed`: the same commitment with
+/// fewer disclosures, or empty when the entry expired) and the index
+/// records it no longer carries.
+#[derive(Debug, Clone)]
+pub struct Retained {
+    pub seq: u64,
+    pub bytes: Vec<u8>,
+    pub dropped: Vec<IndexRecord>,
+}
 
-impl<T: LogAppend + LogRead + LogIndex + Send + Sync> LogStorage for T {}
+/// Retention's role: redacting and expiring entries already written.
+pub trait LogRetain {
+    /// Stores every change or none. Never touches hashes, checkpoints or
+    /// the log's head, so it runs beside the writer.
+    fn retain(&self, changes: &[Retained]) -> Result<(), LogError>;
+}
+
+/// A whole engine.
+pub trait LogStorage: LogAppend + LogRead + LogIndex + LogRetain + Send + Sync {}
+
+impl<T: LogAppend + LogRead + LogIndex + LogRetain + Send + Sync> LogStorage for T {}
 
 /// A cheap handle to the log's storage, whatever the engine.
 #[derive(Clone)]

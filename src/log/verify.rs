@@ -10,9 +10,11 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{Checkpoint, NoteVerifier};
-use super::entry::LogEntry;
+use super::entry::{LogEntry, Record};
 use super::index::{self, IndexRecord};
-use super::merkle::{self, leaf_hash, node_hash, Hash, HashSource};
+use super::merkle::{self, node_hash, Hash, HashSource};
+use super::retained::{RetentionLedger, RetentionSeen, Unrecorded};
+use super::sealed;
 use super::storage::LogStore;
 use super::LogError;
 
@@ -33,6 +35,18 @@ pub enum Tampering {
     Checkpoint { size: u64, reason: String },
     #[error("entry {seq} cannot be read to check its index records: {reason}")]
     Unreadable { seq: u64, reason: String },
+    #[error("entry {seq} holds a disclosure its commitment does not seal: {reason}")]
+    Disclosure { seq: u64, reason: String },
+    #[error(
+        "entry {seq} lacks its {group} disclosure, and no retention record logged after it \
+         redacted that: the entry was edited"
+    )]
+    UnrecordedRedaction { seq: u64, group: &'static str },
+    #[error(
+        "entry {seq} was removed: its bytes are gone and no retention record logged after it \
+         expired it"
+    )]
+    UnrecordedExpiry { seq: u64 },
     #[error("the index lacks the {record}")]
     IndexMissing { seq: u64, record: String },
     #[error("the index holds a {record}, which that entry does not carry")]
@@ -55,6 +69,9 @@ pub struct Verified {
     pub entries_checked: u64,
     /// What the check shows about the entries left out.
     pub coverage: Coverage,
+    /// Entries retention redacted or expired, each covered by a retention
+    /// record (a complete verification fails on any that is not).
+    pub retention: RetentionSeen,
 }
 
 /// Whether a verification shows that nothing was left out.
@@ -143,11 +160,46 @@ impl CompactRange {
 
 /// The `seq` an entry's bytes claim.
 fn claimed_seq(bytes: &[u8]) -> Option<u64> {
-    #[derive(Deserialize)]
-    struct Seq {
-        seq: u64,
+    sealed::claimed_seq(bytes)
+}
+
+/// Checks one stored entry's disclosures against its seals and notes in
+/// `ledger` what retention took from it; returns the entry as read (none
+/// when expired).
+fn check_entry(
+    seq: u64,
+    bytes: &[u8],
+    ledger: &mut RetentionLedger,
+) -> Result<Option<LogEntry>, Tampering> {
+    if sealed::is_expired(bytes) {
+        ledger.expired(seq);
+        return Ok(None);
     }
-    serde_json::from_slice::<Seq>(bytes).ok().map(|s| s.seq)
+    let opened = sealed::open(bytes).map_err(|e| Tampering::Disclosure {
+        seq,
+        reason: e.to_string(),
+    })?;
+    ledger.redacted(seq, opened.redacted());
+    let entry = opened.entry().map_err(|e| Tampering::Unreadable {
+        seq,
+        reason: format!("{e} ({} bytes stored)", bytes.len()),
+    })?;
+    if let Record::Retention(record) = &entry.record {
+        ledger.record(record);
+    }
+    Ok(Some(entry))
+}
+
+/// Fails on the first redaction or expiry no retention record covers.
+fn check_recorded(ledger: &RetentionLedger) -> Result<(), Tampering> {
+    match ledger.first_unrecorded() {
+        None => Ok(()),
+        Some(Unrecorded::Redaction { seq, group }) => Err(Tampering::UnrecordedRedaction {
+            seq,
+            group: group.name(),
+        }),
+        Some(Unrecorded::Expiry { seq }) => Err(Tampering::UnrecordedExpiry { seq }),
+    }
 }
 
 /// Verifies a stopped server's log: every entry must be covered by a
@@ -185,6 +237,7 @@ fn verify_stored(
     // content is fixed (nobody can balance one record against others).
     let key: [u8; 32] = rand::random();
     let mut expected_index = RecordSet::new(key);
+    let mut ledger = RetentionLedger::default();
     for item in store.entries() {
         let (seq, bytes) = item?;
         let expected = range.size();
@@ -192,7 +245,9 @@ fn verify_stored(
             return Err(Tampering::Removed { seq: expected });
         }
         match claimed_seq(&bytes) {
-            Some(claims) if claims != seq => return Err(Tampering::Reordered { seq, claims }),
+            Some(claims) if claims != seq && !sealed::is_expired(&bytes) => {
+                return Err(Tampering::Reordered { seq, claims })
+            }
             _ => {}
         }
         if seq >= covered {
@@ -201,19 +256,29 @@ fn verify_stored(
             }
             return Err(Tampering::Inserted { seq });
         }
-        let leaf = leaf_hash(&bytes);
-        if store.stored_hash(0, seq)? != Some(leaf) {
+        let stored_leaf = store.stored_hash(0, seq)?;
+        // An expired entry's leaf hash is all that is left of it: the roots
+        // below check it.
+        let leaf = if sealed::is_expired(&bytes) {
+            stored_leaf.ok_or(Tampering::Removed { seq })?
+        } else {
+            sealed::leaf_hash(&bytes)
+        };
+        if stored_leaf != Some(leaf) {
             return Err(Tampering::Changed { seq });
         }
         range.push(leaf).ok_or(Tampering::Inserted { seq })?;
         check_due_checkpoints(&range, &mut next_checkpoint)?;
-        for record in records_of(seq, &bytes)? {
-            expected_index.add(&record);
+        if let Some(entry) = check_entry(seq, &bytes, &mut ledger)? {
+            for record in records_of_entry(seq, &entry) {
+                expected_index.add(&record);
+            }
         }
     }
     if range.size() < covered {
         return Err(Tampering::Removed { seq: range.size() });
     }
+    check_recorded(&ledger)?;
     // The entries are proven; now the index must be exactly what they say.
     let mut stored = RecordSet::new(key);
     for record in store.index_records() {
@@ -234,19 +299,27 @@ fn verify_stored(
             from: 0,
             to: range.size(),
         },
+        retention: ledger.seen(),
     })
 }
 
-/// The index records entry `seq` implies, each once.
+/// The index records entry `seq` implies as stored, each once.
 fn records_of(seq: u64, bytes: &[u8]) -> Result<Vec<IndexRecord>, Tampering> {
-    let entry: LogEntry = serde_json::from_slice(bytes).map_err(|e| Tampering::Unreadable {
+    let derived = index::derive_stored(bytes).map_err(|reason| Tampering::Unreadable {
         seq,
-        reason: format!("{e} ({} bytes stored)", bytes.len()),
+        reason: format!("{reason} ({} bytes stored)", bytes.len()),
     })?;
-    let mut records = index::derive(&entry).records(seq);
+    Ok(unique(derived.records(seq)))
+}
+
+fn records_of_entry(seq: u64, entry: &LogEntry) -> Vec<IndexRecord> {
+    unique(index::derive(entry).records(seq))
+}
+
+fn unique(mut records: Vec<IndexRecord>) -> Vec<IndexRecord> {
     records.sort();
     records.dedup();
-    Ok(records)
+    records
 }
 
 /// A set of index records in constant memory: their count and the sum of
@@ -429,7 +502,13 @@ pub fn export_selected(
 ) -> Result<u64, Tampering> {
     let (note, cp) = latest_checkpoint(store, verifier)?;
     let io = |e: std::io::Error| Tampering::Storage(LogError::Writer(e.to_string()));
-    let covered: Vec<u64> = seqs.iter().copied().filter(|s| *s < cp.size).collect();
+    // An expired entry has nothing left to prove but its leaf: left out.
+    let mut covered = Vec::with_capacity(seqs.len());
+    for seq in seqs.iter().copied().filter(|s| *s < cp.size) {
+        if store.entry(seq)?.is_some_and(|b| !sealed::is_expired(&b)) {
+            covered.push(seq);
+        }
+    }
     let header = ExportHeader {
         trustpath_export: 1,
         from: covered.first().copied().unwrap_or(0),
@@ -486,6 +565,7 @@ fn verify_selected(
         ));
     }
     let mut last: Option<u64> = None;
+    let mut ledger = RetentionLedger::default();
     for (i, (line, proof)) in entry_lines.iter().zip(&trailer.inclusion).enumerate() {
         let seq =
             claimed_seq(line.as_bytes()).ok_or_else(|| export_err(i + 2, "not a log entry"))?;
@@ -498,10 +578,18 @@ fn verify_selected(
         if seq >= cp.size {
             return Err(Tampering::Inserted { seq });
         }
+        if sealed::is_expired(line.as_bytes()) {
+            return Err(export_err(
+                i + 2,
+                "an expired entry has no bytes to prove in a selection",
+            ));
+        }
         let proof = decode_hashes(trailer_line, proof)?;
-        if !merkle::verify_inclusion(seq, cp.size, &leaf_hash(line.as_bytes()), &proof, &cp.root) {
+        let leaf = sealed::leaf_hash(line.as_bytes());
+        if !merkle::verify_inclusion(seq, cp.size, &leaf, &proof, &cp.root) {
             return Err(Tampering::Changed { seq });
         }
+        check_entry(seq, line.as_bytes(), &mut ledger)?;
         last = Some(seq);
     }
     Ok(Verified {
@@ -510,6 +598,7 @@ fn verify_selected(
         checkpoints: 1,
         entries_checked: entry_lines.len() as u64,
         coverage: Coverage::Selection,
+        retention: ledger.seen(),
     })
 }
 
@@ -556,7 +645,12 @@ pub fn export(
     .map_err(io)?;
     for seq in from..to {
         let bytes = store.entry(seq)?.ok_or(Tampering::Removed { seq })?;
-        out.write_all(&bytes).map_err(io)?;
+        let line = if sealed::is_expired(&bytes) {
+            sealed::expired_line(seq)
+        } else {
+            bytes
+        };
+        out.write_all(&line).map_err(io)?;
         out.write_all(b"\n").map_err(io)?;
         leaf_hashes.push(STANDARD.encode(store.subtree_hash(0, seq)?));
     }
@@ -661,6 +755,7 @@ pub fn verify_export(input: impl BufRead, verifier: &NoteVerifier) -> Result<Ver
     }
 
     // ...and every entry line must be the one its leaf hash was made from.
+    let mut ledger = RetentionLedger::default();
     for (i, line) in lines[1..trailer_line - 1].iter().enumerate() {
         let expected = range.size();
         let claims =
@@ -687,16 +782,26 @@ pub fn verify_export(input: impl BufRead, verifier: &NoteVerifier) -> Result<Ver
         let Some(recorded) = index.and_then(|i| leaves.get(i)) else {
             return Err(Tampering::Inserted { seq: expected });
         };
-        let leaf = leaf_hash(line.as_bytes());
+        let leaf = if sealed::is_expired(line.as_bytes()) {
+            *recorded
+        } else {
+            sealed::leaf_hash(line.as_bytes())
+        };
         if leaf != *recorded {
             return Err(Tampering::Changed { seq: expected });
         }
+        check_entry(expected, line.as_bytes(), &mut ledger)?;
         range
             .push(leaf)
             .ok_or(Tampering::Inserted { seq: expected })?;
     }
     if range.size() != header.to {
         return Err(Tampering::Removed { seq: range.size() });
+    }
+    // Retention records come after what they cover: an export that runs to
+    // the checkpoint holds every record that can cover its entries.
+    if header.to == cp.size {
+        check_recorded(&ledger)?;
     }
     Ok(Verified {
         tree_size: cp.size,
@@ -707,5 +812,6 @@ pub fn verify_export(input: impl BufRead, verifier: &NoteVerifier) -> Result<Ver
             from: header.from,
             to: header.to,
         },
+        retention: ledger.seen(),
     })
 }

@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoint::LogSigner;
 use super::entry::{EntryReceipt, LogEntry, Record, Revokes};
 use super::index::{self, Field};
-use super::merkle::{self, leaf_hash, Hash};
+use super::merkle::{self, Hash};
+use super::sealed;
 use super::storage::{LogStore, StoredEntry};
 use super::LogError;
 
@@ -553,8 +554,8 @@ impl WriterState {
         let mut hasher = merkle::BatchHashes::default();
         for (seq, entry) in (first..).zip(entries) {
             entry.seq = seq;
-            let bytes = serde_json::to_vec(&*entry).map_err(|e| LogError::Encode(e.to_string()))?;
-            let leaf = leaf_hash(&bytes);
+            let bytes = sealed::seal(entry).map_err(|e| LogError::Encode(e.to_string()))?;
+            let leaf = sealed::leaf_hash(&bytes);
             let hashes = hasher.append(&self.store, seq, leaf)?;
             let derived = index::derive(entry);
             encoded.push((seq, bytes, leaf, hashes, derived));

@@ -413,6 +413,7 @@ pub struct Authentication {
     pub issuer: Option<String>,
     pub subject: Option<String>,
     pub key_id: Option<String>,
+    #[serde(default)]
     pub reasons: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document: Option<DocumentRecord>,
@@ -456,6 +457,7 @@ pub struct Decision {
     pub denied_scopes: Vec<DeniedScope>,
     pub tools: PermittedTools,
     pub ttl_seconds: u64,
+    #[serde(default)]
     pub reasons: Vec<String>,
 }
 
@@ -633,6 +635,7 @@ pub struct ArgumentsSummary {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ToolCallDecision {
     pub allow: bool,
+    #[serde(default)]
     pub reasons: Vec<String>,
     /// Scopes the call would need and the grant lacks (for step-up).
     pub required_scopes: Vec<String>,

@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
@@ -16,8 +16,8 @@ use serde_json::json;
 use super::error::ApiError;
 use super::extract::{Audit, Authorized, PathId};
 use super::AppState;
-use crate::log::merkle;
 use crate::log::proof::{self, ProofError};
+use crate::log::sealed;
 use crate::log::query::Filter;
 use crate::model::ConnectionInput;
 
@@ -65,9 +65,17 @@ pub async fn entry(
             format!("seq must be a non-negative integer, got {seq:?}"),
         )
     })?;
-    let bytes = state.store.entry(seq).map_err(internal)?;
-    let bytes = bytes.ok_or_else(|| ApiError::not_found(format!("no entry {seq}")))?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], bytes.to_vec()).into_response())
+    let value = crate::log::query::entry_document(&state.store, seq).map_err(internal)?;
+    let mut value = value.ok_or_else(|| ApiError::not_found(format!("no entry {seq}")))?;
+    // What a third party hashes and checks (LOG-FORMAT.md): the committed
+    // bytes, and the disclosures still held.
+    let stored = state.store.entry(seq).map_err(internal)?.unwrap_or_default();
+    if !sealed::is_expired(&stored) {
+        value["commitment"] =
+            String::from_utf8_lossy(sealed::commitment(&stored)).into_owned().into();
+        value["disclosures"] = sealed::disclosures(&stored).map_err(internal)?.into();
+    }
+    Ok(Json(value).into_response())
 }
 
 #[derive(Deserialize)]
@@ -153,14 +161,9 @@ fn parse_search(
 }
 
 fn entry_json(state: &AppState, seq: u64) -> Result<serde_json::Value, ApiError> {
-    let bytes = state
-        .store
-        .entry(seq)
+    crate::log::query::entry_document(&state.store, seq)
         .map_err(internal)?
-        .ok_or_else(|| internal("indexed entry missing"))?;
-    let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(internal)?;
-    value["leaf_hash"] = json!(STANDARD.encode(merkle::leaf_hash(&bytes)));
-    Ok(value)
+        .ok_or_else(|| internal("indexed entry missing"))
 }
 
 pub async fn search(

@@ -207,11 +207,17 @@ async fn read_decision(
     _: Authorized<Audit>,
     PathId(decision_id): PathId,
 ) -> Result<Response, ApiError> {
-    let entry = state
+    let internal = |e: crate::log::LogError| ApiError::internal(e.to_string());
+    let not_found = || ApiError::not_found(format!("no decision {}", Printable(&decision_id)));
+    let seq = state
         .store
-        .decision(&decision_id)
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .ok_or_else(|| ApiError::not_found(format!("no decision {}", Printable(&decision_id))))?;
-    // The stored bytes as they are, so they can be hashed by the reader.
-    Ok(([(header::CONTENT_TYPE, "application/json")], entry.to_vec()).into_response())
+        .seq_of_decision(&decision_id)
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    // As read back, with its leaf hash; the inclusion proof carries the
+    // committed bytes to hash.
+    let entry = crate::log::query::entry_document(&state.store, seq)
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    Ok(Json(entry).into_response())
 }

@@ -93,11 +93,14 @@ impl OrderedStore for FjallLog {
         Ok(self.tree()?.get(key).map_err(storage)?.map(|v| v.to_vec()))
     }
 
-    fn write_batch(&self, pairs: Vec<Pair>) -> Result<(), LogError> {
+    fn write_batch(&self, pairs: Vec<Pair>, removals: Vec<Vec<u8>>) -> Result<(), LogError> {
         let handles = self.handles()?;
         let mut batch = handles.keyspace.batch();
         for (key, value) in pairs {
             batch.insert(&handles.log, key, value);
+        }
+        for key in removals {
+            batch.remove(&handles.log, key);
         }
         batch.commit().map_err(storage)
     }

@@ -12,7 +12,8 @@ use super::keys::*;
 use crate::log::index::{Field, IndexRecord};
 use crate::log::merkle::Hash;
 use crate::log::storage::{
-    check_follows, AppendBatch, LogAppend, LogIndex, LogRead, Scan, StoredEntry,
+    check_follows, AppendBatch, LogAppend, LogIndex, LogRead, LogRetain, Retained, Scan,
+    StoredEntry,
 };
 use crate::log::LogError;
 
@@ -26,8 +27,9 @@ pub(super) type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 /// What the log needs of an engine.
 pub(super) trait OrderedStore: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError>;
-    /// Stores every pair or none, visible to reads at once.
-    fn write_batch(&self, pairs: Vec<Pair>) -> Result<(), LogError>;
+    /// Stores every pair and removes every key in `removals`, or does
+    /// nothing; visible to reads at once.
+    fn write_batch(&self, pairs: Vec<Pair>, removals: Vec<Vec<u8>>) -> Result<(), LogError>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), LogError>;
     /// Opens the store again after a failure (see `LogAppend::recover`).
@@ -222,7 +224,19 @@ impl<S: OrderedStore> AppendBatch for KeyedBatch<'_, S> {
         if self.pairs.is_empty() {
             return Ok(());
         }
-        self.log.0.write_batch(self.pairs)
+        self.log.0.write_batch(self.pairs, Vec::new())
+    }
+}
+
+impl<S: OrderedStore> LogRetain for KeyedLog<S> {
+    fn retain(&self, changes: &[Retained]) -> Result<(), LogError> {
+        let mut pairs = Vec::with_capacity(changes.len());
+        let mut removals = Vec::new();
+        for change in changes {
+            pairs.push((entry_key(change.seq).to_vec(), change.bytes.clone()));
+            removals.extend(change.dropped.iter().map(|r| record_key_value(r).0));
+        }
+        self.0.write_batch(pairs, removals)
     }
 }
 

@@ -22,7 +22,8 @@ use crate::identity::replay::JtiStore;
 use crate::log::index::{Field, IndexRecord};
 use crate::log::merkle::Hash;
 use crate::log::storage::{
-    check_follows, AppendBatch, LogAppend, LogIndex, LogRead, LogStore, Scan, StoredEntry,
+    check_follows, AppendBatch, LogAppend, LogIndex, LogRead, LogRetain, LogStore, Retained, Scan,
+    StoredEntry,
 };
 use crate::log::LogError;
 
@@ -902,6 +903,41 @@ impl LogIndex for PgLog {
                 &[(&to_i64(*seq, "seq")?, Type::INT8), (micros, Type::INT8)],
             ),
         }
+    }
+}
+
+impl LogRetain for PgLog {
+    fn retain(&self, changes: &[Retained]) -> Result<(), LogError> {
+        let mut rows = Vec::with_capacity(changes.len());
+        for change in changes {
+            rows.push((to_i64(change.seq, "seq")?, change));
+        }
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            for (seq, change) in &rows {
+                tx.execute(
+                    "UPDATE log_entries SET bytes = $2 WHERE seq = $1",
+                    &[seq, &change.bytes],
+                )?;
+                for record in &change.dropped {
+                    match record {
+                        IndexRecord::Posting { field, value, .. } => tx.execute(
+                            "DELETE FROM log_postings WHERE field = $1 AND value = $2 AND seq = $3",
+                            &[&tag(*field), &value.as_bytes(), seq],
+                        )?,
+                        IndexRecord::Decision { .. } => tx.execute(
+                            "UPDATE log_entries SET decision_id = NULL WHERE seq = $1",
+                            &[seq],
+                        )?,
+                        IndexRecord::Time { .. } => tx.execute(
+                            "UPDATE log_entries SET time_micros = NULL WHERE seq = $1",
+                            &[seq],
+                        )?,
+                    };
+                }
+            }
+            tx.commit()
+        })
     }
 }
 

@@ -155,10 +155,13 @@ impl OrderedStore for SledLog {
         Ok(self.tree()?.get(key).map_err(storage)?.map(|v| v.to_vec()))
     }
 
-    fn write_batch(&self, pairs: Vec<Pair>) -> Result<(), LogError> {
+    fn write_batch(&self, pairs: Vec<Pair>, removals: Vec<Vec<u8>>) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
         for (key, value) in pairs {
             batch.insert(key, value);
+        }
+        for key in removals {
+            batch.remove(key);
         }
         self.tree()?.apply_batch(batch).map_err(storage)
     }

@@ -1,0 +1,542 @@
+//! Sealed entries: how a leaf commits to an entry so that personal fields
+//! can be redacted, and whole bodies expired, while every proof still holds.
+//!
+//! The stored bytes of an entry are its *commitment*, optionally followed by
+//! a tab and its *disclosures*: one line, with no raw tab anywhere else
+//! (canonical JSON escapes control characters), so an export stays one
+//! entry per line. The commitment is the entry in
+//! canonical JSON with each sealable field replaced by a seal,
+//! `{"_sealed": "<group>", "sha256": "<hex>"}`. A disclosure is the JSON
+//! text `[salt, group, value]`, carried as a JSON string; the seal's hash is
+//! the SHA-256 of that text's UTF-8 bytes. The leaf hash covers the
+//! commitment only, so dropping a disclosure (a redaction) changes no hash,
+//! while a disclosure that was altered matches no seal. An expired entry is
+//! stored as no bytes at all; its leaf hash stays in the tree.
+//!
+//! Entries written before sealing existed are a commitment with no seals:
+//! they read the same way, and can be expired but not redacted.
+//! LOG-FORMAT.md documents the format with a worked example.
+
+use std::collections::BTreeSet;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::canonical;
+use super::entry::LogEntry;
+use super::merkle::{self, Hash};
+use crate::digest::sha256_hex;
+
+/// Between the commitment and the disclosures.
+pub const SEPARATOR: u8 = b'\t';
+
+/// The member that marks a seal.
+pub const SEAL: &str = "_sealed";
+
+/// What a seal covers, and so which retention setting redacts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldGroup {
+    /// Who the end user is: the subject (`iss`, `sub`) a decision was made
+    /// for, the human approver and actor chain of a delegation, the actor
+    /// of a tool call. Personal data.
+    EndUser,
+    /// The claims of the end user's subject token. Personal data.
+    SubjectClaims,
+    /// The client identity document as checked.
+    ClientDocument,
+    /// Tool-call argument values (names and hashes, and values where
+    /// allow-listed). Personal data, as far as anyone knows.
+    ToolArguments,
+    /// The rest of what an investigation reads but correlation does not
+    /// need: the policy input, authentication details, reasons.
+    Body,
+}
+
+impl FieldGroup {
+    pub const ALL: [FieldGroup; 5] = [
+        FieldGroup::EndUser,
+        FieldGroup::SubjectClaims,
+        FieldGroup::ClientDocument,
+        FieldGroup::ToolArguments,
+        FieldGroup::Body,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldGroup::EndUser => "end_user",
+            FieldGroup::SubjectClaims => "subject_claims",
+            FieldGroup::ClientDocument => "client_document",
+            FieldGroup::ToolArguments => "tool_arguments",
+            FieldGroup::Body => "body",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.name() == name)
+    }
+
+    /// Whether the group holds personal data (the audit schema says so too).
+    pub fn personal(self) -> bool {
+        matches!(
+            self,
+            FieldGroup::EndUser | FieldGroup::SubjectClaims | FieldGroup::ToolArguments
+        )
+    }
+}
+
+/// A field sealed in entries of `kind`: `path` from the entry's root.
+pub struct SealRule {
+    pub kind: &'static str,
+    pub path: &'static [&'static str],
+    pub group: FieldGroup,
+}
+
+/// Every sealed field, deepest first within a kind: a field inside another
+/// sealed field is sealed first, so the outer disclosure carries its seal
+/// and the two can be redacted apart. What stays in the clear is what
+/// correlation needs: ids, kind, time, policy revision, client, issuer,
+/// scopes, outcome, lifetime, the grant's claims but its actor.
+pub const RULES: &[SealRule] = &[
+    rule("connection_decision", &["input", "subject", "claims"], FieldGroup::SubjectClaims),
+    rule("connection_decision", &["input", "subject"], FieldGroup::EndUser),
+    rule("connection_decision", &["input", "delegation"], FieldGroup::EndUser),
+    rule("connection_decision", &["input", "client", "document"], FieldGroup::ClientDocument),
+    rule("connection_decision", &["input"], FieldGroup::Body),
+    rule("connection_decision", &["authentication", "subject"], FieldGroup::EndUser),
+    rule("connection_decision", &["authentication", "reasons"], FieldGroup::Body),
+    rule("connection_decision", &["authentication", "document"], FieldGroup::Body),
+    rule("connection_decision", &["authentication", "proof"], FieldGroup::Body),
+    rule("connection_decision", &["authentication", "keys"], FieldGroup::Body),
+    rule("connection_decision", &["authentication", "metadata_chain"], FieldGroup::Body),
+    rule("connection_decision", &["decision", "reasons"], FieldGroup::Body),
+    rule("grant_issued", &["grant", "act"], FieldGroup::EndUser),
+    rule("tool_call", &["input", "arguments"], FieldGroup::ToolArguments),
+    rule("tool_call", &["input", "actor"], FieldGroup::EndUser),
+    rule("tool_call", &["input"], FieldGroup::Body),
+    rule("tool_call", &["decision", "reasons"], FieldGroup::Body),
+];
+
+const fn rule(kind: &'static str, path: &'static [&'static str], group: FieldGroup) -> SealRule {
+    SealRule { kind, path, group }
+}
+
+/// The kinds retention applies to: the ones with sealed fields. The rest
+/// (revocations, policy bundles, keys, retention's own records) are the
+/// evidence of what operators did and are kept whole.
+pub fn retained_kind(kind: &str) -> bool {
+    RULES.iter().any(|r| r.kind == kind)
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SealError {
+    #[error("the commitment is not a JSON object: {0}")]
+    Commitment(String),
+    #[error("the disclosures are not a JSON array of strings: {0}")]
+    Disclosures(String),
+    #[error("disclosure {index} is not [salt, group, value]: {reason}")]
+    Malformed { index: usize, reason: String },
+    #[error("a seal at {path} names an unknown group {group:?}")]
+    UnknownGroup { path: String, group: String },
+    #[error("disclosure {index} ({group}) matches no seal of the entry")]
+    Unmatched { index: usize, group: String },
+    #[error("disclosure {index} says {claims} where its seal at {path} says {sealed}")]
+    GroupMismatch {
+        index: usize,
+        path: String,
+        claims: String,
+        sealed: String,
+    },
+}
+
+/// The bytes to store for `entry`: its commitment and disclosures.
+pub fn seal(entry: &LogEntry) -> Result<Vec<u8>, serde_json::Error> {
+    let mut value = serde_json::to_value(entry)?;
+    let kind = entry.record.kind();
+    let mut disclosures: Vec<String> = Vec::new();
+    for rule in RULES.iter().filter(|r| r.kind == kind) {
+        let Some((last, parents)) = rule.path.split_last() else {
+            continue;
+        };
+        let parent = parents
+            .iter()
+            .try_fold(&mut value, |v, name| v.get_mut(*name));
+        let Some(field) = parent.and_then(|p| p.get_mut(*last)) else {
+            continue;
+        };
+        if field.is_null() {
+            continue;
+        }
+        let salt = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+        let disclosure = Value::Array(vec![
+            Value::String(salt),
+            Value::String(rule.group.name().to_string()),
+            field.take(),
+        ]);
+        let text = String::from_utf8(canonical::to_vec(&disclosure))
+            .expect("canonical JSON of UTF-8 strings is UTF-8");
+        *field = seal_of(rule.group, &sha256_hex(text.as_bytes()));
+        disclosures.push(text);
+    }
+    let mut bytes = canonical::to_vec(&value);
+    if !disclosures.is_empty() {
+        bytes.push(SEPARATOR);
+        bytes.extend_from_slice(&canonical::to_vec(&Value::from(disclosures)));
+    }
+    Ok(bytes)
+}
+
+fn seal_of(group: FieldGroup, sha256: &str) -> Value {
+    let mut map = Map::new();
+    map.insert(SEAL.to_string(), Value::String(group.name().to_string()));
+    map.insert("sha256".to_string(), Value::String(sha256.to_string()));
+    Value::Object(map)
+}
+
+/// The part of the stored bytes the leaf hash covers.
+pub fn commitment(stored: &[u8]) -> &[u8] {
+    match stored.iter().position(|b| *b == SEPARATOR) {
+        Some(end) => &stored[..end],
+        None => stored,
+    }
+}
+
+/// The RFC 9162 leaf hash of an entry's stored bytes: its commitment's.
+pub fn leaf_hash(stored: &[u8]) -> Hash {
+    merkle::leaf_hash(commitment(stored))
+}
+
+/// What an export writes for an expired entry (it has no bytes left).
+pub fn expired_line(seq: u64) -> Vec<u8> {
+    format!("{EXPIRED_LINE}{seq}}}").into_bytes()
+}
+
+const EXPIRED_LINE: &str = r#"{"expired":true,"seq":"#;
+
+/// Whether stored bytes (or an export line) are an expired entry's.
+pub fn is_expired(stored: &[u8]) -> bool {
+    stored.is_empty() || stored.starts_with(EXPIRED_LINE.as_bytes())
+}
+
+/// The `seq` an entry's commitment (or an expired entry's export line)
+/// claims.
+pub fn claimed_seq(stored: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Seq {
+        seq: u64,
+    }
+    serde_json::from_slice::<Seq>(commitment(stored))
+        .ok()
+        .map(|s| s.seq)
+}
+
+/// A seal whose disclosure is gone: the field was redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withheld {
+    pub group: FieldGroup,
+    /// Where the seal sits, as `input.subject`.
+    pub path: String,
+}
+
+/// An entry read back: the commitment with every disclosed field in place,
+/// and the seals that are left (redacted fields).
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The entry as JSON; a redacted field still shows its seal.
+    pub value: Value,
+    pub withheld: Vec<Withheld>,
+    /// Retention expired the entry: only its seq is known here (and its
+    /// leaf hash in the tree).
+    pub expired: bool,
+}
+
+impl Opened {
+    /// The entry, typed. A redacted field reads as absent.
+    pub fn entry(&self) -> Result<LogEntry, serde_json::Error> {
+        let mut value = self.value.clone();
+        remove_seals(&mut value);
+        serde_json::from_value(value)
+    }
+
+    /// The groups redacted from this entry.
+    pub fn redacted(&self) -> BTreeSet<FieldGroup> {
+        self.withheld.iter().map(|w| w.group).collect()
+    }
+}
+
+/// Reads entry `seq` back from its stored bytes; an expired entry reads
+/// as `{"seq": seq, "expired": true}`.
+pub fn open_at(seq: u64, stored: &[u8]) -> Result<Opened, SealError> {
+    if is_expired(stored) {
+        let mut value = Map::new();
+        value.insert("seq".to_string(), Value::from(seq));
+        value.insert("expired".to_string(), Value::Bool(true));
+        return Ok(Opened {
+            value: Value::Object(value),
+            withheld: Vec::new(),
+            expired: true,
+        });
+    }
+    open(stored)
+}
+
+/// Reads stored bytes back, checking every disclosure against its seal.
+pub fn open(stored: &[u8]) -> Result<Opened, SealError> {
+    let (opened, used) = reveal(stored, &BTreeSet::new())?;
+    if let Some(index) = used.iter().position(|u| !u) {
+        let group = disclosure_group(stored, index);
+        return Err(SealError::Unmatched { index, group });
+    }
+    Ok(opened)
+}
+
+/// The stored bytes with every disclosure of `groups` dropped (and those
+/// only reachable through one), or `None` when there was nothing to drop.
+pub fn redact(stored: &[u8], groups: &BTreeSet<FieldGroup>) -> Result<Option<Vec<u8>>, SealError> {
+    open(stored)?;
+    let (_, used) = reveal(stored, groups)?;
+    if used.iter().all(|u| *u) {
+        return Ok(None);
+    }
+    let texts = parse_disclosures(stored)?;
+    let kept: Vec<String> = texts
+        .into_iter()
+        .zip(&used)
+        .filter(|(_, used)| **used)
+        .map(|(text, _)| text)
+        .collect();
+    let mut bytes = commitment(stored).to_vec();
+    if !kept.is_empty() {
+        bytes.push(SEPARATOR);
+        bytes.extend_from_slice(&canonical::to_vec(&Value::from(kept)));
+    }
+    Ok(Some(bytes))
+}
+
+/// One disclosure, parsed.
+struct Disclosure {
+    sha256: String,
+    group: String,
+    value: Value,
+}
+
+/// The disclosure texts stored with an entry.
+pub fn disclosures(stored: &[u8]) -> Result<Vec<String>, SealError> {
+    parse_disclosures(stored)
+}
+
+fn parse_disclosures(stored: &[u8]) -> Result<Vec<String>, SealError> {
+    match stored.iter().position(|b| *b == SEPARATOR) {
+        None => Ok(Vec::new()),
+        Some(end) => serde_json::from_slice(&stored[end + 1..])
+            .map_err(|e| SealError::Disclosures(e.to_string())),
+    }
+}
+
+fn disclosure_group(stored: &[u8], index: usize) -> String {
+    parse_disclosures(stored)
+        .ok()
+        .and_then(|texts| texts.get(index).and_then(|t| parse_disclosure(index, t).ok()))
+        .map_or_else(String::new, |d| d.group)
+}
+
+fn parse_disclosure(index: usize, text: &str) -> Result<Disclosure, SealError> {
+    let malformed = |reason: String| SealError::Malformed { index, reason };
+    let parts: (String, String, Value) =
+        serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
+    Ok(Disclosure {
+        sha256: sha256_hex(text.as_bytes()),
+        group: parts.1,
+        value: parts.2,
+    })
+}
+
+/// Puts back every disclosure whose group is not in `dropped`; says which
+/// disclosures were used.
+fn reveal(stored: &[u8], dropped: &BTreeSet<FieldGroup>) -> Result<(Opened, Vec<bool>), SealError> {
+    let mut value: Value = serde_json::from_slice(commitment(stored))
+        .map_err(|e| SealError::Commitment(e.to_string()))?;
+    if !value.is_object() {
+        return Err(SealError::Commitment("not an object".to_string()));
+    }
+    let disclosures: Vec<Disclosure> = parse_disclosures(stored)?
+        .iter()
+        .enumerate()
+        .map(|(i, text)| parse_disclosure(i, text))
+        .collect::<Result<_, _>>()?;
+    let mut walk = Walk {
+        disclosures: &disclosures,
+        dropped,
+        used: vec![false; disclosures.len()],
+        withheld: Vec::new(),
+    };
+    walk.visit(&mut value, &mut String::new())?;
+    let used = walk.used;
+    Ok((
+        Opened {
+            value,
+            withheld: walk.withheld,
+            expired: false,
+        },
+        used,
+    ))
+}
+
+struct Walk<'a> {
+    disclosures: &'a [Disclosure],
+    dropped: &'a BTreeSet<FieldGroup>,
+    used: Vec<bool>,
+    withheld: Vec<Withheld>,
+}
+
+impl Walk<'_> {
+    fn visit(&mut self, value: &mut Value, path: &mut String) -> Result<(), SealError> {
+        if let Some((group, sha256)) = as_seal(value) {
+            let group = FieldGroup::parse(group).ok_or_else(|| SealError::UnknownGroup {
+                path: path.clone(),
+                group: group.to_string(),
+            })?;
+            let found = self
+                .disclosures
+                .iter()
+                .position(|d| d.sha256 == sha256 && !self.dropped.contains(&group));
+            let Some(index) = found else {
+                self.withheld.push(Withheld {
+                    group,
+                    path: path.clone(),
+                });
+                return Ok(());
+            };
+            let disclosure = &self.disclosures[index];
+            if disclosure.group != group.name() {
+                return Err(SealError::GroupMismatch {
+                    index,
+                    path: path.clone(),
+                    claims: disclosure.group.clone(),
+                    sealed: group.name().to_string(),
+                });
+            }
+            self.used[index] = true;
+            *value = disclosure.value.clone();
+            return self.visit(value, path);
+        }
+        match value {
+            Value::Object(map) => {
+                for (name, item) in map.iter_mut() {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(name);
+                    self.visit(item, path)?;
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    self.visit(item, path)?;
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// (group, sha256) when `value` is a seal.
+fn as_seal(value: &Value) -> Option<(&str, &str)> {
+    let map = value.as_object()?;
+    if map.len() != 2 {
+        return None;
+    }
+    Some((map.get(SEAL)?.as_str()?, map.get("sha256")?.as_str()?))
+}
+
+/// Drops every seal left in `value` (a redacted field reads as absent).
+fn remove_seals(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, item| as_seal(item).is_none());
+            map.values_mut().for_each(remove_seals);
+        }
+        Value::Array(items) => items.iter_mut().for_each(remove_seals),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(commitment: &Value, disclosures: &[&str]) -> Vec<u8> {
+        let mut bytes = canonical::to_vec(commitment);
+        if !disclosures.is_empty() {
+            bytes.push(SEPARATOR);
+            bytes.extend_from_slice(&canonical::to_vec(&Value::from(
+                disclosures.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            )));
+        }
+        bytes
+    }
+
+    fn sealed_entry() -> Vec<u8> {
+        let inner = r#"["c2FsdC0y","end_user",{"sub":"alice"}]"#;
+        let outer = format!(
+            r#"["c2FsdC0x","body",{{"now":"t","subject":{{"_sealed":"end_user","sha256":"{}"}}}}]"#,
+            sha256_hex(inner.as_bytes())
+        );
+        let commitment = serde_json::json!({
+            "seq": 3, "kind": "tool_call",
+            "input": {"_sealed": "body", "sha256": sha256_hex(outer.as_bytes())},
+        });
+        stored(&commitment, &[&outer, inner])
+    }
+
+    #[test]
+    fn opens_nested_disclosures() {
+        let opened = open(&sealed_entry()).unwrap();
+        assert_eq!(opened.value["input"]["subject"]["sub"], "alice");
+        assert!(opened.withheld.is_empty());
+    }
+
+    #[test]
+    fn a_redacted_group_leaves_its_seal_and_keeps_the_commitment() {
+        let bytes = sealed_entry();
+        let groups = BTreeSet::from([FieldGroup::EndUser]);
+        let redacted = redact(&bytes, &groups).unwrap().unwrap();
+        assert_eq!(commitment(&redacted), commitment(&bytes));
+        let opened = open(&redacted).unwrap();
+        assert_eq!(opened.value["input"]["now"], "t");
+        assert_eq!(opened.value["input"]["subject"][SEAL], "end_user");
+        assert_eq!(opened.redacted(), groups);
+        assert_eq!(redact(&redacted, &groups).unwrap(), None);
+    }
+
+    #[test]
+    fn dropping_an_outer_group_drops_what_it_holds() {
+        let redacted = redact(&sealed_entry(), &BTreeSet::from([FieldGroup::Body]))
+            .unwrap()
+            .unwrap();
+        assert!(!redacted.contains(&SEPARATOR), "no disclosure is left");
+        let opened = open(&redacted).unwrap();
+        assert_eq!(opened.redacted(), BTreeSet::from([FieldGroup::Body]));
+    }
+
+    #[test]
+    fn an_altered_disclosure_matches_no_seal() {
+        let bytes = sealed_entry();
+        let text = String::from_utf8(bytes).unwrap().replace("alice", "mallory");
+        assert_eq!(
+            open(text.as_bytes()).unwrap_err(),
+            SealError::Unmatched {
+                index: 1,
+                group: "end_user".into()
+            }
+        );
+    }
+}
