@@ -158,17 +158,18 @@ async fn checkpoint_and_proofs_verify_from_http_alone() {
         wrong[5] ^= 1;
         assert!(!merkle::verify_inclusion(seq, 8, &wrong, &path, &b.root));
     }
-    // The receipt's leaf hash is the hash of the stored bytes.
-    let bytes = get(&server, "/v1/log/entries/3")
+    // The receipt's leaf hash is the hash of the committed bytes.
+    let entry: Value = get(&server, "/v1/log/entries/3")
         .await
-        .bytes()
+        .json()
         .await
         .unwrap();
-
+    let commitment = entry["commitment"].as_str().unwrap();
     assert_eq!(
         first[0]["log_entry"]["leaf_hash"],
-        STANDARD.encode(independent_leaf_hash(&bytes))
+        STANDARD.encode(independent_leaf_hash(commitment.as_bytes()))
     );
+    assert_eq!(entry["leaf_hash"], first[0]["log_entry"]["leaf_hash"]);
 
     // The later checkpoint extends the earlier one.
     let consistency: Value = get(&server, "/v1/log/proof/consistency?from=4&to=8")
