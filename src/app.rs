@@ -17,6 +17,7 @@ use crate::identity::{Authenticator, IdentityError};
 use crate::lifecycle::{self, KeyInUse, PolicyRecorder};
 use crate::log::checkpoint::{LogSigner, NoteVerifier};
 use crate::log::entry::{KeyPurpose, PolicyTrigger};
+use crate::retention::Retainer;
 use crate::log::{CheckpointPolicy, LogError, LogStore, LogWriter, WriterOptions, WriterThread};
 use crate::policy::{PolicyError, PolicyStore};
 use crate::revocation::Revoker;
@@ -69,6 +70,33 @@ pub fn log_signer(config: &Config) -> Result<LogSigner, AppError> {
         .map_err(|message| AppError::Log(LogError::Open { path, message }))
 }
 
+fn writer_options(config: &Config) -> WriterOptions {
+    WriterOptions {
+        checkpoints: CheckpointPolicy {
+            every_entries: config.log.checkpoint_every_entries,
+            every: Duration::from_secs(config.log.checkpoint_every_seconds),
+        },
+        durable: config.log.durable,
+        max_queue: config.limits.max_log_queue,
+        node: config.store.url.as_ref().and(config.store.node.clone()),
+    }
+}
+
+/// For `trustpath log redact`: retention over a stopped server's log (or a
+/// fleet's database) with a writer of its own. Creates nothing: the log's
+/// key must be there. Drop the retainer, then join the thread: the writer
+/// signs a checkpoint covering the erasure record as it stops.
+pub fn open_retainer(config: &Config) -> Result<(Arc<Retainer>, WriterThread), AppError> {
+    config.validate()?;
+    log_verifier(config)?;
+    let opened = crate::store::open_server(config)?;
+    let policies = Arc::new(PolicyStore::load(&config.policies)?);
+    let (log, thread) =
+        LogWriter::start(opened.log.clone(), log_signer(config)?, writer_options(config))?;
+    let retainer = Retainer::new(opened.log, log, policies, &config.retention);
+    Ok((Arc::new(retainer), thread))
+}
+
 /// The log's verifier key, for tools that read a data directory: never
 /// creates a key, since a missing key means there is nothing to verify with.
 pub fn log_verifier(config: &Config) -> Result<NoteVerifier, AppError> {
@@ -101,6 +129,7 @@ pub struct Opened {
     pub store: LogStore,
     pub log: LogWriter,
     pub log_verifier: NoteVerifier,
+    pub retainer: Arc<Retainer>,
     pub writer_thread: WriterThread,
 }
 
@@ -129,17 +158,7 @@ pub async fn open(config: &Config) -> Result<Opened, AppError> {
     ])?;
     let authenticator =
         Authenticator::from_config(config, ReplayGuard::Persistent(opened_store.jtis))?;
-    let policy = CheckpointPolicy {
-        every_entries: config.log.checkpoint_every_entries,
-        every: Duration::from_secs(config.log.checkpoint_every_seconds),
-    };
-    let options = WriterOptions {
-        checkpoints: policy,
-        durable: config.log.durable,
-        max_queue: config.limits.max_log_queue,
-        node: config.store.url.as_ref().and(config.store.node.clone()),
-    };
-    let (log, writer_thread) = LogWriter::start(store.clone(), log_signer, options)?;
+    let (log, writer_thread) = LogWriter::start(store.clone(), log_signer, writer_options(config))?;
     let vkey = log_verifier.vkey();
     let keys = [
         KeyInUse {
@@ -177,6 +196,12 @@ pub async fn open(config: &Config) -> Result<Opened, AppError> {
         log.clone(),
     );
     let revoker = Revoker::new(store.clone(), log.clone(), policies.clone());
+    let retainer = Arc::new(Retainer::new(
+        store.clone(),
+        log.clone(),
+        policies.clone(),
+        &config.retention,
+    ));
     let decider = decider(config, authenticator, policies, Some(recording))?;
     Ok(Opened {
         decider,
@@ -188,6 +213,7 @@ pub async fn open(config: &Config) -> Result<Opened, AppError> {
         store,
         log,
         log_verifier,
+        retainer,
         writer_thread,
     })
 }
@@ -208,9 +234,10 @@ impl Opened {
             store,
             log,
             log_verifier,
+            retainer,
             writer_thread,
         } = self;
-        drop((decider, policy_recorder, tool_calls, grants, revoker));
+        drop((decider, policy_recorder, tool_calls, grants, revoker, retainer));
         drop((signer, store, log));
         drop(log_verifier);
         writer_thread.join();
@@ -269,6 +296,7 @@ pub async fn serve(
         signer: opened.signer,
         store: opened.store,
         log_verifier: opened.log_verifier,
+        retainer: opened.retainer,
         callers: Callers::from_config(&config.callers),
         in_flight: tokio::sync::Semaphore::new(config.limits.max_in_flight_decisions),
         log_health,
@@ -284,6 +312,10 @@ pub async fn serve(
     on_listening(addr);
 
     let maintenance = tokio::spawn(maintain(state.clone()));
+    let retention = tokio::spawn(crate::retention::run(
+        state.retainer.clone(),
+        config.retention.interval.0,
+    ));
     crate::server::connections::serve(
         listener,
         router(state.clone(), config.limits.max_body_bytes),
@@ -293,6 +325,8 @@ pub async fn serve(
     .await;
     maintenance.abort();
     let _ = maintenance.await;
+    retention.abort();
+    let _ = retention.await;
     ticker.abort();
     let _ = ticker.await;
     // Dropping the last handle to the log writer lets it flush and stop.

@@ -39,6 +39,8 @@ pub struct Config {
     /// a PostgreSQL database shared by every replica.
     pub store: StoreConfig,
     pub limits: LimitsConfig,
+    /// How long the log keeps personal fields and whole entries.
+    pub retention: RetentionConfig,
     pub tool_calls: ToolCallConfig,
     /// Fetching documents, keys and metadata that the AS did not send.
     pub fetch: FetchConfig,
@@ -62,6 +64,7 @@ impl Default for Config {
             log: LogConfig::default(),
             store: StoreConfig::default(),
             limits: LimitsConfig::default(),
+            retention: RetentionConfig::default(),
             tool_calls: ToolCallConfig::default(),
             fetch: Default::default(),
             callers: Vec::new(),
@@ -151,6 +154,107 @@ impl Default for LogConfig {
             signing_key_file: None,
             engine: Engine::default(),
         }
+    }
+}
+
+/// A length of time written with units: `90s`, `12h`, `30d`, `1y 2d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Period(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let period = humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a period with units such as \"90s\", \"12h\" or \"30d\": {e}"
+            ))
+        })?;
+        if period.as_secs() == 0 {
+            return Err(serde::de::Error::custom(format!(
+                "{text:?}: a period is at least one second"
+            )));
+        }
+        Ok(Period(period))
+    }
+}
+
+/// `[retention]`: after how long the log drops what. A setting left out
+/// keeps that data for as long as the log exists. Redacting keeps each
+/// entry's leaf hash, so every proof and `log verify` still hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Who the end user is: subject, delegation approver and actor chain.
+    pub end_user: Option<Period>,
+    /// The claims of the end user's subject token.
+    pub subject_claims: Option<Period>,
+    /// The client identity document as checked.
+    pub client_document: Option<Period>,
+    /// Tool-call argument names, hashes and allow-listed values.
+    pub tool_arguments: Option<Period>,
+    /// Every sealed field: after it only the correlation fields are left
+    /// (ids, client, issuer, scopes, outcome, lifetime, policy revision).
+    pub body: Option<Period>,
+    /// Whole entries, correlation fields too: only the leaf hash is left.
+    pub expire: Option<Period>,
+    /// How often retention looks for work.
+    pub interval: Period,
+    /// Entries looked at per batch (one atomic write and one record each).
+    pub batch_size: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            end_user: None,
+            subject_claims: None,
+            client_document: None,
+            tool_arguments: None,
+            body: None,
+            expire: None,
+            interval: Period(std::time::Duration::from_secs(60)),
+            batch_size: 256,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The settings made, by key name.
+    pub fn settings(&self) -> Vec<(&'static str, Period)> {
+        [
+            ("end_user", self.end_user),
+            ("subject_claims", self.subject_claims),
+            ("client_document", self.client_document),
+            ("tool_arguments", self.tool_arguments),
+            ("body", self.body),
+            ("expire", self.expire),
+        ]
+        .into_iter()
+        .filter_map(|(name, period)| period.map(|p| (name, p)))
+        .collect()
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.batch_size == 0 {
+            return Err("retention.batch_size must be positive".into());
+        }
+        // What outlives a broader setting would be dropped with it anyway:
+        // a configuration that says otherwise is a mistake.
+        let settings = self.settings();
+        for (outer, longer) in [("body", self.body), ("expire", self.expire)] {
+            let Some(longer) = longer else { continue };
+            for (name, period) in &settings {
+                let inner = outer == "expire" || *name != "expire";
+                if inner && *name != outer && *period > longer {
+                    return Err(format!(
+                        "retention.{name} ({:?}) is longer than retention.{outer} ({:?}), \
+                         which drops it too",
+                        period.0, longer.0
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -373,6 +477,7 @@ impl Config {
                 "store.pool_size and store.connect_timeout_seconds must be positive".into(),
             );
         }
+        self.retention.validate().map_err(ConfigError::Invalid)?;
         if self.log.checkpoint_every_entries == 0 || self.log.checkpoint_every_seconds == 0 {
             return bad("log.checkpoint_every_entries and _seconds must be positive".into());
         }

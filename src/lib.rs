@@ -26,6 +26,7 @@ pub mod log;
 pub mod model;
 pub mod policy;
 pub mod replay;
+pub mod retention;
 pub(crate) mod revocation;
 pub(crate) mod secret_file;
 pub(crate) mod server;

@@ -197,6 +197,30 @@ enum LogCommand {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Erase one person: redact their personal fields across the whole log
+    /// (their decisions, and the grants and tool calls of those sessions),
+    /// with a logged record of the erasure. On a stopped server's data
+    /// directory, or a fleet's database while replicas serve.
+    Redact {
+        /// The subject as ISS/SUB (split at the last '/'), or a bare SUB
+        /// for whatever issuer.
+        #[arg(long)]
+        subject: String,
+        /// Who asked, kept in the erasure record.
+        #[arg(long)]
+        requested_by: String,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Entries and bytes by kind and by age, growth per day, and the size
+    /// the log would have under the configured `[retention]`.
+    Stats {
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
 }
 
 /// Log search filters, the same as `GET /v1/decisions`.

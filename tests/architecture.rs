@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("tool_call", 3),
     ("replay", 3),
     ("revocation", 3),
+    ("retention", 3),
     ("lifecycle", 3),
     // Adapters and wiring.
     ("server", 4),

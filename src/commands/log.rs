@@ -120,6 +120,21 @@ pub fn run(command: LogCommand) -> Result<()> {
             page.seqs.reverse();
             print_entries(&store, &page.seqs, json)
         }
+        LogCommand::Redact {
+            subject,
+            requested_by,
+            settings,
+        } => redact(&subject, &requested_by, settings),
+        LogCommand::Stats { json, settings } => {
+            let (config, store) = open_log(settings)?;
+            let stats = trustpath::retention::stats(&store, &config.retention)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print_stats(&stats);
+            }
+            Ok(())
+        }
         LogCommand::Proof { seq, settings } => {
             let (config, store) = open_log(settings)?;
             let verifier = trustpath::app::log_verifier(&config)?;
@@ -310,6 +325,61 @@ fn summary(entry: &LogEntry) -> (String, String) {
             ),
         ),
     }
+}
+
+/// `log redact`: an erasure request, carried out and recorded.
+fn redact(subject: &str, requested_by: &str, settings: Settings) -> Result<()> {
+    let subject = trustpath::retention::SubjectRef::parse(subject)
+        .map_err(|e| anyhow::anyhow!("--subject: {e}"))?;
+    trustpath::text::check_identifier(requested_by)
+        .map_err(|e| anyhow::anyhow!("--requested-by: {e}"))?;
+    let config = settings.resolve()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (retainer, writer) = trustpath::app::open_retainer(&config)?;
+    let applied = runtime.block_on(retainer.erase(&subject, requested_by));
+    // The writer signs a checkpoint over the record as it stops.
+    drop(retainer);
+    writer.join();
+    let applied = applied?;
+    let seq = applied.log_entry.as_ref().map_or(0, |r| r.seq);
+    println!(
+        "erased: {} entries redacted; erasure recorded at seq {seq}",
+        applied.entries
+    );
+    Ok(())
+}
+
+fn print_stats(stats: &trustpath::retention::Stats) {
+    let mb = |bytes: u64| format!("{:.2} MB", bytes as f64 / 1e6);
+    println!(
+        "entries: {}  entry bytes: {}  (expired: {}, redacted: {})",
+        stats.total.entries,
+        mb(stats.total.bytes),
+        stats.expired_entries,
+        stats.redacted_entries
+    );
+    println!("by kind:");
+    for (kind, t) in &stats.by_kind {
+        println!("  {kind:<20} {:>10} entries  {:>12}", t.entries, mb(t.bytes));
+    }
+    println!("by age:");
+    for (age, t) in &stats.by_age {
+        println!("  {age:<20} {:>10} entries  {:>12}", t.entries, mb(t.bytes));
+    }
+    println!(
+        "growth per day: {} entries, {}",
+        stats.growth_per_day.entries,
+        mb(stats.growth_per_day.bytes)
+    );
+    println!(
+        "under the configured retention: {} now, {} after a year at this growth",
+        mb(stats.bytes_under_retention),
+        mb(stats.bytes_after_a_year_under_retention)
+    );
+    println!("(entry bytes only; indexes and engine overhead come on top)");
 }
 
 /// Says which entries retention redacted or expired (each covered by a

@@ -322,9 +322,12 @@ pub struct GroupRedaction {
 pub enum RetentionCause {
     /// A `[retention]` setting: entries whose time is before `before`.
     Rule {
-        /// The setting: a field group's name, or `expire`.
+        /// The setting: a field group's name, `body` or `expire`.
         setting: String,
+        /// Entries whose time is before this were due.
         before: String,
+        /// The entries looked at, `[from, to)`.
+        scanned: SeqRange,
     },
     /// A person's erasure request. The subject is kept as its SHA-256 of
     /// `iss/sub`, never in the clear.

@@ -1,7 +1,6 @@
 //! The decision log: an append-only sequence of entries, a Merkle tree over
 //! them and signed checkpoints, kept by any engine behind [`storage`].
 
-pub mod canonical;
 pub mod checkpoint;
 pub mod copy;
 pub mod entry;

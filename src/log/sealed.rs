@@ -3,10 +3,10 @@
 //!
 //! The stored bytes of an entry are its *commitment*, optionally followed by
 //! a tab and its *disclosures*: one line, with no raw tab anywhere else
-//! (canonical JSON escapes control characters), so an export stays one
-//! entry per line. The commitment is the entry in
-//! canonical JSON with each sealable field replaced by a seal,
-//! `{"_sealed": "<group>", "sha256": "<hex>"}`. A disclosure is the JSON
+//! (JSON escapes control characters), so an export stays one entry per
+//! line. The commitment is the entry in canonical JSON (RFC 8785) with
+//! each sealable field replaced by a seal, `{"_sealed": "<group>",
+//! "sha256": "<hex>"}`. A disclosure is the JSON
 //! text `[salt, group, value]`, carried as a JSON string; the seal's hash is
 //! the SHA-256 of that text's UTF-8 bytes. The leaf hash covers the
 //! commitment only, so dropping a disclosure (a redaction) changes no hash,
@@ -24,7 +24,6 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::canonical;
 use super::entry::LogEntry;
 use super::merkle::{self, Hash};
 use crate::digest::sha256_hex;
@@ -151,8 +150,18 @@ pub enum SealError {
     },
 }
 
-/// The bytes to store for `entry`: its commitment and disclosures.
+/// The bytes to store for `entry`: its commitment and disclosures, each
+/// disclosure with 16 fresh random bytes of salt (so a sealed value cannot
+/// be guessed from its hash).
 pub fn seal(entry: &LogEntry) -> Result<Vec<u8>, serde_json::Error> {
+    seal_salted(entry, &mut rand::random::<[u8; 16]>)
+}
+
+/// [`seal`] with the salts `salt` gives (fixed ones for known answers).
+pub fn seal_salted(
+    entry: &LogEntry,
+    salt: &mut dyn FnMut() -> [u8; 16],
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut value = serde_json::to_value(entry)?;
     let kind = entry.record.kind();
     let mut disclosures: Vec<String> = Vec::new();
@@ -169,23 +178,29 @@ pub fn seal(entry: &LogEntry) -> Result<Vec<u8>, serde_json::Error> {
         if field.is_null() {
             continue;
         }
-        let salt = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+        let salt = URL_SAFE_NO_PAD.encode(salt());
         let disclosure = Value::Array(vec![
             Value::String(salt),
             Value::String(rule.group.name().to_string()),
             field.take(),
         ]);
-        let text = String::from_utf8(canonical::to_vec(&disclosure))
+        let text = String::from_utf8(canonical(&disclosure)?)
             .expect("canonical JSON of UTF-8 strings is UTF-8");
         *field = seal_of(rule.group, &sha256_hex(text.as_bytes()));
         disclosures.push(text);
     }
-    let mut bytes = canonical::to_vec(&value);
+    let mut bytes = canonical(&value)?;
     if !disclosures.is_empty() {
         bytes.push(SEPARATOR);
-        bytes.extend_from_slice(&canonical::to_vec(&Value::from(disclosures)));
+        bytes.extend_from_slice(&canonical(&Value::from(disclosures))?);
     }
     Ok(bytes)
+}
+
+/// RFC 8785 (JCS) text: the same value always gives the same bytes,
+/// whichever serde_json features are on, and any JCS library agrees.
+fn canonical(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json_canonicalizer::to_vec(value)
 }
 
 fn seal_of(group: FieldGroup, sha256: &str) -> Value {
@@ -310,7 +325,9 @@ pub fn redact(stored: &[u8], groups: &BTreeSet<FieldGroup>) -> Result<Option<Vec
     let mut bytes = commitment(stored).to_vec();
     if !kept.is_empty() {
         bytes.push(SEPARATOR);
-        bytes.extend_from_slice(&canonical::to_vec(&Value::from(kept)));
+        let disclosures = canonical(&Value::from(kept))
+            .map_err(|e| SealError::Disclosures(e.to_string()))?;
+        bytes.extend_from_slice(&disclosures);
     }
     Ok(Some(bytes))
 }
@@ -474,12 +491,15 @@ mod tests {
     use super::*;
 
     fn stored(commitment: &Value, disclosures: &[&str]) -> Vec<u8> {
-        let mut bytes = canonical::to_vec(commitment);
+        let mut bytes = canonical(commitment).unwrap();
         if !disclosures.is_empty() {
             bytes.push(SEPARATOR);
-            bytes.extend_from_slice(&canonical::to_vec(&Value::from(
-                disclosures.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
-            )));
+            bytes.extend_from_slice(
+                &canonical(&Value::from(
+                    disclosures.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                ))
+                .unwrap(),
+            );
         }
         bytes
     }

@@ -5,6 +5,7 @@ pub(crate) mod connections;
 pub(crate) mod enforcement;
 pub(crate) mod error;
 pub(crate) mod extract;
+pub(crate) mod erasure_routes;
 pub(crate) mod log_routes;
 pub(crate) mod revocation_routes;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub signer: Arc<GrantSigner>,
     pub store: LogStore,
     pub log_verifier: NoteVerifier,
+    /// Redactions and expiries: the background task and erasure requests.
+    pub retainer: Arc<crate::retention::Retainer>,
     pub callers: Callers,
     /// Decisions and tool-call checks in progress; none waits for a permit.
     pub in_flight: Semaphore,
@@ -99,6 +102,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/tool-calls", post(enforcement::tool_call))
         .route("/v1/introspect", post(enforcement::introspect))
         .route("/v1/decisions/{decision_id}", get(read_decision))
+        .route("/v1/erasures", post(erasure_routes::erase))
         .route("/v1/log/checkpoint", get(log_routes::checkpoint))
         .route("/v1/log/public-key", get(log_routes::public_key))
         .route("/v1/log/entries/{seq}", get(log_routes::entry))
