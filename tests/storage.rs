@@ -7,7 +7,7 @@ mod common;
 
 use trustpath::identity::replay::JtiStore;
 use trustpath::log::index::{Field, IndexRecord};
-use trustpath::log::storage::{Posting, StoredEntry};
+use trustpath::log::storage::{Posting, Retained, StoredEntry};
 use trustpath::log::LogStore;
 
 fn posting(field: Field, value: &str) -> Posting {
@@ -200,6 +200,52 @@ fn log_contract(store: &LogStore) {
     assert!(!store
         .has_record(&IndexRecord::Time { seq: 2, micros: 1 })
         .unwrap());
+    retain_contract(store);
+}
+
+/// Retention's role: new bytes for old entries, and the records they no
+/// longer carry gone, hashes and the head untouched; all or nothing.
+fn retain_contract(store: &LogStore) {
+    let size = store.next_seq().unwrap();
+    let session_of_2 = IndexRecord::Posting {
+        field: Field::Session,
+        value: "s-a".into(),
+        seq: 2,
+        data: Vec::new(),
+    };
+    assert!(store.has_record(&session_of_2).unwrap());
+    store
+        .retain(&[
+            Retained {
+                seq: 2,
+                bytes: b"{\"seq\":2,\"less\":true}".to_vec(),
+                dropped: vec![
+                    session_of_2.clone(),
+                    IndexRecord::Decision {
+                        id: "d-2".into(),
+                        seq: 2,
+                    },
+                ],
+            },
+            Retained {
+                seq: 1,
+                bytes: Vec::new(),
+                dropped: vec![IndexRecord::Time { seq: 1, micros: 1_000 }],
+            },
+        ])
+        .unwrap();
+    assert_eq!(store.entry(2).unwrap().unwrap(), b"{\"seq\":2,\"less\":true}");
+    assert_eq!(store.entry(1).unwrap().unwrap(), b"", "an expired entry keeps its seq");
+    assert!(!store.has_record(&session_of_2).unwrap());
+    assert!(store.seq_of_decision("d-2").unwrap().is_none());
+    assert!(store.seq_of_decision("d-0").unwrap().is_some(), "others stay");
+    assert!(!store
+        .has_record(&IndexRecord::Time { seq: 1, micros: 1_000 })
+        .unwrap());
+    assert_eq!(store.stored_hash(0, 2).unwrap(), Some([2u8; 32]), "hashes stay");
+    assert_eq!(store.next_seq().unwrap(), size, "the head stays");
+    let seqs: Vec<u64> = store.entries().map(|e| e.unwrap().0).collect();
+    assert_eq!(seqs, (0..size).collect::<Vec<_>>(), "no gap");
 }
 
 /// What every engine's used-`jti` store must do.
@@ -231,7 +277,7 @@ fn sled_engine_keeps_the_storage_contract() {
     drop(engine);
     let store = trustpath::store::sled::open_for_scan(dir.path()).unwrap();
     assert_eq!(store.next_seq().unwrap(), 5);
-    assert_eq!(store.decision("d-2").unwrap().unwrap(), b"{\"seq\":2}");
+    assert_eq!(store.decision("d-0").unwrap().unwrap(), b"{\"seq\":0}");
 }
 
 #[test]
@@ -244,7 +290,7 @@ fn fjall_engine_keeps_the_storage_contract() {
     drop(engine);
     let store = trustpath::store::open_for_scan(dir.path()).unwrap();
     assert_eq!(store.next_seq().unwrap(), 5);
-    assert_eq!(store.decision("d-2").unwrap().unwrap(), b"{\"seq\":2}");
+    assert_eq!(store.decision("d-0").unwrap().unwrap(), b"{\"seq\":0}");
 }
 
 #[test]
@@ -265,7 +311,7 @@ fn postgres_engine_keeps_the_storage_contract() {
         .unwrap()
         .log_store();
     assert_eq!(store.next_seq().unwrap(), 5);
-    assert_eq!(store.decision("d-2").unwrap().unwrap(), b"{\"seq\":2}");
+    assert_eq!(store.decision("d-0").unwrap().unwrap(), b"{\"seq\":0}");
     assert_eq!(
         db.value("SELECT node FROM log_entries WHERE seq = 2")
             .as_deref(),
