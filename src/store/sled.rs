@@ -145,6 +145,11 @@ pub fn raw_posting_key(field: Field, value: &str, seq: u64) -> Vec<u8> {
     posting_key(field, value, seq)
 }
 
+/// Key of a Merkle hash, for tools that edit a stopped data directory.
+pub fn raw_hash_key(level: u8, index: u64) -> Vec<u8> {
+    hash_key(level, index).to_vec()
+}
+
 /// Key of the checkpoint for `size`, for tools that edit a stopped data directory.
 pub fn raw_checkpoint_key(size: u64) -> Vec<u8> {
     checkpoint_key(size).to_vec()
