@@ -17,9 +17,9 @@ use crate::identity::{Authenticator, IdentityError};
 use crate::lifecycle::{self, KeyInUse, PolicyRecorder};
 use crate::log::checkpoint::{LogSigner, NoteVerifier};
 use crate::log::entry::{KeyPurpose, PolicyTrigger};
-use crate::retention::Retainer;
 use crate::log::{CheckpointPolicy, LogError, LogStore, LogWriter, WriterOptions, WriterThread};
 use crate::policy::{PolicyError, PolicyStore};
+use crate::retention::Retainer;
 use crate::revocation::Revoker;
 use crate::server::callers::Callers;
 use crate::server::{router, AppState};
@@ -91,8 +91,11 @@ pub fn open_retainer(config: &Config) -> Result<(Arc<Retainer>, WriterThread), A
     log_verifier(config)?;
     let opened = crate::store::open_server(config)?;
     let policies = Arc::new(PolicyStore::load(&config.policies)?);
-    let (log, thread) =
-        LogWriter::start(opened.log.clone(), log_signer(config)?, writer_options(config))?;
+    let (log, thread) = LogWriter::start(
+        opened.log.clone(),
+        log_signer(config)?,
+        writer_options(config),
+    )?;
     let retainer = Retainer::new(opened.log, log, policies, &config.retention);
     Ok((Arc::new(retainer), thread))
 }
@@ -237,7 +240,14 @@ impl Opened {
             retainer,
             writer_thread,
         } = self;
-        drop((decider, policy_recorder, tool_calls, grants, revoker, retainer));
+        drop((
+            decider,
+            policy_recorder,
+            tool_calls,
+            grants,
+            revoker,
+            retainer,
+        ));
         drop((signer, store, log));
         drop(log_verifier);
         writer_thread.join();

@@ -140,10 +140,12 @@ impl Plan {
         let before = index::derive_stored(stored).map_err(unreadable)?;
         let bytes = match groups {
             None => Vec::new(),
-            Some(groups) => match sealed::redact(stored, groups).map_err(|e| unreadable(e.to_string()))? {
-                Some(bytes) => bytes,
-                None => return Ok(()),
-            },
+            Some(groups) => {
+                match sealed::redact(stored, groups).map_err(|e| unreadable(e.to_string()))? {
+                    Some(bytes) => bytes,
+                    None => return Ok(()),
+                }
+            }
         };
         let after = index::derive_stored(&bytes).map_err(unreadable)?;
         let kept: BTreeSet<IndexRecord> = after.records(seq).into_iter().collect();
@@ -234,7 +236,11 @@ impl Retainer {
     }
 
     /// Logs the plan's record, then carries it out.
-    async fn carry_out(&self, plan: Plan, cause: RetentionCause) -> Result<Applied, RetentionError> {
+    async fn carry_out(
+        &self,
+        plan: Plan,
+        cause: RetentionCause,
+    ) -> Result<Applied, RetentionError> {
         if plan.changes.is_empty() {
             return Ok(Applied::default());
         }
@@ -270,44 +276,55 @@ impl Retainer {
 
     /// Looks at up to one batch of entries older than `period`, from the
     /// setting's cursor on.
-    async fn run_setting(&self, setting: Setting, period: Duration) -> Result<bool, RetentionError> {
-        let before = Utc::now() - chrono::Duration::from_std(period).unwrap_or(chrono::Duration::MAX);
+    async fn run_setting(
+        &self,
+        setting: Setting,
+        period: Duration,
+    ) -> Result<bool, RetentionError> {
+        let before =
+            Utc::now() - chrono::Duration::from_std(period).unwrap_or(chrono::Duration::MAX);
         let cutoff = before.timestamp_micros();
-        let start = match self.cursors.lock().ok().and_then(|c| c.get(&setting).copied()) {
+        let start = match self
+            .cursors
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&setting).copied())
+        {
             Some(seq) => seq,
             None => resume_at(&self.store, setting)?,
         };
         let (store, batch) = (self.store.clone(), self.batch_size);
-        let (plan, end, more) = tokio::task::spawn_blocking(move || -> Result<_, RetentionError> {
-            let mut plan = Plan::default();
-            let next = store.next_seq()?;
-            let groups = setting.groups();
-            let mut seq = start;
-            let mut looked = 0;
-            while seq < next && looked < batch {
-                let stored = store.entry(seq)?.unwrap_or_default();
-                if !sealed::is_expired(&stored) {
-                    let Some((kind, micros)) = kind_and_time(&stored) else {
-                        return Err(RetentionError::Entry {
-                            seq,
-                            reason: "no kind or time in its commitment".into(),
-                        });
-                    };
-                    // Entries come in time order (near enough, in a fleet).
-                    if micros >= cutoff {
-                        break;
+        let (plan, end, more) =
+            tokio::task::spawn_blocking(move || -> Result<_, RetentionError> {
+                let mut plan = Plan::default();
+                let next = store.next_seq()?;
+                let groups = setting.groups();
+                let mut seq = start;
+                let mut looked = 0;
+                while seq < next && looked < batch {
+                    let stored = store.entry(seq)?.unwrap_or_default();
+                    if !sealed::is_expired(&stored) {
+                        let Some((kind, micros)) = kind_and_time(&stored) else {
+                            return Err(RetentionError::Entry {
+                                seq,
+                                reason: "no kind or time in its commitment".into(),
+                            });
+                        };
+                        // Entries come in time order (near enough, in a fleet).
+                        if micros >= cutoff {
+                            break;
+                        }
+                        if sealed::retained_kind(&kind) {
+                            plan.add(seq, &stored, groups.as_ref())?;
+                        }
                     }
-                    if sealed::retained_kind(&kind) {
-                        plan.add(seq, &stored, groups.as_ref())?;
-                    }
+                    seq += 1;
+                    looked += 1;
                 }
-                seq += 1;
-                looked += 1;
-            }
-            Ok((plan, seq, looked == batch))
-        })
-        .await
-        .map_err(|e| LogError::Writer(format!("retention task failed: {e}")))??;
+                Ok((plan, seq, looked == batch))
+            })
+            .await
+            .map_err(|e| LogError::Writer(format!("retention task failed: {e}")))??;
         let cause = RetentionCause::Rule {
             setting: setting.name().to_string(),
             before: rfc3339(before),
@@ -323,12 +340,18 @@ impl Retainer {
     /// Redacts one person's personal fields across the whole log: every
     /// connection decision made for them, and the grants and tool calls of
     /// those sessions.
-    pub async fn erase(&self, subject: &SubjectRef, requested_by: &str) -> Result<Applied, RetentionError> {
+    pub async fn erase(
+        &self,
+        subject: &SubjectRef,
+        requested_by: &str,
+    ) -> Result<Applied, RetentionError> {
         let store = self.store.clone();
         let who = subject.clone();
         let plan = tokio::task::spawn_blocking(move || -> Result<Plan, RetentionError> {
-            let personal: BTreeSet<FieldGroup> =
-                FieldGroup::ALL.into_iter().filter(|g| g.personal()).collect();
+            let personal: BTreeSet<FieldGroup> = FieldGroup::ALL
+                .into_iter()
+                .filter(|g| g.personal())
+                .collect();
             let mut sessions = BTreeSet::new();
             for seq in store.postings_descending(Field::Subject, &who.sub, None) {
                 let seq = seq?;
@@ -350,7 +373,8 @@ impl Retainer {
             let mut plan = Plan::default();
             for seq in seqs {
                 let stored = store.entry(seq)?.unwrap_or_default();
-                let retained = kind_and_time(&stored).is_some_and(|(k, _)| sealed::retained_kind(&k));
+                let retained =
+                    kind_and_time(&stored).is_some_and(|(k, _)| sealed::retained_kind(&k));
                 if retained {
                     plan.add(seq, &stored, Some(&personal))?;
                 }
@@ -380,7 +404,12 @@ fn resume_at(store: &LogStore, setting: Setting) -> Result<u64, RetentionError> 
     for seq in store.postings_descending(Field::Kind, "retention", None) {
         let entry = crate::log::query::entry(store, seq?)?;
         if let Record::Retention(RetentionRecord {
-            cause: RetentionCause::Rule { setting: name, scanned, .. },
+            cause:
+                RetentionCause::Rule {
+                    setting: name,
+                    scanned,
+                    ..
+                },
             ..
         }) = &entry.record
         {
@@ -473,12 +502,13 @@ pub fn stats(store: &LogStore, config: &RetentionConfig) -> Result<Stats, Retent
     let settings: Vec<(Setting, i64)> = config
         .settings()
         .into_iter()
-        .filter_map(|(name, p)| {
-            Some((Setting::parse(name)?, i64::try_from(p.0.as_micros()).ok()?))
-        })
+        .filter_map(|(name, p)| Some((Setting::parse(name)?, i64::try_from(p.0.as_micros()).ok()?)))
         .collect();
     let mut stats = Stats {
-        by_age: AGES.iter().map(|(name, _)| (*name, Tally::default())).collect(),
+        by_age: AGES
+            .iter()
+            .map(|(name, _)| (*name, Tally::default()))
+            .collect(),
         ..Stats::default()
     };
     let mut oldest = now;
@@ -509,7 +539,11 @@ pub fn stats(store: &LogStore, config: &RetentionConfig) -> Result<Stats, Retent
             });
         };
         stats.total.add(stored.len());
-        stats.by_kind.entry(kind.clone()).or_default().add(stored.len());
+        stats
+            .by_kind
+            .entry(kind.clone())
+            .or_default()
+            .add(stored.len());
         let age = now.saturating_sub(micros);
         oldest = oldest.min(micros);
         let bucket = AGES
@@ -541,7 +575,10 @@ pub fn stats(store: &LogStore, config: &RetentionConfig) -> Result<Stats, Retent
     if sampled > 0 {
         let mut year = 0f64;
         for day in 0..365i64 {
-            let at = breakpoints.iter().rposition(|b| *b <= day * DAY).unwrap_or(0);
+            let at = breakpoints
+                .iter()
+                .rposition(|b| *b <= day * DAY)
+                .unwrap_or(0);
             year += stats.growth_per_day.bytes as f64 * kept_at[at] as f64 / sampled as f64;
         }
         stats.bytes_after_a_year_under_retention = year as u64;

@@ -138,7 +138,9 @@ async fn checkpoint_and_proofs_verify_from_http_alone() {
         for d in disclosures {
             let sha = hex::encode(Sha256::digest(d.as_str().unwrap().as_bytes()));
             let sealed_somewhere = commitment.contains(&sha)
-                || disclosures.iter().any(|o| o.as_str().unwrap().contains(&sha));
+                || disclosures
+                    .iter()
+                    .any(|o| o.as_str().unwrap().contains(&sha));
             assert!(sealed_somewhere, "seq {seq}: {d}");
         }
         let proof: Value = get(

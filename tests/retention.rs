@@ -101,7 +101,13 @@ async fn proves_inclusion(server: &Server, seq: u64, size: u64, root: &Hash) -> 
         .as_array()
         .unwrap()
         .iter()
-        .map(|h| STANDARD.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .map(|h| {
+            STANDARD
+                .decode(h.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
         .collect();
     merkle::verify_inclusion(seq, size, &leaf, &path, root)
 }
@@ -114,7 +120,10 @@ async fn poll_entry(server: &Server, seq: u64, done: impl Fn(&Value) -> bool) ->
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("entry {seq} never reached the expected state: {:#}", entry(server, seq).await);
+    panic!(
+        "entry {seq} never reached the expected state: {:#}",
+        entry(server, seq).await
+    );
 }
 
 fn verify(data: &Path) -> (bool, String) {
@@ -162,14 +171,24 @@ async fn retention_rules_redact_then_expire_and_every_proof_still_holds() {
     assert_eq!(redacted["commitment"], before["commitment"]);
     assert_eq!(redacted["leaf_hash"], before["leaf_hash"]);
     assert_eq!(redacted["session_id"], "s-alice", "correlation stays");
-    assert!(!redacted.to_string().contains("alice@example.com"), "{redacted:#}");
+    assert!(
+        !redacted.to_string().contains("alice@example.com"),
+        "{redacted:#}"
+    );
     let call_entry = poll_entry(&server, call, |e| {
         e["input"]["arguments"]["_sealed"] == "tool_arguments"
     })
     .await;
-    assert!(!call_entry.to_string().contains("/home/alice"), "{call_entry:#}");
+    assert!(
+        !call_entry.to_string().contains("/home/alice"),
+        "{call_entry:#}"
+    );
     let by_subject = get_json(&server, "/v1/decisions?subject=alice@example.com").await;
-    assert_eq!(by_subject["entries"], json!([]), "its subject posting went with it");
+    assert_eq!(
+        by_subject["entries"],
+        json!([]),
+        "its subject posting went with it"
+    );
     assert!(proves_inclusion(&server, decision, old_size, &old_root).await);
 
     // Then the whole entry: only its leaf hash is left, still proven.
@@ -188,7 +207,10 @@ async fn retention_rules_redact_then_expire_and_every_proof_still_holds() {
         .iter()
         .map(|e| e["cause"]["setting"].as_str().unwrap())
         .collect();
-    assert!(settings.contains(&"end_user") && settings.contains(&"expire"), "{settings:?}");
+    assert!(
+        settings.contains(&"end_user") && settings.contains(&"expire"),
+        "{settings:?}"
+    );
     server.stop();
 
     let (ok, out) = verify(&data);
@@ -196,7 +218,12 @@ async fn retention_rules_redact_then_expire_and_every_proof_still_holds() {
     assert!(out.contains("expired by recorded retention"), "{out}");
 
     let (ok, stats, err) = trustpath(&[
-        "log", "stats", "--json", "--data-dir", data.to_str().unwrap(), "--config",
+        "log",
+        "stats",
+        "--json",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--config",
         config.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
@@ -209,7 +236,10 @@ async fn retention_rules_redact_then_expire_and_every_proof_still_holds() {
         t.insert(raw_hash_key(0, decision), &[7u8; 32]).unwrap();
     });
     assert!(!ok, "{out}");
-    assert!(out.contains("its signed root does not match the entries"), "{out}");
+    assert!(
+        out.contains("its signed root does not match the entries"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,7 +281,10 @@ async fn an_erasure_redacts_one_person_and_verify_tells_it_from_tampering() {
     let after = entry(&server, alice).await;
     assert_eq!(after["commitment"], before["commitment"]);
     assert_eq!(after["input"]["subject"]["_sealed"], "end_user");
-    assert!(after["input"]["client"]["document"].is_object(), "not personal: kept");
+    assert!(
+        after["input"]["client"]["document"].is_object(),
+        "not personal: kept"
+    );
     assert!(!after.to_string().contains("alice@example.com"));
     let call = entry(&server, alice_call).await;
     assert!(!call.to_string().contains("alice@example.com"), "{call:#}");
@@ -281,15 +314,25 @@ async fn an_erasure_redacts_one_person_and_verify_tells_it_from_tampering() {
 
     // The CLI does the same on a stopped server's directory.
     let (ok, out, err) = trustpath(&[
-        "log", "redact", "--subject", &format!("{AS_ISSUER}/bob@example.com"),
-        "--requested-by", "dpo", "--data-dir", data.to_str().unwrap(),
-        "--config", config.to_str().unwrap(),
+        "log",
+        "redact",
+        "--subject",
+        &format!("{AS_ISSUER}/bob@example.com"),
+        "--requested-by",
+        "dpo",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
     ]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("erased: 2 entries redacted"), "{out}");
     let (ok, out) = verify(&data);
     assert!(ok, "{out}");
-    assert!(out.contains("redacted by recorded retention: 4 entries"), "{out}");
+    assert!(
+        out.contains("redacted by recorded retention: 4 entries"),
+        "{out}"
+    );
 
     // A disclosure dropped with no record of it.
     let (ok, out) = tampered(&data, "unrecorded", |t| {
@@ -300,18 +343,25 @@ async fn an_erasure_redacts_one_person_and_verify_tells_it_from_tampering() {
     });
     assert!(!ok, "{out}");
     assert!(
-        out.contains(&format!("entry {carol} lacks its end_user disclosure, and no retention record")),
+        out.contains(&format!(
+            "entry {carol} lacks its end_user disclosure, and no retention record"
+        )),
         "{out}"
     );
     // A disclosed value edited.
     let (ok, out) = tampered(&data, "disclosure-edited", |t| {
         let text = String::from_utf8(stored(t, carol)).unwrap();
-        t.insert(raw_entry_key(carol), text.replace("carol@", "mallory@").as_bytes())
-            .unwrap();
+        t.insert(
+            raw_entry_key(carol),
+            text.replace("carol@", "mallory@").as_bytes(),
+        )
+        .unwrap();
     });
     assert!(!ok, "{out}");
     assert!(
-        out.contains(&format!("entry {carol} holds a disclosure its commitment does not seal")),
+        out.contains(&format!(
+            "entry {carol} holds a disclosure its commitment does not seal"
+        )),
         "{out}"
     );
     // A seal's digest edited in a redacted entry.
@@ -329,5 +379,8 @@ async fn an_erasure_redacts_one_person_and_verify_tells_it_from_tampering() {
         t.insert(raw_entry_key(carol), b"".as_slice()).unwrap();
     });
     assert!(!ok, "{out}");
-    assert!(out.contains(&format!("entry {carol} was removed: its bytes are gone")), "{out}");
+    assert!(
+        out.contains(&format!("entry {carol} was removed: its bytes are gone")),
+        "{out}"
+    );
 }

@@ -230,19 +230,39 @@ fn retain_contract(store: &LogStore) {
             Retained {
                 seq: 1,
                 bytes: Vec::new(),
-                dropped: vec![IndexRecord::Time { seq: 1, micros: 1_000 }],
+                dropped: vec![IndexRecord::Time {
+                    seq: 1,
+                    micros: 1_000,
+                }],
             },
         ])
         .unwrap();
-    assert_eq!(store.entry(2).unwrap().unwrap(), b"{\"seq\":2,\"less\":true}");
-    assert_eq!(store.entry(1).unwrap().unwrap(), b"", "an expired entry keeps its seq");
+    assert_eq!(
+        store.entry(2).unwrap().unwrap(),
+        b"{\"seq\":2,\"less\":true}"
+    );
+    assert_eq!(
+        store.entry(1).unwrap().unwrap(),
+        b"",
+        "an expired entry keeps its seq"
+    );
     assert!(!store.has_record(&session_of_2).unwrap());
     assert!(store.seq_of_decision("d-2").unwrap().is_none());
-    assert!(store.seq_of_decision("d-0").unwrap().is_some(), "others stay");
+    assert!(
+        store.seq_of_decision("d-0").unwrap().is_some(),
+        "others stay"
+    );
     assert!(!store
-        .has_record(&IndexRecord::Time { seq: 1, micros: 1_000 })
+        .has_record(&IndexRecord::Time {
+            seq: 1,
+            micros: 1_000
+        })
         .unwrap());
-    assert_eq!(store.stored_hash(0, 2).unwrap(), Some([2u8; 32]), "hashes stay");
+    assert_eq!(
+        store.stored_hash(0, 2).unwrap(),
+        Some([2u8; 32]),
+        "hashes stay"
+    );
     assert_eq!(store.next_seq().unwrap(), size, "the head stays");
     let seqs: Vec<u64> = store.entries().map(|e| e.unwrap().0).collect();
     assert_eq!(seqs, (0..size).collect::<Vec<_>>(), "no gap");

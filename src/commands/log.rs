@@ -167,8 +167,8 @@ fn print_entries(store: &trustpath::log::LogStore, seqs: &[u64], json: bool) -> 
     }
     for seq in seqs {
         let bytes = store.entry(*seq)?.context("indexed entry is missing")?;
-        let opened = sealed::open_at(*seq, &bytes)
-            .with_context(|| format!("entry {seq} cannot be read"))?;
+        let opened =
+            sealed::open_at(*seq, &bytes).with_context(|| format!("entry {seq} cannot be read"))?;
         if json {
             serde_json::to_writer(&mut out, &opened.value)?;
             writeln!(out)?;
@@ -363,7 +363,11 @@ fn print_stats(stats: &trustpath::retention::Stats) {
     );
     println!("by kind:");
     for (kind, t) in &stats.by_kind {
-        println!("  {kind:<20} {:>10} entries  {:>12}", t.entries, mb(t.bytes));
+        println!(
+            "  {kind:<20} {:>10} entries  {:>12}",
+            t.entries,
+            mb(t.bytes)
+        );
     }
     println!("by age:");
     for (age, t) in &stats.by_age {
@@ -393,7 +397,11 @@ fn report_retention(seen: &trustpath::log::retained::RetentionSeen) {
             .map(|[from, to]| format!("{from}..{to}"))
             .collect();
         let more = runs.ranges().len().saturating_sub(10);
-        let more = if more > 0 { format!(" and {more} more ranges") } else { String::new() };
+        let more = if more > 0 {
+            format!(" and {more} more ranges")
+        } else {
+            String::new()
+        };
         format!("{}{more}", shown.join(", "))
     };
     if seen.redacted.count() > 0 {

@@ -9,8 +9,8 @@ use base64::Engine as _;
 use serde::{Serialize, Serializer};
 
 use super::checkpoint::NoteVerifier;
-use super::sealed;
 use super::merkle::{self, Hash};
+use super::sealed;
 use super::storage::LogStore;
 use super::LogError;
 

@@ -248,7 +248,8 @@ pub fn oldest_posting(
 /// Entry `seq`, decoded; a field retention redacted reads as absent.
 pub fn entry(store: &LogStore, seq: u64) -> Result<LogEntry, LogError> {
     let bytes = store.entry(seq)?.ok_or(LogError::Corrupt)?;
-    let opened = sealed::open(&bytes).map_err(|e| LogError::Malformed(format!("entry {seq}: {e}")))?;
+    let opened =
+        sealed::open(&bytes).map_err(|e| LogError::Malformed(format!("entry {seq}: {e}")))?;
     opened
         .entry()
         .map_err(|e| LogError::Malformed(format!("entry {seq}: {e}")))
@@ -262,16 +263,15 @@ pub fn entry_document(store: &LogStore, seq: u64) -> Result<Option<serde_json::V
     let Some(bytes) = store.entry(seq)? else {
         return Ok(None);
     };
-    let opened =
-        sealed::open_at(seq, &bytes).map_err(|e| LogError::Malformed(format!("entry {seq}: {e}")))?;
+    let opened = sealed::open_at(seq, &bytes)
+        .map_err(|e| LogError::Malformed(format!("entry {seq}: {e}")))?;
     let leaf = if opened.expired {
         store.subtree_hash(0, seq)?
     } else {
         sealed::leaf_hash(&bytes)
     };
     let mut value = opened.value;
-    value["leaf_hash"] = serde_json::Value::String(
-        base64::engine::general_purpose::STANDARD.encode(leaf),
-    );
+    value["leaf_hash"] =
+        serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(leaf));
     Ok(Some(value))
 }

@@ -93,7 +93,10 @@ impl RetentionLedger {
         let mut any = false;
         for group in groups {
             any = true;
-            self.unrecorded_redactions.entry(group).or_default().add(seq);
+            self.unrecorded_redactions
+                .entry(group)
+                .or_default()
+                .add(seq);
         }
         if any {
             self.redacted.add(seq);

@@ -49,8 +49,8 @@ pub enum FieldGroup {
     /// Tool-call argument values (names and hashes, and values where
     /// allow-listed). Personal data, as far as anyone knows.
     ToolArguments,
-    /// The rest of what an investigation reads but correlation does not
-    /// need: the policy input, authentication details, reasons.
+    /// The bulk an investigation reads but correlation does not need: the
+    /// whole policy input and the client's proof (its JWT header and claims).
     Body,
 }
 
@@ -96,26 +96,51 @@ pub struct SealRule {
 /// Every sealed field, deepest first within a kind: a field inside another
 /// sealed field is sealed first, so the outer disclosure carries its seal
 /// and the two can be redacted apart. What stays in the clear is what
-/// correlation needs: ids, kind, time, policy revision, client, issuer,
-/// scopes, outcome, lifetime, the grant's claims but its actor.
+/// correlation and review need and names no person: ids, kind, time,
+/// policy revision, client, issuer, scopes, outcome and reasons, lifetime,
+/// how the client's document and keys were obtained, the grant's claims
+/// but its actor. Each seal costs ~150 bytes, so small impersonal fields
+/// are not sealed one by one.
 pub const RULES: &[SealRule] = &[
-    rule("connection_decision", &["input", "subject", "claims"], FieldGroup::SubjectClaims),
-    rule("connection_decision", &["input", "subject"], FieldGroup::EndUser),
-    rule("connection_decision", &["input", "delegation"], FieldGroup::EndUser),
-    rule("connection_decision", &["input", "client", "document"], FieldGroup::ClientDocument),
+    rule(
+        "connection_decision",
+        &["input", "subject", "claims"],
+        FieldGroup::SubjectClaims,
+    ),
+    rule(
+        "connection_decision",
+        &["input", "subject"],
+        FieldGroup::EndUser,
+    ),
+    rule(
+        "connection_decision",
+        &["input", "delegation"],
+        FieldGroup::EndUser,
+    ),
+    rule(
+        "connection_decision",
+        &["input", "client", "document"],
+        FieldGroup::ClientDocument,
+    ),
     rule("connection_decision", &["input"], FieldGroup::Body),
-    rule("connection_decision", &["authentication", "subject"], FieldGroup::EndUser),
-    rule("connection_decision", &["authentication", "reasons"], FieldGroup::Body),
-    rule("connection_decision", &["authentication", "document"], FieldGroup::Body),
-    rule("connection_decision", &["authentication", "proof"], FieldGroup::Body),
-    rule("connection_decision", &["authentication", "keys"], FieldGroup::Body),
-    rule("connection_decision", &["authentication", "metadata_chain"], FieldGroup::Body),
-    rule("connection_decision", &["decision", "reasons"], FieldGroup::Body),
+    rule(
+        "connection_decision",
+        &["authentication", "subject"],
+        FieldGroup::EndUser,
+    ),
+    rule(
+        "connection_decision",
+        &["authentication", "proof"],
+        FieldGroup::Body,
+    ),
     rule("grant_issued", &["grant", "act"], FieldGroup::EndUser),
-    rule("tool_call", &["input", "arguments"], FieldGroup::ToolArguments),
+    rule(
+        "tool_call",
+        &["input", "arguments"],
+        FieldGroup::ToolArguments,
+    ),
     rule("tool_call", &["input", "actor"], FieldGroup::EndUser),
     rule("tool_call", &["input"], FieldGroup::Body),
-    rule("tool_call", &["decision", "reasons"], FieldGroup::Body),
 ];
 
 const fn rule(kind: &'static str, path: &'static [&'static str], group: FieldGroup) -> SealRule {
@@ -325,8 +350,8 @@ pub fn redact(stored: &[u8], groups: &BTreeSet<FieldGroup>) -> Result<Option<Vec
     let mut bytes = commitment(stored).to_vec();
     if !kept.is_empty() {
         bytes.push(SEPARATOR);
-        let disclosures = canonical(&Value::from(kept))
-            .map_err(|e| SealError::Disclosures(e.to_string()))?;
+        let disclosures =
+            canonical(&Value::from(kept)).map_err(|e| SealError::Disclosures(e.to_string()))?;
         bytes.extend_from_slice(&disclosures);
     }
     Ok(Some(bytes))
@@ -355,7 +380,11 @@ fn parse_disclosures(stored: &[u8]) -> Result<Vec<String>, SealError> {
 fn disclosure_group(stored: &[u8], index: usize) -> String {
     parse_disclosures(stored)
         .ok()
-        .and_then(|texts| texts.get(index).and_then(|t| parse_disclosure(index, t).ok()))
+        .and_then(|texts| {
+            texts
+                .get(index)
+                .and_then(|t| parse_disclosure(index, t).ok())
+        })
         .map_or_else(String::new, |d| d.group)
 }
 
@@ -490,13 +519,23 @@ fn remove_seals(value: &mut Value) {
 mod tests {
     use super::*;
 
+    const EXAMPLE_STORED: &str = concat!(
+        r#"{"client_id":"https://agent.example/c","decision":{"allow":true,"reasons":[],"required_scopes":[]},"decision_id":"d-1","grant_jti":"g-1","input":{"_sealed":"body","sha256":"7a053a4a43a25e52ef49abd3bfb08e2f9d78d21d5119187216c96a151c9a2699"},"kind":"tool_call","method":"tools/call","policy_revision":"sha256:ab","seq":7,"session_id":"s-1","time":"2026-11-28T10:00:00Z","tool":"read_file","tool_call_id":"tc-1"}"#,
+        "\t",
+        r#"["[\"AQEBAQEBAQEBAQEBAQEBAQ\",\"tool_arguments\",{\"names\":[\"path\"]}]","[\"AgICAgICAgICAgICAgICAg\",\"end_user\",\"alice\"]","[\"AwMDAwMDAwMDAwMDAwMDAw\",\"body\",{\"actor\":{\"_sealed\":\"end_user\",\"sha256\":\"be20a9ac888d67e31c48fc4b37f026d95d0b4497510bfe9c4aa294b602c0c1bc\"},\"arguments\":{\"_sealed\":\"tool_arguments\",\"sha256\":\"f4bd44c59dbb57c7e38598694fdc65a577582a0d5bf220e3ca93f8c7e38515d0\"},\"tool\":\"read_file\"}]"]"#
+    );
+    const EXAMPLE_LEAF: &str = "e8ec1abc30dc4c52f626442bfaee53532a200b1058708888beb3946d455a2b15";
+
     fn stored(commitment: &Value, disclosures: &[&str]) -> Vec<u8> {
         let mut bytes = canonical(commitment).unwrap();
         if !disclosures.is_empty() {
             bytes.push(SEPARATOR);
             bytes.extend_from_slice(
                 &canonical(&Value::from(
-                    disclosures.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                    disclosures
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>(),
                 ))
                 .unwrap(),
             );
@@ -515,6 +554,36 @@ mod tests {
             "input": {"_sealed": "body", "sha256": sha256_hex(outer.as_bytes())},
         });
         stored(&commitment, &[&outer, inner])
+    }
+
+    /// The worked example of LOG-FORMAT.md: fixed salts give fixed bytes.
+    /// The expected values were checked with Python's json, hashlib and
+    /// base64 alone (the script is in LOG-FORMAT.md).
+    fn example_entry() -> LogEntry {
+        serde_json::from_value(serde_json::json!({
+            "seq": 7, "time": "2026-11-28T10:00:00Z", "policy_revision": "sha256:ab",
+            "kind": "tool_call", "tool_call_id": "tc-1", "session_id": "s-1",
+            "grant_jti": "g-1", "decision_id": "d-1", "client_id": "https://agent.example/c",
+            "tool": "read_file", "method": "tools/call",
+            "input": {"tool": "read_file", "actor": "alice", "arguments": {"names": ["path"]}},
+            "decision": {"allow": true, "reasons": [], "required_scopes": []},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn known_answer_vector() {
+        let mut n = 0u8;
+        let bytes = seal_salted(&example_entry(), &mut || {
+            n += 1;
+            [n; 16]
+        })
+        .unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert_eq!(text, EXAMPLE_STORED);
+        assert_eq!(hex::encode(leaf_hash(&bytes)), EXAMPLE_LEAF);
+        let opened = open(&bytes).unwrap();
+        assert_eq!(opened.value["input"]["actor"], "alice");
     }
 
     #[test]
@@ -550,7 +619,9 @@ mod tests {
     #[test]
     fn an_altered_disclosure_matches_no_seal() {
         let bytes = sealed_entry();
-        let text = String::from_utf8(bytes).unwrap().replace("alice", "mallory");
+        let text = String::from_utf8(bytes)
+            .unwrap()
+            .replace("alice", "mallory");
         assert_eq!(
             open(text.as_bytes()).unwrap_err(),
             SealError::Unmatched {

@@ -17,8 +17,8 @@ use super::error::ApiError;
 use super::extract::{Audit, Authorized, PathId};
 use super::AppState;
 use crate::log::proof::{self, ProofError};
-use crate::log::sealed;
 use crate::log::query::Filter;
+use crate::log::sealed;
 use crate::model::ConnectionInput;
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -69,10 +69,15 @@ pub async fn entry(
     let mut value = value.ok_or_else(|| ApiError::not_found(format!("no entry {seq}")))?;
     // What a third party hashes and checks (LOG-FORMAT.md): the committed
     // bytes, and the disclosures still held.
-    let stored = state.store.entry(seq).map_err(internal)?.unwrap_or_default();
+    let stored = state
+        .store
+        .entry(seq)
+        .map_err(internal)?
+        .unwrap_or_default();
     if !sealed::is_expired(&stored) {
-        value["commitment"] =
-            String::from_utf8_lossy(sealed::commitment(&stored)).into_owned().into();
+        value["commitment"] = String::from_utf8_lossy(sealed::commitment(&stored))
+            .into_owned()
+            .into();
         value["disclosures"] = sealed::disclosures(&stored).map_err(internal)?.into();
     }
     Ok(Json(value).into_response())

@@ -3,9 +3,9 @@
 pub(crate) mod callers;
 pub(crate) mod connections;
 pub(crate) mod enforcement;
+pub(crate) mod erasure_routes;
 pub(crate) mod error;
 pub(crate) mod extract;
-pub(crate) mod erasure_routes;
 pub(crate) mod log_routes;
 pub(crate) mod revocation_routes;
 
