@@ -126,6 +126,52 @@ async fn poll_entry(server: &Server, seq: u64, done: impl Fn(&Value) -> bool) ->
     );
 }
 
+/// Validates every entry of the log, and a redacted and an expired form,
+/// against the schema the server publishes (no credentials needed).
+async fn check_against_schema(server: &Server) {
+    let resp = http()
+        .get(server.url("/schemas/log-entry/v2.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let schema: Value = resp.json().await.unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let size = latest_checkpoint(server, 1).await.1;
+    let mut kinds = std::collections::BTreeSet::new();
+    for seq in 0..size {
+        let mut e = entry(server, seq).await;
+        for api_only in ["leaf_hash", "commitment", "disclosures"] {
+            e.as_object_mut().unwrap().remove(api_only);
+        }
+        let errors: Vec<String> = validator.iter_errors(&e).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "entry {seq}: {errors:?}\n{e:#}");
+        kinds.insert(e["kind"].as_str().unwrap_or("expired").to_string());
+    }
+    for kind in trustpath::log::entry::KINDS {
+        assert!(
+            kinds.contains(kind) || kind == "grant_revoked",
+            "no {kind} entry checked"
+        );
+    }
+    assert!(validator.is_valid(&json!({"seq": 3, "expired": true})));
+    // And it can fail: a revocation without what it revoked.
+    let bad = json!({"seq": 1, "time": "2026-01-01T00:00:00Z", "policy_revision": "r",
+        "kind": "grant_revoked", "revocation_id": "x"});
+    assert!(!validator.is_valid(&bad));
+}
+
+/// The line number of the last connection decision still whole in an export.
+fn carol_line(export: &str) -> usize {
+    export
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("\"kind\":\"connection_decision\"") && l.contains('\t'))
+        .map(|(i, _)| i)
+        .last()
+        .expect("a whole connection decision")
+}
+
 fn verify(data: &Path) -> (bool, String) {
     let (ok, out, err) = trustpath(&["log", "verify", "--data-dir", data.to_str().unwrap()]);
     (ok, format!("{out}{err}"))
@@ -211,11 +257,36 @@ async fn retention_rules_redact_then_expire_and_every_proof_still_holds() {
         settings.contains(&"end_user") && settings.contains(&"expire"),
         "{settings:?}"
     );
+    // One decision young enough to be whole when the server stops.
+    decide_and_call(&server, &key, "s-bob", "bob@example.com").await;
+    let vkey = dir.path().join("log.vkey");
+    std::fs::write(&vkey, get_ok(&server, "/v1/log/public-key").await).unwrap();
     server.stop();
 
     let (ok, out) = verify(&data);
     assert!(ok, "{out}");
     assert!(out.contains("expired by recorded retention"), "{out}");
+
+    // A third party with an export and the key checks the same.
+    let (ok, export, err) = trustpath(&["log", "export", "--data-dir", data.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(export.contains(&format!("{{\"expired\":true,\"seq\":{decision}}}")));
+    let file = dir.path().join("export.ndjson");
+    std::fs::write(&file, &export).unwrap();
+    let (ok, out) = verify_export_file(&file, &vkey, &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("expired by recorded retention"), "{out}");
+    // An expired line forged into a full export is caught: no record covers it.
+    let line = export.lines().nth(carol_line(&export)).unwrap().to_string();
+    let seq = sealed::claimed_seq(line.as_bytes()).unwrap();
+    let forged = export.replacen(&line, &format!("{{\"expired\":true,\"seq\":{seq}}}"), 1);
+    std::fs::write(&file, forged).unwrap();
+    let (ok, out) = verify_export_file(&file, &vkey, &[]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("entry {seq} was removed: its bytes are gone")),
+        "{out}"
+    );
 
     let (ok, stats, err) = trustpath(&[
         "log",
@@ -301,6 +372,16 @@ async fn an_erasure_redacts_one_person_and_verify_tells_it_from_tampering() {
     ));
     assert_eq!(record["cause"]["subject_sha256"], subject_hash);
     assert!(!record.to_string().contains("alice"), "{record:#}");
+
+    // Every kind of entry, as read back, fits the published audit schema.
+    let (status, _) = post_json(
+        &server,
+        "/v1/sessions/s-carol/revoke",
+        &json!({"reason": "schema check"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    check_against_schema(&server).await;
 
     // Inclusion against the checkpoint from before and one from after.
     assert!(proves_inclusion(&server, alice, old_size, &old_root).await);

@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{json, Value};
 use trustpath::log::checkpoint::LogSigner;
 use trustpath::log::query::{query, Filter, ScopeState};
-use trustpath::log::{sealed, CheckpointPolicy, LogEntry, LogStore, LogWriter, Record};
+use trustpath::log::{sealed, CheckpointPolicy, LogStore, LogWriter, Record};
 
 const SCOPES: [&str; 5] = [
     "files:read",

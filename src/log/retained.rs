@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::entry::{in_ranges, RetentionRecord, SeqRange};
+use super::entry::{RetentionRecord, SeqRange};
 use super::sealed::FieldGroup;
 
 /// Seqs added in ascending order, kept as runs.
@@ -146,15 +146,6 @@ impl RetentionLedger {
             expired: self.expired,
         }
     }
-}
-
-/// Whether `record` covers `seq` for `group`.
-pub fn covers(record: &RetentionRecord, seq: u64, group: FieldGroup) -> bool {
-    in_ranges(&record.expired, seq)
-        || record
-            .redacted
-            .iter()
-            .any(|r| r.group == group && in_ranges(&r.seqs, seq))
 }
 
 #[cfg(test)]

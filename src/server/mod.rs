@@ -77,14 +77,15 @@ impl AppState {
     }
 }
 
-/// The API. Everything but `/health` and the grant JWKS needs an
+/// The API. Everything but `/health`, `/ready`, the grant JWKS and the entry schema needs an
 /// authenticated caller, checked before the route's path, query or body
 /// is looked at; unknown paths and methods get the same JSON errors.
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let public = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/.well-known/jwks.json", get(jwks));
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/schemas/log-entry/v2.json", get(entry_schema));
     let api = Router::new()
         .route(
             "/v1/decisions",
@@ -204,6 +205,12 @@ async fn create_decision(
         "decision"
     );
     Ok(Json(outcome).into_response())
+}
+
+/// The audit schema of log entries, at a stable URL: published, not secret.
+async fn entry_schema() -> Response {
+    const SCHEMA: &str = include_str!("../../schemas/log-entry.v2.json");
+    ([(header::CONTENT_TYPE, "application/schema+json")], SCHEMA).into_response()
 }
 
 async fn read_decision(
