@@ -681,3 +681,55 @@ async fn post_verified(server: &Server, key: &TestKey, session: &str) -> reqwest
         .await
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_on_one_replica_redacts_the_fleet_log_and_it_still_verifies() {
+    let Some(fleet) = Fleet::new("erasure") else {
+        return;
+    };
+    let (a, b) = (fleet.replica("pdp-a"), fleet.replica("pdp-b"));
+    let key = TestKey::generate("k1");
+    let mut seqs = Vec::new();
+    for (server, sub) in [(&a, "alice@example.com"), (&b, "bob@example.com")] {
+        let mut body = cimd_request(
+            &["files:read"],
+            cimd_document(Some(key.jwks())),
+            Some(key.sign(&assertion_claims(&uuid::Uuid::new_v4().to_string()))),
+        );
+        body["session_id"] = json!(format!("s-{}", seqs.len()));
+        body["subject"] = json!({"iss": "https://auth.example.com", "sub": sub});
+        let out = post_decision(server, &body).await;
+        seqs.push(out["log_entry"]["seq"].as_u64().unwrap());
+    }
+    // Asked on replica b, about a decision replica a logged.
+    let (status, out) = post_json(
+        &b,
+        "/v1/erasures",
+        &json!({"iss": "https://auth.example.com", "sub": "alice@example.com"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["entries"], 1, "{out}");
+    let alice = get_json(&a, &format!("/v1/log/entries/{}", seqs[0])).await;
+    assert_eq!(
+        alice["input"]["subject"]["_sealed"], "end_user",
+        "{alice:#}"
+    );
+    assert!(!alice.to_string().contains("alice@example.com"));
+    let bob = get_json(&a, &format!("/v1/log/entries/{}", seqs[1])).await;
+    assert_eq!(bob["input"]["subject"]["sub"], "bob@example.com");
+    a.stop();
+    b.stop();
+
+    let entries = verify_fleet_log(&fleet);
+    assert_eq!(
+        entries[seqs[0] as usize]["input"]["subject"]["_sealed"],
+        "end_user"
+    );
+    let (ok, out, err) = fleet.cli(&["log", "verify"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("redacted by recorded retention: 1 entries"),
+        "{out}"
+    );
+}

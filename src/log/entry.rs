@@ -291,11 +291,6 @@ pub fn seq_ranges(seqs: impl IntoIterator<Item = u64>) -> Vec<SeqRange> {
     out
 }
 
-/// Whether `seq` lies in one of `ranges`.
-pub fn in_ranges(ranges: &[SeqRange], seq: u64) -> bool {
-    ranges.iter().any(|[from, to]| (*from..*to).contains(&seq))
-}
-
 /// What retention did, written before it does it (so a crash in between
 /// leaves a record of work not yet done, never work without a record).
 #[derive(Debug, Clone, Serialize, Deserialize)]
