@@ -172,6 +172,13 @@ fn print_summary(out: &mut impl Write, s: &Summary, revision: &str) -> std::io::
         s.replayed, s.connection_decisions, s.tool_calls, s.entries_read
     )?;
     writeln!(out, "unchanged: {}", s.unchanged)?;
+    if s.withheld > 0 {
+        writeln!(
+            out,
+            "withheld: {} (retention redacted or expired what the policy saw)",
+            s.withheld
+        )?;
+    }
     writeln!(out, "changed: {}", s.changed)?;
     for kind in ChangeKind::ALL {
         writeln!(out, "  {}: {}", kind.name(), s.count(kind))?;
