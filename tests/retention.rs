@@ -414,6 +414,15 @@ async fn an_erasure_redacts_one_person_and_verify_tells_it_from_tampering() {
         out.contains("redacted by recorded retention: 4 entries"),
         "{out}"
     );
+    // Replay cannot re-run what it no longer has, and says so.
+    let (_, out, err) = trustpath(&[
+        "replay",
+        "--policies",
+        repo_policies().to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(out.contains("withheld: 4 (retention redacted"), "{out}{err}");
 
     // A disclosure dropped with no record of it.
     let (ok, out) = tampered(&data, "unrecorded", |t| {
