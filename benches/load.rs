@@ -5,6 +5,7 @@
 //!
 //!     cargo bench --bench load -- [--seconds N] [--concurrency N] [--rate N]
 //!         [--proof jwt|none] [--tool-calls] [--rounds N] [--no-floor]
+//!         [--retention-ab]
 //!
 //! Without `--rate`, a closed loop: `concurrency` connections send as fast
 //! as answers come (throughput). With `--rate`, requests are started on a
@@ -18,6 +19,12 @@
 //! run compares across hours on a shared machine. The generator is a plain
 //! hyper client, one keep-alive connection per caller, so its own cost is
 //! small next to either server's.
+//!
+//! `--retention-ab` instead runs, in each round, trustpath without and with
+//! a `[retention]` that keeps the background pass busy during the run
+//! (subjects redacted after 1 s, bodies after 2 s, entries expired after
+//! 4 s), in alternating order, and prints the p99 difference: what
+//! retention costs a decision.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -52,6 +59,7 @@ struct Options {
     tool_calls: bool,
     rounds: usize,
     floor: bool,
+    retention_ab: bool,
 }
 
 fn options() -> Options {
@@ -63,6 +71,7 @@ fn options() -> Options {
         tool_calls: false,
         rounds: 1,
         floor: true,
+        retention_ab: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -74,9 +83,10 @@ fn options() -> Options {
             "--rate" => o.rate = Some(value.parse().expect("--rate N")),
             "--proof" => o.jwt = value == "jwt",
             "--rounds" => o.rounds = value.parse().expect("--rounds N"),
-            flag @ ("--tool-calls" | "--no-floor") => {
+            flag @ ("--tool-calls" | "--no-floor" | "--retention-ab") => {
                 match flag {
                     "--tool-calls" => o.tool_calls = true,
+                    "--retention-ab" => o.retention_ab = true,
                     _ => o.floor = false,
                 }
                 i += 1;
@@ -94,7 +104,7 @@ fn options() -> Options {
 
 /// Request bodies, made before the clock starts so the generator spends
 /// its CPU on sending, not on signing.
-fn bodies(count: usize, jwt: bool, run: usize) -> Vec<String> {
+fn bodies(count: usize, jwt: bool, run: usize, subject: bool) -> Vec<String> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let der = key.to_pkcs8_der().unwrap();
     let encoding = EncodingKey::from_ed_der(der.as_bytes());
@@ -123,14 +133,18 @@ fn bodies(count: usize, jwt: bool, run: usize) -> Vec<String> {
                 client["assertion"] =
                     json!(jsonwebtoken::encode(&header, &claims, &encoding).unwrap());
             }
-            json!({
+            let mut body = json!({
                 "session_id": format!("bench-session-{run}-{i}"),
                 "resource": "https://mcp.example.com/mcp",
                 "scopes": ["files:read", "files:write", "payroll"],
                 "metadata_source": {"kind": "cimd", "authorization_server": {"issuer": AS_ISSUER}},
                 "client": client,
-            })
-            .to_string()
+            });
+            if subject {
+                let sub = format!("user-{i}@example.com");
+                body["subject"] = json!({"iss": AS_ISSUER, "sub": sub, "claims": {"email": sub}});
+            }
+            body.to_string()
         })
         .collect()
 }
@@ -172,7 +186,7 @@ impl Target {
         Self::start("floor", command, None)
     }
 
-    fn trustpath() -> Self {
+    fn trustpath(retention: bool) -> Self {
         // TRUSTPATH_URL points the load at a server started elsewhere (for
         // profiling); TRUSTPATH_BIN runs another build (A/B runs against an
         // earlier commit).
@@ -194,6 +208,17 @@ impl Target {
             .arg("--data-dir")
             .arg(dir.path())
             .env("TRUSTPATH_LOG", "error");
+        if retention {
+            let config = dir.path().join("retention.toml");
+            std::fs::write(
+                &config,
+                "[retention]\nend_user = \"1s\"\nsubject_claims = \"1s\"\n\
+                 body = \"2s\"\nexpire = \"4s\"\ninterval = \"1s\"\n",
+            )
+            .unwrap();
+            command.arg("--config").arg(&config);
+            return Self::start("retention", command, Some(dir));
+        }
         Self::start("trustpath", command, Some(dir))
     }
 
@@ -270,18 +295,21 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if o.retention_ab {
+        return retention_ab(&o, &runtime, per_run);
+    }
     let mut ratios = Vec::new();
     for round in 0..o.rounds {
         let floor = o.floor.then(|| {
             let target = Target::floor();
-            let bodies = Arc::new(bodies(per_run, o.jwt, round * 2));
+            let bodies = Arc::new(bodies(per_run, o.jwt, round * 2, false));
             // The floor keeps nothing: it may see a body twice.
             let result = runtime.block_on(run(&o, target.addr, "/v1/decisions", bodies, true));
             report(&o, target.name, &result, None);
             result
         });
-        let target = Target::trustpath();
-        let decisions = bodies(per_run, o.jwt, round * 2 + 1);
+        let target = Target::trustpath(false);
+        let decisions = bodies(per_run, o.jwt, round * 2 + 1, false);
         let (path, bodies) = if o.tool_calls {
             let grant = runtime.block_on(grant_for(target.addr, &decisions[0]));
             let calls = (0..per_run)
@@ -320,6 +348,44 @@ fn main() {
             ratios[ratios.len() / 2] * 100.0
         );
     }
+}
+
+/// Rounds of trustpath without and with busy retention, alternating which
+/// goes first; the p99 of each and their difference.
+fn retention_ab(o: &Options, runtime: &tokio::runtime::Runtime, per_run: usize) {
+    let mut differences = Vec::new();
+    for round in 0..o.rounds {
+        let mut p99 = [0f64; 2];
+        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        for (k, retention) in order.into_iter().enumerate() {
+            let target = Target::trustpath(retention);
+            let decisions = bodies(per_run, o.jwt, round * 2 + k, true);
+            let result = runtime.block_on(run(
+                o,
+                target.addr,
+                "/v1/decisions",
+                Arc::new(decisions),
+                false,
+            ));
+            report(o, target.name, &result, None);
+            if retention {
+                let changed = runtime.block_on(retention_work(target.addr));
+                println!("{:>9} retention redacted or expired {changed} entries meanwhile", "");
+            }
+            p99[usize::from(retention)] = result.percentile_ms(0.99);
+        }
+        println!(
+            "  p99 with retention - without = {:+.2} ms",
+            p99[1] - p99[0]
+        );
+        differences.push(p99[1] - p99[0]);
+    }
+    differences.sort_by(f64::total_cmp);
+    println!(
+        "median p99 difference over {} rounds = {:+.2} ms",
+        differences.len(),
+        differences[differences.len() / 2]
+    );
 }
 
 /// A grant token, from one decision made before the clock starts.
@@ -371,6 +437,32 @@ impl Connection {
         let ok = status == 200 && body.windows(MARKER.len()).any(|w| w == MARKER);
         (ok, body)
     }
+
+    /// GETs `path`; the body of a 200.
+    async fn get(&mut self, path: &str) -> Option<Bytes> {
+        let request = hyper::Request::get(path)
+            .header("host", &self.host)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = self.sender.send_request(request).await.ok()?;
+        if response.status() != 200 {
+            return None;
+        }
+        response.into_body().collect().await.ok().map(|b| b.to_bytes())
+    }
+}
+
+/// Entries retention changed while the server ran, from its own records.
+async fn retention_work(addr: std::net::SocketAddr) -> u64 {
+    let mut connection = Connection::open(addr).await;
+    let body = connection
+        .get("/v1/decisions?kind=retention&limit=1000")
+        .await
+        .unwrap_or_default();
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    page["entries"]
+        .as_array()
+        .map_or(0, |e| e.iter().filter_map(|r| r["entries"].as_u64()).sum())
 }
 
 struct RunResult {
@@ -382,6 +474,13 @@ struct RunResult {
 impl RunResult {
     fn rate(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        let mut lat = self.latencies.clone();
+        lat.sort();
+        let at = ((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1));
+        lat.get(at).copied().unwrap_or_default().as_secs_f64() * 1e3
     }
 }
 

@@ -213,7 +213,7 @@ impl Default for RetentionConfig {
             body: None,
             expire: None,
             interval: Period(std::time::Duration::from_secs(60)),
-            batch_size: 256,
+            batch_size: 32,
         }
     }
 }

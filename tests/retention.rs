@@ -381,6 +381,14 @@ async fn an_erasure_redacts_one_person_and_verify_tells_it_from_tampering() {
     )
     .await;
     assert_eq!(status, 200);
+    let bob_grant = entry(&server, bob).await["grant_jti"].as_str().unwrap().to_string();
+    let (status, _) = post_json(
+        &server,
+        &format!("/v1/grants/{bob_grant}/revoke"),
+        &json!({"reason": "schema check"}),
+    )
+    .await;
+    assert_eq!(status, 200);
     check_against_schema(&server).await;
 
     // Inclusion against the checkpoint from before and one from after.
