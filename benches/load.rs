@@ -356,7 +356,11 @@ fn retention_ab(o: &Options, runtime: &tokio::runtime::Runtime, per_run: usize) 
     let mut differences = Vec::new();
     for round in 0..o.rounds {
         let mut p99 = [0f64; 2];
-        let order = if round % 2 == 0 { [false, true] } else { [true, false] };
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
         for (k, retention) in order.into_iter().enumerate() {
             let target = Target::trustpath(retention);
             let decisions = bodies(per_run, o.jwt, round * 2 + k, true);
@@ -370,7 +374,10 @@ fn retention_ab(o: &Options, runtime: &tokio::runtime::Runtime, per_run: usize) 
             report(o, target.name, &result, None);
             if retention {
                 let changed = runtime.block_on(retention_work(target.addr));
-                println!("{:>9} retention redacted or expired {changed} entries meanwhile", "");
+                println!(
+                    "{:>9} retention redacted or expired {changed} entries meanwhile",
+                    ""
+                );
             }
             p99[usize::from(retention)] = result.percentile_ms(0.99);
         }
@@ -448,7 +455,12 @@ impl Connection {
         if response.status() != 200 {
             return None;
         }
-        response.into_body().collect().await.ok().map(|b| b.to_bytes())
+        response
+            .into_body()
+            .collect()
+            .await
+            .ok()
+            .map(|b| b.to_bytes())
     }
 }
 

@@ -381,7 +381,10 @@ async fn an_erasure_redacts_one_person_and_verify_tells_it_from_tampering() {
     )
     .await;
     assert_eq!(status, 200);
-    let bob_grant = entry(&server, bob).await["grant_jti"].as_str().unwrap().to_string();
+    let bob_grant = entry(&server, bob).await["grant_jti"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (status, _) = post_json(
         &server,
         &format!("/v1/grants/{bob_grant}/revoke"),
@@ -430,7 +433,10 @@ async fn an_erasure_redacts_one_person_and_verify_tells_it_from_tampering() {
         "--data-dir",
         data.to_str().unwrap(),
     ]);
-    assert!(out.contains("withheld: 4 (retention redacted"), "{out}{err}");
+    assert!(
+        out.contains("withheld: 4 (retention redacted"),
+        "{out}{err}"
+    );
 
     // A disclosure dropped with no record of it.
     let (ok, out) = tampered(&data, "unrecorded", |t| {
