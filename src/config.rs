@@ -247,9 +247,10 @@ impl RetentionConfig {
                 let inner = outer == "expire" || *name != "expire";
                 if inner && *name != outer && *period > longer {
                     return Err(format!(
-                        "retention.{name} ({:?}) is longer than retention.{outer} ({:?}), \
+                        "retention.{name} ({}) is longer than retention.{outer} ({}), \
                          which drops it too",
-                        period.0, longer.0
+                        humantime::format_duration(period.0),
+                        humantime::format_duration(longer.0)
                     ));
                 }
             }

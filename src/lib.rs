@@ -34,3 +34,4 @@ pub mod store;
 pub mod text;
 pub(crate) mod time;
 pub(crate) mod tool_call;
+pub mod trace_context;

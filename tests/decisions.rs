@@ -419,3 +419,92 @@ async fn delegated_agent_gets_narrower_shorter_grant_with_act() {
     };
     assert_eq!(claims["act"], actor);
 }
+
+/// W3C Trace Context: the caller's trace is continued, its id recorded in
+/// the entries the request writes, and `traceparent` comes back with
+/// trustpath's own span; without one (or with a malformed one) a new trace
+/// starts.
+#[tokio::test]
+async fn trace_context_is_continued_recorded_and_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), None);
+    let key = TestKey::generate("k1");
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut body = cimd_request(
+        &["files:read"],
+        cimd_document(Some(key.jwks())),
+        Some(key.sign(&assertion_claims("trace-1"))),
+    );
+    body["session_id"] = json!("s-trace");
+    let resp = http()
+        .post(server.url("/v1/decisions"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let back = resp.headers()["traceparent"].to_str().unwrap().to_string();
+    let parts: Vec<&str> = back.split('-').collect();
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", trace, "01"),
+        "{back}"
+    );
+    assert_ne!(
+        parts[2], "00f067aa0ba902b7",
+        "trustpath answers with its own span"
+    );
+    let out: Value = resp.json().await.unwrap();
+    let entry = get_json(
+        &server,
+        &format!("/v1/log/entries/{}", out["log_entry"]["seq"]),
+    )
+    .await;
+    assert_eq!(entry["trace_id"], trace);
+    // The grant's issuance came from the same request.
+    let grant = get_json(
+        &server,
+        &format!(
+            "/v1/log/entries/{}",
+            out["log_entry"]["seq"].as_u64().unwrap() + 1
+        ),
+    )
+    .await;
+    assert_eq!(
+        (grant["kind"].as_str(), grant["trace_id"].as_str()),
+        (Some("grant_issued"), Some(trace))
+    );
+
+    // A tool call in another trace of the same session.
+    let other = "0af7651916cd43dd8448eb211c80319c";
+    let resp = http()
+        .post(server.url("/v1/tool-calls"))
+        .header("traceparent", format!("00-{other}-b7ad6b7169203331-00"))
+        .json(&json!({"grant": grant_token(&out), "tool": "read_file", "method": "tools/call"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let call: Value = resp.json().await.unwrap();
+    let entry = get_json(
+        &server,
+        &format!("/v1/log/entries/{}", call["log_entry"]["seq"]),
+    )
+    .await;
+    assert_eq!(entry["trace_id"], other);
+
+    // None sent, or a malformed one: a fresh trace, on every route.
+    for sent in [None, Some("00-not-a-trace-01")] {
+        let mut request = http().get(server.url("/health"));
+        if let Some(sent) = sent {
+            request = request.header("traceparent", sent);
+        }
+        let resp = request.send().await.unwrap();
+        let back = resp.headers()["traceparent"].to_str().unwrap().to_string();
+        let parts: Vec<&str> = back.split('-').collect();
+        assert_eq!(parts.len(), 4, "{back}");
+        assert_eq!((parts[1].len(), parts[2].len()), (32, 16), "{back}");
+        assert_ne!(parts[1], "0".repeat(32));
+    }
+}

@@ -23,6 +23,10 @@ pub struct LogEntry {
     /// The fleet replica that wrote the entry (absent on a single node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// The W3C trace id of the request that made the entry (absent for
+    /// entries no request made: start, reloads, retention passes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     #[serde(flatten)]
     pub record: Record,
 }

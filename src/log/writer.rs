@@ -21,6 +21,7 @@ use super::merkle::{self, Hash};
 use super::sealed;
 use super::storage::{LogStore, StoredEntry};
 use super::LogError;
+use crate::trace_context::TraceContext;
 
 /// Appends waiting beyond this many are taken in the next batch.
 const MAX_BATCH: usize = 1024;
@@ -165,6 +166,7 @@ impl LogWriter {
         records: Vec<Record>,
     ) -> Result<Appended, LogError> {
         let (reply, answer) = oneshot::channel();
+        let trace_id = TraceContext::current_trace_id();
         let entries = records
             .into_iter()
             .map(|record| LogEntry {
@@ -172,6 +174,7 @@ impl LogWriter {
                 time: time.clone(),
                 policy_revision: policy_revision.clone(),
                 node: self.node.clone(),
+                trace_id: trace_id.clone(),
                 record,
             })
             .collect();

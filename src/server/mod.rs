@@ -31,6 +31,7 @@ use crate::model::ConnectionRequest;
 use crate::revocation::Revoker;
 use crate::text::Printable;
 use crate::tool_call::ToolCallChecker;
+use crate::trace_context::TraceContext;
 use callers::Callers;
 use error::ApiError;
 use extract::{Audit, Authorized, Decide, JsonBody, PathId};
@@ -119,7 +120,29 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             open_mode_guard,
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(trace_context))
         .with_state(state)
+}
+
+/// W3C Trace Context on every request: the caller's trace continued (or a
+/// new one started), its id recorded in the log entries the request writes
+/// and in the server's log lines, and `traceparent` sent back with
+/// trustpath's span.
+async fn trace_context(request: Request, next: Next) -> Response {
+    let sent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    let context = TraceContext::continue_or_start(sent);
+    let header = header::HeaderValue::from_str(&context.to_string());
+    let span = tracing::info_span!("request", trace_id = %context.trace_id);
+    let mut response = context
+        .scope(tracing::Instrument::instrument(next.run(request), span))
+        .await;
+    if let Ok(value) = header {
+        response.headers_mut().insert("traceparent", value);
+    }
+    response
 }
 
 /// Authenticates the caller (401 without a valid token) and hands it to
