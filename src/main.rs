@@ -24,6 +24,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text, or as JSON objects (one per line, with the
+    /// request's trace id) for a log pipeline.
+    #[arg(long, global = true, env = "TRUSTPATH_LOG_FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 // Parsed once per process: variant sizes do not matter.
@@ -376,7 +381,8 @@ fn run() -> Result<std::process::ExitCode> {
             filter = format!("{filter},{engine}=off");
         }
     }
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&filter)
                 .unwrap_or_else(|_| "info,sled=off,fjall=off,lsm_tree=off".into()),
@@ -384,9 +390,16 @@ fn run() -> Result<std::process::ExitCode> {
         // Request-controlled text reaches log fields: each line is escaped
         // whole, so no field can forge a line or drive the terminal.
         .with_ansi(false)
-        .with_writer(|| trustpath::text::LineEscaping(std::io::stderr()))
-        .init();
-    let cli = Cli::parse();
+        .with_writer(|| trustpath::text::LineEscaping(std::io::stderr()));
+    if cli.log_format == "json" {
+        subscriber
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        subscriber.init();
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let done = |result: Result<()>| result.map(|()| std::process::ExitCode::SUCCESS);
     match cli.command {

@@ -508,3 +508,41 @@ async fn trace_context_is_continued_recorded_and_returned() {
         assert_ne!(parts[1], "0".repeat(32));
     }
 }
+
+/// `--log-format json`: every line a JSON object, and a request's lines
+/// carry its trace id.
+#[tokio::test]
+async fn json_log_lines_carry_the_trace_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let server = Server::start_with(&dir.path().join("data"), &repo_policies(), None, |cmd| {
+        cmd.args(["--log-format", "json"])
+            .env("TRUSTPATH_LOG", "info")
+            .stderr(file);
+    });
+    let key = TestKey::generate("k1");
+    connect(&server, &key, "s-json", &["files:read"]).await;
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let resp = http()
+        .post(server.url("/v1/sessions/s-json/revoke"))
+        .header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+        .json(&json!({"reason": "log format check"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    server.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{text}");
+    let revoked = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "revoked")
+        .unwrap_or_else(|| panic!("no revocation line: {text}"));
+    assert_eq!(revoked["span"]["trace_id"], trace, "{revoked}");
+    assert!(!text.contains('\u{1b}'), "no terminal escapes in a file");
+}
