@@ -597,3 +597,49 @@ async fn keys_and_policy_in_force_are_logged() {
     let (ok, out) = verify_dir(&data);
     assert!(ok, "{out}");
 }
+
+#[tokio::test]
+async fn a_running_server_pages_through_its_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), None);
+    write_decisions(&server, 5).await;
+    let mut seqs = Vec::new();
+    let mut from = Some(0u64);
+    while let Some(at) = from {
+        let page: Value = get(&server, &format!("/v1/log/entries?from_seq={at}&limit=3"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let entries = page["entries"].as_array().unwrap();
+        assert!(entries.len() <= 3);
+        for e in entries {
+            let seq = e["seq"].as_u64().unwrap();
+            let one: Value = get(&server, &format!("/v1/log/entries/{seq}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(e["leaf_hash"], one["leaf_hash"]);
+            seqs.push(seq);
+        }
+        from = page["next_from_seq"].as_u64();
+    }
+    // The start entries, then five decisions with their grants' issuance or not.
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    assert!(seqs.len() as u64 >= START_ENTRIES + 5, "{seqs:?}");
+    for bad in ["limit=0", "limit=1001", "from_seq=x"] {
+        let resp = http()
+            .get(server.url(&format!("/v1/log/entries?{bad}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+        let field = if bad.starts_with("limit=") {
+            "limit"
+        } else {
+            "query"
+        };
+        assert_eq!(resp.json::<Value>().await.unwrap()["field"], field, "{bad}");
+    }
+}

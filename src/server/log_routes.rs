@@ -102,6 +102,40 @@ pub async fn inclusion(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    #[serde(default)]
+    from_seq: u64,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/log/entries?from_seq=N&limit=M`: entries in seq order from a
+/// running server (a SIEM's pull, an export without stopping the server),
+/// each as read back with its leaf hash; `next_from_seq` is null at the
+/// log's end.
+pub async fn entries(
+    State(state): State<Arc<AppState>>,
+    _: Authorized<Audit>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_field(
+            "limit",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let size = state.store.next_seq().map_err(internal)?;
+    let end = q.from_seq.saturating_add(limit as u64).min(size);
+    let entries: Vec<_> = (q.from_seq..end)
+        .map(|seq| entry_json(&state, seq))
+        .collect::<Result<_, _>>()?;
+    let next = (end < size).then_some(end);
+    Ok(Json(json!({ "entries": entries, "next_from_seq": next })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConsistencyQuery {
     from: u64,
     to: Option<u64>,
