@@ -178,6 +178,20 @@ impl<'de> Deserialize<'de> for Period {
     }
 }
 
+/// In the largest whole unit: `300d`, `12h`, `90s`.
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.0.as_secs();
+        match [(86_400, "d"), (3_600, "h"), (60, "m")]
+            .into_iter()
+            .find(|(unit, _)| secs % unit == 0)
+        {
+            Some((unit, name)) => write!(f, "{}{name}", secs / unit),
+            None => write!(f, "{secs}s"),
+        }
+    }
+}
+
 /// `[retention]`: after how long the log drops what. A setting left out
 /// keeps that data for as long as the log exists. Redacting keeps each
 /// entry's leaf hash, so every proof and `log verify` still hold.
@@ -249,8 +263,7 @@ impl RetentionConfig {
                     return Err(format!(
                         "retention.{name} ({}) is longer than retention.{outer} ({}), \
                          which drops it too",
-                        humantime::format_duration(period.0),
-                        humantime::format_duration(longer.0)
+                        period, longer
                     ));
                 }
             }

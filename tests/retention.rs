@@ -488,3 +488,32 @@ async fn an_erasure_redacts_one_person_and_verify_tells_it_from_tampering() {
         "{out}"
     );
 }
+
+#[test]
+fn a_bad_retention_setting_is_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (setting, expected) in [
+        ("end_user = \"30 parsecs\"", "line 6"),
+        ("end_user = \"30 parsecs\"", "is not a period with units"),
+        ("end_user = \"500ms\"", "a period is at least one second"),
+        (
+            "end_user = \"300d\"\nbody = \"30d\"",
+            "retention.end_user (300d) is longer than retention.body (30d)",
+        ),
+        ("batch_size = 0", "retention.batch_size must be positive"),
+        ("tool_args = \"7d\"", "unknown field `tool_args`"),
+    ] {
+        let config = write_config(dir.path(), setting);
+        let (ok, out, err) = trustpath(&[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]);
+        assert!(!ok, "{setting}: {out}");
+        assert!(err.contains(expected), "{setting}: {err}");
+    }
+    assert!(!data.exists(), "nothing is created for a bad config");
+}
