@@ -184,7 +184,7 @@ impl std::fmt::Display for Period {
         let secs = self.0.as_secs();
         match [(86_400, "d"), (3_600, "h"), (60, "m")]
             .into_iter()
-            .find(|(unit, _)| secs % unit == 0)
+            .find(|(unit, _)| secs.is_multiple_of(*unit))
         {
             Some((unit, name)) => write!(f, "{}{name}", secs / unit),
             None => write!(f, "{secs}s"),
