@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use trustpath::log::checkpoint::{LogSigner, NoteVerifier};
 use trustpath::log::index::Field;
 use trustpath::log::merkle::{self, Hash};
-use trustpath::store::sled::{raw_checkpoint_key, raw_entry_key, raw_posting_key, SledLog};
+use trustpath::store::sled::{raw_checkpoint_key, raw_entry_key, raw_posting_key};
 
 fn b64_hash(v: &Value) -> Hash {
     STANDARD
@@ -207,24 +207,6 @@ async fn stopped_log(dir: &Path, n: u64) -> std::path::PathBuf {
     write_decisions(&server, (n - START_ENTRIES) as usize).await;
     server.stop();
     data
-}
-
-fn verify_dir(data: &Path) -> (bool, String) {
-    let (ok, stdout, stderr) = trustpath(&["log", "verify", "--data-dir", data.to_str().unwrap()]);
-    (ok, format!("{stdout}{stderr}"))
-}
-
-/// Copies the data directory, applies `tamper` to its sled tree, and runs
-/// `log verify` on the copy.
-fn tampered(data: &Path, name: &str, tamper: impl FnOnce(&sled::Tree)) -> (bool, String) {
-    let copy = data.parent().unwrap().join(name);
-    copy_dir(data, &copy);
-    {
-        let engine = SledLog::open(&copy).unwrap();
-        tamper(&engine.raw_tree());
-        engine.log_store().flush().unwrap();
-    }
-    verify_dir(&copy)
 }
 
 #[tokio::test]

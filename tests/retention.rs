@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use trustpath::log::checkpoint::NoteVerifier;
 use trustpath::log::merkle::{self, Hash};
 use trustpath::log::sealed::{self, FieldGroup};
-use trustpath::store::sled::{raw_entry_key, raw_hash_key, SledLog};
+use trustpath::store::sled::{raw_entry_key, raw_hash_key};
 
 const AS_ISSUER: &str = "https://auth.example.com";
 
@@ -172,23 +172,6 @@ fn carol_line(export: &str) -> usize {
         .expect("a whole connection decision")
 }
 
-fn verify(data: &Path) -> (bool, String) {
-    let (ok, out, err) = trustpath(&["log", "verify", "--data-dir", data.to_str().unwrap()]);
-    (ok, format!("{out}{err}"))
-}
-
-/// Copies the data directory, edits its sled tree, and verifies the copy.
-fn tampered(data: &Path, name: &str, tamper: impl FnOnce(&sled::Tree)) -> (bool, String) {
-    let copy = data.parent().unwrap().join(name);
-    copy_dir(data, &copy);
-    {
-        let engine = SledLog::open(&copy).unwrap();
-        tamper(&engine.raw_tree());
-        engine.log_store().flush().unwrap();
-    }
-    verify(&copy)
-}
-
 fn stored(tree: &sled::Tree, seq: u64) -> Vec<u8> {
     tree.get(raw_entry_key(seq)).unwrap().unwrap().to_vec()
 }
@@ -263,7 +246,7 @@ async fn retention_rules_redact_then_expire_and_every_proof_still_holds() {
     std::fs::write(&vkey, get_ok(&server, "/v1/log/public-key").await).unwrap();
     server.stop();
 
-    let (ok, out) = verify(&data);
+    let (ok, out) = verify_dir(&data);
     assert!(ok, "{out}");
     assert!(out.contains("expired by recorded retention"), "{out}");
 
@@ -419,7 +402,7 @@ async fn an_erasure_redacts_one_person_and_verify_tells_it_from_tampering() {
     ]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("erased: 2 entries redacted"), "{out}");
-    let (ok, out) = verify(&data);
+    let (ok, out) = verify_dir(&data);
     assert!(ok, "{out}");
     assert!(
         out.contains("redacted by recorded retention: 4 entries"),

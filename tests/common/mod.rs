@@ -405,3 +405,22 @@ pub async fn introspect(server: &Server, token: &str) -> Value {
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
 }
+
+/// `trustpath log verify` on a data directory: (success, stdout and stderr).
+pub fn verify_dir(data: &Path) -> (bool, String) {
+    let (ok, stdout, stderr) = trustpath(&["log", "verify", "--data-dir", data.to_str().unwrap()]);
+    (ok, format!("{stdout}{stderr}"))
+}
+
+/// Copies the data directory to `name` beside it, applies `tamper` to the
+/// copy's sled tree, and runs `log verify` on the copy.
+pub fn tampered(data: &Path, name: &str, tamper: impl FnOnce(&sled::Tree)) -> (bool, String) {
+    let copy = data.parent().unwrap().join(name);
+    copy_dir(data, &copy);
+    {
+        let engine = trustpath::store::sled::SledLog::open(&copy).unwrap();
+        tamper(&engine.raw_tree());
+        engine.log_store().flush().unwrap();
+    }
+    verify_dir(&copy)
+}
