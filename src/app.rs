@@ -310,6 +310,8 @@ pub async fn serve(
         callers: Callers::from_config(&config.callers),
         in_flight: tokio::sync::Semaphore::new(config.limits.max_in_flight_decisions),
         log_health,
+        data_dir: config.data_dir.clone(),
+        min_free_disk_bytes: config.limits.min_free_disk_mb.saturating_mul(1_000_000),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -334,6 +334,9 @@ pub struct LimitsConfig {
     /// gets an immediate 503 (`overloaded`) rather than a place in an
     /// unbounded queue.
     pub max_log_queue: usize,
+    /// Free space (MB) the data directory's filesystem must keep; below
+    /// it `/ready` answers 503. 0: not checked.
+    pub min_free_disk_mb: u64,
 }
 
 impl Default for LimitsConfig {
@@ -346,6 +349,7 @@ impl Default for LimitsConfig {
             body_read_timeout_ms: 10_000,
             max_in_flight_decisions: 512,
             max_log_queue: 1024,
+            min_free_disk_mb: 0,
         }
     }
 }

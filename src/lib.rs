@@ -18,6 +18,7 @@ pub mod app;
 pub mod config;
 pub mod decide;
 pub mod digest;
+pub(crate) mod disk;
 pub mod grant;
 pub mod identity;
 pub mod input;

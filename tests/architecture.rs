@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("digest", 0),
     ("text", 0),
     ("time", 0),
+    ("disk", 0),
     ("trace_context", 0),
     ("secret_file", 0),
     ("input", 0),

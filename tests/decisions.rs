@@ -546,3 +546,44 @@ async fn json_log_lines_carry_the_trace_id() {
     assert_eq!(revoked["span"]["trace_id"], trace, "{revoked}");
     assert!(!text.contains('\u{1b}'), "no terminal escapes in a file");
 }
+
+/// `/ready` lists each check; a data directory's disk below the configured
+/// reserve makes it 503 with that reason, while `/health` stays up.
+#[tokio::test]
+async fn readiness_lists_its_checks_and_fails_on_the_disk_reserve() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), None);
+    let resp = http().get(server.url("/ready")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let ready: Value = resp.json().await.unwrap();
+    assert_eq!(ready["status"], "ready", "{ready:#}");
+    for check in ["log_writer", "store", "policies", "signing_keys"] {
+        assert_eq!(ready["checks"][check]["ok"], true, "{check}: {ready:#}");
+    }
+    assert!(ready["checks"]["policies"]["revision"].is_string());
+    assert!(
+        ready["checks"].get("disk").is_none(),
+        "no reserve configured"
+    );
+    server.stop();
+
+    // A reserve no disk here has (a petabyte).
+    let config = dir.path().join("reserve.toml");
+    std::fs::write(&config, "[limits]\nmin_free_disk_mb = 1000000000\n").unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), Some(&config));
+    let resp = http().get(server.url("/ready")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let ready: Value = resp.json().await.unwrap();
+    assert_eq!(ready["status"], "not_ready");
+    assert!(
+        ready["reason"]
+            .as_str()
+            .unwrap()
+            .contains("below the reserve of 1000000000 MB"),
+        "{ready:#}"
+    );
+    assert_eq!(ready["checks"]["disk"]["ok"], false);
+    assert!(ready["checks"]["disk"]["free_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(ready["checks"]["store"]["ok"], true);
+    assert_eq!(status_of(&server, "/health").await, 200);
+}

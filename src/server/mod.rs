@@ -53,6 +53,9 @@ pub struct AppState {
     pub in_flight: Semaphore,
     /// Whether the log takes entries: readiness.
     pub log_health: LogHealth,
+    /// Where the data directory is, and the free space it must keep.
+    pub data_dir: std::path::PathBuf,
+    pub min_free_disk_bytes: u64,
 }
 
 impl AppState {
@@ -191,12 +194,73 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
 /// Readiness: whether decisions can be made durable now. A failing log
 /// (a full disk) makes the server not ready until it recovers by itself;
 /// `/health` (liveness) stays ok meanwhile.
+/// Readiness: every check with its result; 503 naming the first that
+/// fails (for a load balancer or a Kubernetes readiness probe).
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    match state.log_health.problem() {
-        None => Json(json!({ "status": "ready" })).into_response(),
+    let mut problems: Vec<String> = Vec::new();
+    let mut check = |name: &str, problem: Option<String>, detail: Value| {
+        let mut result = json!({ "ok": problem.is_none() });
+        if let Some(p) = &problem {
+            result["reason"] = json!(p);
+            problems.push(p.clone());
+        }
+        if let (Value::Object(r), Value::Object(d)) = (&mut result, detail) {
+            r.extend(d);
+        }
+        (name.to_string(), result)
+    };
+    let mut checks = serde_json::Map::new();
+    let (name, result) = check("log_writer", state.log_health.problem(), json!({}));
+    checks.insert(name, result);
+    let store = state.store.clone();
+    let read = tokio::task::spawn_blocking(move || store.next_seq()).await;
+    let store_problem = match read {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(format!("the log's store cannot be read: {e}")),
+        Err(e) => Some(format!("the log's store cannot be read: {e}")),
+    };
+    let (name, result) = check("store", store_problem, json!({}));
+    checks.insert(name, result);
+    let revision = state
+        .decider
+        .policies()
+        .current()
+        .revision()
+        .as_str()
+        .to_string();
+    let (name, result) = check("policies", None, json!({ "revision": revision }));
+    checks.insert(name, result);
+    let (name, result) = check(
+        "signing_keys",
+        None,
+        json!({ "grant_kid": state.signer.kid() }),
+    );
+    checks.insert(name, result);
+    if state.min_free_disk_bytes > 0 {
+        let (problem, free) = match crate::disk::free_bytes(&state.data_dir) {
+            Ok(free) if free < state.min_free_disk_bytes => (
+                Some(format!(
+                    "the data directory's disk has {} MB free, below the reserve of {} MB",
+                    free / 1_000_000,
+                    state.min_free_disk_bytes / 1_000_000
+                )),
+                Some(free),
+            ),
+            Ok(free) => (None, Some(free)),
+            Err(e) => (
+                Some(format!("the data directory's free space is unknown: {e}")),
+                None,
+            ),
+        };
+        let detail = json!({ "free_bytes": free, "reserve_bytes": state.min_free_disk_bytes });
+        let (name, result) = check("disk", problem, detail);
+        checks.insert(name, result);
+    }
+    match problems.first() {
+        None => Json(json!({ "status": "ready", "checks": checks })).into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "reason": reason })),
+            Json(json!({ "status": "not_ready", "reason": reason, "checks": checks })),
         )
             .into_response(),
     }
