@@ -312,6 +312,7 @@ pub async fn serve(
         log_health,
         data_dir: config.data_dir.clone(),
         min_free_disk_bytes: config.limits.min_free_disk_mb.saturating_mul(1_000_000),
+        metrics: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

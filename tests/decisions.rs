@@ -587,3 +587,79 @@ async fn readiness_lists_its_checks_and_fails_on_the_disk_reserve() {
     assert_eq!(ready["checks"]["store"]["ok"], true);
     assert_eq!(status_of(&server, "/health").await, 200);
 }
+
+/// `GET /metrics` parses as Prometheus text, its counters move with
+/// traffic, and no label carries what a request sent.
+#[tokio::test]
+async fn metrics_parse_and_move_with_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), None);
+    let scrape = || async {
+        let resp = http().get(server.url("/metrics")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        (prometheus_parse::Scrape::parse(lines).unwrap(), text)
+    };
+    let value = |scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(ref h) => {
+                    h.iter().map(|b| b.count).fold(0.0, f64::max)
+                }
+                _ => 0.0,
+            })
+            .sum::<f64>()
+    };
+    let (before, _) = scrape().await;
+    let size_before = value(&before, "trustpath_log_tree_size", &[]);
+    let key = TestKey::generate("k1");
+    let out = connect(&server, &key, "s-metrics-1", &["files:read"]).await;
+    connect(&server, &key, "s-metrics-2", &["files:read"]).await;
+    tool_call(
+        &server,
+        &json!({"grant": grant_token(&out), "tool": "read_file", "method": "tools/call"}),
+    )
+    .await;
+    let (after, text) = scrape().await;
+    let approved = [("outcome", "approved"), ("authentication", "verified")];
+    assert_eq!(
+        value(&after, "trustpath_decisions_total", &approved)
+            - value(&before, "trustpath_decisions_total", &approved),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "trustpath_tool_calls_total",
+            &[("result", "allowed")]
+        ),
+        1.0
+    );
+    assert!(
+        value(&after, "trustpath_log_tree_size", &[]) >= size_before + 5.0,
+        "{text}"
+    );
+    assert_eq!(value(&after, "trustpath_log_ready", &[]), 1.0);
+    let route = [
+        ("route", "/v1/decisions"),
+        ("method", "POST"),
+        ("status", "200"),
+    ];
+    // A histogram's largest (cumulative) bucket is its count.
+    assert!(
+        value(&after, "trustpath_request_duration_seconds", &route) >= 2.0,
+        "{text}"
+    );
+    for sent in ["s-metrics-1", "read_file", "files:read"] {
+        assert!(!text.contains(sent), "{sent} reached a label: {text}");
+    }
+}

@@ -31,6 +31,7 @@ pub async fn tool_call(
         .await
         // Not durable, so not answered: the caller must treat this as a deny.
         .map_err(|e| ApiError::log(&e))?;
+    state.metrics.tool_call(outcome.allow);
     tracing::info!(
         caller = %Printable(&who.caller),
         tool_call_id = %outcome.tool_call_id,

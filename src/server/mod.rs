@@ -7,6 +7,7 @@ pub(crate) mod erasure_routes;
 pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod log_routes;
+pub(crate) mod metrics;
 pub(crate) mod revocation_routes;
 
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub struct AppState {
     /// Where the data directory is, and the free space it must keep.
     pub data_dir: std::path::PathBuf,
     pub min_free_disk_bytes: u64,
+    pub metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -114,6 +116,11 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/log/entries/{seq}", get(log_routes::entry))
         .route("/v1/log/proof/inclusion", get(log_routes::inclusion))
         .route("/v1/log/proof/consistency", get(log_routes::consistency))
+        .route("/metrics", get(metrics::scrape))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record_request,
+        ))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
@@ -284,6 +291,9 @@ async fn create_decision(
         // Not durable, so not answered: the AS must treat this as a deny.
         DecideError::Log(e) => ApiError::log(&e),
     })?;
+    state
+        .metrics
+        .decision(outcome.decision.outcome, outcome.authentication.result);
     tracing::info!(
         caller = %Printable(&who.caller),
         decision_id = %outcome.decision_id,
