@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Print shell completions for trustpath (bash, zsh, fish, elvish,
+    /// powershell) to stdout.
+    Completions { shell: clap_complete::Shell },
+    /// Print trustpath's man page (roff) to stdout.
+    Man,
     /// Set up and fill a fleet's PostgreSQL store.
     Store {
         #[command(subcommand)]
@@ -411,6 +416,18 @@ fn run() -> Result<std::process::ExitCode> {
         } => done(runtime.block_on(eval(settings.resolve()?, input, record))),
         Command::Log { command } => done(commands::log::run(command)),
         Command::Store { command } => done(commands::store::run(command)),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "trustpath", &mut std::io::stdout());
+            done(Ok(()))
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            std::io::Write::write_all(&mut std::io::stdout(), &page)?;
+            done(Ok(()))
+        }
         Command::Test {
             dir,
             run,

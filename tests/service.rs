@@ -373,3 +373,31 @@ async fn example_decide_client_maps_answers_to_oauth() {
     let no_scope = run(&unknown_path);
     assert_eq!(no_scope["error"], "invalid_scope", "{no_scope:#}");
 }
+
+/// Shell completions and the man page come from the CLI's own definition.
+#[test]
+fn completions_and_man_page_cover_every_command() {
+    let (ok, script, err) = trustpath(&["completions", "bash"]);
+    assert!(ok, "{err}");
+    for word in ["serve", "replay", "redact", "stats", "--log-format"] {
+        assert!(
+            script.contains(word),
+            "{word} missing from the bash completions"
+        );
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &script).unwrap();
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(file.path())
+        .status()
+        .unwrap();
+    assert!(syntax.success(), "bash rejects the completion script");
+    let (ok, page, err) = trustpath(&["man"]);
+    assert!(ok, "{err}");
+    assert!(page.contains(".TH trustpath 1"), "{page}");
+    assert!(page.contains("Policy decision point for MCP authorization"));
+    let (ok, _, err) = trustpath(&["completions", "nosh"]);
+    assert!(!ok);
+    assert!(err.contains("possible values"), "{err}");
+}
