@@ -168,10 +168,9 @@ pub async fn scrape(
     _: Authorized<Audit>,
 ) -> Result<Response, ApiError> {
     let metrics = &state.metrics;
-    let store = state.store.clone();
-    let size = tokio::task::spawn_blocking(move || store.next_seq())
+    let size = state
+        .log_size()
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
     metrics
         .tree_size
@@ -179,13 +178,7 @@ pub async fn scrape(
     metrics
         .log_ready
         .set(i64::from(state.log_health.problem().is_none()));
-    let revision = state
-        .decider
-        .policies()
-        .current()
-        .revision()
-        .as_str()
-        .to_string();
+    let revision = state.revision();
     metrics.policy.clear();
     metrics
         .policy

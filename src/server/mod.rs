@@ -61,6 +61,24 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The policy revision in force.
+    pub fn revision(&self) -> String {
+        self.decider
+            .policies()
+            .current()
+            .revision()
+            .as_str()
+            .to_string()
+    }
+
+    /// The log's size as stored, read off the async workers.
+    pub async fn log_size(&self) -> Result<u64, crate::log::LogError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.next_seq())
+            .await
+            .map_err(|e| crate::log::LogError::Storage(e.to_string()))?
+    }
+
     /// A permit for one decision or tool-call check, or a 503 at once when
     /// `limits.max_in_flight_decisions` are in progress: an overloaded PDP
     /// answers "not now" quickly, and the AS denies, rather than queueing
@@ -219,23 +237,14 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let mut checks = serde_json::Map::new();
     let (name, result) = check("log_writer", state.log_health.problem(), json!({}));
     checks.insert(name, result);
-    let store = state.store.clone();
-    let read = tokio::task::spawn_blocking(move || store.next_seq()).await;
-    let store_problem = match read {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(format!("the log's store cannot be read: {e}")),
-        Err(e) => Some(format!("the log's store cannot be read: {e}")),
-    };
+    let store_problem = state
+        .log_size()
+        .await
+        .err()
+        .map(|e| format!("the log's store cannot be read: {e}"));
     let (name, result) = check("store", store_problem, json!({}));
     checks.insert(name, result);
-    let revision = state
-        .decider
-        .policies()
-        .current()
-        .revision()
-        .as_str()
-        .to_string();
-    let (name, result) = check("policies", None, json!({ "revision": revision }));
+    let (name, result) = check("policies", None, json!({ "revision": state.revision() }));
     checks.insert(name, result);
     let (name, result) = check(
         "signing_keys",
