@@ -222,6 +222,20 @@ enum LogCommand {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Print a running server's entries as NDJSON, oldest first, from
+    /// --from-seq on; with --follow, keep printing new ones as they are
+    /// written. Needs the `audit` role (token in TRUSTPATH_TOKEN).
+    Tail {
+        /// The server, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        url: String,
+        #[arg(long, env = "TRUSTPATH_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        from_seq: u64,
+        #[arg(long)]
+        follow: bool,
+    },
     /// Entries and bytes by kind and by age, growth per day, and the size
     /// the log would have under the configured `[retention]`.
     Stats {

@@ -625,3 +625,65 @@ async fn a_running_server_pages_through_its_entries() {
         assert_eq!(resp.json::<Value>().await.unwrap()["field"], field, "{bad}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_tail_prints_a_running_servers_entries_and_follows_new_ones() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), None);
+    write_decisions(&server, 3).await;
+    let base = server.url("");
+    let base = base.trim_end_matches('/');
+    let (ok, out, err) = trustpath(&["log", "tail", "--url", base]);
+    assert!(ok, "{err}");
+    let seqs: Vec<u64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    let size = seqs.len() as u64;
+
+    // Following from the end: only what is written afterwards.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trustpath"))
+        .args(["log", "tail", "--follow", "--url", base, "--from-seq"])
+        .arg(size.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut seqs = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+            seqs.push(v["seq"].as_u64().unwrap());
+            if seqs.len() == 2 {
+                break;
+            }
+        }
+        seqs
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let more = write_decisions(&server, 2).await;
+    let first_new = more[0]["log_entry"]["seq"].as_u64().unwrap();
+    assert_eq!(first_new, size);
+    let joined = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        tokio::task::spawn_blocking(move || reader.join().unwrap()),
+    )
+    .await;
+    // Killing it closes its stdout, which ends the reader either way.
+    child.kill().unwrap();
+    let _ = child.wait();
+    let followed = joined
+        .expect("log tail --follow printed the new entries")
+        .unwrap();
+    assert_eq!(
+        followed,
+        vec![size, size + 1],
+        "the decision and its grant's issuance"
+    );
+}

@@ -125,6 +125,12 @@ pub fn run(command: LogCommand) -> Result<()> {
             requested_by,
             settings,
         } => redact(&subject, &requested_by, settings),
+        LogCommand::Tail {
+            url,
+            token,
+            from_seq,
+            follow,
+        } => tail(&url, token.as_deref(), from_seq, follow),
         LogCommand::Stats { json, settings } => {
             let (config, store) = open_log(settings)?;
             let stats = trustpath::retention::stats(&store, &config.retention)?;
@@ -325,6 +331,56 @@ fn summary(entry: &LogEntry) -> (String, String) {
             ),
         ),
     }
+}
+
+/// `log tail`: pages through `GET /v1/log/entries`, then polls for more.
+fn tail(url: &str, token: Option<&str>, from_seq: u64, follow: bool) -> Result<()> {
+    use std::io::Write;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::new();
+    let base = url.trim_end_matches('/');
+    let mut next = from_seq;
+    runtime.block_on(async {
+        loop {
+            let mut request = client
+                .get(format!("{base}/v1/log/entries"))
+                .query(&[("from_seq", next), ("limit", 1000)]);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("GET {base}/v1/log/entries"))?;
+            let status = response.status();
+            let page: serde_json::Value = response
+                .json()
+                .await
+                .with_context(|| format!("{base}/v1/log/entries answered {status}, not JSON"))?;
+            if !status.is_success() {
+                anyhow::bail!("{base}/v1/log/entries answered {status}: {page}");
+            }
+            let entries = page["entries"].as_array().cloned().unwrap_or_default();
+            let mut out = std::io::stdout().lock();
+            for entry in &entries {
+                serde_json::to_writer(&mut out, entry)?;
+                writeln!(out)?;
+                if let Some(seq) = entry["seq"].as_u64() {
+                    next = next.max(seq + 1);
+                }
+            }
+            out.flush()?;
+            if page["next_from_seq"].is_u64() {
+                continue;
+            }
+            if !follow {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    })
 }
 
 /// `log redact`: an erasure request, carried out and recorded.
