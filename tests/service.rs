@@ -401,3 +401,36 @@ fn completions_and_man_page_cover_every_command() {
     assert!(!ok);
     assert!(err.contains("possible values"), "{err}");
 }
+
+/// The shipped systemd unit passes `systemd-analyze verify` without a
+/// warning (where systemd-analyze is installed).
+#[test]
+fn the_systemd_unit_verifies() {
+    let Ok(found) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("systemd-analyze is not installed: the unit is not checked here");
+        return;
+    };
+    assert!(found.status.success());
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/systemd/trustpath.service"
+    ))
+    .unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/trustpath serve"));
+    // The binary under test stands in for the installed one.
+    let unit = unit.replace("/usr/local/bin/trustpath", env!("CARGO_BIN_EXE_trustpath"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trustpath.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.trim().is_empty(), "systemd-analyze warns: {stderr}");
+}
