@@ -388,8 +388,8 @@ fn evaluate_chunks(
                 if opened.expired {
                     return Ok(Replayed::Withheld);
                 }
-                let entry: LogEntry = opened.entry().map_err(|e| unreadable(e.to_string()))?;
                 let input_withheld = opened.withheld.iter().any(|w| w.path.starts_with("input"));
+                let entry: LogEntry = opened.into_entry().map_err(|e| unreadable(e.to_string()))?;
                 Ok(match replay_entry(&entry, candidate, filter) {
                     Replayed::Connection(_) | Replayed::ToolCall(_) if input_withheld => {
                         Replayed::Withheld

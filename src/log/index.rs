@@ -176,7 +176,7 @@ pub fn derive_stored(stored: &[u8]) -> Result<Derived, String> {
         return Ok(Derived::default());
     }
     let opened = sealed::open(stored).map_err(|e| e.to_string())?;
-    let entry = opened.entry().map_err(|e| e.to_string())?;
+    let entry = opened.into_entry().map_err(|e| e.to_string())?;
     Ok(derive(&entry))
 }
 

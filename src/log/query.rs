@@ -251,7 +251,7 @@ pub fn entry(store: &LogStore, seq: u64) -> Result<LogEntry, LogError> {
     let opened =
         sealed::open(&bytes).map_err(|e| LogError::Malformed(format!("entry {seq}: {e}")))?;
     opened
-        .entry()
+        .into_entry()
         .map_err(|e| LogError::Malformed(format!("entry {seq}: {e}")))
 }
 

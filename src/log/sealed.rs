@@ -295,9 +295,13 @@ pub struct Opened {
 impl Opened {
     /// The entry, typed. A redacted field reads as absent.
     pub fn entry(&self) -> Result<LogEntry, serde_json::Error> {
-        let mut value = self.value.clone();
-        remove_seals(&mut value);
-        serde_json::from_value(value)
+        self.clone().into_entry()
+    }
+
+    /// [`Opened::entry`] without a copy, for readers done with the JSON.
+    pub fn into_entry(mut self) -> Result<LogEntry, serde_json::Error> {
+        remove_seals(&mut self.value);
+        serde_json::from_value(self.value)
     }
 
     /// The groups redacted from this entry.

@@ -180,7 +180,7 @@ fn check_entry(
         reason: e.to_string(),
     })?;
     ledger.redacted(seq, opened.redacted());
-    let entry = opened.entry().map_err(|e| Tampering::Unreadable {
+    let entry = opened.into_entry().map_err(|e| Tampering::Unreadable {
         seq,
         reason: format!("{e} ({} bytes stored)", bytes.len()),
     })?;
@@ -246,7 +246,7 @@ fn verify_stored(
             // run, once a checkpoint covers it, checks the record itself.
             if let Some(Record::Retention(record)) = sealed::open(&bytes)
                 .ok()
-                .and_then(|o| o.entry().ok())
+                .and_then(|o| o.into_entry().ok())
                 .map(|e| e.record)
             {
                 ledger.record(&record);
