@@ -482,7 +482,11 @@ fn run() -> Result<std::process::ExitCode> {
 }
 
 async fn serve(config: Config) -> Result<()> {
-    trustpath::app::serve(config, shutdown_signal(), |addr| {
+    // Installed before the server says it listens: a SIGTERM that arrives
+    // at any moment after that stops it gracefully, never by the default
+    // action (which would skip the final checkpoint).
+    let shutdown = shutdown_signal().context("installing the signal handlers")?;
+    trustpath::app::serve(config, shutdown, |addr| {
         // On stdout, so scripts and tests can find a port chosen with :0.
         println!("trustpath listening on http://{addr}");
     })
@@ -508,17 +512,19 @@ async fn eval(config: Config, input: PathBuf, record: bool) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGINT or SIGTERM; the handlers are installed on the call.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    Ok(async move {
+        #[cfg(unix)]
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
