@@ -147,23 +147,26 @@ impl Plan {
                 }
             }
         };
-        let after = index::derive_stored(&bytes).map_err(unreadable)?;
+        // The entry as it will be left, opened once: what it withholds
+        // (the record covers all of it, earlier redactions too) and what it
+        // is still found by.
+        let after = if groups.is_none() {
+            self.expired.push(seq);
+            index::Derived::default()
+        } else {
+            let opened = sealed::open(&bytes).map_err(|e| unreadable(e.to_string()))?;
+            for group in opened.redacted() {
+                self.redacted.entry(group).or_default().push(seq);
+            }
+            let entry = opened.into_entry().map_err(|e| unreadable(e.to_string()))?;
+            index::derive(&entry)
+        };
         let kept: BTreeSet<IndexRecord> = after.records(seq).into_iter().collect();
         let dropped = before
             .records(seq)
             .into_iter()
             .filter(|r| !kept.contains(r))
             .collect();
-        if groups.is_none() {
-            self.expired.push(seq);
-        } else {
-            // Every group the entry now withholds, the earlier ones too:
-            // the record covers the entry as it is left.
-            let opened = sealed::open(&bytes).map_err(|e| unreadable(e.to_string()))?;
-            for group in opened.redacted() {
-                self.redacted.entry(group).or_default().push(seq);
-            }
-        }
         self.changes.push(Retained {
             seq,
             bytes,
