@@ -68,6 +68,7 @@ fn main() {
             durable: true,
             max_queue: 4096,
             node: None,
+            observer: Default::default(),
         },
     )
     .unwrap();

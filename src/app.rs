@@ -17,12 +17,16 @@ use crate::identity::{Authenticator, IdentityError};
 use crate::lifecycle::{self, KeyInUse, PolicyRecorder};
 use crate::log::checkpoint::{LogSigner, NoteVerifier};
 use crate::log::entry::{KeyPurpose, PolicyTrigger};
-use crate::log::{CheckpointPolicy, LogError, LogStore, LogWriter, WriterOptions, WriterThread};
+use crate::log::{
+    CheckpointPolicy, LogError, LogStore, LogWriter, Observer, WriterOptions, WriterThread,
+};
 use crate::policy::{PolicyError, PolicyStore};
 use crate::retention::Retainer;
 use crate::revocation::Revoker;
 use crate::server::callers::Callers;
+use crate::server::metrics::Metrics;
 use crate::server::{router, AppState};
+use crate::sinks::{DurableLog, SinkError};
 use crate::tool_call::ToolCallChecker;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +50,8 @@ pub enum AppError {
     Serve(std::io::Error),
     #[error("cannot set up the document fetcher: {0}")]
     Fetch(String),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
 }
 
 fn limits(config: &Config) -> GrantLimits {
@@ -70,8 +76,9 @@ pub fn log_signer(config: &Config) -> Result<LogSigner, AppError> {
         .map_err(|message| AppError::Log(LogError::Open { path, message }))
 }
 
-fn writer_options(config: &Config) -> WriterOptions {
+fn writer_options(config: &Config, observer: Observer) -> WriterOptions {
     WriterOptions {
+        observer,
         checkpoints: CheckpointPolicy {
             every_entries: config.log.checkpoint_every_entries,
             every: Duration::from_secs(config.log.checkpoint_every_seconds),
@@ -94,7 +101,7 @@ pub fn open_retainer(config: &Config) -> Result<(Arc<Retainer>, WriterThread), A
     let (log, thread) = LogWriter::start(
         opened.log.clone(),
         log_signer(config)?,
-        writer_options(config),
+        writer_options(config, Observer::default()),
     )?;
     let retainer = Retainer::new(opened.log, log, policies, &config.retention);
     Ok((Arc::new(retainer), thread))
@@ -140,6 +147,11 @@ pub struct Opened {
 /// and logs the keys and the policy bundle going into force when the log
 /// has not seen them (before any decision is made with them).
 pub async fn open(config: &Config) -> Result<Opened, AppError> {
+    open_observed(config, Observer::default()).await
+}
+
+/// [`open`], with the log writer reporting to `observer` (metrics).
+async fn open_observed(config: &Config, observer: Observer) -> Result<Opened, AppError> {
     config.validate()?;
     let opened_store = crate::store::open_server(config)?;
     let store = opened_store.log.clone();
@@ -161,7 +173,8 @@ pub async fn open(config: &Config) -> Result<Opened, AppError> {
     ])?;
     let authenticator =
         Authenticator::from_config(config, ReplayGuard::Persistent(opened_store.jtis))?;
-    let (log, writer_thread) = LogWriter::start(store.clone(), log_signer, writer_options(config))?;
+    let (log, writer_thread) =
+        LogWriter::start(store.clone(), log_signer, writer_options(config, observer))?;
     let vkey = log_verifier.vkey();
     let keys = [
         KeyInUse {
@@ -287,7 +300,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), AppError> {
-    let opened = open(&config).await?;
+    let metrics = Arc::new(Metrics::default());
+    let opened = open_observed(&config, Observer::new(Arc::new(metrics.writer.clone()))).await?;
     if config.callers.is_empty() {
         tracing::warn!(
             "no API callers configured: every local caller has every role; \
@@ -296,6 +310,13 @@ pub async fn serve(
     }
     let writer_thread = opened.writer_thread;
     let log_health = opened.log.health().clone();
+    let durable = DurableLog {
+        store: opened.store.clone(),
+        written: opened.log.durable_size(),
+    };
+    let (sinks, prepared_sinks) =
+        crate::sinks::prepare(&config.log.sinks, &config.data_dir, durable)?;
+    let log = opened.log.clone();
     let ticker = tokio::spawn(tick_checkpoints(opened.log));
     let state = Arc::new(AppState {
         decider: opened.decider,
@@ -312,7 +333,9 @@ pub async fn serve(
         log_health,
         data_dir: config.data_dir.clone(),
         min_free_disk_bytes: config.limits.min_free_disk_mb.saturating_mul(1_000_000),
-        metrics: Default::default(),
+        metrics,
+        log,
+        sinks,
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -323,6 +346,8 @@ pub async fn serve(
     let addr = listener.local_addr().map_err(AppError::Serve)?;
     tracing::info!(%addr, policy_revision = %state.decider.policies().current().revision().as_str(), "listening");
     on_listening(addr);
+    // After the "listening" line: a stdout sink writes to the same stream.
+    let sink_tasks = prepared_sinks.spawn();
 
     let maintenance = tokio::spawn(maintain(state.clone()));
     let retention = tokio::spawn(crate::retention::run(
@@ -342,6 +367,12 @@ pub async fn serve(
     let _ = retention.await;
     ticker.abort();
     let _ = ticker.await;
+    // Sinks deliver at least once: one stopped mid-batch sends it again
+    // from its cursor at the next start.
+    for task in sink_tasks {
+        task.abort();
+        let _ = task.await;
+    }
     // Dropping the last handle to the log writer lets it flush and stop.
     drop(state);
     tokio::task::spawn_blocking(move || writer_thread.join())
@@ -376,6 +407,7 @@ async fn reload_policies(state: &Arc<AppState>, trigger: PolicyTrigger) {
         Ok(Ok(Some(bundle))) => bundle,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
+            state.metrics.policy_reload(false);
             tracing::error!(error = %e, "policies do not load; the running policy stays in force");
             return;
         }
@@ -386,12 +418,16 @@ async fn reload_policies(state: &Arc<AppState>, trigger: PolicyTrigger) {
     };
     match state.policy_recorder.put_in_force(bundle, trigger).await {
         Ok(bundle) => {
+            state.metrics.policy_reload(true);
             tracing::info!(policy_revision = %bundle.revision().as_str(), ?trigger, "policies reloaded")
         }
-        Err(e) => tracing::error!(
-            error = %e,
-            "the reloaded policies could not be logged; the running policy stays in force"
-        ),
+        Err(e) => {
+            state.metrics.policy_reload(false);
+            tracing::error!(
+                error = %e,
+                "the reloaded policies could not be logged; the running policy stays in force"
+            )
+        }
     }
 }
 

@@ -133,6 +133,153 @@ pub struct LogConfig {
     pub signing_key_file: Option<PathBuf>,
     /// The embedded storage engine of a new data directory.
     pub engine: Engine,
+    /// Where entries are streamed as they become durable (`[[log.sinks]]`).
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// One `[[log.sinks]]`: a copy of the log, entry by entry, delivered at
+/// least once from a cursor kept in the data directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Names the sink in metrics and its cursor file: an identifier.
+    pub name: String,
+    pub kind: SinkKind,
+    #[serde(default)]
+    pub format: SinkFormat,
+    /// Entries per delivery (one write, or one POST).
+    #[serde(default = "SinkConfig::default_batch_size")]
+    pub batch_size: usize,
+    /// `file`: the NDJSON file written.
+    pub path: Option<PathBuf>,
+    /// `file`: rotate once the file would grow past this many bytes.
+    #[serde(default = "SinkConfig::default_max_bytes")]
+    pub max_bytes: u64,
+    /// `file`: rotated files kept (`path.1` is the newest).
+    #[serde(default = "SinkConfig::default_keep")]
+    pub keep: usize,
+    /// `http`: where batches are POSTed.
+    pub url: Option<String>,
+    /// `http`: a file holding the bearer token (the config holds no secret).
+    pub token_file: Option<PathBuf>,
+    /// `http`: gzip each body (`Content-Encoding: gzip`).
+    #[serde(default = "SinkConfig::default_gzip")]
+    pub gzip: bool,
+    /// `http`: how long one POST may take.
+    #[serde(default = "SinkConfig::default_timeout")]
+    pub timeout: Period,
+}
+
+impl SinkConfig {
+    fn default_batch_size() -> usize {
+        500
+    }
+    fn default_max_bytes() -> u64 {
+        100 * 1024 * 1024
+    }
+    fn default_keep() -> usize {
+        5
+    }
+    fn default_gzip() -> bool {
+        true
+    }
+    fn default_timeout() -> Period {
+        Period(std::time::Duration::from_secs(10))
+    }
+
+    fn validate(&self, i: usize) -> Result<(), String> {
+        let at = format!("log.sinks[{i}]");
+        // It names the cursor file: nothing that could leave the directory.
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(format!(
+                "{at}.name {:?}: 1 to 64 letters, digits, '-' or '_'",
+                self.name
+            ));
+        }
+        let at = format!("{at} ({})", self.name);
+        if self.batch_size == 0 || self.batch_size > 10_000 {
+            return Err(format!("{at}: batch_size must be between 1 and 10000"));
+        }
+        let unused = |field: &str, set: bool| {
+            if set {
+                Err(format!(
+                    "{at}: {field} does not apply to kind = {:?}",
+                    self.kind.as_str()
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match self.kind {
+            SinkKind::Stdout => {
+                unused("path", self.path.is_some())?;
+                unused("url", self.url.is_some())?;
+                unused("token_file", self.token_file.is_some())?;
+            }
+            SinkKind::File => {
+                if self.path.is_none() {
+                    return Err(format!("{at}: path is required for kind = \"file\""));
+                }
+                if self.max_bytes < 4096 {
+                    return Err(format!("{at}: max_bytes must be at least 4096"));
+                }
+                unused("url", self.url.is_some())?;
+                unused("token_file", self.token_file.is_some())?;
+            }
+            SinkKind::Http => {
+                let Some(url) = &self.url else {
+                    return Err(format!("{at}: url is required for kind = \"http\""));
+                };
+                let parsed = url::Url::parse(url).map_err(|e| format!("{at}: url {url:?}: {e}"))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(format!(
+                        "{at}: url must be http:// or https://, got {url:?}"
+                    ));
+                }
+                unused("path", self.path.is_some())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a sink delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// NDJSON on standard output (the server's own logs go to stderr).
+    Stdout,
+    /// NDJSON appended to a file, rotated by size.
+    File,
+    /// Batched POSTs of NDJSON.
+    Http,
+}
+
+impl SinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkKind::Stdout => "stdout",
+            SinkKind::File => "file",
+            SinkKind::Http => "http",
+        }
+    }
+}
+
+/// What each delivered line holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkFormat {
+    /// The entry as `GET /v1/log/entries` shows it, with its leaf hash.
+    #[default]
+    Entry,
+    /// OCSF events (LOG-FORMAT.md maps each entry kind).
+    Ocsf,
 }
 
 /// Embedded storage engines.
@@ -153,6 +300,7 @@ impl Default for LogConfig {
             checkpoint_every_seconds: 10,
             signing_key_file: None,
             engine: Engine::default(),
+            sinks: Vec::new(),
         }
     }
 }
@@ -498,6 +646,13 @@ impl Config {
         self.retention.validate().map_err(ConfigError::Invalid)?;
         if self.log.checkpoint_every_entries == 0 || self.log.checkpoint_every_seconds == 0 {
             return bad("log.checkpoint_every_entries and _seconds must be positive".into());
+        }
+        let mut sink_names = std::collections::BTreeSet::new();
+        for (i, sink) in self.log.sinks.iter().enumerate() {
+            sink.validate(i).map_err(ConfigError::Invalid)?;
+            if !sink_names.insert(sink.name.as_str()) {
+                return bad(format!("log.sinks[{i}].name {:?} is used twice", sink.name));
+            }
         }
         // The issuer is signed into every grant and compared by resource
         // servers: visible ASCII, no spaces.

@@ -35,6 +35,63 @@ pub struct DecisionOutcome {
     pub grant: Option<Grant>,
     pub log_entry: Option<EntryReceipt>,
     pub policy_revision: String,
+    /// Why a denial denied, as a fixed set (metrics); `None` for an allow.
+    #[serde(skip)]
+    pub denial: Option<DenialCause>,
+}
+
+/// Why a connection was denied, in a fixed set of causes: a metric label
+/// never carries the free-text reasons (they come from policies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenialCause {
+    /// The session (or, for the writer, the decision) was revoked.
+    Revoked,
+    /// No scope was requested.
+    NoScope,
+    /// The policy could not be evaluated: the decision failed closed.
+    PolicyError,
+    /// The client's identity or proof did not check out.
+    AuthenticationFailed,
+    /// The policy denied, approved none of the request, or gave no lifetime.
+    Policy,
+    /// The grant could not be signed: failed closed.
+    SigningFailed,
+}
+
+impl DenialCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenialCause::Revoked => "revoked",
+            DenialCause::NoScope => "no_scope",
+            DenialCause::PolicyError => "policy_error",
+            DenialCause::AuthenticationFailed => "authentication_failed",
+            DenialCause::Policy => "policy",
+            DenialCause::SigningFailed => "signing_failed",
+        }
+    }
+
+    /// The cause of `decision`, checked in the order [`trim`] applies them.
+    fn of(
+        decision: &Decision,
+        requested: &RequestedScopes,
+        authentication: &Authentication,
+        evaluation_failed: bool,
+        session_revoked: bool,
+    ) -> Option<Self> {
+        if decision.allow {
+            None
+        } else if session_revoked {
+            Some(DenialCause::Revoked)
+        } else if requested.is_empty() {
+            Some(DenialCause::NoScope)
+        } else if evaluation_failed {
+            Some(DenialCause::PolicyError)
+        } else if authentication.result == AuthenticationStatus::Failed {
+            Some(DenialCause::AuthenticationFailed)
+        } else {
+            Some(DenialCause::Policy)
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +141,10 @@ impl Decider {
 
     pub fn authenticator(&self) -> &Authenticator {
         &self.authenticator
+    }
+
+    pub fn retriever(&self) -> &Retriever {
+        &self.retriever
     }
 
     /// Sets `changed` and `previous_sha256` on the client's document record
@@ -151,6 +212,7 @@ impl Decider {
         // 3. Trim: intersect with the request, cap the lifetime, apply
         //    authentication and revocation.
         let requested_tools = request.tools.as_deref();
+        let evaluation_failed = verdict.is_err();
         let mut decision = trim(
             &request.scopes,
             requested_tools,
@@ -158,6 +220,13 @@ impl Decider {
             verdict,
             &self.limits,
             session_revoked.as_deref(),
+        );
+        let mut denial = DenialCause::of(
+            &decision,
+            &request.scopes,
+            &client.authentication,
+            evaluation_failed,
+            session_revoked.is_some(),
         );
 
         let Some(recording) = &self.recording else {
@@ -169,6 +238,7 @@ impl Decider {
                 grant: None,
                 log_entry: None,
                 policy_revision: bundle.revision().as_str().to_string(),
+                denial,
             });
         };
 
@@ -198,6 +268,7 @@ impl Decider {
                 }
                 Err(e) => {
                     decision = Decision::deny_all(decision.requested_scopes, vec![e.to_string()]);
+                    denial = Some(DenialCause::SigningFailed);
                 }
             }
         }
@@ -236,6 +307,7 @@ impl Decider {
         if let Some(reason) = &appended.overruled {
             decision = decision.overruled(reason);
             grant = None;
+            denial = denial.or(Some(DenialCause::Revoked));
         }
 
         Ok(DecisionOutcome {
@@ -246,6 +318,7 @@ impl Decider {
             grant,
             log_entry: appended.receipts.into_iter().next(),
             policy_revision,
+            denial,
         })
     }
 }

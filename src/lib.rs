@@ -31,6 +31,7 @@ pub mod retention;
 pub(crate) mod revocation;
 pub(crate) mod secret_file;
 pub(crate) mod server;
+pub mod sinks;
 pub mod store;
 pub mod text;
 pub(crate) mod time;

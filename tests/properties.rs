@@ -190,6 +190,7 @@ fn real_export(
             durable: false,
             max_queue: 4096,
             node: None,
+            observer: Default::default(),
         },
     )
     .unwrap();

@@ -79,6 +79,7 @@ fn start_writer(dir: &std::path::Path) -> (LogStore, LogWriter, trustpath::log::
             durable: false,
             max_queue: 4096,
             node: None,
+            observer: Default::default(),
         },
     )
     .unwrap();

@@ -134,6 +134,41 @@ pub struct Fetcher {
     cache: Mutex<Cache>,
     /// Last forced re-fetch per URL (unknown `kid`).
     refreshed: Mutex<HashMap<String, Instant>>,
+    counts: FetchCounts,
+}
+
+/// Fetches since start, by kind and how they ended (metrics).
+#[derive(Debug, Default)]
+pub struct FetchCounts([[std::sync::atomic::AtomicU64; 4]; 3]);
+
+/// How a fetch ended, as [`FetchCounts`] counts it.
+pub const FETCH_RESULTS: [&str; 4] = ["hit", "miss", "revalidated", "error"];
+/// The kinds [`FetchCounts`] counts, in its order.
+pub const FETCH_KINDS: [FetchKind; 3] = [
+    FetchKind::ClientDocument,
+    FetchKind::Jwks,
+    FetchKind::Metadata,
+];
+
+impl FetchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchKind::ClientDocument => "client_document",
+            FetchKind::Jwks => "jwks",
+            FetchKind::Metadata => "metadata",
+        }
+    }
+}
+
+impl FetchCounts {
+    fn count(&self, kind: FetchKind, result: usize) {
+        self.0[kind as usize][result].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Fetches of `kind` that ended as `FETCH_RESULTS[result]`.
+    pub fn get(&self, kind: FetchKind, result: usize) -> u64 {
+        self.0[kind as usize][result].load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Fetcher {
@@ -154,12 +189,35 @@ impl Fetcher {
             config,
             cache: Mutex::new(Cache::default()),
             refreshed: Mutex::new(HashMap::new()),
+            counts: FetchCounts::default(),
         })
+    }
+
+    /// Fetches since start, by kind and result.
+    pub fn counts(&self) -> &FetchCounts {
+        &self.counts
     }
 
     /// Fetches `url` as JSON, from the cache while fresh.
     pub async fn fetch(&self, url: &str, kind: FetchKind) -> Result<Fetched, FetchError> {
-        self.fetch_inner(url, kind, false).await
+        self.counted(kind, self.fetch_inner(url, kind, false).await)
+    }
+
+    fn counted(
+        &self,
+        kind: FetchKind,
+        fetched: Result<Fetched, FetchError>,
+    ) -> Result<Fetched, FetchError> {
+        let result = match &fetched {
+            Ok(f) => match f.record.cache {
+                CacheUse::Hit => 0,
+                CacheUse::Miss => 1,
+                CacheUse::Revalidated => 2,
+            },
+            Err(_) => 3,
+        };
+        self.counts.count(kind, result);
+        fetched
     }
 
     /// Re-fetches a JWK Set that lacks a `kid` an assertion names, unless
@@ -178,7 +236,8 @@ impl Fetcher {
             }
             due
         };
-        self.fetch_inner(url, FetchKind::Jwks, allowed).await
+        let fetched = self.fetch_inner(url, FetchKind::Jwks, allowed).await;
+        self.counted(FetchKind::Jwks, fetched)
     }
 
     async fn fetch_inner(

@@ -190,6 +190,11 @@ impl Retriever {
         }
     }
 
+    /// Fetches since start, by kind and result.
+    pub fn fetch_counts(&self) -> &super::fetch::FetchCounts {
+        self.fetcher.counts()
+    }
+
     /// Bytes the fetch cache holds now.
     pub fn cached_bytes(&self) -> usize {
         self.fetcher.cached_bytes()

@@ -20,7 +20,9 @@ use std::path::PathBuf;
 pub use entry::{ConnectionDecisionRecord, EntryReceipt, LogEntry, Record};
 pub use merkle::leaf_hash;
 pub use storage::LogStore;
-pub use writer::{Appended, CheckpointPolicy, LogWriter, WriterOptions, WriterThread};
+pub use writer::{
+    Appended, CheckpointPolicy, LogWriter, Observer, WriteObserver, WriterOptions, WriterThread,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {

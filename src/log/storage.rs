@@ -66,6 +66,12 @@ pub trait LogAppend {
     /// writer only, with no append in progress; an `Err` means still
     /// broken, and the writer tries again later.
     fn recover(&self) -> Result<(), LogError>;
+    /// Whether a commit is durable by itself (a fleet's database): then
+    /// every entry [`LogRead::next_seq`] counts may leave the box, whoever
+    /// wrote it. Otherwise only what the writer says it flushed.
+    fn durable_on_commit(&self) -> bool {
+        false
+    }
 }
 
 /// Appends and checkpoints written together while the log's head is held.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checkpoint::LogSigner;
 use super::entry::{EntryReceipt, LogEntry, Record, Revokes};
@@ -46,6 +46,49 @@ pub struct WriterOptions {
     pub max_queue: usize,
     /// The replica's name, recorded in each entry it writes (a fleet).
     pub node: Option<String>,
+    /// Told about batches, checkpoints and storage failures (metrics).
+    pub observer: Observer,
+}
+
+/// What the writer reports as it works; the server's metrics listen.
+/// Called on the writer thread: implementations must be quick.
+pub trait WriteObserver: Send + Sync {
+    /// A batch of `entries` was written in `write` and flushed in `flush`.
+    fn batch(&self, entries: usize, write: Duration, flush: Duration);
+    /// A checkpoint for a tree of `size` entries was signed.
+    fn checkpoint(&self, size: u64);
+    /// The storage failed (an append, a flush, a recovery).
+    fn storage_error(&self);
+}
+
+/// A [`WriteObserver`] handle; the default listens to nothing.
+#[derive(Clone)]
+pub struct Observer(Arc<dyn WriteObserver>);
+
+impl Observer {
+    pub fn new(observer: Arc<dyn WriteObserver>) -> Self {
+        Self(observer)
+    }
+}
+
+struct Unobserved;
+
+impl WriteObserver for Unobserved {
+    fn batch(&self, _: usize, _: Duration, _: Duration) {}
+    fn checkpoint(&self, _: u64) {}
+    fn storage_error(&self) {}
+}
+
+impl Default for Observer {
+    fn default() -> Self {
+        Self(Arc::new(Unobserved))
+    }
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 // Appends dominate the channel; boxing them would cost an allocation each.
@@ -105,6 +148,7 @@ pub struct LogWriter {
     tx: mpsc::Sender<Message>,
     health: LogHealth,
     node: Option<String>,
+    durable: watch::Receiver<u64>,
 }
 
 /// Joins the writer thread once every [`LogWriter`] is dropped.
@@ -126,6 +170,7 @@ impl LogWriter {
         let node = options.node.clone();
         let max_queue = options.max_queue.max(1);
         let mut state = WriterState::open(store, signer, options, health.clone())?;
+        let durable = state.durable_size.subscribe();
         // Entries written before a crash have no checkpoint yet: cover them now.
         state.checkpoint_if(|uncovered, _| uncovered > 0);
         let (tx, rx) = mpsc::channel(max_queue);
@@ -133,12 +178,31 @@ impl LogWriter {
             .name("log-writer".into())
             .spawn(move || state.run(rx))
             .map_err(|e| LogError::Writer(e.to_string()))?;
-        Ok((Self { tx, health, node }, WriterThread(handle)))
+        Ok((
+            Self {
+                tx,
+                health,
+                node,
+                durable,
+            },
+            WriterThread(handle),
+        ))
     }
 
     /// Whether the log takes entries now.
     pub fn health(&self) -> &LogHealth {
         &self.health
+    }
+
+    /// The log's size as far as it is durable (flushed), as this writer
+    /// knows it: what may leave the box without ever being taken back.
+    pub fn durable_size(&self) -> watch::Receiver<u64> {
+        self.durable.clone()
+    }
+
+    /// Appends waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Appends a record; returns once it is stored (and flushed, if durable).
@@ -265,6 +329,9 @@ struct WriterState {
     health: LogHealth,
     /// When entries were first written and not yet flushed (non-durable mode).
     unflushed_since: Option<Instant>,
+    /// The size last known flushed: published after every flush.
+    durable_size: watch::Sender<u64>,
+    observer: Observer,
 }
 
 /// The log's size and its latest checkpoint, as stored.
@@ -302,12 +369,16 @@ impl WriterState {
             failing: None,
             health,
             unflushed_since: None,
+            // What the store holds at open survived whatever came before.
+            durable_size: watch::channel(size).0,
+            observer: options.observer,
         })
     }
 
     /// The storage failed: refuse appends until it recovers. Said once
     /// now, then every [`REPORT_EVERY`] while it lasts.
     fn fail(&mut self, e: &LogError) {
+        self.observer.0.storage_error();
         let reason = e.to_string();
         if self.failing.is_none() {
             tracing::error!(error = %reason, "decision log storage failed; refusing appends until it recovers");
@@ -383,7 +454,18 @@ impl WriterState {
         self.checkpointed = checkpointed;
         self.uncovered_since = None;
         self.unflushed_since = None;
-        self.sign_checkpoint()
+        self.sign_checkpoint()?;
+        self.published_durable();
+        Ok(())
+    }
+
+    /// Tells readers (sinks) how far the log is durable now.
+    fn published_durable(&self) {
+        self.durable_size.send_if_modified(|size| {
+            let changed = *size != self.size;
+            *size = self.size;
+            changed
+        });
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<Message>) {
@@ -416,7 +498,10 @@ impl WriterState {
                 .is_some_and(|t| t.elapsed() >= FLUSH_EVERY)
             {
                 match self.store.flush() {
-                    Ok(()) => self.unflushed_since = None,
+                    Ok(()) => {
+                        self.unflushed_since = None;
+                        self.published_durable();
+                    }
                     Err(e) => self.fail(&e),
                 }
             }
@@ -426,8 +511,9 @@ impl WriterState {
             return;
         }
         self.checkpoint_if(|uncovered, _| uncovered > 0);
-        if let Err(e) = self.store.flush() {
-            tracing::error!(error = %e, "final decision log flush failed");
+        match self.store.flush() {
+            Ok(()) => self.published_durable(),
+            Err(e) => tracing::error!(error = %e, "final decision log flush failed"),
         }
     }
 
@@ -452,6 +538,7 @@ impl WriterState {
                 let _ = append.reply.send(Err(LogError::Writer(why.clone())));
             }
         };
+        let started = Instant::now();
         let (receipts, size) = match self.write_batch(batch) {
             Ok(written) => written,
             Err(e) => {
@@ -465,6 +552,7 @@ impl WriterState {
         // never overwrite them (their index keys would point at strangers).
         self.size = size;
         self.uncovered_since.get_or_insert_with(Instant::now);
+        let written = started.elapsed();
         if !self.durable {
             self.unflushed_since.get_or_insert_with(Instant::now);
         } else if let Err(e) = self.store.flush() {
@@ -472,7 +560,13 @@ impl WriterState {
             // storage kept it, with or without this batch.
             self.fail(&e);
             return fail_all(batch, format!("not flushed: {e}"));
+        } else {
+            self.published_durable();
         }
+        let entries = batch.iter().map(|a| a.entries.len()).sum();
+        self.observer
+            .0
+            .batch(entries, written, started.elapsed() - written);
         let mut receipts = receipts.into_iter();
         for append in batch.drain(..) {
             let mine = receipts.by_ref().take(append.entries.len()).collect();
@@ -624,6 +718,8 @@ impl WriterState {
         self.store.flush()?;
         self.size = size;
         self.checkpointed = (size, root);
+        self.published_durable();
+        self.observer.0.checkpoint(size);
         Ok(())
     }
 }

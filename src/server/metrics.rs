@@ -5,7 +5,8 @@
 //! request.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
@@ -21,6 +22,9 @@ use prometheus_client::registry::Registry;
 use super::error::ApiError;
 use super::extract::{Audit, Authorized};
 use super::AppState;
+use crate::decide::DenialCause;
+use crate::identity::fetch::{FETCH_KINDS, FETCH_RESULTS};
+use crate::log::WriteObserver;
 use crate::model::{AuthenticationStatus, Outcome};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,6 +51,76 @@ struct RevisionLabels {
     revision: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DenialLabels {
+    cause: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FetchLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+/// A sink's name comes from the config, never from a request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: String,
+}
+
+/// The log writer's batches, flushes, checkpoints and storage failures,
+/// observed on its thread.
+#[derive(Clone)]
+pub struct WriterMetrics {
+    batch_entries: Histogram,
+    write_seconds: Histogram,
+    flush_seconds: Histogram,
+    checkpoint_size: Gauge,
+    checkpoint_time: Gauge,
+    storage_errors: Counter,
+}
+
+impl WriteObserver for WriterMetrics {
+    fn batch(&self, entries: usize, write: Duration, flush: Duration) {
+        self.batch_entries.observe(entries as f64);
+        self.write_seconds.observe(write.as_secs_f64());
+        self.flush_seconds.observe(flush.as_secs_f64());
+    }
+
+    fn checkpoint(&self, size: u64) {
+        self.checkpoint_size
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
+        self.checkpoint_time.set(chrono::Utc::now().timestamp());
+    }
+
+    fn storage_error(&self) {
+        self.storage_errors.inc();
+    }
+}
+
+/// Grants issued by this process that have not expired yet: counts by
+/// expiry second, so memory stays bounded by the longest grant lifetime.
+#[derive(Default)]
+struct ActiveGrants(Mutex<std::collections::BTreeMap<i64, u64>>);
+
+impl ActiveGrants {
+    fn issued(&self, expires_at: i64) {
+        let mut by_second = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *by_second.entry(expires_at).or_default() += 1;
+    }
+
+    fn active(&self, now: i64) -> u64 {
+        let mut by_second = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *by_second = by_second.split_off(&(now + 1));
+        by_second.values().sum()
+    }
+}
+
 /// The server's counters and gauges.
 pub struct Metrics {
     registry: Registry,
@@ -56,6 +130,27 @@ pub struct Metrics {
     tree_size: Gauge,
     log_ready: Gauge,
     policy: Family<RevisionLabels, Gauge>,
+    denials: Family<DenialLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+    reload_ok: Gauge,
+    fetches: Family<FetchLabels, Counter>,
+    queue_depth: Gauge,
+    pub writer: WriterMetrics,
+    sink_lag: Family<SinkLabels, Gauge>,
+    sink_delivered: Family<SinkLabels, Counter>,
+    sink_failures: Family<SinkLabels, Counter>,
+    grants_issued: Counter,
+    grants_active: Gauge,
+    revocations: Family<ResultLabels, Counter>,
+    active_grants: ActiveGrants,
+}
+
+/// Raises `counter` to `total` (a count kept elsewhere, read at scrape).
+fn catch_up(counter: &Counter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
+    }
 }
 
 impl Default for Metrics {
@@ -100,6 +195,109 @@ impl Default for Metrics {
             "The policy revision in force (value 1)",
             policy.clone(),
         );
+        let denials = Family::<DenialLabels, Counter>::default();
+        registry.register(
+            "denials",
+            "Connection denials by cause (revoked, no_scope, policy_error, \
+             authentication_failed, policy, signing_failed)",
+            denials.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy reloads by result (ok, failed)",
+            reloads.clone(),
+        );
+        let reload_ok = Gauge::default();
+        reload_ok.set(1);
+        registry.register(
+            "policy_last_reload_ok",
+            "1 if the last policy reload put its bundle in force (or none was tried), 0 if it failed",
+            reload_ok.clone(),
+        );
+        let fetches = Family::<FetchLabels, Counter>::default();
+        registry.register(
+            "fetches",
+            "Fetches of client documents, JWK Sets and metadata by kind and result \
+             (hit, miss, revalidated, error)",
+            fetches.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "log_queue_depth",
+            "Appends waiting for the log writer",
+            queue_depth.clone(),
+        );
+        let writer = WriterMetrics {
+            batch_entries: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            write_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            flush_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            checkpoint_size: Gauge::default(),
+            checkpoint_time: Gauge::default(),
+            storage_errors: Counter::default(),
+        };
+        registry.register(
+            "log_batch_entries",
+            "Entries per log writer batch",
+            writer.batch_entries.clone(),
+        );
+        registry.register(
+            "log_batch_write_seconds",
+            "Time to encode, hash and store one batch",
+            writer.write_seconds.clone(),
+        );
+        registry.register(
+            "log_flush_seconds",
+            "Time to make one batch durable (fsync)",
+            writer.flush_seconds.clone(),
+        );
+        registry.register(
+            "log_checkpoint_size",
+            "Entries covered by the latest checkpoint this server signed",
+            writer.checkpoint_size.clone(),
+        );
+        registry.register(
+            "log_checkpoint_timestamp_seconds",
+            "When this server last signed a checkpoint (Unix time; age = time() - this)",
+            writer.checkpoint_time.clone(),
+        );
+        registry.register(
+            "log_storage_errors",
+            "Decision log storage failures (appends, flushes, recoveries)",
+            writer.storage_errors.clone(),
+        );
+        let sink_lag = Family::<SinkLabels, Gauge>::default();
+        registry.register(
+            "sink_lag_entries",
+            "Durable entries a log sink has not delivered yet",
+            sink_lag.clone(),
+        );
+        let sink_delivered = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "sink_delivered_entries",
+            "Entries a log sink delivered",
+            sink_delivered.clone(),
+        );
+        let sink_failures = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "sink_failures",
+            "Failed deliveries of a log sink (each retried)",
+            sink_failures.clone(),
+        );
+        let grants_issued = Counter::default();
+        registry.register("grants_issued", "Grants signed", grants_issued.clone());
+        let grants_active = Gauge::default();
+        registry.register(
+            "grants_active",
+            "Grants this server signed that have not expired (revocations not subtracted)",
+            grants_active.clone(),
+        );
+        let revocations = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "revocations",
+            "Revocations logged, by what they revoke (grant, session)",
+            revocations.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -108,6 +306,19 @@ impl Default for Metrics {
             tree_size,
             log_ready,
             policy,
+            denials,
+            reloads,
+            reload_ok,
+            fetches,
+            queue_depth,
+            writer,
+            sink_lag,
+            sink_delivered,
+            sink_failures,
+            grants_issued,
+            grants_active,
+            revocations,
+            active_grants: ActiveGrants::default(),
         }
     }
 }
@@ -126,6 +337,34 @@ impl Metrics {
                 authentication,
             })
             .inc();
+    }
+
+    pub fn denial(&self, cause: DenialCause) {
+        self.denials
+            .get_or_create(&DenialLabels {
+                cause: cause.as_str(),
+            })
+            .inc();
+    }
+
+    /// A grant expiring at `expires_at` (Unix seconds) was signed.
+    pub fn grant_issued(&self, expires_at: i64) {
+        self.grants_issued.inc();
+        self.active_grants.issued(expires_at);
+    }
+
+    /// A revocation of a `grant` or a `session` was logged.
+    pub fn revocation(&self, what: &'static str) {
+        self.revocations
+            .get_or_create(&ResultLabels { result: what })
+            .inc();
+    }
+
+    /// A policy reload put its bundle in force (`ok`) or did not.
+    pub fn policy_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+        self.reload_ok.set(i64::from(ok));
     }
 
     pub fn tool_call(&self, allowed: bool) {
@@ -178,6 +417,42 @@ pub async fn scrape(
     metrics
         .log_ready
         .set(i64::from(state.log_health.problem().is_none()));
+    metrics
+        .queue_depth
+        .set(i64::try_from(state.log.queue_depth()).unwrap_or(i64::MAX));
+    let counts = state.decider.retriever().fetch_counts();
+    for kind in FETCH_KINDS {
+        for (i, result) in FETCH_RESULTS.into_iter().enumerate() {
+            let labels = FetchLabels {
+                kind: kind.as_str(),
+                result,
+            };
+            catch_up(&metrics.fetches.get_or_create(&labels), counts.get(kind, i));
+        }
+    }
+    for sink in &state.sinks {
+        use std::sync::atomic::Ordering::Relaxed;
+        let labels = SinkLabels {
+            sink: sink.name.clone(),
+        };
+        let stats = &sink.stats;
+        metrics
+            .sink_lag
+            .get_or_create(&labels)
+            .set(i64::try_from(stats.lag()).unwrap_or(i64::MAX));
+        catch_up(
+            &metrics.sink_delivered.get_or_create(&labels),
+            stats.delivered.load(Relaxed),
+        );
+        catch_up(
+            &metrics.sink_failures.get_or_create(&labels),
+            stats.failures.load(Relaxed),
+        );
+    }
+    metrics.grants_active.set(
+        i64::try_from(metrics.active_grants.active(chrono::Utc::now().timestamp()))
+            .unwrap_or(i64::MAX),
+    );
     let revision = state.revision();
     metrics.policy.clear();
     metrics

@@ -7,7 +7,7 @@ pub(crate) mod erasure_routes;
 pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod log_routes;
-pub(crate) mod metrics;
+pub mod metrics;
 pub(crate) mod revocation_routes;
 
 use std::sync::Arc;
@@ -57,7 +57,11 @@ pub struct AppState {
     /// Where the data directory is, and the free space it must keep.
     pub data_dir: std::path::PathBuf,
     pub min_free_disk_bytes: u64,
-    pub metrics: metrics::Metrics,
+    pub metrics: Arc<metrics::Metrics>,
+    /// The log writer: its queue depth (metrics).
+    pub log: crate::log::LogWriter,
+    /// The running decision-log sinks: their lag (metrics).
+    pub sinks: Vec<crate::sinks::SinkHandle>,
 }
 
 impl AppState {
@@ -303,6 +307,16 @@ async fn create_decision(
     state
         .metrics
         .decision(outcome.decision.outcome, outcome.authentication.result);
+    if let Some(cause) = outcome.denial {
+        state.metrics.denial(cause);
+    }
+    if let Some(expires) = outcome
+        .grant
+        .as_ref()
+        .and_then(|g| chrono::DateTime::parse_from_rfc3339(&g.expires_at).ok())
+    {
+        state.metrics.grant_issued(expires.timestamp());
+    }
     tracing::info!(
         caller = %Printable(&who.caller),
         decision_id = %outcome.decision_id,

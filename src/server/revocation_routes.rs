@@ -77,6 +77,7 @@ async fn revoke(
         RevocationTarget::Grant(jti) => ("grant", jti),
         RevocationTarget::Session(id) => ("session", id),
     };
+    state.metrics.revocation(kind);
     tracing::info!(caller = %Printable(caller), kind, id = %Printable(id), "revoked");
     Ok(Json(outcome).into_response())
 }

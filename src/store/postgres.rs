@@ -461,6 +461,10 @@ fn posting_row(field: i16, value: Vec<u8>, seq: i64) -> Result<(Field, String, u
 }
 
 impl LogAppend for PgLog {
+    fn durable_on_commit(&self) -> bool {
+        true
+    }
+
     fn begin(&self) -> Result<Box<dyn AppendBatch + '_>, LogError> {
         blocking(|| -> Result<PgBatch, LogError> {
             let conn = self.pool.get()?;
