@@ -59,6 +59,17 @@ enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print trustpath's man page (roff) to stdout.
     Man,
+    /// Probe a running server: exit 0 when `/health` (or, with --ready,
+    /// `/ready`) answers 200, 1 otherwise. For container health checks,
+    /// where no curl is installed.
+    Health {
+        /// The server, e.g. http://127.0.0.1:8080.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Readiness (`/ready`) instead of liveness.
+        #[arg(long)]
+        ready: bool,
+    },
     /// Set up and fill a fleet's PostgreSQL store.
     Store {
         #[command(subcommand)]
@@ -176,6 +187,18 @@ enum LogCommand {
         /// One past the last seq (default: the latest checkpoint's size).
         #[arg(long)]
         to: Option<u64>,
+        /// Export from a running server (GET /v1/log/export), e.g.
+        /// http://127.0.0.1:8080, instead of a stopped server's log.
+        #[arg(long, conflicts_with_all = ["config", "data_dir", "store"])]
+        url: Option<String>,
+        /// The audit caller's token, with --url.
+        #[arg(
+            long,
+            env = "TRUSTPATH_TOKEN",
+            hide_env_values = true,
+            requires = "url"
+        )]
+        token: Option<String>,
         #[command(flatten)]
         settings: Settings,
     },
@@ -314,6 +337,26 @@ fn cli_flag(param: &str) -> String {
     param.trim_end_matches("_id").replace('_', "-")
 }
 
+/// `trustpath health`: one GET with a short timeout.
+async fn health(url: &str, ready: bool) -> Result<()> {
+    let path = if ready { "ready" } else { "health" };
+    let endpoint = format!("{}/{path}", url.trim_end_matches('/'));
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?
+        .get(&endpoint)
+        .send()
+        .await
+        .with_context(|| format!("GET {endpoint}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!("{endpoint} answered {status}: {body}");
+    }
+    println!("{endpoint}: {status}");
+    Ok(())
+}
+
 /// Settings shared by the commands; flags and `TRUSTPATH_*` variables
 /// override the config file.
 #[derive(Args)]
@@ -435,6 +478,7 @@ fn run() -> Result<std::process::ExitCode> {
             clap_complete::generate(shell, &mut command, "trustpath", &mut std::io::stdout());
             done(Ok(()))
         }
+        Command::Health { url, ready } => done(runtime.block_on(health(&url, ready))),
         Command::Man => {
             let command = <Cli as clap::CommandFactory>::command();
             let mut page = Vec::new();

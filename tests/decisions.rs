@@ -662,4 +662,43 @@ async fn metrics_parse_and_move_with_traffic() {
     for sent in ["s-metrics-1", "read_file", "files:read"] {
         assert!(!text.contains(sent), "{sent} reached a label: {text}");
     }
+    assert_eq!(value(&after, "trustpath_grants_issued_total", &[]), 2.0);
+    assert_eq!(value(&after, "trustpath_grants_active", &[]), 2.0);
+    assert!(
+        value(&after, "trustpath_log_batch_entries", &[]) >= 2.0,
+        "{text}"
+    );
+    assert!(
+        value(&after, "trustpath_log_flush_seconds", &[]) >= 2.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(&after, "trustpath_log_storage_errors_total", &[]),
+        0.0
+    );
+    let inline = [("kind", "client_document"), ("result", "miss")];
+    assert_eq!(
+        value(&after, "trustpath_fetches_total", &inline),
+        0.0,
+        "{text}"
+    );
+
+    // A proof signed by a key the document does not list: a denial whose
+    // cause is counted, its free-text reasons never.
+    let stranger = TestKey::generate("k1");
+    let body = cimd_request(
+        &["files:read"],
+        cimd_document(Some(key.jwks())),
+        Some(stranger.sign(&assertion_claims("jti-metrics-denied"))),
+    );
+    let denied = post_decision(&server, &body).await;
+    assert_eq!(denied["authentication"]["result"], "failed", "{denied:#}");
+    let (last, text) = scrape().await;
+    let cause = [("cause", "authentication_failed")];
+    assert_eq!(
+        value(&last, "trustpath_denials_total", &cause),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(value(&last, "trustpath_grants_issued_total", &[]), 2.0);
 }

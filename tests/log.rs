@@ -687,3 +687,52 @@ async fn log_tail_prints_a_running_servers_entries_and_follows_new_ones() {
         "the decision and its grant's issuance"
     );
 }
+
+#[tokio::test]
+async fn log_export_reads_a_running_servers_log_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("trustpath.toml");
+    // A checkpoint after every batch: the export covers the latest one.
+    std::fs::write(&config, "[log]\ncheckpoint_every_entries = 1\n").unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), Some(&config));
+    write_decisions(&server, 4).await;
+    let vkey = String::from_utf8(get_ok(&server, "/v1/log/public-key").await.to_vec()).unwrap();
+    let vkey_file = dir.path().join("log.vkey");
+    std::fs::write(&vkey_file, vkey.trim()).unwrap();
+    let base = server.url("");
+    let base = base.trim_end_matches('/');
+
+    let (ok, out, err) = trustpath(&["log", "export", "--url", base]);
+    assert!(ok, "{err}");
+    let entries = out.lines().count() - 2;
+    assert_eq!(entries, 3 + 4, "{out}");
+    assert!(
+        err.contains(&format!("exported {entries} entries")),
+        "{err}"
+    );
+    let file = dir.path().join("export.ndjson");
+    std::fs::write(&file, &out).unwrap();
+    let (ok, report) = verify_export_file(&file, &vkey_file, &[]);
+    assert!(ok, "{report}");
+
+    // A range, exported while the server keeps deciding.
+    write_decisions(&server, 1).await;
+    let (ok, part, err) = trustpath(&["log", "export", "--url", base, "--from", "2", "--to", "6"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("exported 4 entries"), "{err}");
+    std::fs::write(&file, &part).unwrap();
+    let (ok, report) = verify_export_file(&file, &vkey_file, &[]);
+    assert!(ok, "{report}");
+
+    // One entry changed in transit is caught.
+    let tampered = out.replacen("\"session_id\":\"s-1\"", "\"session_id\":\"s-9\"", 1);
+    assert_ne!(tampered, out);
+    std::fs::write(&file, tampered).unwrap();
+    let (ok, report) = verify_export_file(&file, &vkey_file, &[]);
+    assert!(!ok, "{report}");
+
+    let (ok, _, err) = trustpath(&["log", "export", "--url", base, "--client", "x"]);
+    assert!(!ok);
+    assert!(err.contains("filters do not combine with --url"), "{err}");
+    server.stop();
+}

@@ -434,3 +434,79 @@ fn the_systemd_unit_verifies() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.trim().is_empty(), "systemd-analyze warns: {stderr}");
 }
+
+#[tokio::test]
+async fn health_command_probes_liveness_and_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), None);
+    let base = server.url("");
+    let base = base.trim_end_matches('/').to_string();
+    let probe = move |extra: &[&str]| {
+        let mut args = vec!["health", "--url", base.as_str()];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = trustpath(&args);
+        (ok, format!("{out}{err}"))
+    };
+    let (ok, out) = tokio::task::spawn_blocking({
+        let probe = probe.clone();
+        move || probe(&[])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("/health: 200"), "{out}");
+    let (ok, out) = tokio::task::spawn_blocking(move || probe(&["--ready"]))
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("/ready: 200"), "{out}");
+    let addr = server.addr();
+    server.kill();
+    let (ok, _, err) = trustpath(&["health", "--url", &format!("http://{addr}")]);
+    assert!(!ok, "a stopped server is not healthy");
+    assert!(err.contains("/health"), "{err}");
+}
+
+/// The image is built where a Docker daemon runs (not on every CI
+/// machine); here its promises are checked against the repository: two
+/// stages, a non-root user, a data volume, a health check that is a real
+/// trustpath command, and sources that exist.
+#[test]
+fn the_dockerfile_keeps_its_promises() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let instructions: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.starts_with(' '))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let of = |word: &str| {
+        instructions
+            .iter()
+            .filter(|l| l.starts_with(word))
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of("FROM ").len(), 2, "multi-stage: {instructions:?}");
+    let user = of("USER ");
+    assert_eq!(user.len(), 1);
+    let uid = user[0]["USER ".len()..].split(':').next().unwrap();
+    assert!(uid.parse::<u32>().unwrap() >= 1000, "non-root: {uid}");
+    assert!(of("VOLUME ")[0].contains("/var/lib/trustpath"));
+    assert!(text.contains("TRUSTPATH_DATA_DIR=/var/lib/trustpath"));
+    let check = of("HEALTHCHECK ");
+    assert_eq!(check.len(), 1);
+    assert!(text.contains(r#"CMD ["trustpath", "health", "--url", "http://127.0.0.1:8080"]"#));
+    let (ok, _, err) = trustpath(&["health", "--help"]);
+    assert!(ok, "{err}");
+    for copy in of("COPY ") {
+        if copy.contains("--from=") {
+            continue;
+        }
+        let parts: Vec<&str> = copy.split_whitespace().collect();
+        for source in &parts[1..parts.len() - 1] {
+            assert!(root.join(source).exists(), "COPY of a missing {source}");
+        }
+    }
+    assert!(text.contains("--profile dist --locked"));
+}

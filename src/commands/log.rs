@@ -67,7 +67,23 @@ pub fn run(command: LogCommand) -> Result<()> {
             filter,
             from,
             to,
+            url: Some(url),
+            token,
+            ..
+        } => {
+            if !filter.to_filter()?.is_empty() {
+                anyhow::bail!(
+                    "filters do not combine with --url: export the range, or use `log query`"
+                );
+            }
+            export_from(&url, token.as_deref(), from, to)
+        }
+        LogCommand::Export {
+            filter,
+            from,
+            to,
             settings,
+            ..
         } => {
             let (config, store) = open_log(settings)?;
             let verifier = trustpath::app::log_verifier(&config)?;
@@ -380,6 +396,60 @@ fn tail(url: &str, token: Option<&str>, from_seq: u64, follow: bool) -> Result<(
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
+    })
+}
+
+/// `log export --url`: a running server's export, streamed to stdout as
+/// it arrives (the same lines as an export of a stopped server's log).
+fn export_from(url: &str, token: Option<&str>, from: u64, to: Option<u64>) -> Result<()> {
+    use std::io::Write;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let endpoint = format!("{}/v1/log/export", url.trim_end_matches('/'));
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new()
+            .get(&endpoint)
+            .query(&[("from", from)]);
+        if let Some(to) = to {
+            request = request.query(&[("to", to)]);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request
+            .send()
+            .await
+            .with_context(|| format!("GET {endpoint}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            anyhow::bail!("{endpoint} answered {status}: {body}");
+        }
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let mut header = Vec::new();
+        let mut range = None;
+        while let Some(chunk) = response.chunk().await.with_context(|| {
+            format!("{endpoint}: the export broke off; what was written is incomplete")
+        })? {
+            out.write_all(&chunk)?;
+            if range.is_none() {
+                header.extend_from_slice(&chunk);
+                if let Some(end) = header.iter().position(|b| *b == b'\n') {
+                    let parsed: serde_json::Value = serde_json::from_slice(&header[..end])
+                        .with_context(|| {
+                            format!("{endpoint}: the first line is not an export header")
+                        })?;
+                    range = Some((parsed["from"].as_u64(), parsed["to"].as_u64()));
+                }
+            }
+        }
+        out.flush()?;
+        match range {
+            Some((Some(from), Some(to))) => eprintln!("exported {} entries", to - from),
+            _ => anyhow::bail!("{endpoint}: no export header arrived"),
+        }
+        Ok(())
     })
 }
 

@@ -136,6 +136,78 @@ pub async fn entries(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    #[serde(default)]
+    from: u64,
+    to: Option<u64>,
+}
+
+/// `GET /v1/log/export?from=N&to=M`: the verifiable export of `log
+/// export` (header, entries as stored, leaf hashes, the latest checkpoint
+/// and a consistency proof to it), streamed from a running server, so an
+/// export never needs the server stopped. `log verify --export` checks it.
+pub async fn export(
+    State(state): State<Arc<AppState>>,
+    _: Authorized<Audit>,
+    query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
+    if q.to.is_some_and(|to| to < q.from) {
+        return Err(ApiError::bad_field("to", "to must not be below from"));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let store = state.store.clone();
+    let verifier = state.log_verifier.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChunkWriter {
+            tx,
+            chunk: Vec::with_capacity(CHUNK),
+        };
+        let exported = crate::log::verify::export(&store, &verifier, q.from, q.to, &mut out)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|_| std::io::Write::flush(&mut out));
+        if let Err(e) = exported {
+            // Ends the body with an error: the client sees a broken
+            // transfer, never a short export that looks whole.
+            tracing::error!(error = %e, "log export failed");
+            let _ = out.tx.blocking_send(Err(e));
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+/// Bytes sent per chunk of a streamed export.
+const CHUNK: usize = 64 * 1024;
+
+/// Hands what the export writes to the response body, a chunk at a time.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<axum::body::Bytes>>,
+    chunk: Vec<u8>,
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.chunk.extend_from_slice(buf);
+        if self.chunk.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(Ok(chunk.into()))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConsistencyQuery {
     from: u64,
     to: Option<u64>,

@@ -135,6 +135,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/log/checkpoint", get(log_routes::checkpoint))
         .route("/v1/log/public-key", get(log_routes::public_key))
         .route("/v1/log/entries", get(log_routes::entries))
+        .route("/v1/log/export", get(log_routes::export))
         .route("/v1/log/entries/{seq}", get(log_routes::entry))
         .route("/v1/log/proof/inclusion", get(log_routes::inclusion))
         .route("/v1/log/proof/consistency", get(log_routes::consistency))
