@@ -52,6 +52,8 @@ pub enum AppError {
     Fetch(String),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
 }
 
 fn limits(config: &Config) -> GrantLimits {
@@ -317,6 +319,7 @@ pub async fn serve(
     let (sinks, prepared_sinks) =
         crate::sinks::prepare(&config.log.sinks, &config.data_dir, durable)?;
     let log = opened.log.clone();
+    let spans = crate::telemetry::SpanExport::start(&config.telemetry)?.map(Arc::new);
     let ticker = tokio::spawn(tick_checkpoints(opened.log));
     let state = Arc::new(AppState {
         decider: opened.decider,
@@ -336,6 +339,7 @@ pub async fn serve(
         metrics,
         log,
         sinks,
+        spans: spans.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -375,6 +379,13 @@ pub async fn serve(
     }
     // Dropping the last handle to the log writer lets it flush and stop.
     drop(state);
+    if let Some(spans) = spans {
+        match Arc::try_unwrap(spans) {
+            Ok(spans) => spans.shutdown(Duration::from_secs(5)),
+            // Still held by a connection being torn down: dropped off the runtime.
+            Err(spans) => drop(std::thread::spawn(move || drop(spans))),
+        }
+    }
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await
         .ok();

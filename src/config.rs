@@ -42,6 +42,8 @@ pub struct Config {
     /// How long the log keeps personal fields and whole entries.
     pub retention: RetentionConfig,
     pub tool_calls: ToolCallConfig,
+    /// OTLP span export.
+    pub telemetry: TelemetryConfig,
     /// Fetching documents, keys and metadata that the AS did not send.
     pub fetch: FetchConfig,
     /// API callers and their roles. With none, the server only listens on loopback.
@@ -66,6 +68,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             retention: RetentionConfig::default(),
             tool_calls: ToolCallConfig::default(),
+            telemetry: TelemetryConfig::default(),
             fetch: Default::default(),
             callers: Vec::new(),
             clients: BTreeMap::new(),
@@ -280,6 +283,29 @@ pub enum SinkFormat {
     Entry,
     /// OCSF events (LOG-FORMAT.md maps each entry kind).
     Ocsf,
+}
+
+/// `[telemetry]`: OTLP span export, off unless an endpoint is named.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP traces URL, e.g.
+    /// `http://otel-collector:4318/v1/traces` (JSON encoding).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// How long one export may take.
+    pub timeout: Period,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "trustpath".to_string(),
+            timeout: Period(std::time::Duration::from_secs(10)),
+        }
+    }
 }
 
 /// Embedded storage engines.
@@ -647,6 +673,15 @@ impl Config {
         if self.log.checkpoint_every_entries == 0 || self.log.checkpoint_every_seconds == 0 {
             return bad("log.checkpoint_every_entries and _seconds must be positive".into());
         }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            let ok =
+                url::Url::parse(endpoint).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+            if !ok {
+                return bad(format!(
+                    "telemetry.otlp_endpoint must be an http(s) URL, got {endpoint:?}"
+                ));
+            }
+        }
         let mut sink_names = std::collections::BTreeSet::new();
         for (i, sink) in self.log.sinks.iter().enumerate() {
             sink.validate(i).map_err(ConfigError::Invalid)?;
@@ -750,5 +785,63 @@ impl Default for FetchConfig {
             cache_max_bytes: 16 * 1024 * 1024,
             jwks_refresh_min_seconds: 30,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../examples/trustpath.toml");
+
+    #[test]
+    fn the_example_config_loads_and_validates() {
+        let config: Config = toml::from_str(EXAMPLE).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.telemetry.service_name, "trustpath");
+    }
+
+    /// The commented-out sinks of the example, switched on, are valid too.
+    #[test]
+    fn the_example_sinks_load_and_validate() {
+        let mut in_sinks = false;
+        let text: String = EXAMPLE
+            .lines()
+            .map(|line| {
+                if line.starts_with("# [[log.sinks]]") {
+                    in_sinks = true;
+                }
+                if line.starts_with('[') {
+                    in_sinks = false;
+                }
+                match line.strip_prefix("# ") {
+                    Some(setting) if in_sinks => format!("{setting}\n"),
+                    _ => format!("{line}\n"),
+                }
+            })
+            .collect();
+        let config: Config = toml::from_str(&text).unwrap();
+        config.validate().unwrap();
+        let kinds: Vec<_> = config.log.sinks.iter().map(|s| s.kind).collect();
+        assert_eq!(kinds, [SinkKind::Http, SinkKind::File]);
+        assert_eq!(config.log.sinks[0].format, SinkFormat::Ocsf);
+    }
+
+    #[test]
+    fn a_bad_sink_is_named_with_its_field() {
+        let text = "[[log.sinks]]\nname = \"a\"\nkind = \"file\"\n\n[[log.sinks]]\nname = \"a\"\nkind = \"stdout\"\n";
+        let config: Config = toml::from_str(text).unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("log.sinks[0] (a): path is required"), "{err}");
+        let text = "[[log.sinks]]\nname = \"a\"\nkind = \"stdout\"\n\n[[log.sinks]]\nname = \"a\"\nkind = \"stdout\"\n";
+        let config: Config = toml::from_str(text).unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("log.sinks[1].name \"a\" is used twice"),
+            "{err}"
+        );
+        let text = "[[log.sinks]]\nname = \"../x\"\nkind = \"stdout\"\n";
+        let config: Config = toml::from_str(text).unwrap();
+        assert!(config.validate().is_err());
     }
 }

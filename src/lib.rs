@@ -33,6 +33,7 @@ pub(crate) mod secret_file;
 pub(crate) mod server;
 pub mod sinks;
 pub mod store;
+pub mod telemetry;
 pub mod text;
 pub(crate) mod time;
 pub(crate) mod tool_call;

@@ -16,6 +16,8 @@ pub struct TraceContext {
     pub span_id: String,
     /// Trace flags as sent (`01`: sampled).
     pub flags: String,
+    /// The caller's span (`parent-id` of the `traceparent` it sent).
+    pub parent_id: Option<String>,
 }
 
 tokio::task_local! {
@@ -27,12 +29,15 @@ impl TraceContext {
     /// a new span of ours), or a new trace when it sent none or a malformed
     /// one (W3C: a receiver that cannot parse it restarts the trace).
     pub fn continue_or_start(traceparent: Option<&str>) -> Self {
-        let parsed = traceparent.and_then(parse);
-        let (trace_id, flags) = parsed.unwrap_or_else(|| (random_hex(16), "00".to_string()));
+        let (trace_id, parent_id, flags) = match traceparent.and_then(parse) {
+            Some((trace_id, parent_id, flags)) => (trace_id, Some(parent_id), flags),
+            None => (random_hex(16), None, "00".to_string()),
+        };
         Self {
             trace_id,
             span_id: random_hex(8),
             flags,
+            parent_id,
         }
     }
 
@@ -54,9 +59,9 @@ impl fmt::Display for TraceContext {
     }
 }
 
-/// (trace id, flags) of a version-00 `traceparent`; later versions are read
-/// by their first four fields, as the spec asks.
-fn parse(header: &str) -> Option<(String, String)> {
+/// (trace id, parent id, flags) of a version-00 `traceparent`; later
+/// versions are read by their first four fields, as the spec asks.
+fn parse(header: &str) -> Option<(String, String, String)> {
     let mut parts = header.trim().split('-');
     let (version, trace_id, parent_id, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -73,7 +78,13 @@ fn parse(header: &str) -> Option<(String, String)> {
         && hex(parent_id, 16)
         && parent_id.bytes().any(|b| b != b'0')
         && hex(flags, 2);
-    valid.then(|| (trace_id.to_string(), flags.to_string()))
+    valid.then(|| {
+        (
+            trace_id.to_string(),
+            parent_id.to_string(),
+            flags.to_string(),
+        )
+    })
 }
 
 /// `bytes` random bytes in hex, never all zero (an invalid id).

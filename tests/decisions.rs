@@ -702,3 +702,103 @@ async fn metrics_parse_and_move_with_traffic() {
     );
     assert_eq!(value(&last, "trustpath_grants_issued_total", &[]), 2.0);
 }
+
+/// OTLP/HTTP (JSON) spans to a collector the test runs on loopback: the
+/// request's span is in the caller's trace, under the caller's span, with
+/// the span id the response's `traceparent` names.
+#[tokio::test]
+async fn spans_reach_a_local_otlp_collector_in_the_callers_trace() {
+    use std::sync::{Arc, Mutex};
+    let received = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let app = axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(
+                |axum::extract::State(received): axum::extract::State<Arc<Mutex<Vec<Value>>>>,
+                 body: axum::body::Bytes| async move {
+                    let parsed: Value = serde_json::from_slice(&body).expect("OTLP JSON");
+                    received.lock().unwrap().push(parsed);
+                    "{}"
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("trustpath.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[telemetry]\notlp_endpoint = \"http://{collector}/v1/traces\"\nservice_name = \"pdp-test\"\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), Some(&config));
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let body = cimd_request(&["files:read"], cimd_document(None), None);
+    let resp = http()
+        .post(server.url("/v1/decisions"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let back = resp.headers()["traceparent"].to_str().unwrap().to_string();
+    let our_span = back.split('-').nth(2).unwrap().to_string();
+    assert_eq!(get_json(&server, "/health").await["status"], "ok");
+    // A clean stop sends what is batched.
+    tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+
+    let exports = received.lock().unwrap().clone();
+    let spans: Vec<(Value, Value)> = exports
+        .iter()
+        .flat_map(|e| e["resourceSpans"].as_array().cloned().unwrap_or_default())
+        .flat_map(|rs| {
+            let resource = rs["resource"].clone();
+            rs["scopeSpans"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
+                .map(move |span| (resource.clone(), span))
+        })
+        .collect();
+    let (resource, decision) = spans
+        .iter()
+        .find(|(_, s)| s["name"] == "POST /v1/decisions")
+        .unwrap_or_else(|| panic!("no decision span in {exports:#?}"));
+    assert_eq!(decision["traceId"], trace);
+    assert_eq!(decision["parentSpanId"], "00f067aa0ba902b7");
+    assert_eq!(decision["spanId"], our_span.as_str());
+    assert_eq!(decision["kind"], 2, "a server span");
+    let service = resource["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "service.name")
+        .unwrap();
+    assert_eq!(service["value"]["stringValue"], "pdp-test");
+    let attr = |key: &str| {
+        decision["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == key)
+            .map(|a| a["value"].clone())
+    };
+    assert_eq!(attr("http.route").unwrap()["stringValue"], "/v1/decisions");
+    // The health probe's span is a root span of its own trace.
+    let health = spans
+        .iter()
+        .find(|(_, s)| s["name"] == "GET /health")
+        .map(|(_, s)| s)
+        .unwrap();
+    assert_ne!(health["traceId"], trace);
+}

@@ -375,6 +375,24 @@ impl Metrics {
     }
 }
 
+/// The route template a response answered (`/v1/sessions/{session_id}`),
+/// for the layers outside routing (the request's span).
+#[derive(Debug, Clone)]
+pub struct RouteTemplate(pub String);
+
+/// Tags the response with its route template (the routes not timed).
+pub async fn tag_route(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(RouteTemplate(route));
+    }
+    response
+}
+
 /// Times every routed request (a route layer, so the template is known).
 pub async fn record_request(
     State(state): State<Arc<AppState>>,
@@ -387,7 +405,10 @@ pub async fn record_request(
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().as_str().to_string();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    response
+        .extensions_mut()
+        .insert(RouteTemplate(route.clone()));
     let labels = RequestLabels {
         route,
         method,

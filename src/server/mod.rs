@@ -62,6 +62,8 @@ pub struct AppState {
     pub log: crate::log::LogWriter,
     /// The running decision-log sinks: their lag (metrics).
     pub sinks: Vec<crate::sinks::SinkHandle>,
+    /// OTLP span export, when configured.
+    pub spans: Option<Arc<crate::telemetry::SpanExport>>,
 }
 
 impl AppState {
@@ -113,7 +115,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/.well-known/jwks.json", get(jwks))
-        .route("/schemas/log-entry/v2.json", get(entry_schema));
+        .route("/schemas/log-entry/v2.json", get(entry_schema))
+        .route_layer(middleware::from_fn(metrics::tag_route));
     let api = Router::new()
         .route(
             "/v1/decisions",
@@ -154,7 +157,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             open_mode_guard,
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn(trace_context))
+        .layer(middleware::from_fn_with_state(state.clone(), trace_context))
         .with_state(state)
 }
 
@@ -162,7 +165,11 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
 /// new one started), its id recorded in the log entries the request writes
 /// and in the server's log lines, and `traceparent` sent back with
 /// trustpath's span.
-async fn trace_context(request: Request, next: Next) -> Response {
+async fn trace_context(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let sent = request
         .headers()
         .get("traceparent")
@@ -170,9 +177,27 @@ async fn trace_context(request: Request, next: Next) -> Response {
     let context = TraceContext::continue_or_start(sent);
     let header = header::HeaderValue::from_str(&context.to_string());
     let span = tracing::info_span!("request", trace_id = %context.trace_id);
+    let method = request.method().clone();
+    let start = std::time::SystemTime::now();
     let mut response = context
+        .clone()
         .scope(tracing::Instrument::instrument(next.run(request), span))
         .await;
+    if let Some(spans) = &state.spans {
+        let route = response
+            .extensions()
+            .get::<metrics::RouteTemplate>()
+            .map_or("unmatched", |r| r.0.as_str());
+        spans.record(crate::telemetry::RequestSpan {
+            context: &context,
+            name: format!("{method} {route}"),
+            method: method.as_str(),
+            route,
+            status: response.status().as_u16(),
+            start,
+            end: std::time::SystemTime::now(),
+        });
+    }
     if let Ok(value) = header {
         response.headers_mut().insert("traceparent", value);
     }
