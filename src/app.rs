@@ -340,6 +340,7 @@ pub async fn serve(
         log,
         sinks,
         spans: spans.clone(),
+        issuer: config.issuer.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -96,6 +96,8 @@ impl ToolCallChecker {
             actor: request.actor.clone(),
             session_id: request.session_id.clone(),
             grant_id: request.grant_id.clone(),
+            resource: request.resource.clone(),
+            client_id: request.client_id.clone(),
             arguments,
             grant: grant.clone(),
         };
@@ -235,6 +237,16 @@ pub fn enforce(
                     "grant belongs to session {}, not {session}",
                     claims.sid
                 ));
+            }
+        }
+        if let (Some(resource), Some(aud)) = (input.resource.as_deref(), claims.aud.as_deref()) {
+            if resource != aud {
+                reasons.push(format!("grant was issued for {aud}, not {resource}"));
+            }
+        }
+        if let Some(client) = input.client_id.as_deref() {
+            if claims.sub != client {
+                reasons.push(format!("grant was issued to {}, not {client}", claims.sub));
             }
         }
         if input.method == TOOLS_CALL && !claims.tools.iter().any(|t| t == tool) {

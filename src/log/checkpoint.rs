@@ -153,6 +153,11 @@ impl NoteVerifier {
         Ok(verifier)
     }
 
+    /// The key's name: the log's origin, the first line of its checkpoints.
+    pub fn origin(&self) -> &str {
+        &self.name
+    }
+
     pub fn vkey(&self) -> String {
         let mut raw = vec![ALG_ED25519];
         raw.extend_from_slice(self.key.as_bytes());

@@ -555,6 +555,14 @@ pub struct ToolCallRequest {
     /// The acting agent (the `sub` of the current actor).
     #[serde(default, deserialize_with = "crate::text::optional_identifier")]
     pub actor: Option<String>,
+    /// The MCP server (resource) the call goes to: when given, it must be
+    /// the grant's audience.
+    #[serde(default, deserialize_with = "crate::text::optional_identifier")]
+    pub resource: Option<String>,
+    /// The client the enforcement point believes it serves: when given, it
+    /// must be the client the grant was issued to.
+    #[serde(default, deserialize_with = "crate::text::optional_identifier")]
+    pub client_id: Option<String>,
 }
 
 /// MCP's method for calling a tool: the one a grant's `tools` list governs.

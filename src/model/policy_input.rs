@@ -106,6 +106,12 @@ pub struct ToolCallInput {
     pub session_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
+    /// The MCP server the enforcement point named, if it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The client the enforcement point named, if it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
     pub arguments: ArgumentsSummary,
     /// What trustpath found about the presented grant.
     pub grant: GrantCheck,

@@ -1,5 +1,6 @@
 //! HTTP API: routes, caller authentication and error mapping.
 
+pub(crate) mod authzen;
 pub(crate) mod callers;
 pub(crate) mod connections;
 pub(crate) mod enforcement;
@@ -64,9 +65,17 @@ pub struct AppState {
     pub sinks: Vec<crate::sinks::SinkHandle>,
     /// OTLP span export, when configured.
     pub spans: Option<Arc<crate::telemetry::SpanExport>>,
+    /// The grants' `iss`: the base of the URLs the discovery documents list.
+    pub issuer: String,
 }
 
 impl AppState {
+    /// Where trustpath is reached, as the discovery documents say: its
+    /// issuer, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        self.issuer.trim_end_matches('/')
+    }
+
     /// The policy revision in force.
     pub fn revision(&self) -> String {
         self.decider
@@ -116,6 +125,14 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/ready", get(ready))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/schemas/log-entry/v2.json", get(entry_schema))
+        .route(
+            "/.well-known/trustpath-configuration",
+            get(discovery_document),
+        )
+        .route(
+            "/.well-known/authzen-configuration",
+            get(authzen::configuration),
+        )
         .route_layer(middleware::from_fn(metrics::tag_route));
     let api = Router::new()
         .route(
@@ -132,6 +149,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             post(revocation_routes::revoke_grant),
         )
         .route("/v1/tool-calls", post(enforcement::tool_call))
+        .route("/access/v1/evaluation", post(authzen::evaluation))
+        .route("/access/v1/evaluations", post(authzen::evaluations))
         .route("/v1/introspect", post(enforcement::introspect))
         .route("/v1/decisions/{decision_id}", get(read_decision))
         .route("/v1/erasures", post(erasure_routes::erase))
@@ -352,6 +371,43 @@ async fn create_decision(
         "decision"
     );
     Ok(Json(outcome).into_response())
+}
+
+/// `GET /.well-known/trustpath-configuration`: everything an integrator
+/// configures, from one URL (after RFC 8414's shape: URLs under the
+/// issuer). Public, like the JWKS it points to.
+async fn discovery_document(State(state): State<Arc<AppState>>) -> Response {
+    let base = state.public_url();
+    let url = |path: &str| format!("{base}{path}");
+    Json(json!({
+        "issuer": state.issuer,
+        "jwks_uri": url("/.well-known/jwks.json"),
+        "grant_signing_alg_values_supported": ["EdDSA"],
+        "decision_endpoint": url("/v1/decisions"),
+        "tool_call_endpoint": url("/v1/tool-calls"),
+        "introspection_endpoint": url("/v1/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "revocation_endpoints": {
+            "grant": url("/v1/grants/{jti}/revoke"),
+            "session": url("/v1/sessions/{session_id}/revoke"),
+        },
+        "authzen_configuration": url("/.well-known/authzen-configuration"),
+        "access_evaluation_endpoint": url("/access/v1/evaluation"),
+        "access_evaluations_endpoint": url("/access/v1/evaluations"),
+        "decision_log": {
+            "origin": state.log_verifier.origin(),
+            "verifier_key": state.log_verifier.vkey(),
+            "checkpoint_endpoint": url("/v1/log/checkpoint"),
+            "public_key_endpoint": url("/v1/log/public-key"),
+            "entries_endpoint": url("/v1/log/entries"),
+            "export_endpoint": url("/v1/log/export"),
+            "inclusion_proof_endpoint": url("/v1/log/proof/inclusion"),
+            "consistency_proof_endpoint": url("/v1/log/proof/consistency"),
+            "entry_schema": url("/schemas/log-entry/v2.json"),
+        },
+        "metrics_endpoint": url("/metrics"),
+    }))
+    .into_response()
 }
 
 /// The audit schema of log entries, at a stable URL: published, not secret.
