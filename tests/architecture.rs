@@ -24,13 +24,15 @@ const LAYERS: &[(&str, u8)] = &[
     ("policy", 2),
     ("grant", 2),
     ("log", 2),
-    // The pipelines.
+    ("telemetry", 2),
+    // The pipelines, and what reads the log back out (sinks).
     ("decide", 3),
     ("tool_call", 3),
     ("replay", 3),
     ("revocation", 3),
     ("retention", 3),
     ("lifecycle", 3),
+    ("sinks", 3),
     // Adapters and wiring.
     ("server", 4),
     ("store", 4),

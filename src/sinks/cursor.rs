@@ -33,7 +33,7 @@ impl Cursor {
                     text: text.chars().take(40).collect(),
                 })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                crate::store::create_private_dir(&dir).map_err(io)?;
+                create_owner_only(&dir).map_err(io)?;
                 0
             }
             Err(e) => return Err(io(e)),
@@ -65,6 +65,15 @@ impl Cursor {
         self.next = next;
         Ok(())
     }
+}
+
+/// The cursor directory, readable by the data directory's owner only.
+fn create_owner_only(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 fn write_atomically(path: &Path, next: u64) -> std::io::Result<()> {
