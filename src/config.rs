@@ -44,6 +44,9 @@ pub struct Config {
     pub tool_calls: ToolCallConfig,
     /// OTLP span export.
     pub telemetry: TelemetryConfig,
+    /// The server's own log lines: `text` or `json` (`--log-format` and
+    /// `TRUSTPATH_LOG_FORMAT` win).
+    pub log_format: Option<LogFormat>,
     /// Fetching documents, keys and metadata that the AS did not send.
     pub fetch: FetchConfig,
     /// API callers and their roles. With none, the server only listens on loopback.
@@ -69,6 +72,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             tool_calls: ToolCallConfig::default(),
             telemetry: TelemetryConfig::default(),
+            log_format: None,
             fetch: Default::default(),
             callers: Vec::new(),
             clients: BTreeMap::new(),
@@ -283,6 +287,14 @@ pub enum SinkFormat {
     Entry,
     /// OCSF events (LOG-FORMAT.md maps each entry kind).
     Ocsf,
+}
+
+/// The server's log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// `[telemetry]`: OTLP span export, off unless an endpoint is named.

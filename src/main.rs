@@ -25,10 +25,34 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log lines as text, or as JSON objects (one per line, with the
-    /// request's trace id) for a log pipeline.
-    #[arg(long, global = true, env = "TRUSTPATH_LOG_FORMAT", default_value = "text",
+    /// request's trace id) for a log pipeline. Default: the config's
+    /// `log_format`, else text.
+    #[arg(long, global = true, env = "TRUSTPATH_LOG_FORMAT",
           value_parser = ["text", "json"])]
-    log_format: String,
+    log_format: Option<String>,
+}
+
+impl Cli {
+    /// `--log-format` (or its variable), else `serve`'s config file's
+    /// `log_format`, else text. A config that does not load is reported
+    /// once the command reads it.
+    fn log_format(&self) -> String {
+        if let Some(format) = &self.log_format {
+            return format.clone();
+        }
+        let configured = match &self.command {
+            Command::Serve(settings) => settings
+                .config
+                .as_deref()
+                .and_then(|path| Config::from_file(path).ok())
+                .and_then(|config| config.log_format),
+            _ => None,
+        };
+        match configured {
+            Some(trustpath::config::LogFormat::Json) => "json".into(),
+            _ => "text".into(),
+        }
+    }
 }
 
 // Parsed once per process: variant sizes do not matter.
@@ -453,7 +477,7 @@ fn run() -> Result<std::process::ExitCode> {
         // whole, so no field can forge a line or drive the terminal.
         .with_ansi(false)
         .with_writer(|| trustpath::text::LineEscaping(std::io::stderr()));
-    if cli.log_format == "json" {
+    if cli.log_format() == "json" {
         subscriber
             .json()
             .with_current_span(true)

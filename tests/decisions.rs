@@ -547,6 +547,31 @@ async fn json_log_lines_carry_the_trace_id() {
     assert!(!text.contains('\u{1b}'), "no terminal escapes in a file");
 }
 
+/// `log_format = "json"` in the config file does what the flag does.
+#[test]
+fn log_format_can_be_set_in_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("trustpath.toml");
+    std::fs::write(&config, "log_format = \"json\"\n").unwrap();
+    let log = dir.path().join("stderr.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &repo_policies(),
+        Some(&config),
+        |cmd| {
+            cmd.env("TRUSTPATH_LOG", "info").stderr(file);
+        },
+    );
+    server.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.lines().count() >= 2, "{text}");
+    for line in text.lines() {
+        let parsed: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(parsed["fields"]["message"].is_string(), "{line}");
+    }
+}
+
 /// `/ready` lists each check; a data directory's disk below the configured
 /// reserve makes it 503 with that reason, while `/health` stays up.
 #[tokio::test]
