@@ -100,7 +100,7 @@ enum Command {
         command: StoreCommand,
     },
     /// Run the policies' own test_* rules, as `opa test` does. Exit 0 when
-    /// all pass, 2 on a failure or error, 1 when the policies do not load.
+    /// all pass, 1 on a failure or error or when the policies do not load.
     Test {
         /// The policy directory.
         #[arg(default_value = "policies")]
@@ -352,7 +352,7 @@ impl FilterArgs {
             params.push(("scope_state", &self.scope_state));
         }
         trustpath::log::query::Filter::from_params(params)
-            .map_err(|e| anyhow::anyhow!("--{}: {}", cli_flag(&e.field), e.message))
+            .map_err(|e| commands::exit::usage(format!("--{}: {}", cli_flag(&e.field), e.message)))
     }
 }
 
@@ -371,11 +371,12 @@ async fn health(url: &str, ready: bool) -> Result<()> {
         .get(&endpoint)
         .send()
         .await
-        .with_context(|| format!("GET {endpoint}"))?;
+        // Nothing answering is what the probe found, not a failure to probe.
+        .map_err(|e| commands::exit::Found(format!("GET {endpoint}: {e}")))?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if !status.is_success() {
-        anyhow::bail!("{endpoint} answered {status}: {body}");
+        return Err(commands::exit::Found(format!("{endpoint} answered {status}: {body}")).into());
     }
     println!("{endpoint}: {status}");
     Ok(())
@@ -444,7 +445,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             // The whole context chain on one line, without a backtrace.
             eprintln!("Error: {e:#}");
-            std::process::ExitCode::FAILURE
+            commands::exit::of_error(&e)
         }
     }
 }
@@ -468,6 +469,17 @@ fn run() -> Result<std::process::ExitCode> {
         }
     }
     let cli = Cli::parse();
+    // A command whose output goes into `head` ends quietly when the pipe
+    // closes (the default action of SIGPIPE), instead of failing a write.
+    // Not the server: it must outlive a closed stdout (a stdout sink).
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Serve(_)) {
+        // SAFETY: restores the default disposition of one signal, before
+        // any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&filter)

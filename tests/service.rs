@@ -510,3 +510,114 @@ fn the_dockerfile_keeps_its_promises() {
     }
     assert!(text.contains("--profile dist --locked"));
 }
+
+/// The exit codes of README's table, one meaning each.
+#[test]
+fn exit_codes_mean_one_thing_each() {
+    let code = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trustpath"))
+            .args(args)
+            .env("TRUSTPATH_LOG", "error")
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let policies = repo_policies();
+    // 0: the shipped policies' tests pass.
+    assert_eq!(code(&["test", policies.to_str().unwrap()]), Some(0));
+    // 1: a test that fails.
+    let failing = dir.path().join("failing");
+    std::fs::create_dir_all(&failing).unwrap();
+    std::fs::write(
+        failing.join("p.rego"),
+        "package p\n\nallow if false\n\ntest_allow if allow\n",
+    )
+    .unwrap();
+    assert_eq!(code(&["test", failing.to_str().unwrap()]), Some(1));
+    // 2: a flag clap does not know, a bad filter value, a bad config.
+    assert_eq!(code(&["test", "--no-such-flag"]), Some(2));
+    let data = dir.path().join("data");
+    assert_eq!(
+        code(&[
+            "log",
+            "query",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--since",
+            "yesterday-ish"
+        ]),
+        Some(2)
+    );
+    let bad_config = dir.path().join("bad.toml");
+    std::fs::write(&bad_config, "[grants]\nmax_ttl_seconds = 0\n").unwrap();
+    assert_eq!(
+        code(&[
+            "serve",
+            "--config",
+            bad_config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap()
+        ]),
+        Some(2)
+    );
+    // 3: the work cannot be done (no log in this data directory).
+    assert_eq!(
+        code(&["log", "verify", "--data-dir", data.to_str().unwrap()]),
+        Some(3)
+    );
+    // 1: nothing answers the health probe.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert_eq!(
+        code(&["health", "--url", &format!("http://{port}")]),
+        Some(1)
+    );
+}
+
+/// A reader that stops early closes the pipe: the command ends without a
+/// panic or an error message. The pipe is made small (4 KiB), so the
+/// command is still writing when it closes.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::process::{Command, Stdio};
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two fds we then own; F_SETPIPE_SZ only sizes it.
+    let (read_end, write_end) = unsafe {
+        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        assert!(libc::fcntl(fds[0], libc::F_SETPIPE_SZ, 4096) >= 4096);
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trustpath"));
+    command
+        .args(["completions", "bash"])
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    // Our copy of the write end goes with the command.
+    drop(command);
+    let mut reader = read_end;
+    let mut first = [0u8; 10];
+    reader.read_exact(&mut first).unwrap();
+    drop(reader);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(err.is_empty(), "{err}");
+    // Ended by the pipe, not run to the end of its 50 KB.
+    assert!(!status.success(), "{status}");
+}

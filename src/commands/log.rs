@@ -72,9 +72,9 @@ pub fn run(command: LogCommand) -> Result<()> {
             ..
         } => {
             if !filter.to_filter()?.is_empty() {
-                anyhow::bail!(
-                    "filters do not combine with --url: export the range, or use `log query`"
-                );
+                return Err(super::exit::usage(
+                    "filters do not combine with --url: export the range, or use `log query`",
+                ));
             }
             export_from(&url, token.as_deref(), from, to)
         }
@@ -85,9 +85,10 @@ pub fn run(command: LogCommand) -> Result<()> {
             settings,
             ..
         } => {
+            // The flags are checked before anything is opened.
+            let filter = filter.to_filter()?;
             let (config, store) = open_log(settings)?;
             let verifier = trustpath::app::log_verifier(&config)?;
-            let filter = filter.to_filter()?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let count = if filter.is_empty() {
@@ -112,8 +113,9 @@ pub fn run(command: LogCommand) -> Result<()> {
             json,
             settings,
         } => {
+            let filter = filter.to_filter()?;
             let (_, store) = open_log(settings)?;
-            let page = trustpath::log::query::query(&store, &filter.to_filter()?, limit, None)?;
+            let page = trustpath::log::query::query(&store, &filter, limit, None)?;
             print_entries(&store, &page.seqs, json)
         }
         LogCommand::Session {
@@ -456,9 +458,9 @@ fn export_from(url: &str, token: Option<&str>, from: u64, to: Option<u64>) -> Re
 /// `log redact`: an erasure request, carried out and recorded.
 fn redact(subject: &str, requested_by: &str, settings: Settings) -> Result<()> {
     let subject = trustpath::retention::SubjectRef::parse(subject)
-        .map_err(|e| anyhow::anyhow!("--subject: {e}"))?;
+        .map_err(|e| super::exit::usage(format!("--subject: {e}")))?;
     trustpath::text::check_identifier(requested_by)
-        .map_err(|e| anyhow::anyhow!("--requested-by: {e}"))?;
+        .map_err(|e| super::exit::usage(format!("--requested-by: {e}")))?;
     let config = settings.resolve()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -556,7 +558,7 @@ fn report_verify(
         Ok(v) => v,
         Err(e) => {
             println!("FAILED: {e}");
-            std::process::exit(1);
+            std::process::exit(super::exit::FOUND.into());
         }
     };
     match v.coverage {
@@ -580,7 +582,7 @@ fn report_verify(
             );
             if !accept_selection {
                 println!("FAILED: {summary}; pass --selection to accept a selection");
-                std::process::exit(1);
+                std::process::exit(super::exit::FOUND.into());
             }
             println!("OK (selection): {summary}");
         }

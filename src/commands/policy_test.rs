@@ -3,11 +3,11 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use trustpath::policy::test_runner::{self, FileCoverage, TestOutcome, TestReport};
 
-/// Exit code when a test fails or errors (1 is for policies that do not load).
-const TESTS_FAILED: u8 = 2;
+/// Exit code when a test fails or errors, or the policies do not load.
+const TESTS_FAILED: u8 = super::exit::FOUND;
 
 pub fn run(
     dir: &Path,
@@ -19,9 +19,10 @@ pub fn run(
     let run = run
         .map(regex::Regex::new)
         .transpose()
-        .context("--run is not a valid regular expression")?;
+        .map_err(|e| super::exit::usage(format!("--run is not a valid regular expression: {e}")))?;
+    // Policies that do not compile are what the check found.
     let report = test_runner::run(dir, run.as_ref(), coverage)
-        .with_context(|| format!("loading policies from {}", dir.display()))?;
+        .map_err(|e| super::exit::Found(format!("loading policies from {}: {e}", dir.display())))?;
     if json {
         print_json(&report)?;
     } else {

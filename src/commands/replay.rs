@@ -4,14 +4,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use trustpath::log::query::Filter;
 use trustpath::policy::PolicyBundle;
 use trustpath::replay::{self, Change, ChangeKind, Comparable, ReplaySource, Summary};
 use trustpath::text::escape;
 
 /// Exit code when `--fail-on-change` / `--fail-on` is tripped.
-const GATE_FAILED: u8 = 2;
+const GATE_FAILED: u8 = super::exit::FOUND;
 
 pub struct ReplayArgs<'a> {
     pub candidate: &'a Path,
@@ -61,7 +61,11 @@ pub fn run(args: ReplayArgs<'_>) -> Result<ExitCode> {
             trustpath::store::open_fleet_log(&url).context("opening the fleet's store")?,
         ),
         (None, None, Some(file)) => ReplaySource::Export(file),
-        _ => bail!("give exactly one of --data-dir, --store and --export"),
+        _ => {
+            return Err(super::exit::usage(
+                "give exactly one of --data-dir, --store and --export",
+            ))
+        }
     };
     let workers = args
         .workers
@@ -102,11 +106,12 @@ pub fn run(args: ReplayArgs<'_>) -> Result<ExitCode> {
     // A gate that evaluated nothing proves nothing: the wrong file, a
     // filter that matches nothing, an empty log.
     if summary.replayed == 0 && !args.allow_empty {
-        bail!(
+        return Err(super::exit::Found(format!(
             "replay evaluated no decisions or tool calls ({} entries read); \
              pass --allow-empty if that is expected",
             summary.entries_read
-        );
+        ))
+        .into());
     }
 
     let tripped: Vec<&str> = args
