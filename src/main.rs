@@ -108,11 +108,16 @@ enum Command {
         /// Only tests whose full path (data.pkg.test_name) matches this regex.
         #[arg(long)]
         run: Option<String>,
-        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        /// `pretty` (or `text`) for people, `json`, or `junit` (XML) for CI.
+        #[arg(long, value_parser = ["pretty", "text", "json", "junit"], default_value = "pretty")]
         format: String,
         /// Report the lines the tests evaluated and those they did not.
         #[arg(long)]
         coverage: bool,
+        /// Fail (exit 1) when fewer than this percentage of the policies'
+        /// lines are covered; implies --coverage.
+        #[arg(long, value_name = "PCT", value_parser = percentage)]
+        threshold: Option<f64>,
         /// List passing tests too.
         #[arg(long, short)]
         verbose: bool,
@@ -135,13 +140,14 @@ enum Command {
         export: Option<PathBuf>,
         #[command(flatten)]
         filter: FilterArgs,
-        /// `json`: one line per change, then a summary line.
-        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        /// `json`: one line per change, then a summary line; `junit`: a
+        /// JUnit XML report, a test case per changed entry.
+        #[arg(long, value_parser = ["text", "json", "junit"], default_value = "text")]
         format: String,
-        /// Exit 2 if anything changed.
+        /// Exit 1 if anything changed.
         #[arg(long)]
         fail_on_change: bool,
-        /// Exit 2 if these changes happen, e.g. `widened,newly-allowed`
+        /// Exit 1 if these changes happen, e.g. `widened,newly-allowed`
         /// (newly-denied, newly-allowed, widened, narrowed, tools, ttl, error).
         #[arg(long)]
         fail_on: Option<String>,
@@ -361,6 +367,19 @@ fn cli_flag(param: &str) -> String {
     param.trim_end_matches("_id").replace('_', "-")
 }
 
+/// `--threshold`: a percentage, 0 to 100.
+fn percentage(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=100.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not between 0 and 100"))
+    }
+}
+
 /// `trustpath health`: one GET with a short timeout.
 async fn health(url: &str, ready: bool) -> Result<()> {
     let path = if ready { "ready" } else { "health" };
@@ -527,8 +546,16 @@ fn run() -> Result<std::process::ExitCode> {
             run,
             format,
             coverage,
+            threshold,
             verbose,
-        } => commands::policy_test::run(&dir, run.as_deref(), format == "json", coverage, verbose),
+        } => {
+            let format = match format.as_str() {
+                "json" => commands::policy_test::TestFormat::Json,
+                "junit" => commands::policy_test::TestFormat::Junit,
+                _ => commands::policy_test::TestFormat::Pretty,
+            };
+            commands::policy_test::run(&dir, run.as_deref(), format, coverage, threshold, verbose)
+        }
         Command::Replay {
             policies,
             data_dir,
@@ -552,7 +579,11 @@ fn run() -> Result<std::process::ExitCode> {
                 store,
                 export,
                 filter: filter.to_filter()?,
-                json: format == "json",
+                format: match format.as_str() {
+                    "json" => commands::replay::ReplayFormat::Json,
+                    "junit" => commands::replay::ReplayFormat::Junit,
+                    _ => commands::replay::ReplayFormat::Text,
+                },
                 fail_on,
                 workers,
                 allow_empty,

@@ -180,6 +180,26 @@ fn policy_tests_count_pass_fail_error_and_todo() {
         "{text}"
     );
 
+    // A coverage threshold: passing tests alone, under it, fail the run.
+    let (code, _, err) = trustpath_code(&["test", suite, "--run", "admin", "--threshold", "99"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is below the threshold of 99%"), "{err}");
+    let (code, _, err) = trustpath_code(&["test", suite, "--run", "admin", "--threshold", "5"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = trustpath_code(&["test", suite, "--threshold", "150"]);
+    assert_eq!(code, 2, "{err}");
+
+    // JUnit XML for CI: a case per test, failures and errors with messages.
+    let (code, xml, _) = trustpath_code(&["test", suite, "--format", "junit"]);
+    assert_eq!(code, 1);
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    let count = |needle: &str| xml.matches(needle).count();
+    assert_eq!(count("<testcase "), 6, "{xml}");
+    assert_eq!(count("<failure"), 2, "{xml}");
+    assert_eq!(count("<error"), 1, "{xml}");
+    assert_eq!(count("<skipped"), 1, "{xml}");
+    assert!(xml.contains(r#"name="test_guest_allowed_fails""#), "{xml}");
+
     // A policy that does not parse: exit 1, naming file and line.
     std::fs::write(
         Path::new(suite).join("broken.rego"),
@@ -388,6 +408,19 @@ async fn replay_reports_exactly_what_a_candidate_changes() {
         "newly-denied",
     ]);
     assert_eq!(code, 1);
+    // The same gate as JUnit XML: a case per changed entry, failed where
+    // the change is one the gate names, and the summary.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trustpath"))
+        .args(["replay", "--policies", removed, "--data-dir", data_arg])
+        .args(["--fail-on", "newly-denied", "--format", "junit"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let xml = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(xml.matches("<testcase ").count(), 3 + 1, "{xml}");
+    assert_eq!(xml.matches("<failure").count(), 2, "{xml}");
+    assert!(xml.contains("newly-denied (a --fail-on change)"), "{xml}");
+    assert!(xml.contains(r#"name="replay summary""#), "{xml}");
 
     // Trust the partner AS: its denied decision is newly allowed.
     let trusted = candidate(dir.path(), "partner", |s| {
@@ -549,4 +582,83 @@ fn example_policy_repo_ci_gates_a_widening_change() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("newly-allowed: 1"), "{stdout}");
+}
+
+/// The example policy repository's GitHub Actions workflow: each of its
+/// `trustpath` steps, run as written in the repository's directory, passes
+/// on the shipped policies and writes JUnit XML; its pre-commit hook passes
+/// too, and stops a widening change.
+#[test]
+fn example_policy_repo_workflow_steps_and_hook_run() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy-repo");
+    let workflow = std::fs::read_to_string(example.join(".github/workflows/policy.yml")).unwrap();
+    let steps: Vec<&str> = workflow
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("run: trustpath "))
+        .collect();
+    assert_eq!(steps.len(), 2, "{workflow}");
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_trustpath"));
+    let bin_dir = bin.parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let out_dir = tempfile::tempdir().unwrap();
+    for step in steps {
+        let command = format!(
+            "trustpath {}",
+            step.replace("> ", &format!("> {}/", out_dir.path().display()))
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &command])
+            .current_dir(&example)
+            .env("PATH", &path)
+            .env("TRUSTPATH_LOG", "error")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for report in ["policy-tests.xml", "replay.xml"] {
+        let xml = std::fs::read_to_string(out_dir.path().join(report)).unwrap();
+        assert!(
+            xml.starts_with("<?xml") && xml.contains("<testcase "),
+            "{report}: {xml}"
+        );
+        assert!(!xml.contains("<failure"), "{report}: {xml}");
+    }
+
+    // The hook: passes here; in a copy whose policies newly allow a logged
+    // decision, it stops the commit.
+    let hook = |dir: &Path| {
+        std::process::Command::new("bash")
+            .arg(example.join("hooks/pre-commit"))
+            .current_dir(dir)
+            .env("TRUSTPATH", &bin)
+            .env("TRUSTPATH_LOG", "error")
+            .output()
+            .unwrap()
+    };
+    let out = hook(&example);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        example.join("decisions.ndjson"),
+        copy.path().join("decisions.ndjson"),
+    )
+    .unwrap();
+    let widened = candidate(copy.path(), "policies", |s| {
+        s["trusted_authorization_servers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("https://rogue.example"));
+    });
+    assert_eq!(widened, copy.path().join("policies"));
+    let out = hook(copy.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("newly allows or widens"));
 }

@@ -20,12 +20,24 @@ pub struct ReplayArgs<'a> {
     pub store: Option<String>,
     pub export: Option<PathBuf>,
     pub filter: Filter,
-    pub json: bool,
+    pub format: ReplayFormat,
     /// Change kinds that make the command fail; empty: never fail on changes.
     pub fail_on: Vec<ChangeKind>,
     pub workers: Option<usize>,
     /// Succeed even when nothing was re-evaluated.
     pub allow_empty: bool,
+}
+
+/// How the report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFormat {
+    /// A block per change, then a summary.
+    Text,
+    /// One JSON object per change, then a summary line.
+    Json,
+    /// JUnit XML: a test case per changed entry (failed when its change is
+    /// one `--fail-on` names), and one for the summary.
+    Junit,
 }
 
 /// Parses `--fail-on newly-allowed,widened`.
@@ -74,13 +86,17 @@ pub fn run(args: ReplayArgs<'_>) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
+    let mut cases = Vec::new();
     let summary = replay::replay(source, &candidate, &args.filter, workers, |change| {
-        let written = if args.json {
-            serde_json::to_writer(&mut out, change)
+        let written = match args.format {
+            ReplayFormat::Json => serde_json::to_writer(&mut out, change)
                 .map_err(std::io::Error::from)
-                .and_then(|()| writeln!(out))
-        } else {
-            print_change(&mut out, change)
+                .and_then(|()| writeln!(out)),
+            ReplayFormat::Text => print_change(&mut out, change),
+            ReplayFormat::Junit => {
+                cases.push(junit_case(change, &args.fail_on));
+                Ok(())
+            }
         };
         if let Err(e) = written {
             write_error.get_or_insert(e);
@@ -89,17 +105,40 @@ pub fn run(args: ReplayArgs<'_>) -> Result<ExitCode> {
     if let Some(e) = write_error {
         return Err(e).context("writing the report");
     }
-    if args.json {
-        serde_json::to_writer(
-            &mut out,
-            &serde_json::json!({
-                "summary": summary,
-                "candidate_revision": candidate.revision().as_str(),
-            }),
-        )?;
-        writeln!(out)?;
-    } else {
-        print_summary(&mut out, &summary, candidate.revision().as_str())?;
+    let revision = candidate.revision().as_str();
+    match args.format {
+        ReplayFormat::Json => {
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({
+                    "summary": summary,
+                    "candidate_revision": revision,
+                }),
+            )?;
+            writeln!(out)?;
+        }
+        ReplayFormat::Text => print_summary(&mut out, &summary, revision)?,
+        ReplayFormat::Junit => {
+            let mut text = Vec::new();
+            print_summary(&mut text, &summary, revision)?;
+            let mut total = quick_junit::TestCase::new(
+                "replay summary",
+                quick_junit::TestCaseStatus::success(),
+            );
+            total
+                .set_classname("trustpath.replay")
+                .set_system_out_lossy(&text);
+            cases.push(total);
+            let mut suite =
+                quick_junit::TestSuite::new(format!("trustpath replay against {revision}"));
+            suite.add_test_cases(cases);
+            let mut report = quick_junit::Report::new("trustpath replay");
+            report.add_test_suite(suite);
+            report
+                .serialize(&mut out)
+                .context("writing the JUnit report")?;
+            writeln!(out)?;
+        }
     }
     out.flush()?;
 
@@ -126,6 +165,39 @@ pub fn run(args: ReplayArgs<'_>) -> Result<ExitCode> {
         eprintln!("replay: failing on {}", tripped.join(", "));
         Ok(ExitCode::from(GATE_FAILED))
     }
+}
+
+/// A changed entry as a JUnit test case: failed when one of its changes is
+/// what the gate fails on.
+fn junit_case(c: &Change, fail_on: &[ChangeKind]) -> quick_junit::TestCase {
+    let mut text = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = print_change(&mut text, c);
+    let tripped: Vec<&str> = c
+        .changes
+        .iter()
+        .filter(|k| fail_on.contains(k))
+        .map(|k| k.name())
+        .collect();
+    let status = if tripped.is_empty() {
+        quick_junit::TestCaseStatus::success()
+    } else {
+        let mut failed =
+            quick_junit::TestCaseStatus::non_success(quick_junit::NonSuccessKind::Failure);
+        failed
+            .set_message(format!("{} (a --fail-on change)", tripped.join(", ")))
+            .set_description(String::from_utf8_lossy(&text).into_owned());
+        failed
+    };
+    let id = c
+        .tool_call_id
+        .as_deref()
+        .or(c.decision_id.as_deref())
+        .unwrap_or("-");
+    let mut case = quick_junit::TestCase::new(format!("seq {} {id}", c.seq), status);
+    case.set_classname(format!("trustpath.replay.{}", c.kind))
+        .set_system_out_lossy(&text);
+    case
 }
 
 fn print_change(out: &mut impl Write, c: &Change) -> std::io::Result<()> {

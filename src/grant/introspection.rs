@@ -14,6 +14,9 @@ pub fn response(check: &GrantCheck) -> Value {
     };
     let mut body = json!({
         "active": true,
+        // RFC 7662 §2.2: how the token is used. A grant is presented as a
+        // bearer token (RFC 6750).
+        "token_type": "Bearer",
         "iss": claims.iss,
         "scope": claims.scope,
         "client_id": claims.sub,
