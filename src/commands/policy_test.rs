@@ -92,7 +92,7 @@ fn print_junit(report: &TestReport) -> Result<()> {
         };
         let mut case = TestCase::new(t.name.as_str(), status);
         case.set_classname(t.package.as_str())
-            .set_time(std::time::Duration::from_nanos(t.duration as u64))
+            .set_time(std::time::Duration::from_nanos(t.duration))
             .add_property(quick_junit::Property::new("location", t.location.as_str()));
         suites
             .entry(t.package.as_str())
