@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,11 +17,15 @@ pub enum ConfigError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
+    /// A value from the file or the environment that does not fit its
+    /// key; the message names the key and where the value came from.
+    #[error("configuration: {0}")]
+    Value(String),
     #[error("invalid config: {0}")]
     Invalid(String),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address the HTTP server listens on.
@@ -81,7 +85,7 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrantConfig {
     /// Lifetime when the policy names none.
@@ -102,7 +106,7 @@ impl Default for GrantConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AssertionConfig {
     /// Clock skew tolerated on `exp`, `nbf` and `iat`.
@@ -125,7 +129,7 @@ impl Default for AssertionConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// Answer a decision only after its entry is flushed to disk.
@@ -146,7 +150,7 @@ pub struct LogConfig {
 
 /// One `[[log.sinks]]`: a copy of the log, entry by entry, delivered at
 /// least once from a cursor kept in the data directory.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     /// Names the sink in metrics and its cursor file: an identifier.
@@ -257,7 +261,7 @@ impl SinkConfig {
 }
 
 /// Where a sink delivers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SinkKind {
     /// NDJSON on standard output (the server's own logs go to stderr).
@@ -279,7 +283,7 @@ impl SinkKind {
 }
 
 /// What each delivered line holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SinkFormat {
     /// The entry as `GET /v1/log/entries` shows it, with its leaf hash.
@@ -289,8 +293,29 @@ pub enum SinkFormat {
     Ocsf,
 }
 
+/// Where each setting came from (the file, the environment), for naming
+/// the source of a value that does not validate.
+pub struct Sources(figment::Figment);
+
+impl Sources {
+    /// `"/etc/trustpath.toml"`, `"the TRUSTPATH_ environment"` or
+    /// `"the default"`, for a dotted key such as `limits.max_body_bytes`.
+    pub fn source_of(&self, key: &str) -> String {
+        match self.0.find_metadata(key) {
+            Some(meta) => match &meta.source {
+                Some(figment::Source::File(path)) => path.display().to_string(),
+                _ if meta.name.contains("environment") || meta.name.contains("TRUSTPATH_") => {
+                    "the TRUSTPATH_ environment".to_string()
+                }
+                _ => meta.name.to_string(),
+            },
+            None => "the default".to_string(),
+        }
+    }
+}
+
 /// The server's log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Text,
@@ -298,7 +323,7 @@ pub enum LogFormat {
 }
 
 /// `[telemetry]`: OTLP span export, off unless an endpoint is named.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// The collector's OTLP/HTTP traces URL, e.g.
@@ -321,7 +346,7 @@ impl Default for TelemetryConfig {
 }
 
 /// Embedded storage engines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Engine {
     #[default]
@@ -346,6 +371,13 @@ impl Default for LogConfig {
 /// A length of time written with units: `90s`, `12h`, `30d`, `1y 2d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Period(pub std::time::Duration);
+
+/// Written as it is read: `"30d"`.
+impl Serialize for Period {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 impl<'de> Deserialize<'de> for Period {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -381,7 +413,7 @@ impl std::fmt::Display for Period {
 /// `[retention]`: after how long the log drops what. A setting left out
 /// keeps that data for as long as the log exists. Redacting keeps each
 /// entry's leaf hash, so every proof and `log verify` still hold.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Who the end user is: subject, delegation approver and actor chain.
@@ -459,7 +491,7 @@ impl RetentionConfig {
 }
 
 /// The shared store of a fleet.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `postgres://USER@HOST/DB`: the fleet's database. Absent: the
@@ -496,7 +528,7 @@ impl std::fmt::Debug for StoreConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     pub max_body_bytes: usize,
@@ -540,7 +572,7 @@ impl Default for LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ToolCallConfig {
     /// Argument values the log may keep, by tool name (`"*"`: every tool).
@@ -560,7 +592,7 @@ impl ToolCallConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// The authorization server: may ask for decisions.
@@ -589,7 +621,7 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallerConfig {
     pub name: String,
@@ -598,7 +630,7 @@ pub struct CallerConfig {
     pub token_sha256: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisteredClient {
     #[serde(default)]
@@ -608,7 +640,7 @@ pub struct RegisteredClient {
     pub jwks: Option<Value>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustedIssuer {
     pub issuer: String,
@@ -627,6 +659,37 @@ pub struct TrustedIssuer {
 
 impl Config {
     /// Reads a TOML config file; every field is optional.
+    /// The file (if any), then `TRUSTPATH_SECTION__KEY` variables on top
+    /// (`TRUSTPATH_LIMITS__MAX_BODY_BYTES=131072`, `TRUSTPATH_LOG__DURABLE=
+    /// false`, `TRUSTPATH_RETENTION__BODY=30d`): every key of every section
+    /// can be set from the environment. Top-level keys have their own
+    /// variables (`TRUSTPATH_LISTEN`, ...) through the command line.
+    /// A bad value is named with its key and where it came from.
+    pub fn load(path: Option<&Path>) -> Result<(Self, Sources), ConfigError> {
+        use figment::providers::{Env, Format as _, Toml};
+        let mut figment = figment::Figment::new();
+        if let Some(path) = path {
+            // Checked here: figment would take a missing file as empty.
+            std::fs::File::open(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("TRUSTPATH_")
+                // Only section keys: other TRUSTPATH_ variables (the log
+                // filter, a token, the config path) are not settings.
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
+        let config = figment.extract::<Self>().map_err(|e| {
+            let messages: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+            ConfigError::Value(messages.join("; "))
+        })?;
+        Ok((config, Sources(figment)))
+    }
+
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -758,7 +821,7 @@ impl Config {
 }
 
 /// `[fetch]` settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FetchConfig {
     /// Development and tests only: also allow `http` URLs and loopback

@@ -94,6 +94,13 @@ enum Command {
         #[arg(long)]
         ready: bool,
     },
+    /// Check the effective configuration (file, TRUSTPATH_SECTION__KEY
+    /// variables, flags): print it with secrets hidden, or name the key at
+    /// fault and where its value came from (exit 2).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Set up and fill a fleet's PostgreSQL store.
     Store {
         #[command(subcommand)]
@@ -160,6 +167,12 @@ enum Command {
         #[arg(long)]
         allow_empty: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load, validate and print the effective configuration as TOML.
+    Check(Settings),
 }
 
 #[derive(Subcommand)]
@@ -431,30 +444,41 @@ struct Settings {
 
 impl Settings {
     fn resolve(self) -> Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
+        let (config, _) = self.resolve_with_sources()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The file, the `TRUSTPATH_SECTION__KEY` variables, then the flags
+    /// (and their variables); not validated yet. The keys a flag set.
+    fn resolve_with_sources(self) -> Result<(Config, commands::config::Origins)> {
+        let (mut config, sources) = Config::load(self.config.as_deref())?;
+        let mut flags = Vec::new();
         if let Some(listen) = self.listen {
             config.listen = listen;
+            flags.push("listen");
         }
         if let Some(dir) = self.data_dir {
             config.data_dir = dir;
+            flags.push("data_dir");
         }
         if let Some(url) = self.store {
             config.store.url = Some(url);
+            flags.push("store.url");
         }
         if let Some(node) = self.node {
             config.store.node = Some(node);
+            flags.push("store.node");
         }
         if let Some(dir) = self.policies {
             config.policies = dir;
+            flags.push("policies");
         }
         if let Some(issuer) = self.issuer {
             config.issuer = issuer;
+            flags.push("issuer");
         }
-        config.validate()?;
-        Ok(config)
+        Ok((config, commands::config::Origins { sources, flags }))
     }
 }
 
@@ -528,6 +552,12 @@ fn run() -> Result<std::process::ExitCode> {
         } => done(runtime.block_on(eval(settings.resolve()?, input, record))),
         Command::Log { command } => done(commands::log::run(command)),
         Command::Store { command } => done(commands::store::run(command)),
+        Command::Config {
+            command: ConfigCommand::Check(settings),
+        } => {
+            let (config, origins) = settings.resolve_with_sources()?;
+            done(commands::config::check(&config, &origins))
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "trustpath", &mut std::io::stdout());

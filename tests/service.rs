@@ -621,3 +621,90 @@ fn a_closed_pipe_ends_a_command_quietly() {
     // Ended by the pipe, not run to the end of its 50 KB.
     assert!(!status.success(), "{status}");
 }
+
+/// Every section key can come from `TRUSTPATH_SECTION__KEY`; `config check`
+/// prints the effective configuration with secrets hidden, or names the
+/// key at fault and where its value came from.
+#[tokio::test]
+async fn config_from_the_environment_and_config_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_callers(dir.path());
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_trustpath"));
+        command.args(args).env("TRUSTPATH_LOG", "error");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let config_arg = config.to_str().unwrap();
+    let (code, toml_text, err) = run(
+        &["config", "check", "--config", config_arg],
+        &[
+            ("TRUSTPATH_LIMITS__MAX_BODY_BYTES", "2048"),
+            ("TRUSTPATH_RETENTION__BODY", "30d"),
+            (
+                "TRUSTPATH_STORE__URL",
+                "postgres://app:s3cret@db.internal/trustpath",
+            ),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let effective: toml::Value = toml::from_str(&toml_text).unwrap();
+    assert_eq!(
+        effective["limits"]["max_body_bytes"].as_integer(),
+        Some(2048)
+    );
+    assert_eq!(effective["retention"]["body"].as_str(), Some("30d"));
+    assert!(!toml_text.contains("s3cret"), "{toml_text}");
+    for caller in effective["callers"].as_array().unwrap() {
+        assert_eq!(caller["token_sha256"].as_str(), Some("<hidden>"));
+    }
+
+    // A bad value: the key and its source, exit 2.
+    let (code, _, err) = run(
+        &["config", "check", "--config", config_arg],
+        &[("TRUSTPATH_GRANTS__MAX_TTL_SECONDS", "0")],
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("grants.max_ttl_seconds"), "{err}");
+    assert!(err.contains("from the TRUSTPATH_ environment"), "{err}");
+    let (code, _, err) = run(
+        &["config", "check", "--config", config_arg],
+        &[("TRUSTPATH_LIMITS__MAX_BODY_BYTES", "lots")],
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("MAX_BODY_BYTES") && err.contains("TRUSTPATH_"),
+        "{err}"
+    );
+    let bad_file = dir.path().join("bad.toml");
+    std::fs::write(&bad_file, "[log]\ncheckpoint_every_entries = 0\n").unwrap();
+    let (code, _, err) = run(
+        &["config", "check", "--config", bad_file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(&format!("from {}", bad_file.display())),
+        "{err}"
+    );
+
+    // The server takes the variable too: a body over 2,048 bytes is refused.
+    let server = Server::start_with(dir.path(), &repo_policies(), None, |cmd| {
+        cmd.env("TRUSTPATH_LIMITS__MAX_BODY_BYTES", "2048");
+    });
+    let big = json!({"padding": "x".repeat(4096)});
+    let resp = http()
+        .post(server.url("/v1/decisions"))
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+}

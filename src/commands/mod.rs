@@ -1,6 +1,7 @@
 //! Commands of the `trustpath` binary that need more than a few lines of
 //! output handling. Part of the binary, not of the library.
 
+pub mod config;
 pub mod exit;
 pub mod log;
 pub mod policy_test;
