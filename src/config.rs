@@ -669,11 +669,9 @@ impl Config {
         use figment::providers::{Env, Format as _, Toml};
         let mut figment = figment::Figment::new();
         if let Some(path) = path {
-            // Checked here: figment would take a missing file as empty.
-            std::fs::File::open(path).map_err(|source| ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            // The file alone first: its mistakes are named with their line
+            // (and a missing file is an error, not an empty layer).
+            Self::from_file(path)?;
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(
