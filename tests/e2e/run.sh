@@ -4,10 +4,15 @@
 # packages (npm ci from the committed lockfile; a venv from the pinned
 # requirements), builds trustpath (a no-op after `cargo test --release`),
 # runs tests/e2e/e2e.py.
+#
+# CARGO_TARGET_DIR is honoured (the binary and the venv live under it);
+# TRUSTPATH_BIN runs another trustpath binary instead of the one built here.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-venv=target/e2e-venv
+target_dir="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
+export TRUSTPATH_BIN="${TRUSTPATH_BIN:-$target_dir/release/trustpath}"
+venv="$target_dir/e2e-venv"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
