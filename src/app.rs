@@ -63,7 +63,7 @@ fn limits(config: &Config) -> GrantLimits {
     }
 }
 
-fn signing_key_path(config: &Config) -> PathBuf {
+pub fn signing_key_path(config: &Config) -> PathBuf {
     config
         .grants
         .signing_key_file
@@ -160,9 +160,11 @@ async fn open_observed(config: &Config, observer: Observer) -> Result<Opened, Ap
     let policies = Arc::new(PolicyStore::load(&config.policies)?);
     let grant_key_path = signing_key_path(config);
     let grant_key_created = !grant_key_path.exists();
-    let signer = Arc::new(GrantSigner::load_or_create(
+    let signer = Arc::new(GrantSigner::load_with_retired(
         &grant_key_path,
+        &crate::grant::retired_dir(&config.data_dir),
         &config.issuer,
+        chrono::Utc::now().timestamp(),
     )?);
     let log_key_created = !log_key_path(config).exists();
     let log_signer = log_signer(config)?;

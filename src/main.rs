@@ -101,6 +101,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Set up and fill a fleet's PostgreSQL store.
     Store {
         #[command(subcommand)]
@@ -167,6 +172,16 @@ enum Command {
         #[arg(long)]
         allow_empty: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// A new grant signing key (server stopped; used from its next start).
+    /// The old key stays in the JWKS, and grants it signed keep verifying,
+    /// until the longest grant it could have signed has expired
+    /// (grants.max_ttl_seconds + assertions.leeway_seconds); then it leaves. The log records the
+    /// new key at the next start (a signing_key entry naming the old one).
+    Rotate(Settings),
 }
 
 #[derive(Subcommand)]
@@ -552,6 +567,9 @@ fn run() -> Result<std::process::ExitCode> {
         } => done(runtime.block_on(eval(settings.resolve()?, input, record))),
         Command::Log { command } => done(commands::log::run(command)),
         Command::Store { command } => done(commands::store::run(command)),
+        Command::Keys {
+            command: KeysCommand::Rotate(settings),
+        } => done(commands::keys::rotate_grant_key(&settings.resolve()?)),
         Command::Config {
             command: ConfigCommand::Check(settings),
         } => {

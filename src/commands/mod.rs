@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod exit;
+pub mod keys;
 pub mod log;
 pub mod policy_test;
 pub mod replay;

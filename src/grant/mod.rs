@@ -39,6 +39,34 @@ pub struct GrantSigner {
     public_jwk: Value,
     decoding_key: DecodingKey,
     validation: Validation,
+    /// Keys rotated out: they sign nothing, but grants they signed still
+    /// verify, and they stay in the JWKS, until `keep_until`.
+    retired: Vec<RetiredVerifier>,
+}
+
+/// A rotated-out key, public half only.
+struct RetiredVerifier {
+    record: RetiredKey,
+    decoding_key: DecodingKey,
+}
+
+/// What `trustpath keys rotate` keeps of a key it retires, in
+/// `DATA_DIR/retired-grant-keys/KID.json`: the public key and until when
+/// grants it signed may still be presented (its last grant's longest
+/// lifetime, plus leeway).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RetiredKey {
+    pub kid: String,
+    pub public_jwk: Value,
+    /// Unix seconds.
+    pub retired_at: i64,
+    /// Unix seconds: after it, the key leaves the JWKS and verifies nothing.
+    pub keep_until: i64,
+}
+
+/// Where retired grant keys are kept.
+pub fn retired_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("retired-grant-keys")
 }
 
 impl GrantSigner {
@@ -51,6 +79,97 @@ impl GrantSigner {
         };
         let signing_key = crate::secret_file::ed25519_key(path).map_err(key_err)?;
         Self::from_key(&signing_key, issuer).map_err(key_err)
+    }
+
+    /// [`GrantSigner::load_or_create`], with the retired keys in `retired`
+    /// whose window is still open at `now` (Unix seconds). Records whose
+    /// window has closed are deleted: those keys have left for good.
+    pub fn load_with_retired(
+        path: &Path,
+        retired: &Path,
+        issuer: &str,
+        now: i64,
+    ) -> Result<Self, GrantError> {
+        let mut signer = Self::load_or_create(path, issuer)?;
+        let key_err = |message: String| GrantError::Key {
+            path: retired.to_path_buf(),
+            message,
+        };
+        let entries = match std::fs::read_dir(retired) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(signer),
+            Err(e) => return Err(key_err(e.to_string())),
+        };
+        for entry in entries {
+            let file = entry.map_err(|e| key_err(e.to_string()))?.path();
+            if file.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).map_err(|e| key_err(e.to_string()))?;
+            let record: RetiredKey = serde_json::from_str(&text)
+                .map_err(|e| key_err(format!("{}: {e}", file.display())))?;
+            if record.keep_until <= now {
+                std::fs::remove_file(&file).map_err(|e| key_err(e.to_string()))?;
+                tracing::info!(kid = %record.kid, "a retired grant key's window closed: it left the JWKS");
+                continue;
+            }
+            let jwk = serde_json::from_value(record.public_jwk.clone())
+                .map_err(|e| key_err(format!("{}: {e}", file.display())))?;
+            let decoding_key = DecodingKey::from_jwk(&jwk)
+                .map_err(|e| key_err(format!("{}: {e}", file.display())))?;
+            signer.retired.push(RetiredVerifier {
+                record,
+                decoding_key,
+            });
+        }
+        signer
+            .retired
+            .sort_by(|a, b| a.record.kid.cmp(&b.record.kid));
+        Ok(signer)
+    }
+
+    /// Retires the key at `path` (its public half recorded in `retired`,
+    /// kept until `keep_until`) and puts a new key in its place; returns
+    /// (old kid, new kid). The new key is written beside the old one and
+    /// renamed over it, so the path always holds a whole key.
+    pub fn rotate(
+        path: &Path,
+        retired: &Path,
+        issuer: &str,
+        now: i64,
+        keep_until: i64,
+    ) -> Result<(String, String), GrantError> {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        let key_err = |p: &Path, message: String| GrantError::Key {
+            path: p.to_path_buf(),
+            message,
+        };
+        if !path.exists() {
+            return Err(key_err(path, "no grant key to rotate".into()));
+        }
+        let old = Self::load_or_create(path, issuer)?;
+        let record = RetiredKey {
+            kid: old.kid.clone(),
+            public_jwk: old.public_jwk.clone(),
+            retired_at: now,
+            keep_until,
+        };
+        std::fs::create_dir_all(retired).map_err(|e| key_err(retired, e.to_string()))?;
+        let record_path = retired.join(format!("{}.json", old.kid));
+        let text = serde_json::to_string_pretty(&record)
+            .map_err(|e| key_err(&record_path, e.to_string()))?;
+        std::fs::write(&record_path, text).map_err(|e| key_err(&record_path, e.to_string()))?;
+        let new_key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let pem = new_key
+            .to_pkcs8_pem(Default::default())
+            .map_err(|e| key_err(path, e.to_string()))?;
+        let staged = path.with_extension("pem.new");
+        let _ = std::fs::remove_file(&staged);
+        crate::secret_file::write_new(&staged, pem.as_bytes())
+            .map_err(|e| key_err(&staged, e.to_string()))?;
+        std::fs::rename(&staged, path).map_err(|e| key_err(path, e.to_string()))?;
+        let new = Self::from_key(&new_key, issuer).map_err(|m| key_err(path, m))?;
+        Ok((old.kid, new.kid))
     }
 
     fn from_key(key: &SigningKey, issuer: &str) -> Result<Self, String> {
@@ -79,7 +198,15 @@ impl GrantSigner {
             kid,
             decoding_key,
             validation,
+            retired: Vec::new(),
         })
+    }
+
+    /// The retired keys still in their window at `now`.
+    fn retired_at(&self, now: i64) -> impl Iterator<Item = &RetiredVerifier> {
+        self.retired
+            .iter()
+            .filter(move |r| r.record.keep_until > now)
     }
 
     pub fn kid(&self) -> &str {
@@ -91,9 +218,13 @@ impl GrantSigner {
         &self.public_jwk
     }
 
-    /// The JWK Set served at `/.well-known/jwks.json`.
+    /// The JWK Set served at `/.well-known/jwks.json`: the signing key,
+    /// then the retired keys whose grants may still be presented.
     pub fn jwks(&self) -> Value {
-        json!({ "keys": [self.public_jwk] })
+        let now = chrono::Utc::now().timestamp();
+        let mut keys = vec![self.public_jwk.clone()];
+        keys.extend(self.retired_at(now).map(|r| r.record.public_jwk.clone()));
+        json!({ "keys": keys })
     }
 
     /// A compact JWS (RFC 7515) over the claims, EdDSA (RFC 8037).
@@ -113,10 +244,16 @@ impl GrantSigner {
     pub fn verify(&self, token: &str) -> Result<GrantClaims, String> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| format!("grant is malformed: {e}"))?;
-        if header.kid.as_deref() != Some(self.kid.as_str()) {
-            return Err("grant was not signed by a current trustpath key".to_string());
-        }
-        jsonwebtoken::decode::<GrantClaims>(token, &self.decoding_key, &self.validation)
+        let now = chrono::Utc::now().timestamp();
+        let key = match header.kid.as_deref() {
+            Some(kid) if kid == self.kid => &self.decoding_key,
+            Some(kid) => match self.retired_at(now).find(|r| r.record.kid == kid) {
+                Some(retired) => &retired.decoding_key,
+                None => return Err("grant was not signed by a current trustpath key".to_string()),
+            },
+            None => return Err("grant was not signed by a current trustpath key".to_string()),
+        };
+        jsonwebtoken::decode::<GrantClaims>(token, key, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| format!("grant does not verify: {e}"))
     }
