@@ -54,6 +54,8 @@ pub enum AppError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Telemetry(#[from] crate::telemetry::TelemetryError),
+    #[error("{0}")]
+    Request(String),
 }
 
 fn limits(config: &Config) -> GrantLimits {
@@ -278,6 +280,42 @@ pub fn dry_run(config: &Config) -> Result<Decider, AppError> {
     let authenticator = Authenticator::from_config(config, ReplayGuard::ephemeral())?;
     let policies = Arc::new(PolicyStore::load(&config.policies)?);
     decider(config, authenticator, policies, None)
+}
+
+pub use crate::tool_call::ToolCallEvaluation;
+
+/// A tool-call check for `trustpath eval --tool-call`: the grant checked
+/// against a stopped server's keys and log, the policy evaluated, nothing
+/// logged or created.
+pub fn dry_run_tool_call(
+    config: &Config,
+    request: &crate::model::ToolCallRequest,
+) -> Result<ToolCallEvaluation, AppError> {
+    config.validate()?;
+    crate::tool_call::validate(request)
+        .map_err(|e| AppError::Request(format!("{}: {}", e.field, e.message)))?;
+    let policies = PolicyStore::load(&config.policies)?;
+    let store = crate::store::open_for_scan(&config.data_dir)?;
+    let key = signing_key_path(config);
+    if !key.exists() {
+        return Err(AppError::Request(format!(
+            "no grant key at {}: give the data directory of a server that has run",
+            key.display()
+        )));
+    }
+    let signer = GrantSigner::load_with_retired(
+        &key,
+        &crate::grant::retired_dir(&config.data_dir),
+        &config.issuer,
+        chrono::Utc::now().timestamp(),
+    )?;
+    let grants = GrantChecker::new(Arc::new(signer), store);
+    Ok(crate::tool_call::dry_run(
+        &grants,
+        &policies,
+        &config.tool_calls,
+        request,
+    ))
 }
 
 /// The decision pipeline; recording (signing and logging) when given.

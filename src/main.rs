@@ -63,9 +63,14 @@ enum Command {
     Serve(Settings),
     /// Decide one request from a JSON file, without a server.
     Eval {
-        /// The connection request (the body of POST /v1/decisions).
+        /// The connection request (the body of POST /v1/decisions), or with
+        /// --tool-call a tool-call request (the body of POST /v1/tool-calls).
         #[arg(long)]
         input: PathBuf,
+        /// Check a tool call: its grant against --data-dir's keys and log (a
+        /// stopped server's), then the tool-call policy. Nothing is logged.
+        #[arg(long, conflicts_with = "record")]
+        tool_call: bool,
         /// Also sign a grant and append the decision to the log in --data-dir
         /// (the server must not be running on it).
         #[arg(long)]
@@ -562,8 +567,15 @@ fn run() -> Result<std::process::ExitCode> {
         Command::Serve(settings) => done(runtime.block_on(serve(settings.resolve()?))),
         Command::Eval {
             input,
+            tool_call: true,
+            settings,
+            ..
+        } => done(eval_tool_call(&settings.resolve()?, &input)),
+        Command::Eval {
+            input,
             record,
             settings,
+            ..
         } => done(runtime.block_on(eval(settings.resolve()?, input, record))),
         Command::Log { command } => done(commands::log::run(command)),
         Command::Store { command } => done(commands::store::run(command)),
@@ -668,6 +680,26 @@ async fn eval(config: Config, input: PathBuf, record: bool) -> Result<()> {
         trustpath::app::dry_run(&config)?.decide(request).await?
     };
     println!("{}", serde_json::to_string_pretty(&outcome)?);
+    Ok(())
+}
+
+/// `trustpath eval --tool-call`.
+fn eval_tool_call(config: &Config, input: &std::path::Path) -> Result<()> {
+    let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+    let request: trustpath::model::ToolCallRequest =
+        trustpath::input::parse_json(&bytes).map_err(|e| {
+            commands::exit::usage(format!(
+                "{}: not a valid tool-call request: {e}",
+                input.display()
+            ))
+        })?;
+    let checked = trustpath::app::dry_run_tool_call(config, &request).map_err(|e| match e {
+        trustpath::app::AppError::Request(message) => {
+            commands::exit::usage(format!("{}: {message}", input.display()))
+        }
+        other => other.into(),
+    })?;
+    println!("{}", serde_json::to_string_pretty(&checked)?);
     Ok(())
 }
 

@@ -68,44 +68,12 @@ impl ToolCallChecker {
     pub async fn check(&self, request: ToolCallRequest) -> Result<ToolCallOutcome, LogError> {
         let now = Utc::now();
         let tool_call_id = uuid::Uuid::now_v7().to_string();
-
-        // 1. The grant: signed by us, logged as issued, not revoked, not expired.
-        let grant = match (&request.grant, &request.grant_id, &request.session_id) {
-            (Some(token), _, _) => self.grants.check_token(token, now.timestamp()),
-            (None, Some(jti), _) => self.grants.check_grant_id(jti, now.timestamp()),
-            (None, None, Some(session_id)) => {
-                self.grants.check_session(session_id, now.timestamp())
-            }
-            (None, None, None) => GrantCheck::failed(
-                GrantStatus::Missing,
-                "no grant or session was presented".into(),
-                None,
-            ),
-        };
-
-        // 2. The arguments, as the log may keep them.
-        let arguments = summarise_arguments(&request, &self.config);
-
-        // 3. Evaluate the tool-call policy on exactly what will be logged.
-        let bundle = self.policies.current();
-        let typed = ToolCallInput {
-            now: rfc3339(now),
-            now_unix: now.timestamp(),
-            tool: request.tool.clone(),
-            method: request.method.clone(),
-            actor: request.actor.clone(),
-            session_id: request.session_id.clone(),
-            grant_id: request.grant_id.clone(),
-            resource: request.resource.clone(),
-            client_id: request.client_id.clone(),
-            arguments,
-            grant: grant.clone(),
-        };
-        let input = to_document(&typed);
-        let verdict = ToolCallVerdict::evaluate(&bundle, &input);
-
-        // 4. Enforce what holds whatever the policy says.
-        let mut decision = enforce(&typed, verdict);
+        let Evaluated {
+            input,
+            mut decision,
+            grant,
+            policy_revision,
+        } = evaluate(&self.grants, &self.policies, &self.config, &request, now);
 
         // 5. Log it; answer only once the entry is durable.
         let claims = grant.claims.as_ref();
@@ -124,7 +92,6 @@ impl ToolCallChecker {
             decision: decision.clone(),
             overruled: None,
         });
-        let policy_revision = bundle.revision().as_str().to_string();
         let appended = self
             .log
             .append_all(rfc3339(now), policy_revision.clone(), vec![record])
@@ -151,6 +118,97 @@ impl ToolCallChecker {
             log_entry,
             policy_revision,
         })
+    }
+}
+
+/// Steps 1 to 4 of a check, before anything is logged.
+struct Evaluated {
+    input: Value,
+    decision: ToolCallDecision,
+    grant: GrantCheck,
+    policy_revision: String,
+}
+
+/// Checks the grant, summarises the arguments, evaluates the policy on
+/// exactly what will be logged, and enforces what holds whatever it says.
+fn evaluate(
+    grants: &GrantChecker,
+    policies: &PolicyStore,
+    config: &ToolCallConfig,
+    request: &ToolCallRequest,
+    now: chrono::DateTime<Utc>,
+) -> Evaluated {
+    // 1. The grant: signed by us, logged as issued, not revoked, not expired.
+    let grant = match (&request.grant, &request.grant_id, &request.session_id) {
+        (Some(token), _, _) => grants.check_token(token, now.timestamp()),
+        (None, Some(jti), _) => grants.check_grant_id(jti, now.timestamp()),
+        (None, None, Some(session_id)) => grants.check_session(session_id, now.timestamp()),
+        (None, None, None) => GrantCheck::failed(
+            GrantStatus::Missing,
+            "no grant or session was presented".into(),
+            None,
+        ),
+    };
+
+    // 2. The arguments, as the log may keep them.
+    let arguments = summarise_arguments(request, config);
+
+    // 3. Evaluate the tool-call policy on exactly what will be logged.
+    let bundle = policies.current();
+    let typed = ToolCallInput {
+        now: rfc3339(now),
+        now_unix: now.timestamp(),
+        tool: request.tool.clone(),
+        method: request.method.clone(),
+        actor: request.actor.clone(),
+        session_id: request.session_id.clone(),
+        grant_id: request.grant_id.clone(),
+        resource: request.resource.clone(),
+        client_id: request.client_id.clone(),
+        arguments,
+        grant: grant.clone(),
+    };
+    let input = to_document(&typed);
+    let verdict = ToolCallVerdict::evaluate(&bundle, &input);
+
+    // 4. Enforce what holds whatever the policy says.
+    let decision = enforce(&typed, verdict);
+    Evaluated {
+        input,
+        decision,
+        grant,
+        policy_revision: bundle.revision().as_str().to_string(),
+    }
+}
+
+/// What `trustpath eval --tool-call` prints: the check as it would be
+/// answered, and the input the policy saw. Nothing is logged.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolCallEvaluation {
+    pub allow: bool,
+    pub reasons: Vec<String>,
+    pub required_scopes: Vec<String>,
+    pub grant_status: GrantStatus,
+    pub policy_revision: String,
+    pub input: Value,
+}
+
+/// A tool call checked against a stopped server's keys and log, without
+/// logging it.
+pub fn dry_run(
+    grants: &GrantChecker,
+    policies: &PolicyStore,
+    config: &ToolCallConfig,
+    request: &ToolCallRequest,
+) -> ToolCallEvaluation {
+    let checked = evaluate(grants, policies, config, request, Utc::now());
+    ToolCallEvaluation {
+        allow: checked.decision.allow,
+        reasons: checked.decision.reasons,
+        required_scopes: checked.decision.required_scopes,
+        grant_status: checked.grant.status,
+        policy_revision: checked.policy_revision,
+        input: checked.input,
     }
 }
 

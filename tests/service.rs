@@ -708,3 +708,71 @@ async fn config_from_the_environment_and_config_check() {
         .unwrap();
     assert_eq!(resp.status(), 413);
 }
+
+/// `eval --tool-call`: a tool-call request checked against a stopped
+/// server's keys and log, the policy's answer printed, nothing logged.
+#[tokio::test]
+async fn eval_checks_a_tool_call_without_logging_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &repo_policies(), None);
+    let key = TestKey::generate("k1");
+    let decision = connect(&server, &key, "s-eval", &["files:read"]).await;
+    server.stop();
+    let data_arg = data.to_str().unwrap();
+    let exported = || {
+        let (ok, _, err) = trustpath(&["log", "export", "--data-dir", data_arg]);
+        assert!(ok, "{err}");
+        err
+    };
+    let before = exported();
+    let eval = |tool: &str| {
+        let file = dir.path().join(format!("{tool}.json"));
+        std::fs::write(
+            &file,
+            json!({"grant": grant_token(&decision), "tool": tool, "method": "tools/call"})
+                .to_string(),
+        )
+        .unwrap();
+        let (ok, out, err) = trustpath(&[
+            "eval",
+            "--tool-call",
+            "--input",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data_arg,
+            "--policies",
+            repo_policies().to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let read = eval("read_file");
+    assert_eq!(read["allow"], true, "{read:#}");
+    assert_eq!(read["grant_status"], "active");
+    assert_eq!(read["input"]["tool"], "read_file");
+    let write = eval("write_file");
+    assert_eq!(write["allow"], false, "{write:#}");
+    assert!(
+        write["reasons"].to_string().contains("write_file"),
+        "{write:#}"
+    );
+    assert_eq!(exported(), before, "nothing was logged");
+
+    // A request that names no grant is a usage error naming the field.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"tool": "read_file", "method": "tools/call"}"#).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trustpath"))
+        .args([
+            "eval",
+            "--tool-call",
+            "--input",
+            bad.to_str().unwrap(),
+            "--data-dir",
+            data_arg,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("grant"));
+}
