@@ -10,9 +10,9 @@ use crate::model::{Authentication, Decision, GrantClaims, PolicyFile, ToolCallDe
 
 /// One entry of the append-only log. Its `seq` is its leaf index.
 ///
-/// The stored bytes are this struct serialised by serde_json: fields in
-/// declaration order, JSON objects with sorted keys, so the same entry always
-/// produces the same bytes and the same hash.
+/// It is stored in its sealed form (`log::sealed`, LOG-FORMAT.md): RFC 8785
+/// canonical JSON, every object's keys sorted, top level included, so the
+/// same entry always produces the same bytes and the same hash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogEntry {
     pub seq: u64,
