@@ -26,6 +26,7 @@ pub(crate) mod lifecycle;
 pub mod log;
 pub mod model;
 pub mod policy;
+pub mod progress;
 pub mod replay;
 pub mod retention;
 pub(crate) mod revocation;

@@ -30,6 +30,10 @@ struct Cli {
     #[arg(long, global = true, env = "TRUSTPATH_LOG_FORMAT",
           value_parser = ["text", "json"])]
     log_format: Option<String>,
+    /// No progress bars and no informational lines on stderr (results and
+    /// errors still print). Bars are drawn only when stderr is a terminal.
+    #[arg(long, short, global = true)]
+    quiet: bool,
 }
 
 impl Cli {
@@ -532,6 +536,7 @@ fn run() -> Result<std::process::ExitCode> {
         }
     }
     let cli = Cli::parse();
+    commands::progress::set_quiet(cli.quiet);
     // A command whose output goes into `head` ends quietly when the pipe
     // closes (the default action of SIGPIPE), instead of failing a write.
     // Not the server: it must outlive a closed stdout (a stdout sink).

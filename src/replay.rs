@@ -232,7 +232,26 @@ pub fn replay(
     candidate: &PolicyBundle,
     filter: &Filter,
     workers: usize,
+    on_change: impl FnMut(&Change),
+) -> Result<Summary, ReplayError> {
+    replay_with(
+        source,
+        candidate,
+        filter,
+        workers,
+        on_change,
+        &crate::progress::Silent,
+    )
+}
+
+/// [`replay`], reporting each entry read to `progress`.
+pub fn replay_with(
+    source: ReplaySource,
+    candidate: &PolicyBundle,
+    filter: &Filter,
+    workers: usize,
     mut on_change: impl FnMut(&Change),
+    progress: &dyn crate::progress::Progress,
 ) -> Result<Summary, ReplayError> {
     let workers = workers.max(1);
     let (chunks_tx, chunks_rx) = mpsc::sync_channel::<Chunk>(workers * 2);
@@ -240,7 +259,7 @@ pub fn replay(
     let (done_tx, done_rx) = mpsc::sync_channel::<Done>(workers * 2);
 
     std::thread::scope(|scope| {
-        let reader = scope.spawn(move || read_chunks(source, chunks_tx));
+        let reader = scope.spawn(move || read_chunks(source, chunks_tx, progress));
         for _ in 0..workers {
             let (rx, tx) = (chunks_rx.clone(), done_tx.clone());
             scope.spawn(move || evaluate_chunks(&rx, &tx, candidate, filter));
@@ -253,10 +272,15 @@ pub fn replay(
     })
 }
 
-fn read_chunks(source: ReplaySource, tx: SyncSender<Chunk>) -> Result<(), ReplayError> {
+fn read_chunks(
+    source: ReplaySource,
+    tx: SyncSender<Chunk>,
+    progress: &dyn crate::progress::Progress,
+) -> Result<(), ReplayError> {
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut index = 0;
     let mut push = |item: (u64, Vec<u8>)| -> bool {
+        progress.advance(1);
         chunk.push(item);
         if chunk.len() == CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
@@ -270,9 +294,11 @@ fn read_chunks(source: ReplaySource, tx: SyncSender<Chunk>) -> Result<(), Replay
     };
     match source {
         ReplaySource::Log(store) => {
+            let size = store.next_seq()?;
+            progress.start(Some(size));
             // One look-up per seq rather than a scan: sled keeps the pages a
             // scan passes in memory, so a scan grows with the log.
-            for seq in 0..store.next_seq()? {
+            for seq in 0..size {
                 let bytes = store.entry(seq)?.ok_or(LogError::Corrupt)?;
                 if !push((seq, bytes.to_vec())) {
                     return Ok(());
@@ -299,6 +325,7 @@ fn read_chunks(source: ReplaySource, tx: SyncSender<Chunk>) -> Result<(), Replay
             };
             let header: ExportHeader = serde_json::from_str(&header)
                 .map_err(|e| export_err(1, format!("not a trustpath export header: {e}")))?;
+            progress.start(header.to.checked_sub(header.from));
             // The last line is the trailer: hold one line back so that it is
             // never taken for an entry, and check it once the file ends.
             let mut held: Option<(usize, String)> = None;

@@ -776,3 +776,53 @@ async fn eval_checks_a_tool_call_without_logging_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("grant"));
 }
+
+/// Progress bars: drawn on a terminal (a pty from `script`), never into a
+/// pipe, and not with `--quiet`.
+#[tokio::test]
+async fn progress_bars_only_on_a_terminal_and_not_when_quiet() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: no `script` (util-linux) to give the command a terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &repo_policies(), None);
+    let key = TestKey::generate("k1");
+    for i in 0..5 {
+        connect(&server, &key, &format!("s-bar-{i}"), &["files:read"]).await;
+    }
+    server.stop();
+    let bin = env!("CARGO_BIN_EXE_trustpath");
+    let verify = format!("'{bin}' log verify --data-dir '{}'", data.display());
+    let on_terminal = |command: &str| {
+        let out = std::process::Command::new("script")
+            .args(["-qec", command, "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = on_terminal(&verify);
+    assert!(
+        shown.contains("verifying") && shown.contains("entries"),
+        "{shown}"
+    );
+    assert!(shown.contains("OK: all"), "{shown}");
+    let quiet = on_terminal(&format!("{verify} --quiet"));
+    assert!(!quiet.contains("verifying"), "{quiet}");
+    assert!(quiet.contains("OK: all"), "{quiet}");
+    let (ok, out, err) = trustpath(&["log", "verify", "--data-dir", data.to_str().unwrap()]);
+    assert!(ok);
+    assert!(
+        !err.contains("verifying") && !out.contains("verifying"),
+        "{err}"
+    );
+    // --quiet drops the informational line too.
+    let (ok, _, err) = trustpath(&["log", "export", "--data-dir", data.to_str().unwrap(), "-q"]);
+    assert!(ok && err.is_empty(), "{err}");
+}

@@ -34,7 +34,7 @@ pub fn check(config: &Config, origins: &Origins) -> Result<()> {
     hide_secrets(&mut value);
     drop_nulls(&mut value);
     print!("{}", toml::to_string_pretty(&value)?);
-    eprintln!("configuration OK");
+    super::progress::note!("configuration OK");
     Ok(())
 }
 

@@ -48,10 +48,14 @@ pub fn run(command: LogCommand) -> Result<()> {
                 }
                 None => trustpath::app::log_verifier(&config)?,
             };
+            let bar = super::progress::Bar::new("verifying");
             if !live {
-                return report_verify(verify::verify_store(&store, &verifier), false);
+                let result = verify::verify_store_with(&store, &verifier, false, &bar);
+                drop(bar);
+                return report_verify(result, false);
             }
-            let result = verify::verify_live(&store, &verifier);
+            let result = verify::verify_store_with(&store, &verifier, true, &bar);
+            drop(bar);
             let checked = result.as_ref().map_or(0, |v| v.tree_size);
             report_verify(result, false)?;
             let newer = store.next_seq()?.saturating_sub(checked);
@@ -92,7 +96,8 @@ pub fn run(command: LogCommand) -> Result<()> {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let count = if filter.is_empty() {
-                verify::export(&store, &verifier, from, to, &mut out)?
+                let bar = super::progress::Bar::new("exporting");
+                verify::export_with(&store, &verifier, from, to, &mut out, &bar)?
             } else {
                 let page = trustpath::log::query::query(&store, &filter, usize::MAX, None)?;
                 let mut seqs: Vec<u64> = page
@@ -104,7 +109,7 @@ pub fn run(command: LogCommand) -> Result<()> {
                 verify::export_selected(&store, &verifier, &seqs, &mut out)?
             };
             std::io::Write::flush(&mut out)?;
-            eprintln!("exported {count} entries");
+            super::progress::note!("exported {count} entries");
             Ok(())
         }
         LogCommand::Query {
@@ -448,7 +453,9 @@ fn export_from(url: &str, token: Option<&str>, from: u64, to: Option<u64>) -> Re
         }
         out.flush()?;
         match range {
-            Some((Some(from), Some(to))) => eprintln!("exported {} entries", to - from),
+            Some((Some(from), Some(to))) => {
+                super::progress::note!("exported {} entries", to - from)
+            }
             _ => anyhow::bail!("{endpoint}: no export header arrived"),
         }
         Ok(())

@@ -6,5 +6,6 @@ pub mod exit;
 pub mod keys;
 pub mod log;
 pub mod policy_test;
+pub mod progress;
 pub mod replay;
 pub mod store;

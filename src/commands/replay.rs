@@ -87,21 +87,30 @@ pub fn run(args: ReplayArgs<'_>) -> Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut write_error = None;
     let mut cases = Vec::new();
-    let summary = replay::replay(source, &candidate, &args.filter, workers, |change| {
-        let written = match args.format {
-            ReplayFormat::Json => serde_json::to_writer(&mut out, change)
-                .map_err(std::io::Error::from)
-                .and_then(|()| writeln!(out)),
-            ReplayFormat::Text => print_change(&mut out, change),
-            ReplayFormat::Junit => {
-                cases.push(junit_case(change, &args.fail_on));
-                Ok(())
+    let bar = super::progress::Bar::new("replaying");
+    let summary = replay::replay_with(
+        source,
+        &candidate,
+        &args.filter,
+        workers,
+        |change| {
+            let written = match args.format {
+                ReplayFormat::Json => serde_json::to_writer(&mut out, change)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writeln!(out)),
+                ReplayFormat::Text => print_change(&mut out, change),
+                ReplayFormat::Junit => {
+                    cases.push(junit_case(change, &args.fail_on));
+                    Ok(())
+                }
+            };
+            if let Err(e) = written {
+                write_error.get_or_insert(e);
             }
-        };
-        if let Err(e) = written {
-            write_error.get_or_insert(e);
-        }
-    })?;
+        },
+        &bar,
+    )?;
+    drop(bar);
     if let Some(e) = write_error {
         return Err(e).context("writing the report");
     }

@@ -10,9 +10,9 @@ pub fn run(command: StoreCommand) -> Result<()> {
             let (before, after) =
                 trustpath::store::postgres::migrate(&store).context("trustpath store migrate")?;
             if before == after {
-                eprintln!("schema is at version {after}; nothing to do");
+                super::progress::note!("schema is at version {after}; nothing to do");
             } else {
-                eprintln!("schema migrated from version {before} to {after}");
+                super::progress::note!("schema migrated from version {before} to {after}");
             }
             Ok(())
         }
@@ -25,8 +25,11 @@ pub fn run(command: StoreCommand) -> Result<()> {
             })?;
             let target =
                 trustpath::store::open_fleet_log(&to).context("opening the destination store")?;
-            let copied = trustpath::log::copy::copy(&source, &target).context("copying the log")?;
-            eprintln!(
+            let bar = super::progress::Bar::new("copying");
+            let copied = trustpath::log::copy::copy_with(&source, &target, &bar)
+                .context("copying the log")?;
+            drop(bar);
+            super::progress::note!(
                 "copied {copied} entries and their checkpoints from {}",
                 from.display()
             );

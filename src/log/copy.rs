@@ -16,6 +16,16 @@ const BATCH: usize = 1000;
 /// again from the entries, as the writer derived them, and the checkpoints
 /// are copied as signed (so they verify only if the copy is faithful).
 pub fn copy(from: &LogStore, to: &LogStore) -> Result<u64, LogError> {
+    copy_with(from, to, &crate::progress::Silent)
+}
+
+/// [`copy`], reporting each entry read to `progress`.
+pub fn copy_with(
+    from: &LogStore,
+    to: &LogStore,
+    progress: &dyn crate::progress::Progress,
+) -> Result<u64, LogError> {
+    progress.start(from.next_seq().ok());
     let held = to.next_seq()?;
     if held != 0 {
         return Err(LogError::Writer(format!(
@@ -27,6 +37,7 @@ pub fn copy(from: &LogStore, to: &LogStore) -> Result<u64, LogError> {
     let mut copied = 0u64;
     for item in from.entries() {
         let (seq, bytes) = item?;
+        progress.advance(1);
         if seq != copied + pending.len() as u64 {
             return Err(LogError::Malformed(format!(
                 "the source log has a gap: entry {seq} follows entry {}",

@@ -205,7 +205,18 @@ fn check_recorded(ledger: &RetentionLedger) -> Result<(), Tampering> {
 /// Verifies a stopped server's log: every entry must be covered by a
 /// signed checkpoint.
 pub fn verify_store(store: &LogStore, verifier: &NoteVerifier) -> Result<Verified, Tampering> {
-    verify_stored(store, verifier, false)
+    verify_stored(store, verifier, false, &crate::progress::Silent)
+}
+
+/// [`verify_store`] (or, `live`, [`verify_live`]) reporting each entry
+/// checked to `progress`.
+pub fn verify_store_with(
+    store: &LogStore,
+    verifier: &NoteVerifier,
+    live: bool,
+    progress: &dyn crate::progress::Progress,
+) -> Result<Verified, Tampering> {
+    verify_stored(store, verifier, live, progress)
 }
 
 /// Verifies a log that is being written (a fleet's, while its replicas
@@ -213,14 +224,16 @@ pub fn verify_store(store: &LogStore, verifier: &NoteVerifier) -> Result<Verifie
 /// [`verify_store`] does. Entries appended after it are not attested by
 /// any signature yet; they are left for a later run, not failed.
 pub fn verify_live(store: &LogStore, verifier: &NoteVerifier) -> Result<Verified, Tampering> {
-    verify_stored(store, verifier, true)
+    verify_stored(store, verifier, true, &crate::progress::Silent)
 }
 
 fn verify_stored(
     store: &LogStore,
     verifier: &NoteVerifier,
     live: bool,
+    progress: &dyn crate::progress::Progress,
 ) -> Result<Verified, Tampering> {
+    progress.start(store.next_seq().ok());
     let mut checkpoints: Vec<(u64, String)> = store.checkpoints().collect::<Result<_, _>>()?;
     checkpoints.sort_by_key(|(size, _)| *size);
     let opened: Vec<Checkpoint> = checkpoints
@@ -240,6 +253,7 @@ fn verify_stored(
     let mut ledger = RetentionLedger::default();
     for item in store.entries() {
         let (seq, bytes) = item?;
+        progress.advance(1);
         if live && seq >= covered && range.size() == covered {
             // Not attested yet, so not verified; but a retention record
             // here may cover a redaction already applied below. A later
@@ -632,9 +646,22 @@ pub fn export(
     to: Option<u64>,
     out: &mut impl std::io::Write,
 ) -> Result<u64, Tampering> {
+    export_with(store, verifier, from, to, out, &crate::progress::Silent)
+}
+
+/// [`export`], reporting each entry written to `progress`.
+pub fn export_with(
+    store: &LogStore,
+    verifier: &NoteVerifier,
+    from: u64,
+    to: Option<u64>,
+    out: &mut impl std::io::Write,
+    progress: &dyn crate::progress::Progress,
+) -> Result<u64, Tampering> {
     let (note, cp) = latest_checkpoint(store, verifier)?;
     let to = to.unwrap_or(cp.size).min(cp.size);
     let from = from.min(to);
+    progress.start(Some(to.saturating_sub(from)));
     let io = |e: std::io::Error| Tampering::Storage(LogError::Writer(e.to_string()));
     let mut leaf_hashes = Vec::with_capacity(usize::try_from(to.saturating_sub(from)).unwrap_or(0));
     let header = ExportHeader {
@@ -654,6 +681,7 @@ pub fn export(
     )
     .map_err(io)?;
     for seq in from..to {
+        progress.advance(1);
         let bytes = store.entry(seq)?.ok_or(Tampering::Removed { seq })?;
         let line = if sealed::is_expired(&bytes) {
             sealed::expired_line(seq)
