@@ -25,8 +25,8 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log lines as text, or as JSON objects (one per line, with the
-    /// request's trace id) for a log pipeline. Default: the config's
-    /// `log_format`, else text.
+    /// request's trace id) for a log pipeline [default: the config's
+    /// `log_format`, else text]
     #[arg(long, global = true, env = "TRUSTPATH_LOG_FORMAT",
           value_parser = ["text", "json"])]
     log_format: Option<String>,
@@ -442,26 +442,30 @@ async fn health(url: &str, ready: bool) -> Result<()> {
 /// override the config file.
 #[derive(Args)]
 struct Settings {
-    /// TOML config file.
+    /// TOML config file [default: none; every key has a default]
     #[arg(long, env = "TRUSTPATH_CONFIG")]
     config: Option<PathBuf>,
-    /// Listen address, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+    /// Listen address; port 0 picks a free port [default: the config's
+    /// `listen`, else 127.0.0.1:8080]
     #[arg(long, env = "TRUSTPATH_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Data directory (the embedded log, keys).
+    /// Data directory: the embedded log, keys [default: the config's
+    /// `data_dir`, else ./data]
     #[arg(long, env = "TRUSTPATH_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// A fleet's shared store, postgres://USER@HOST/DB, instead of the
-    /// data directory's log.
+    /// data directory's log [default: the config's `store.url`, else none]
     #[arg(long, env = "TRUSTPATH_STORE_URL")]
     store: Option<String>,
-    /// This replica's name in a fleet.
+    /// This replica's name in a fleet [default: the config's `store.node`]
     #[arg(long, env = "TRUSTPATH_NODE")]
     node: Option<String>,
-    /// Rego policy directory.
+    /// Rego policy directory [default: the config's `policies`, else
+    /// ./policies]
     #[arg(long, env = "TRUSTPATH_POLICIES")]
     policies: Option<PathBuf>,
-    /// `iss` of signed grants.
+    /// `iss` of signed grants [default: the config's `issuer`, else
+    /// https://trustpath.local]
     #[arg(long, env = "TRUSTPATH_ISSUER")]
     issuer: Option<String>,
 }

@@ -826,3 +826,35 @@ async fn progress_bars_only_on_a_terminal_and_not_when_quiet() {
     let (ok, _, err) = trustpath(&["log", "export", "--data-dir", data.to_str().unwrap(), "-q"]);
     assert!(ok && err.is_empty(), "{err}");
 }
+
+/// `--help` says each shared flag's default, where the config can supply it.
+#[test]
+fn help_shows_the_defaults() {
+    let (ok, out, _) = trustpath(&["serve", "--help"]);
+    assert!(ok);
+    for flag in [
+        "--config",
+        "--listen",
+        "--data-dir",
+        "--store",
+        "--node",
+        "--policies",
+        "--issuer",
+        "--log-format",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("{flag} not in {out}"));
+        assert!(
+            line.contains("[default:"),
+            "{flag} has no default shown: {line}"
+        );
+    }
+    let (ok, out, _) = trustpath(&["test", "--help"]);
+    assert!(ok);
+    assert!(
+        out.contains("[default: pretty]") && out.contains("[default: policies]"),
+        "{out}"
+    );
+}
