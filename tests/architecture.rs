@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("time", 0),
     ("disk", 0),
     ("trace_context", 0),
+    ("progress", 0),
     ("secret_file", 0),
     ("input", 0),
     // Domain types and settings: no I/O.
