@@ -17,6 +17,7 @@ use crate::identity::{Authenticator, IdentityError};
 use crate::lifecycle::{self, KeyInUse, PolicyRecorder};
 use crate::log::checkpoint::{LogSigner, NoteVerifier};
 use crate::log::entry::{KeyPurpose, PolicyTrigger};
+use crate::log::Record;
 use crate::log::{
     CheckpointPolicy, LogError, LogStore, LogWriter, Observer, WriterOptions, WriterThread,
 };
@@ -109,6 +110,78 @@ pub fn open_retainer(config: &Config) -> Result<(Arc<Retainer>, WriterThread), A
     )?;
     let retainer = Retainer::new(opened.log, log, policies, &config.retention);
     Ok((Arc::new(retainer), thread))
+}
+
+/// `trustpath keys rotate --log` on a stopped server's data directory: the
+/// new key's `signing_key` entry is appended and the old key signs the
+/// checkpoint covering it (its handover, see `log::key_history`), then the
+/// new key takes the key file's place. Returns (old vkey, new vkey).
+pub async fn rotate_log_key(config: &Config) -> Result<(String, String), AppError> {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    config.validate()?;
+    if config.store.url.is_some() {
+        return Err(AppError::Request(
+            "log key rotation works on one node's data directory, not a fleet's store".into(),
+        ));
+    }
+    log_verifier(config)?;
+    let key_path = log_key_path(config);
+    let key_err = |e: String| {
+        AppError::Log(LogError::Open {
+            path: key_path.clone(),
+            message: e,
+        })
+    };
+    let opened = crate::store::open_server(config)?;
+    let store = opened.log.clone();
+    let size = store.next_seq()?;
+    if size == 0 {
+        return Err(AppError::Request(
+            "the log is empty: nothing to hand over".into(),
+        ));
+    }
+    let old = log_signer(config)?;
+    let old_vkey = old.verifier().vkey();
+    let new_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let new = LogSigner::new(new_key.clone(), old.origin());
+    let new_vkey = new.verifier().vkey();
+    let revision = crate::log::query::entry(&store, size - 1)?.policy_revision;
+    // The new key is on disk (beside the old one) before the log names it:
+    // a crash after the handover leaves it there to be put in place.
+    let pem = new_key
+        .to_pkcs8_pem(Default::default())
+        .map_err(|e| key_err(e.to_string()))?;
+    let staged = key_path.with_extension("pem.new");
+    let _ = std::fs::remove_file(&staged);
+    crate::secret_file::write_new(&staged, pem.as_bytes()).map_err(|e| key_err(e.to_string()))?;
+    let (log, thread) = LogWriter::start(
+        store.clone(),
+        old,
+        writer_options(config, Observer::default()),
+    )?;
+    let record = Record::SigningKey(crate::log::entry::SigningKeyRecord {
+        purpose: KeyPurpose::Log,
+        event: crate::log::entry::KeyEvent::Rotated,
+        key_id: new_vkey.clone(),
+        public_key: Value::String(new_vkey.clone()),
+        previous_key_id: Some(old_vkey.clone()),
+    });
+    let appended = log
+        .append(crate::time::rfc3339(chrono::Utc::now()), revision, record)
+        .await;
+    // The writer signs, with the old key, a checkpoint covering the entry
+    // as it stops: the handover.
+    drop(log);
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .map_err(|e| AppError::Log(LogError::Writer(e.to_string())))?;
+    if let Err(e) = appended {
+        let _ = std::fs::remove_file(&staged);
+        return Err(e.into());
+    }
+    drop((store, opened));
+    std::fs::rename(&staged, &key_path).map_err(|e| key_err(e.to_string()))?;
+    Ok((old_vkey, new_vkey))
 }
 
 /// The log's verifier key, for tools that read a data directory: never

@@ -190,7 +190,15 @@ enum KeysCommand {
     /// until the longest grant it could have signed has expired
     /// (grants.max_ttl_seconds + assertions.leeway_seconds); then it leaves. The log records the
     /// new key at the next start (a signing_key entry naming the old one).
-    Rotate(Settings),
+    Rotate {
+        /// The log's checkpoint key instead: the old key signs the
+        /// checkpoint over the new key's `signing_key` entry, and `log
+        /// verify` follows that handover, pinned to either key.
+        #[arg(long)]
+        log: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
 }
 
 #[derive(Subcommand)]
@@ -589,7 +597,14 @@ fn run() -> Result<std::process::ExitCode> {
         Command::Log { command } => done(commands::log::run(command)),
         Command::Store { command } => done(commands::store::run(command)),
         Command::Keys {
-            command: KeysCommand::Rotate(settings),
+            command:
+                KeysCommand::Rotate {
+                    log: true,
+                    settings,
+                },
+        } => done(commands::keys::rotate_log_key(&settings.resolve()?)),
+        Command::Keys {
+            command: KeysCommand::Rotate { settings, .. },
         } => done(commands::keys::rotate_grant_key(&settings.resolve()?)),
         Command::Config {
             command: ConfigCommand::Check(settings),

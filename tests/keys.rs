@@ -109,3 +109,115 @@ async fn a_rotated_grant_key_verifies_until_its_grants_expire_then_leaves() {
     assert_eq!(retired, 0);
     server.stop();
 }
+
+/// The log's checkpoint key rotated: the old key signs the handover, the
+/// server starts on the new key, and `log verify` accepts the history
+/// pinned to either key; a handover without the old key's checkpoint fails.
+#[tokio::test]
+async fn a_rotated_log_key_hands_over_and_verify_follows_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("trustpath.toml");
+    std::fs::write(&config, "[log]\ncheckpoint_every_entries = 1\n").unwrap();
+    let key = TestKey::generate("k1");
+    let server = Server::start(&data, &repo_policies(), Some(&config));
+    connect(&server, &key, "s-1", &["files:read"]).await;
+    let old_vkey = String::from_utf8(get_ok(&server, "/v1/log/public-key").await.to_vec()).unwrap();
+    server.stop();
+    let before = trustpath(&["log", "export", "--data-dir", data.to_str().unwrap()]).1;
+    let handover_seq = (before.lines().count() - 2) as u64;
+
+    let (ok, out, err) = trustpath(&[
+        "keys",
+        "rotate",
+        "--log",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains(old_vkey.trim()), "{out}");
+
+    let server = Server::start(&data, &repo_policies(), Some(&config));
+    let new_vkey = String::from_utf8(get_ok(&server, "/v1/log/public-key").await.to_vec()).unwrap();
+    assert_ne!(new_vkey, old_vkey);
+    connect(&server, &key, "s-2", &["files:read"]).await;
+    let handover = get_json(&server, &format!("/v1/log/entries/{handover_seq}")).await;
+    assert_eq!(handover["kind"], "signing_key", "{handover:#}");
+    assert_eq!(handover["purpose"], "log");
+    assert_eq!(handover["previous_key_id"], old_vkey.trim());
+    assert_eq!(handover["key_id"], new_vkey.trim());
+    // The new key signs the checkpoints after the handover.
+    let mut size = 0;
+    for _ in 0..50 {
+        let checkpoint =
+            String::from_utf8(get_ok(&server, "/v1/log/checkpoint").await.to_vec()).unwrap();
+        size = checkpoint.lines().nth(1).unwrap().parse::<u64>().unwrap();
+        if size > handover_seq + 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        size > handover_seq + 1,
+        "no checkpoint by the new key: {size}"
+    );
+    let proof = get_json(&server, "/v1/log/proof/inclusion?seq=3").await;
+    assert_eq!(proof["tree_size"], size, "{proof:#}");
+    server.stop();
+    // The offline proof bundle names the key that signed its checkpoint.
+    let (ok, out, err) = trustpath(&[
+        "log",
+        "proof",
+        "--seq",
+        "3",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let bundle: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(bundle["public_key"], new_vkey.trim());
+
+    // Pinned to the key file (the new key), and to the old key.
+    let (ok, report) = verify_dir(&data);
+    assert!(ok, "{report}");
+    let old_file = dir.path().join("old.vkey");
+    std::fs::write(&old_file, old_vkey.trim()).unwrap();
+    let (ok, out, err) = trustpath(&[
+        "log",
+        "verify",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--public-key",
+        old_file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    // A key the log never named is refused.
+    let stranger = "trustpath.local/decision-log+00000000+AQ==";
+    let (ok, ..) = trustpath(&[
+        "log",
+        "verify",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--public-key",
+        stranger,
+    ]);
+    assert!(!ok);
+
+    // Without the old key's checkpoint over the handover, it is not one.
+    let mut key = [0u8; 9];
+    key[0] = b'c';
+    key[1..].copy_from_slice(&(handover_seq + 1).to_be_bytes());
+    let (ok, report) = tampered(&data, "no-handover", |tree| {
+        assert!(
+            tree.remove(key).unwrap().is_some(),
+            "the handover checkpoint exists"
+        );
+    });
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains("no checkpoint of its predecessor"),
+        "{report}"
+    );
+}

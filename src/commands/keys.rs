@@ -5,6 +5,23 @@ use anyhow::{Context, Result};
 use trustpath::config::Config;
 use trustpath::grant::GrantSigner;
 
+/// `keys rotate --log`.
+pub fn rotate_log_key(config: &Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (old, new) = runtime
+        .block_on(trustpath::app::rotate_log_key(config))
+        .map_err(|e| match e {
+            trustpath::app::AppError::Request(m) => super::exit::usage(m),
+            other => anyhow::Error::from(other)
+                .context("rotating the log key (the server must be stopped)"),
+        })?;
+    println!("log key rotated: {old} signed the handover to {new}");
+    println!("pin the new key (trustpath log verify --public-key accepts either)");
+    Ok(())
+}
+
 pub fn rotate_grant_key(config: &Config) -> Result<()> {
     if config.store.url.is_some() {
         return Err(super::exit::usage(

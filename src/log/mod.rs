@@ -6,6 +6,7 @@ pub mod copy;
 pub mod entry;
 pub(crate) mod grants;
 pub mod index;
+pub mod key_history;
 pub mod merkle;
 pub mod proof;
 pub mod query;

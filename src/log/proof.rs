@@ -68,13 +68,7 @@ pub struct ConsistencyProof {
 
 /// The size of the latest signed checkpoint (0 before the first one).
 pub fn checkpoint_size(store: &LogStore, verifier: &NoteVerifier) -> Result<u64, LogError> {
-    match store.latest_checkpoint()? {
-        Some(note) => Ok(verifier
-            .open(&note)
-            .map_err(|e| LogError::Checkpoint(e.to_string()))?
-            .size),
-        None => Ok(0),
-    }
+    Ok(super::key_history::open_latest(store, verifier)?.map_or(0, |(_, cp)| cp.size))
 }
 
 /// The tree size a proof is for: the one asked for in `field`, else the
@@ -171,13 +165,11 @@ pub fn inclusion_bundle(
     verifier: &NoteVerifier,
     seq: u64,
 ) -> Result<InclusionBundle, ProofError> {
-    let note = store
-        .latest_checkpoint()?
+    let (note, cp) = super::key_history::open_latest(store, verifier)?
         .ok_or_else(|| LogError::Checkpoint("no checkpoint has been signed yet".into()))?;
-    let size = verifier
-        .open(&note)
-        .map_err(|e| LogError::Checkpoint(e.to_string()))?
-        .size;
+    let size = cp.size;
+    let history = super::key_history::KeyHistory::load(store, verifier)?;
+    let signer_key = history.verifier_for(size).vkey();
     if seq >= size {
         return Err(out_of_range(
             "seq",
@@ -204,6 +196,6 @@ pub fn inclusion_bundle(
         leaf_hash,
         path: proof.path,
         checkpoint: note,
-        public_key: verifier.vkey(),
+        public_key: signer_key,
     })
 }

@@ -236,9 +236,29 @@ fn verify_stored(
     progress.start(store.next_seq().ok());
     let mut checkpoints: Vec<(u64, String)> = store.checkpoints().collect::<Result<_, _>>()?;
     checkpoints.sort_by_key(|(size, _)| *size);
+    // Each checkpoint under the key in force for its size; every handover
+    // to a new key signed by the key before it (see `key_history`).
+    let history = super::key_history::KeyHistory::load(store, verifier).map_err(|e| {
+        Tampering::Checkpoint {
+            size: 0,
+            reason: e.to_string(),
+        }
+    })?;
+    for seq in history.handovers() {
+        let endorsed = seq.saturating_add(1);
+        if !checkpoints.iter().any(|(size, _)| *size == endorsed) {
+            return Err(Tampering::Checkpoint {
+                size: endorsed,
+                reason: format!(
+                    "the log key named at entry {seq} has no checkpoint of its predecessor \
+                     covering that entry"
+                ),
+            });
+        }
+    }
     let opened: Vec<Checkpoint> = checkpoints
         .iter()
-        .map(|(size, note)| open_checkpoint(verifier, *size, note))
+        .map(|(size, note)| open_checkpoint(history.verifier_for(*size), *size, note))
         .collect::<Result<_, _>>()?;
     let covered = opened.last().map_or(0, |c| c.size);
 
@@ -508,11 +528,15 @@ fn latest_checkpoint(
     store: &LogStore,
     verifier: &NoteVerifier,
 ) -> Result<(String, Checkpoint), Tampering> {
-    let note = store.latest_checkpoint()?.ok_or(Tampering::Checkpoint {
-        size: 0,
-        reason: "no checkpoint has been signed; start and stop the server once".to_string(),
-    })?;
-    let cp = open_note(verifier, &note)?;
+    let (note, cp) = super::key_history::open_latest(store, verifier)
+        .map_err(|e| Tampering::Checkpoint {
+            size: 0,
+            reason: e.to_string(),
+        })?
+        .ok_or(Tampering::Checkpoint {
+            size: 0,
+            reason: "no checkpoint has been signed; start and stop the server once".to_string(),
+        })?;
     Ok((note, cp))
 }
 

@@ -335,18 +335,37 @@ struct WriterState {
 }
 
 /// The log's size and its latest checkpoint, as stored.
+/// Refuses a key that is not the log's current one (see `key_history`):
+/// a key is changed with `trustpath keys rotate --log`, whose handover the
+/// old key signs.
 fn stored_state(store: &LogStore, signer: &LogSigner) -> Result<(u64, (u64, Hash)), LogError> {
     let size = store.next_seq()?;
+    let history = super::key_history::KeyHistory::load(store, signer.verifier()).map_err(|e| {
+        LogError::Checkpoint(format!(
+            "{e}; a log key is changed with `trustpath keys rotate --log`"
+        ))
+    })?;
     let checkpointed = match store.latest_checkpoint()? {
         Some(note) => {
-            let cp = signer
-                .verifier()
+            let cp = history
                 .open(&note)
                 .map_err(|e| LogError::Checkpoint(format!("latest stored checkpoint: {e}")))?;
             (cp.size, cp.root)
         }
         None => (0, merkle::empty_root()),
     };
+    // The key that signs the next checkpoint: over what is uncovered now,
+    // or over the next entry. During a rotation that is still the old key
+    // (it signs the handover); after it, the new one.
+    let next = if checkpointed.0 < size { size } else { size + 1 };
+    let due = history.verifier_for(next).vkey();
+    if due != signer.verifier().vkey() {
+        return Err(LogError::Checkpoint(format!(
+            "the log's key for its next checkpoint is {due}, not this server's; a log key is \
+             changed with `trustpath keys rotate --log` (after a crash during one, the new \
+             key is the key file's name with `.pem.new`)"
+        )));
+    }
     Ok((size, checkpointed))
 }
 
