@@ -357,7 +357,11 @@ fn stored_state(store: &LogStore, signer: &LogSigner) -> Result<(u64, (u64, Hash
     // The key that signs the next checkpoint: over what is uncovered now,
     // or over the next entry. During a rotation that is still the old key
     // (it signs the handover); after it, the new one.
-    let next = if checkpointed.0 < size { size } else { size + 1 };
+    let next = if checkpointed.0 < size {
+        size
+    } else {
+        size + 1
+    };
     let due = history.verifier_for(next).vkey();
     if due != signer.verifier().vkey() {
         return Err(LogError::Checkpoint(format!(
