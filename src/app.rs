@@ -235,12 +235,15 @@ async fn open_observed(config: &Config, observer: Observer) -> Result<Opened, Ap
     let policies = Arc::new(PolicyStore::load(&config.policies)?);
     let grant_key_path = signing_key_path(config);
     let grant_key_created = !grant_key_path.exists();
-    let signer = Arc::new(GrantSigner::load_with_retired(
-        &grant_key_path,
-        &crate::grant::retired_dir(&config.data_dir),
-        &config.issuer,
-        chrono::Utc::now().timestamp(),
-    )?);
+    let signer = Arc::new(
+        GrantSigner::load_with_retired(
+            &grant_key_path,
+            &crate::grant::retired_dir(&config.data_dir),
+            &config.issuer,
+            chrono::Utc::now().timestamp(),
+        )?
+        .with_verification_keys(&config.grants.verification_key_files)?,
+    );
     let log_key_created = !log_key_path(config).exists();
     let log_signer = log_signer(config)?;
     let log_verifier = log_signer.verifier().clone();
@@ -381,7 +384,8 @@ pub fn dry_run_tool_call(
         &crate::grant::retired_dir(&config.data_dir),
         &config.issuer,
         chrono::Utc::now().timestamp(),
-    )?;
+    )?
+    .with_verification_keys(&config.grants.verification_key_files)?;
     let grants = GrantChecker::new(Arc::new(signer), store);
     Ok(crate::tool_call::dry_run(
         &grants,

@@ -94,6 +94,11 @@ pub struct GrantConfig {
     pub max_ttl_seconds: u64,
     /// PKCS#8 PEM Ed25519 key; created in the data directory when absent.
     pub signing_key_file: Option<PathBuf>,
+    /// More keys that verify grants (never sign), each a public JWK in a
+    /// JSON file with a `kid`: listed in the JWKS for as long as they are
+    /// configured (a key from another deployment, or kept by hand). Keys
+    /// `trustpath keys rotate` retires need no entry here.
+    pub verification_key_files: Vec<PathBuf>,
 }
 
 impl Default for GrantConfig {
@@ -102,6 +107,7 @@ impl Default for GrantConfig {
             default_ttl_seconds: 300,
             max_ttl_seconds: 900,
             signing_key_file: None,
+            verification_key_files: Vec::new(),
         }
     }
 }

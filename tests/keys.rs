@@ -221,3 +221,49 @@ async fn a_rotated_log_key_hands_over_and_verify_follows_the_history() {
         "{report}"
     );
 }
+
+/// `grants.verification_key_files`: a configured public key is in the JWKS
+/// while configured; a file holding a private key is refused at start.
+#[tokio::test]
+async fn configured_verification_keys_join_the_jwks() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = Server::start(&dir.path().join("other"), &repo_policies(), None);
+    let other_jwks = get_json(&other, "/.well-known/jwks.json").await;
+    other.stop();
+    let jwk_file = dir.path().join("other.jwk.json");
+    std::fs::write(&jwk_file, other_jwks["keys"][0].to_string()).unwrap();
+    let config = dir.path().join("trustpath.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[grants]\nverification_key_files = [\"{}\"]\n",
+            jwk_file.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &repo_policies(), Some(&config));
+    let jwks = get_json(&server, "/.well-known/jwks.json").await;
+    let listed = kids(&jwks);
+    assert_eq!(listed.len(), 2, "{jwks}");
+    assert_eq!(listed[1], other_jwks["keys"][0]["kid"].as_str().unwrap());
+    server.stop();
+
+    let mut private = other_jwks["keys"][0].clone();
+    private["d"] = serde_json::json!("AAAA");
+    std::fs::write(&jwk_file, private.to_string()).unwrap();
+    let (ok, _, err) = trustpath(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--policies",
+        repo_policies().to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("other.jwk.json") && err.contains("private key"),
+        "{err}"
+    );
+}

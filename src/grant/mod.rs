@@ -128,6 +128,42 @@ impl GrantSigner {
         Ok(signer)
     }
 
+    /// Adds configured verification keys (public JWK files with a `kid`):
+    /// they verify grants and are in the JWKS while configured.
+    pub fn with_verification_keys(mut self, files: &[PathBuf]) -> Result<Self, GrantError> {
+        for file in files {
+            let key_err = |message: String| GrantError::Key {
+                path: file.clone(),
+                message,
+            };
+            let text = std::fs::read_to_string(file).map_err(|e| key_err(e.to_string()))?;
+            let public_jwk: Value =
+                serde_json::from_str(&text).map_err(|e| key_err(format!("not JSON: {e}")))?;
+            let Some(kid) = public_jwk["kid"].as_str().map(str::to_string) else {
+                return Err(key_err("the JWK has no kid".into()));
+            };
+            if public_jwk.get("d").is_some() {
+                return Err(key_err(
+                    "the JWK holds a private key (d): give the public key only".into(),
+                ));
+            }
+            let jwk = serde_json::from_value(public_jwk.clone())
+                .map_err(|e| key_err(format!("not a JWK: {e}")))?;
+            let decoding_key =
+                DecodingKey::from_jwk(&jwk).map_err(|e| key_err(format!("not a JWK: {e}")))?;
+            self.retired.push(RetiredVerifier {
+                record: RetiredKey {
+                    kid,
+                    public_jwk,
+                    retired_at: 0,
+                    keep_until: i64::MAX,
+                },
+                decoding_key,
+            });
+        }
+        Ok(self)
+    }
+
     /// Retires the key at `path` (its public half recorded in `retired`,
     /// kept until `keep_until`) and puts a new key in its place; returns
     /// (old kid, new kid). The new key is written beside the old one and
