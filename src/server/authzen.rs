@@ -200,14 +200,12 @@ fn answer(outcome: &ToolCallOutcome) -> Value {
     json!({ "decision": outcome.allow, "context": context })
 }
 
-async fn check(state: &AppState, request: ToolCallRequest) -> Result<Value, ApiError> {
-    let outcome = state
-        .tool_calls
-        .check(request)
-        .await
-        // Not durable, so not answered: the PEP must treat this as a deny.
-        .map_err(|e| ApiError::log(&e))?;
-    state.metrics.tool_call(outcome.allow);
+async fn check(
+    state: &AppState,
+    caller: &str,
+    request: ToolCallRequest,
+) -> Result<Value, ApiError> {
+    let outcome = super::enforcement::check(state, caller, request).await?;
     Ok(answer(&outcome))
 }
 
@@ -228,13 +226,13 @@ fn with_request_id(headers: &HeaderMap, body: Value) -> Response {
 /// `POST /access/v1/evaluation`.
 pub async fn evaluation(
     State(state): State<Arc<AppState>>,
-    _: Authorized<Enforce>,
+    who: Authorized<Enforce>,
     headers: HeaderMap,
     JsonBody(request): JsonBody<EvaluationRequest>,
 ) -> Result<Response, ApiError> {
     let _permit = state.admit()?;
     let tool_call = to_tool_call(&request, "")?;
-    let body = check(&state, tool_call).await?;
+    let body = check(&state, &who.caller, tool_call).await?;
     Ok(with_request_id(&headers, body))
 }
 
@@ -244,7 +242,7 @@ const MAX_EVALUATIONS: usize = 100;
 /// `POST /access/v1/evaluations`.
 pub async fn evaluations(
     State(state): State<Arc<AppState>>,
-    _: Authorized<Enforce>,
+    who: Authorized<Enforce>,
     headers: HeaderMap,
     JsonBody(request): JsonBody<EvaluationsRequest>,
 ) -> Result<Response, ApiError> {
@@ -257,7 +255,7 @@ pub async fn evaluations(
             resource: required(request.resource, "resource")?,
             context: request.context,
         };
-        let body = check(&state, to_tool_call(&single, "")?).await?;
+        let body = check(&state, &who.caller, to_tool_call(&single, "")?).await?;
         return Ok(with_request_id(&headers, body));
     }
     if request.evaluations.len() > MAX_EVALUATIONS {
@@ -289,7 +287,7 @@ pub async fn evaluations(
     let semantic = request.options.evaluations_semantic;
     let mut answers = Vec::with_capacity(tool_calls.len());
     for tool_call in tool_calls {
-        let answer = check(&state, tool_call).await?;
+        let answer = check(&state, &who.caller, tool_call).await?;
         let allowed = answer["decision"] == Value::Bool(true);
         answers.push(answer);
         let stop = match semantic {

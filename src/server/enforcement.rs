@@ -25,6 +25,17 @@ pub async fn tool_call(
 ) -> Result<Response, ApiError> {
     let _permit = state.admit()?;
     tool_call::validate(&request).map_err(|e| ApiError::bad_field(e.field, e.message))?;
+    let outcome = check(&state, &who.caller, request).await?;
+    Ok(Json(outcome).into_response())
+}
+
+/// One tool-call check, counted and logged: `/v1/tool-calls` and each
+/// AuthZEN evaluation. `request` has passed `tool_call::validate`.
+pub(crate) async fn check(
+    state: &AppState,
+    caller: &str,
+    request: ToolCallRequest,
+) -> Result<tool_call::ToolCallOutcome, ApiError> {
     let outcome = state
         .tool_calls
         .check(request)
@@ -33,14 +44,14 @@ pub async fn tool_call(
         .map_err(|e| ApiError::log(&e))?;
     state.metrics.tool_call(outcome.allow);
     tracing::info!(
-        caller = %Printable(&who.caller),
+        caller = %Printable(caller),
         tool_call_id = %outcome.tool_call_id,
         session_id = %Printable(outcome.session_id.as_deref().unwrap_or("-")),
         allow = outcome.allow,
         grant_status = outcome.grant_status.as_str(),
         "tool call"
     );
-    Ok(Json(outcome).into_response())
+    Ok(outcome)
 }
 
 /// RFC 7662 request: form-encoded.

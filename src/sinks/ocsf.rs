@@ -34,6 +34,20 @@ pub fn events(seq: u64, entry: &Value) -> Vec<Value> {
 const SUCCESS: (u8, &str) = (1, "Success");
 const FAILURE: (u8, &str) = (2, "Failure");
 
+/// Success when the entry's decision allowed; anything else (a denial, or
+/// no decision left to read) is a failure.
+fn decision_status(entry: &Value) -> (u8, &'static str) {
+    let allow = entry
+        .pointer("/decision/allow")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if allow {
+        SUCCESS
+    } else {
+        FAILURE
+    }
+}
+
 fn text<'a>(entry: &'a Value, pointer: &str) -> Option<&'a str> {
     entry.pointer(pointer).and_then(Value::as_str)
 }
@@ -146,11 +160,7 @@ fn authentication(seq: u64, entry: &Value) -> Value {
 /// Authorize Session (3003), Assign Privileges: the policy decision, its
 /// privileges the approved scopes.
 fn authorize_session(seq: u64, entry: &Value) -> Value {
-    let allow = entry
-        .pointer("/decision/allow")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let status = if allow { SUCCESS } else { FAILURE };
+    let status = decision_status(entry);
     let mut event = event(seq, Some("decision"), entry, (3, 3003, 1), status);
     event.insert("user".into(), client(entry));
     if let Some(session) = text(entry, "/session_id") {
@@ -177,11 +187,7 @@ fn authorize_session(seq: u64, entry: &Value) -> Value {
 
 /// API Activity (6003), Other: a tool call checked against its grant.
 fn api_activity(seq: u64, entry: &Value) -> Value {
-    let allow = entry
-        .pointer("/decision/allow")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let status = if allow { SUCCESS } else { FAILURE };
+    let status = decision_status(entry);
     let mut event = event(seq, None, entry, (6, 6003, 99), status);
     let tool = text(entry, "/tool").unwrap_or("");
     event.insert(
