@@ -113,6 +113,15 @@ fn client(entry: &Value) -> Value {
     json!({ "uid": id, "name": id, "type_id": 99, "type": "Agent" })
 }
 
+/// `user` (the client) and, when the entry has one, `session`: who a
+/// connection decision's two events are about.
+fn the_client_and_session(event: &mut Map<String, Value>, entry: &Value) {
+    event.insert("user".into(), client(entry));
+    if let Some(session) = text(entry, "/session_id") {
+        event.insert("session".into(), json!({ "uid": session }));
+    }
+}
+
 fn reasons(entry: &Value, pointer: &str) -> Option<String> {
     let list = entry.pointer(pointer)?.as_array()?;
     let joined: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
@@ -137,10 +146,7 @@ fn authentication(seq: u64, entry: &Value) -> Value {
         _ => (99, "Other"),
     };
     let mut event = event(seq, Some("authentication"), entry, (3, 3002, 1), status);
-    event.insert("user".into(), client(entry));
-    if let Some(session) = text(entry, "/session_id") {
-        event.insert("session".into(), json!({ "uid": session }));
-    }
+    the_client_and_session(&mut event, entry);
     event.insert("auth_protocol_id".into(), json!(99));
     let method = text(entry, "/authentication/method").unwrap_or("none");
     event.insert("auth_protocol".into(), json!(method));
@@ -162,10 +168,7 @@ fn authentication(seq: u64, entry: &Value) -> Value {
 fn authorize_session(seq: u64, entry: &Value) -> Value {
     let status = decision_status(entry);
     let mut event = event(seq, Some("decision"), entry, (3, 3003, 1), status);
-    event.insert("user".into(), client(entry));
-    if let Some(session) = text(entry, "/session_id") {
-        event.insert("session".into(), json!({ "uid": session }));
-    }
+    the_client_and_session(&mut event, entry);
     let approved = entry
         .pointer("/decision/approved_scopes")
         .cloned()
