@@ -59,6 +59,27 @@ pub enum AppError {
     Request(String),
 }
 
+/// The console's settings, its pinned log verifier key checked; `None`
+/// when it is disabled.
+fn console_settings(
+    config: &Config,
+    log_verifier: &NoteVerifier,
+) -> Result<Option<crate::server::console::ConsoleSettings>, AppError> {
+    if !config.console.enabled {
+        return Ok(None);
+    }
+    let log_verifier = match &config.console.log_verifier {
+        Some(vkey) => {
+            NoteVerifier::from_vkey(vkey).map_err(|e| {
+                ConfigError::Invalid(format!("console.log_verifier: {e}"))
+            })?;
+            vkey.clone()
+        }
+        None => log_verifier.vkey(),
+    };
+    Ok(Some(crate::server::console::ConsoleSettings { log_verifier }))
+}
+
 fn limits(config: &Config) -> GrantLimits {
     GrantLimits {
         default_ttl_seconds: config.grants.default_ttl_seconds,
@@ -434,7 +455,8 @@ pub async fn serve(
         written: opened.log.durable_size(),
     };
     let (sinks, prepared_sinks) =
-        crate::sinks::prepare(&config.log.sinks, &config.data_dir, durable)?;
+        crate::sinks::prepare(&config.log.sinks, &config.data_dir, durable.clone())?;
+    let console = console_settings(&config, &opened.log_verifier)?;
     let log = opened.log.clone();
     let spans = crate::telemetry::SpanExport::start(&config.telemetry)?.map(Arc::new);
     let ticker = tokio::spawn(tick_checkpoints(opened.log));
@@ -458,6 +480,8 @@ pub async fn serve(
         sinks,
         spans: spans.clone(),
         issuer: config.issuer.clone(),
+        console,
+        durable,
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

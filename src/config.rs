@@ -48,6 +48,8 @@ pub struct Config {
     pub tool_calls: ToolCallConfig,
     /// OTLP span export.
     pub telemetry: TelemetryConfig,
+    /// The incident-response console at `/console/`.
+    pub console: ConsoleConfig,
     /// The server's own log lines: `text` or `json` (`--log-format` and
     /// `TRUSTPATH_LOG_FORMAT` win).
     pub log_format: Option<LogFormat>,
@@ -76,6 +78,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             tool_calls: ToolCallConfig::default(),
             telemetry: TelemetryConfig::default(),
+            console: ConsoleConfig::default(),
             log_format: None,
             fetch: Default::default(),
             callers: Vec::new(),
@@ -326,6 +329,28 @@ impl Sources {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// `[console]`: the read-only incident-response pages for `audit` callers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve `/console/` (on by default; off answers 404).
+    pub enabled: bool,
+    /// The log verifier key (signed-note vkey, as `GET /v1/log/public-key`
+    /// prints it) the browser checks checkpoints against. Pin it so a
+    /// browser's proof check does not take the key from the server it is
+    /// checking; unset, the page uses this server's own current key.
+    pub log_verifier: Option<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            log_verifier: None,
+        }
+    }
 }
 
 /// `[telemetry]`: OTLP span export, off unless an endpoint is named.

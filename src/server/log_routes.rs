@@ -226,11 +226,11 @@ pub async fn consistency(
 /// Largest page a caller may ask for.
 const MAX_LIMIT: usize = 1000;
 /// Most entries a session trail returns.
-const MAX_SESSION_ENTRIES: usize = 10_000;
+pub(crate) const SESSION_LIMIT: usize = 10_000;
 
 /// Reads `GET /v1/decisions` parameters: the page's own (`limit`,
 /// `cursor`), and the filter's, every name known, every value checked.
-fn parse_search(
+pub(crate) fn parse_search(
     params: &std::collections::HashMap<String, String>,
 ) -> Result<(Filter, usize, Option<u64>), ApiError> {
     let mut limit = 100usize;
@@ -271,6 +271,11 @@ fn parse_search(
     Ok((filter, limit, cursor))
 }
 
+/// The opaque cursor a search page hands out for the entries below `seq`.
+pub(crate) fn cursor_text(seq: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("before:{seq}"))
+}
+
 fn entry_json(state: &AppState, seq: u64) -> Result<serde_json::Value, ApiError> {
     crate::log::query::entry_document(&state.store, seq)
         .map_err(internal)?
@@ -293,9 +298,7 @@ pub async fn search(
         .iter()
         .map(|seq| entry_json(&state, *seq))
         .collect::<Result<_, _>>()?;
-    let next = page
-        .next_cursor
-        .map(|seq| URL_SAFE_NO_PAD.encode(format!("before:{seq}")));
+    let next = page.next_cursor.map(cursor_text);
     Ok(Json(json!({ "entries": entries, "next_cursor": next })).into_response())
 }
 
@@ -310,7 +313,7 @@ pub async fn session(
         session: Some(session_id.clone()),
         ..Filter::default()
     };
-    let page = crate::log::query::query(&state.store, &filter, MAX_SESSION_ENTRIES, None)
+    let page = crate::log::query::query(&state.store, &filter, SESSION_LIMIT, None)
         .map_err(internal)?;
     if page.seqs.is_empty() {
         return Err(ApiError::not_found(format!(

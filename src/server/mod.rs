@@ -2,6 +2,7 @@
 
 pub(crate) mod authzen;
 pub(crate) mod callers;
+pub mod console;
 pub(crate) mod connections;
 pub(crate) mod enforcement;
 pub(crate) mod erasure_routes;
@@ -67,6 +68,10 @@ pub struct AppState {
     pub spans: Option<Arc<crate::telemetry::SpanExport>>,
     /// The grants' `iss`: the base of the URLs the discovery documents list.
     pub issuer: String,
+    /// The console's settings; `None` when `[console] enabled = false`.
+    pub console: Option<console::ConsoleSettings>,
+    /// How far the log is durable (the console's live view follows it).
+    pub durable: crate::sinks::DurableLog,
 }
 
 impl AppState {
@@ -170,6 +175,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(no_method)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     public
+        .merge(console::router())
         .merge(api)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -86,7 +86,7 @@ pub struct DurableLog {
 }
 
 impl DurableLog {
-    async fn size(&self) -> Result<u64, LogError> {
+    pub async fn size(&self) -> Result<u64, LogError> {
         let flushed = *self.written.borrow();
         if !self.store.durable_on_commit() {
             return Ok(flushed);
@@ -100,7 +100,7 @@ impl DurableLog {
 
     /// Returns when the log may have grown: the writer flushed, or (a fleet,
     /// where other replicas write too) after a short poll.
-    async fn grown(&mut self) {
+    pub async fn grown(&mut self) {
         let poll = if self.store.durable_on_commit() {
             Duration::from_millis(250)
         } else {
