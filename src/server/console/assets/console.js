@@ -295,9 +295,13 @@
     } else {
       const commitment = entry.commitment;
       if (JSON.parse(commitment).seq !== seq) throw new Error('the entry claims another seq');
-      for (const disclosure of entry.disclosures || []) {
+      // Each disclosure must match a seal: in the commitment, or nested
+      // in another disclosure's value (LOG-FORMAT.md).
+      const disclosures = entry.disclosures || [];
+      const sealed = [commitment, ...disclosures].join('\n');
+      for (const disclosure of disclosures) {
         const seal = hex(await sha256(utf8.encode(disclosure)));
-        if (!commitment.includes(`"sha256":"${seal}"`)) {
+        if (!sealed.includes(`"sha256":"${seal}"`)) {
           throw new Error('a disclosed field matches no seal in the entry');
         }
       }

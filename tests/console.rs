@@ -1,0 +1,245 @@
+//! The incident-response console in a real headless Chromium (Debian's
+//! `chromium`, driven by playwright-core from `tests/console/browser.mjs`):
+//! real servers on loopback ports, real sled directories, real signed JWTs.
+//!
+//! This file makes the log the browser looks at: an approved session with
+//! a tool call, a reduced one that is then revoked, a denied one, a
+//! delegated one, and one whose id carries `<script>`. It stops the server,
+//! copies the data directory and alters one entry of the copy on disk, then
+//! serves both and hands the browser script a plan of what to check.
+//! Screenshots go to `target/console-screenshots/`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use trustpath::store::sled::raw_entry_key;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "console-test-admin-token";
+const AUDIT: &str = "console-test-audit-token";
+const DECIDE: &str = "console-test-decide-token";
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+fn config(dir: &Path) -> PathBuf {
+    let path = dir.join("trustpath.toml");
+    let callers: String = [("ops", "admin", ADMIN), ("auditor", "audit", AUDIT), ("as", "decide", DECIDE)]
+        .iter()
+        .map(|(name, role, token)| {
+            format!(
+                "[[callers]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{}\"\n\n",
+                sha256_hex(token)
+            )
+        })
+        .collect();
+    std::fs::write(
+        &path,
+        format!("[log]\ncheckpoint_every_seconds = 1\n\n{callers}"),
+    )
+    .unwrap();
+    path
+}
+
+async fn post(server: &Server, path: &str, body: &Value) -> Value {
+    let resp = http()
+        .post(server.url(path))
+        .bearer_auth(ADMIN)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let out: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{path}: {out:#}");
+    out
+}
+
+fn signed_request(key: &TestKey, session: &str, scopes: &[&str]) -> Value {
+    let mut body = cimd_request(
+        scopes,
+        cimd_document(Some(key.jwks())),
+        Some(key.sign(&assertion_claims(&uuid::Uuid::new_v4().to_string()))),
+    );
+    body["session_id"] = json!(session);
+    body
+}
+
+/// The browser tools, or why they are missing: under CI a missing one
+/// fails the test, elsewhere it is skipped with a note.
+fn browser() -> Option<PathBuf> {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/node_modules/playwright-core");
+    let missing = match (&chromium, modules.exists()) {
+        (None, _) => "Debian's chromium (apt-get install chromium)",
+        (_, false) => "tests/console/node_modules (npm ci --prefix tests/console)",
+        _ => return chromium,
+    };
+    if std::env::var_os("CI").is_some() {
+        panic!("the console's browser test needs {missing}; .ci/run installs it");
+    }
+    eprintln!("skipped: the console's browser test needs {missing}");
+    None
+}
+
+/// Waits until a signed checkpoint covers every entry the log has.
+async fn checkpointed(server: &Server) {
+    for _ in 0..100 {
+        let size = get_entries_size(server).await;
+        let note = http()
+            .get(server.url("/v1/log/checkpoint"))
+            .bearer_auth(AUDIT)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let signed: u64 = note.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or(0);
+        if signed >= size {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("no checkpoint covered the log");
+}
+
+async fn get_entries_size(server: &Server) -> u64 {
+    let page: Value = http()
+        .get(server.url("/v1/decisions?limit=1"))
+        .bearer_auth(AUDIT)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["entries"][0]["seq"].as_u64().unwrap() + 1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_pages_in_a_real_browser() {
+    let Some(chromium) = browser() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &repo_policies(), Some(&config));
+    let key = TestKey::generate("k1");
+
+    // Approved, with a tool call.
+    let approved = post(&server, "/v1/decisions", &signed_request(&key, "sess-approved", &["files:read"])).await;
+    assert_eq!(approved["decision"]["outcome"], "approved", "{approved:#}");
+    let call = json!({
+        "grant": grant_token(&approved), "tool": "read_file", "method": "tools/call",
+        "arguments": {"path": "/reports/q3.txt"}, "actor": "agent-1",
+    });
+    post(&server, "/v1/tool-calls", &call).await;
+
+    // Reduced (a document-only client), then revoked.
+    let mut reduced = cimd_request(&["files:read", "files:write"], cimd_document(None), None);
+    reduced["session_id"] = json!("sess-reduced");
+    let out = post(&server, "/v1/decisions", &reduced).await;
+    assert_eq!(out["decision"]["outcome"], "reduced", "{out:#}");
+    post(
+        &server,
+        "/v1/sessions/sess-reduced/revoke",
+        &json!({"reason": "agent misbehaved"}),
+    )
+    .await;
+
+    // Denied: the assertion is signed by a key the document does not hold.
+    let other = TestKey::generate("k1");
+    let mut denied = signed_request(&other, "sess-denied", &["files:read"]);
+    denied["client"]["document"] = cimd_document(Some(key.jwks()));
+    let out = post(&server, "/v1/decisions", &denied).await;
+    assert_eq!(out["decision"]["outcome"], "denied", "{out:#}");
+
+    // Delegated: a human's approval and an actor chain.
+    let mut delegated = signed_request(&key, "sess-delegated", &["files:read", "repo:admin"]);
+    delegated["delegation"] = json!({
+        "approval_id": "appr-42", "approved_by": "alice@example.com",
+        "approved_at": "2026-11-23T09:00:00Z",
+        "actor": {"sub": "agent:builder", "act": {"sub": "agent:orchestrator"}},
+    });
+    let out = post(&server, "/v1/decisions", &delegated).await;
+    assert_eq!(out["decision"]["outcome"], "reduced", "{out:#}");
+
+    // A session id a page must show as text.
+    let hostile = "<script>window.__pwned=1</script>";
+    let out = post(&server, "/v1/decisions", &signed_request(&key, hostile, &["files:read"])).await;
+    assert_eq!(out["decision"]["outcome"], "approved", "{out:#}");
+
+    checkpointed(&server).await;
+    // The denied decision's seq: the entry the copy alters.
+    let denied_seq = {
+        let page: Value = http()
+            .get(server.url("/v1/decisions?session_id=sess-denied&kind=connection_decision"))
+            .bearer_auth(AUDIT)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["entries"][0]["seq"].as_u64().unwrap()
+    };
+    server.stop();
+
+    // The copy: the denied decision's committed outcome turned into an
+    // approval on disk (its disclosures untouched, so the entry still reads).
+    let altered = dir.path().join("altered");
+    copy_dir(&data, &altered);
+    {
+        let engine = trustpath::store::sled::SledLog::open(&altered).unwrap();
+        let tree = engine.raw_tree();
+        let key = raw_entry_key(denied_seq);
+        let bytes = tree.get(&key).unwrap().unwrap().to_vec();
+        let text = String::from_utf8(bytes).unwrap();
+        let (commitment, rest) = text.split_once('\t').unwrap_or((&text, ""));
+        assert!(commitment.contains("\"outcome\":\"denied\""), "{commitment}");
+        let forged = commitment.replace("\"outcome\":\"denied\"", "\"outcome\":\"approved\"");
+        let stored = if rest.is_empty() { forged } else { format!("{forged}\t{rest}") };
+        tree.insert(key, stored.as_bytes()).unwrap();
+        engine.log_store().flush().unwrap();
+    }
+
+    let honest = Server::start(&data, &repo_policies(), Some(&config));
+    let tampered = Server::start(&altered, &repo_policies(), Some(&config));
+    // A request the browser sends while following: a new decision.
+    let live = {
+        let mut body = signed_request(&key, "sess-live", &["files:read"]);
+        body["client"]["assertion"] = json!(key.sign(&assertion_claims("live-jti")));
+        body
+    };
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().to_path_buf();
+    let plan = json!({
+        "chromium": chromium,
+        "screenshots": target.join("console-screenshots"),
+        "honest": honest.base,
+        "tampered": tampered.base,
+        "tokens": {"audit": AUDIT, "decide": DECIDE, "admin": ADMIN},
+        "sessions": {
+            "approved": "sess-approved", "reduced": "sess-reduced", "denied": "sess-denied",
+            "delegated": "sess-delegated", "hostile": hostile,
+        },
+        "client_id": CLIENT_ID,
+        "altered_seq": denied_seq,
+        "live_request": live,
+    });
+    let plan_file = dir.path().join("plan.json");
+    std::fs::write(&plan_file, serde_json::to_vec_pretty(&plan).unwrap()).unwrap();
+    let status = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/browser.mjs"))
+        .arg(&plan_file)
+        .status()
+        .expect("run node");
+    assert!(status.success(), "the browser checks failed (output above)");
+}
