@@ -70,14 +70,15 @@ fn console_settings(
     }
     let log_verifier = match &config.console.log_verifier {
         Some(vkey) => {
-            NoteVerifier::from_vkey(vkey).map_err(|e| {
-                ConfigError::Invalid(format!("console.log_verifier: {e}"))
-            })?;
+            NoteVerifier::from_vkey(vkey)
+                .map_err(|e| ConfigError::Invalid(format!("console.log_verifier: {e}")))?;
             vkey.clone()
         }
         None => log_verifier.vkey(),
     };
-    Ok(Some(crate::server::console::ConsoleSettings { log_verifier }))
+    Ok(Some(crate::server::console::ConsoleSettings {
+        log_verifier,
+    }))
 }
 
 fn limits(config: &Config) -> GrantLimits {

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use trustpath::store::sled::raw_entry_key;
 use serde_json::{json, Value};
+use trustpath::store::sled::raw_entry_key;
 
 const ADMIN: &str = "console-test-admin-token";
 const AUDIT: &str = "console-test-audit-token";
@@ -29,15 +29,19 @@ fn sha256_hex(text: &str) -> String {
 
 fn config(dir: &Path) -> PathBuf {
     let path = dir.join("trustpath.toml");
-    let callers: String = [("ops", "admin", ADMIN), ("auditor", "audit", AUDIT), ("as", "decide", DECIDE)]
-        .iter()
-        .map(|(name, role, token)| {
-            format!(
-                "[[callers]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{}\"\n\n",
-                sha256_hex(token)
-            )
-        })
-        .collect();
+    let callers: String = [
+        ("ops", "admin", ADMIN),
+        ("auditor", "audit", AUDIT),
+        ("as", "decide", DECIDE),
+    ]
+    .iter()
+    .map(|(name, role, token)| {
+        format!(
+            "[[callers]]\nname = \"{name}\"\nrole = \"{role}\"\ntoken_sha256 = \"{}\"\n\n",
+            sha256_hex(token)
+        )
+    })
+    .collect();
     std::fs::write(
         &path,
         format!("[log]\ncheckpoint_every_seconds = 1\n\n{callers}"),
@@ -77,10 +81,19 @@ fn browser() -> Option<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists());
-    let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/node_modules/playwright-core");
+    let modules =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console/node_modules/playwright-core");
+    if !modules.exists() {
+        // The registry is reachable on every machine here: a fresh checkout
+        // installs the pinned packages from the lockfile.
+        let _ = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console"))
+            .status();
+    }
     let missing = match (&chromium, modules.exists()) {
         (None, _) => "Debian's chromium (apt-get install chromium)",
-        (_, false) => "tests/console/node_modules (npm ci --prefix tests/console)",
+        (_, false) => "tests/console/node_modules (npm ci in tests/console)",
         _ => return chromium,
     };
     if std::env::var_os("CI").is_some() {
@@ -103,7 +116,11 @@ async fn checkpointed(server: &Server) {
             .text()
             .await
             .unwrap();
-        let signed: u64 = note.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or(0);
+        let signed: u64 = note
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
         if signed >= size {
             return;
         }
@@ -135,7 +152,12 @@ async fn console_pages_in_a_real_browser() {
     let key = TestKey::generate("k1");
 
     // Approved, with a tool call.
-    let approved = post(&server, "/v1/decisions", &signed_request(&key, "sess-approved", &["files:read"])).await;
+    let approved = post(
+        &server,
+        "/v1/decisions",
+        &signed_request(&key, "sess-approved", &["files:read"]),
+    )
+    .await;
     assert_eq!(approved["decision"]["outcome"], "approved", "{approved:#}");
     let call = json!({
         "grant": grant_token(&approved), "tool": "read_file", "method": "tools/call",
@@ -174,7 +196,12 @@ async fn console_pages_in_a_real_browser() {
 
     // A session id a page must show as text.
     let hostile = "<script>window.__pwned=1</script>";
-    let out = post(&server, "/v1/decisions", &signed_request(&key, hostile, &["files:read"])).await;
+    let out = post(
+        &server,
+        "/v1/decisions",
+        &signed_request(&key, hostile, &["files:read"]),
+    )
+    .await;
     assert_eq!(out["decision"]["outcome"], "approved", "{out:#}");
 
     checkpointed(&server).await;
@@ -204,9 +231,16 @@ async fn console_pages_in_a_real_browser() {
         let bytes = tree.get(&key).unwrap().unwrap().to_vec();
         let text = String::from_utf8(bytes).unwrap();
         let (commitment, rest) = text.split_once('\t').unwrap_or((&text, ""));
-        assert!(commitment.contains("\"outcome\":\"denied\""), "{commitment}");
+        assert!(
+            commitment.contains("\"outcome\":\"denied\""),
+            "{commitment}"
+        );
         let forged = commitment.replace("\"outcome\":\"denied\"", "\"outcome\":\"approved\"");
-        let stored = if rest.is_empty() { forged } else { format!("{forged}\t{rest}") };
+        let stored = if rest.is_empty() {
+            forged
+        } else {
+            format!("{forged}\t{rest}")
+        };
         tree.insert(key, stored.as_bytes()).unwrap();
         engine.log_store().flush().unwrap();
     }
@@ -219,7 +253,10 @@ async fn console_pages_in_a_real_browser() {
         body["client"]["assertion"] = json!(key.sign(&assertion_claims("live-jti")));
         body
     };
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().to_path_buf();
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let plan = json!({
         "chromium": chromium,
         "screenshots": target.join("console-screenshots"),
@@ -242,4 +279,124 @@ async fn console_pages_in_a_real_browser() {
         .status()
         .expect("run node");
     assert!(status.success(), "the browser checks failed (output above)");
+}
+
+/// The same pages over plain HTTP, no browser needed: who is let in, what
+/// the headers promise, escaping, errors naming the filter, and the switch.
+#[tokio::test]
+async fn console_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), Some(&config));
+    let key = TestKey::generate("k1");
+    let hostile = "<img src=x onerror=alert(1)>";
+    post(
+        &server,
+        "/v1/decisions",
+        &signed_request(&key, hostile, &["files:read"]),
+    )
+    .await;
+    let page = |path: &str, token: Option<&str>| {
+        let mut request = http().get(server.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    let resp = page("/console/", None).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("id=\"token-form\"") && !body.contains("onerror"),
+        "{body}"
+    );
+
+    assert_eq!(page("/console/", Some(DECIDE)).await.unwrap().status(), 403);
+    assert_eq!(
+        page("/console/", Some("wrong")).await.unwrap().status(),
+        401
+    );
+
+    let resp = page("/console/", Some(AUDIT)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("Decision log"), "{body}");
+    assert!(
+        body.contains("&lt;img src=x onerror=alert(1)&gt;") && !body.contains("<img"),
+        "{body}"
+    );
+
+    // The token in a posted form (the page without JavaScript).
+    let path = format!(
+        "/console/sessions/{}",
+        url::form_urlencoded::byte_serialize(hostile.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    );
+    let resp = http()
+        .post(server.url(&path))
+        .form(&[("token", AUDIT)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("id=\"timeline\"") && !body.contains("<img"),
+        "{body}"
+    );
+
+    let resp = page("/console/?since=yesterday", Some(AUDIT))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("<code>since</code>") && body.contains("RFC 3339"),
+        "{body}"
+    );
+    let resp = page("/console/sessions/nobody", Some(AUDIT)).await.unwrap();
+    assert_eq!(resp.status(), 404);
+
+    let resp = page("/console/assets/console.js", None).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let live = page("/console/live?outcome=nope", Some(AUDIT))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 400);
+    assert_eq!(live.json::<Value>().await.unwrap()["field"], "outcome");
+    server.stop();
+
+    // Disabled by config: no page at all.
+    let off = dir.path().join("off.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&off, format!("[console]\nenabled = false\n\n{text}")).unwrap();
+    let server = Server::start(&dir.path().join("data"), &repo_policies(), Some(&off));
+    assert_eq!(page_status(&server, "/console/").await, 404);
+    assert_eq!(page_status(&server, "/console/live").await, 404);
+}
+
+async fn page_status(server: &Server, path: &str) -> u16 {
+    http()
+        .get(server.url(path))
+        .bearer_auth(AUDIT)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }

@@ -313,8 +313,8 @@ pub async fn session(
         session: Some(session_id.clone()),
         ..Filter::default()
     };
-    let page = crate::log::query::query(&state.store, &filter, SESSION_LIMIT, None)
-        .map_err(internal)?;
+    let page =
+        crate::log::query::query(&state.store, &filter, SESSION_LIMIT, None).map_err(internal)?;
     if page.seqs.is_empty() {
         return Err(ApiError::not_found(format!(
             "no entries for session {session_id}"

@@ -2,8 +2,8 @@
 
 pub(crate) mod authzen;
 pub(crate) mod callers;
-pub mod console;
 pub(crate) mod connections;
+pub mod console;
 pub(crate) mod enforcement;
 pub(crate) mod erasure_routes;
 pub(crate) mod error;

@@ -171,7 +171,10 @@ for (const width of plan.widths || [1280, 390]) {
     }, [seq, plan.tokens.audit]);
     const stored = entry.disclosures && entry.disclosures.length
       ? entry.commitment + '\t' + JSON.stringify(entry.disclosures) : entry.commitment;
-    check(shown === stored, 'the stored JSON is the stored entry, byte for byte', shown);
+    let at = 0;
+    while (at < shown.length && shown[at] === stored[at]) at += 1;
+    check(shown === stored, 'the stored JSON is the stored entry, byte for byte',
+      `differs at ${at}: shown ${JSON.stringify(shown.slice(at - 20, at + 40))} stored ${JSON.stringify(stored.slice(at - 20, at + 40))}`);
 
     // Proof in the browser: every entry of an honest session verifies.
     const buttons = page.locator('#timeline button.verify');
@@ -183,6 +186,28 @@ for (const width of plan.widths || [1280, 390]) {
     check(results.length === n && results.every((r) => r.startsWith('✓ Verified')), `verify passes for all ${n} honest entries`, results.join('\n'));
     await page.screenshot({ path: join(shots, 'verified.png'), fullPage: true });
   }
+  await context.close();
+}
+
+// ------------------------------------------------------------ without JavaScript
+if (plan.honest && plan.sessions && plan.sessions.approved) {
+  console.log('without JavaScript');
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const page = await context.newPage();
+  const response = await page.goto(plan.honest + '/console/sessions/' + plan.sessions.approved);
+  check(response.status() === 401, 'a trail asks for the token', response.status());
+  await page.fill('#token', plan.tokens.audit);
+  await page.click('#token-form button[type=submit]');
+  await page.waitForSelector('#timeline');
+  const trail = await text(page, '#timeline');
+  check(has(trail, 'Connection decision') && has(trail, 'Tool call'), 'the trail renders on the server, without JavaScript');
+  await page.goto(plan.honest + '/console/?outcome=denied');
+  await page.fill('#token', plan.tokens.audit);
+  await page.click('#token-form button[type=submit]');
+  await page.waitForSelector('#results');
+  const outcomes = await page.locator('#rows tr td:nth-child(4)').allInnerTexts();
+  check(outcomes.length > 0 && outcomes.every((o) => has(o, 'denied')), 'and so does a search', outcomes.join(', '));
+  check(await page.evaluate(() => document.cookie === ''), 'no cookie without JavaScript either');
   await context.close();
 }
 

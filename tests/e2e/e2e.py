@@ -465,14 +465,15 @@ async def run(stack: Stack) -> None:
     stack.wait_for("authorization-server", f"{stack.issuer}/.well-known/openid-configuration")
     stack.wait_for("mcp-server", f"http://127.0.0.1:{stack.ports['mcp']}/.well-known/oauth-protected-resource/mcp")
 
-    await verified_agent_steps_up(stack, agent)
+    session = await verified_agent_steps_up(stack, agent)
     await public_agent_is_trimmed(stack, public)
     await unlisted_agent_is_denied(stack, unlisted)
     await denials_map_to_oauth_errors(stack, agent, public)
+    console_finds_the_run(stack, session)
     everything_is_logged_once_and_verifies(stack, [agent, public, unlisted])
 
 
-async def verified_agent_steps_up(stack: Stack, agent: Agent) -> None:
+async def verified_agent_steps_up(stack: Stack, agent: Agent) -> str:
     print("private_key_jwt agent: connect, call, step up, call")
     tokens, browser, results = await connect(
         stack.mcp_url,
@@ -509,7 +510,7 @@ async def verified_agent_steps_up(stack: Stack, agent: Agent) -> None:
     ]
     check(kinds == expected, "the session's trail, in order", kinds)
     if kinds != expected:
-        return
+        return session
     decision, grant, allowed, refused, decision2, grant2, after = entries
     d = decision
     trust_path_complete(stack, agent, d, first)
@@ -544,6 +545,39 @@ async def verified_agent_steps_up(stack: Stack, agent: Agent) -> None:
     for call in (allowed, refused, after):
         check(call["session_id"] == session and call["decision_id"] in (d["decision_id"], d2["decision_id"]),
               f"tool call {call['tool']} linked to its session and decision")
+    return session
+
+
+def console_finds_the_run(stack: Stack, session: str) -> None:
+    """The console, in a real headless Chromium: search finds the run's
+    session and its page shows the trust path (tests/console/browser.mjs)."""
+    print("the console: search finds the run's session")
+    if shutil.which("chromium") is None:
+        if os.environ.get("CI"):
+            check(False, "Debian's chromium is installed for the console check (.ci/run installs it)")
+        else:
+            print("  skipped: the console check needs Debian's chromium (apt-get install chromium)")
+        return
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")).resolve()
+    plan = {
+        "chromium": shutil.which("chromium"),
+        "screenshots": str(target / "console-screenshots"),
+        "honest": stack.trustpath_url,
+        "tokens": {"audit": stack.callers["audit"]},
+        "widths": [],
+        "search_only": [{
+            "session": session,
+            "expect": ["Connection decision", "Grant issued", "Tool call", "read_file", "search_tickets",
+                       "tickets:read", "Verified", "fetched by trustpath", stack.issuer],
+        }],
+    }
+    plan_file = stack.workdir / "console-plan.json"
+    plan_file.write_text(json.dumps(plan))
+    result = subprocess.run(
+        ["node", str(ROOT / "tests" / "console" / "browser.mjs"), str(plan_file)], capture_output=True, text=True
+    )
+    print(result.stdout.rstrip())
+    check(result.returncode == 0, "the console shows the run's session in a browser", result.stderr[-3000:])
 
 
 def trust_path_complete(stack: Stack, agent: Agent, d: dict, token: dict) -> None:

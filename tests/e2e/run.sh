@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End to end: trustpath + examples/oidc-provider (Node) + examples/mcp-server
-# (Python) + the mcp SDK's OAuth client. Installs the Node and Python
+# (Python) + the mcp SDK's OAuth client, and the console in headless Chromium. Installs the Node and Python
 # packages (npm ci from the committed lockfile; a venv from the pinned
 # requirements), builds trustpath (a no-op after `cargo test --release`),
 # runs tests/e2e/e2e.py.
@@ -19,6 +19,8 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
 
 (cd examples/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
+# The console's browser check of the run (Debian's chromium, which .ci/run installs).
+(cd tests/console && npm ci --no-audit --no-fund --loglevel=error)
 
 # The binary as `cargo test --release` builds it (dev-dependencies change
 # the feature set, so a plain `cargo build` would compile everything again).

@@ -229,7 +229,9 @@ pub fn session(session_id: &str, entries: &[Shown], truncated: bool) -> Markup {
         .filter_map(|s| s.entry().and_then(|e| trail::client_of(&e.record)))
         .collect();
     let revoked = entries.iter().any(|s| Verdict::of(s) == Verdict::Revoked);
-    let first = entries.iter().find_map(|s| s.entry().map(|e| e.time.as_str()));
+    let first = entries
+        .iter()
+        .find_map(|s| s.entry().map(|e| e.time.as_str()));
     let last = entries
         .iter()
         .rev()

@@ -224,7 +224,9 @@
   /** The pinned signed-note verifier key: name+hexhash+base64(0x01 ‖ key). */
   async function pinnedKey() {
     const vkey = document.body.dataset.logVerifier || '';
-    const [name, hash, key] = vkey.split('+');
+    // name+hash+key: the base64 key may itself hold '+'.
+    const [name, hash] = vkey.split('+', 2);
+    const key = vkey.slice((name || '').length + (hash || '').length + 2);
     if (!name || !hash || !key) throw new Error('no log verifier key is pinned');
     const raw = base64(key);
     if (raw.length !== 33 || raw[0] !== 1) throw new Error('the pinned key is not an Ed25519 note key');
