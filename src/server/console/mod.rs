@@ -98,16 +98,12 @@ fn html(state: &AppState, status: StatusCode, title: &str, main: Markup) -> Resp
     (status, body).into_response()
 }
 
-/// Lets an `audit` caller through; anyone else gets the token form (401)
+/// `None` for an `audit` caller; anyone else gets the token form (401)
 /// or a refusal naming the role (403).
-fn admit(
-    state: &AppState,
-    caller: Result<Caller, ApiError>,
-    here: &str,
-) -> Result<Caller, Response> {
+fn refusal(state: &AppState, caller: Result<Caller, ApiError>, here: &str) -> Option<Response> {
     match caller {
-        Ok(caller) if caller.role.permits(Role::Audit) => Ok(caller),
-        Ok(caller) => Err(html(
+        Ok(caller) if caller.role.permits(Role::Audit) => None,
+        Ok(caller) => Some(html(
             state,
             StatusCode::FORBIDDEN,
             "Not allowed",
@@ -125,7 +121,7 @@ fn admit(
             } else {
                 e.message.as_str()
             };
-            Err(html(
+            Some(html(
                 state,
                 e.status,
                 "Audit token needed",
@@ -192,7 +188,7 @@ async fn search_page(
     if state.console.is_none() {
         return disabled();
     }
-    if let Err(refusal) = admit(state, caller, here) {
+    if let Some(refusal) = refusal(state, caller, here) {
         return refusal;
     }
     // An empty form field is no filter.
@@ -298,7 +294,7 @@ async fn session_page(
     if state.console.is_none() {
         return disabled();
     }
-    if let Err(refusal) = admit(state, caller, here) {
+    if let Some(refusal) = refusal(state, caller, here) {
         return refusal;
     }
     let trail = {
