@@ -308,6 +308,34 @@ fn id_line(label: &str, value: &str) -> Markup {
     }
 }
 
+fn provenance(source: Provenance) -> &'static str {
+    match source {
+        Provenance::Inline => "sent inline by the authorization server",
+        Provenance::Fetched => "fetched by trustpath",
+        _ => "trustpath's configuration",
+    }
+}
+
+fn yes_no(ok: bool) -> &'static str {
+    if ok {
+        "✓ yes"
+    } else {
+        "✕ no"
+    }
+}
+
+/// Where a metadata document came from, and its hash.
+fn source_record(label: &str, record: &crate::model::SourceRecord) -> Markup {
+    html! {
+        (kv(label, html! {
+            (provenance(record.source))
+            @if let Some(fetch) = &record.fetch { ": " code { (fetch.url) } }
+            br;
+            "SHA-256 " code.hash { (record.sha256) }
+        }))
+    }
+}
+
 fn kv(label: &str, value: impl maud::Render) -> Markup {
     html! { div.kv { dt { (label) } dd { (value) } } }
 }
@@ -343,17 +371,27 @@ fn record_body(shown: &Shown, record: &Record) -> Markup {
                         } @else {
                             p.redacted { "The policy input is not held (redacted or expired by retention)." }
                         }
+                        @if let Some(chain) = &auth.metadata_chain {
+                            dl {
+                                @if let Some(prm) = &chain.protected_resource_metadata {
+                                    (source_record("Resource metadata", prm))
+                                }
+                                @if let Some(asm) = &chain.authorization_server_metadata {
+                                    (source_record("AS metadata", asm))
+                                }
+                                @if let Some(ok) = chain.resource_matches { (kv("Resource matches", yes_no(ok))) }
+                                @if let Some(ok) = chain.issuer_listed { (kv("Issuer listed", yes_no(ok))) }
+                                @if let Some(ok) = chain.authorization_server_issuer_matches { (kv("AS issuer matches", yes_no(ok))) }
+                            }
+                            @if !chain.reasons.is_empty() { ul { @for reason in &chain.reasons { li.problem { (reason) } } } }
+                        }
                     }
                     section.card.document {
                         h3 { "Client identity document" }
                         dl {
                             (kv("Client", html! { code { (r.client_id) } }))
                             @if let Some(doc) = &auth.document {
-                                (kv("Where from", match doc.source {
-                                    Provenance::Inline => "sent inline by the authorization server",
-                                    Provenance::Fetched => "fetched by trustpath",
-                                    _ => "trustpath's configuration",
-                                }))
+                                (kv("Where from", provenance(doc.source)))
                                 @if let Some(fetch) = &doc.fetch {
                                     (kv("Fetched from", html! { code { (fetch.url) } " (HTTP " (fetch.status) ", " (fetch.fetched_at) ")" }))
                                 }
@@ -437,7 +475,7 @@ fn record_body(shown: &Shown, record: &Record) -> Markup {
                     (kv("Tools", g.tools.join(", ")))
                     @if let Some(aud) = &g.aud { (kv("Audience", html! { code { (aud) } })) }
                     (kv("Issued", trail::unix_time(g.iat)))
-                    (kv("Expires", trail::unix_time(g.exp)))
+                    (kv("Expires", trail::expiry(g.exp)))
                     (kv("Token SHA-256", html! { code.hash { (r.token_sha256) } }))
                 }
                 @if let Some(act) = &g.act { (act_claim_chain(act)) }
@@ -453,6 +491,15 @@ fn record_body(shown: &Shown, record: &Record) -> Markup {
                 (kv("Method", html! { code { (r.method) } }))
                 @if !r.decision.required_scopes.is_empty() {
                     (kv("Scopes it needed", r.decision.required_scopes.join(" ")))
+                }
+            }
+            @if let Some(input) = trail::tool_call_input(record) {
+                dl {
+                    (kv("Arguments", html! {
+                        (input.arguments.names.join(", ")) " · SHA-256 " code.hash { (input.arguments.sha256) }
+                    }))
+                    (kv("Grant check", format!("{:?}", input.grant.status).to_lowercase()))
+                    @if let Some(actor) = &input.actor { (kv("Actor", html! { code { (actor) } })) }
                 }
             }
             @if !r.decision.reasons.is_empty() { ul { @for reason in &r.decision.reasons { li { (reason) } } } }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use crate::log::entry::{LogEntry, Record};
 use crate::log::sealed::{self, FieldGroup};
 use crate::log::{LogError, LogStore};
-use crate::model::{ConnectionInput, Outcome};
+use crate::model::{ConnectionInput, Outcome, ToolCallInput};
 
 /// One entry as the console shows it.
 pub struct Shown {
@@ -79,6 +79,8 @@ pub enum Verdict {
     Reduced,
     Denied,
     Allowed,
+    /// A grant was signed.
+    Issued,
     Revoked,
     /// Bookkeeping: keys, policies, retention, grants issued.
     Noted,
@@ -103,6 +105,7 @@ impl Verdict {
             },
             Record::ToolCall(r) if r.decision.allow => Verdict::Allowed,
             Record::ToolCall(_) => Verdict::Denied,
+            Record::GrantIssued(_) => Verdict::Issued,
             Record::GrantRevoked(_) | Record::SessionRevoked(_) => Verdict::Revoked,
             _ => Verdict::Noted,
         }
@@ -114,6 +117,7 @@ impl Verdict {
             Verdict::Reduced => "reduced",
             Verdict::Denied => "denied",
             Verdict::Allowed => "allowed",
+            Verdict::Issued => "issued",
             Verdict::Revoked => "revoked",
             Verdict::Noted => "logged",
             Verdict::Failed => "unreadable",
@@ -123,7 +127,7 @@ impl Verdict {
     /// A shape that carries the meaning without colour.
     pub fn symbol(self) -> &'static str {
         match self {
-            Verdict::Approved | Verdict::Allowed => "✓",
+            Verdict::Approved | Verdict::Allowed | Verdict::Issued => "✓",
             Verdict::Reduced => "◐",
             Verdict::Denied | Verdict::Failed => "✕",
             Verdict::Revoked => "⊘",
@@ -137,7 +141,7 @@ impl Verdict {
             Verdict::Approved | Verdict::Allowed => "good",
             Verdict::Reduced => "partial",
             Verdict::Denied | Verdict::Failed | Verdict::Revoked => "bad",
-            Verdict::Noted => "neutral",
+            Verdict::Issued | Verdict::Noted => "neutral",
         }
     }
 }
@@ -187,6 +191,25 @@ pub fn connection_input(record: &Record) -> Option<ConnectionInput> {
             serde_json::from_value(r.input.clone()).ok()
         }
         _ => None,
+    }
+}
+
+/// The policy input a tool call logged, typed; `None` when retention
+/// redacted or expired it.
+pub fn tool_call_input(record: &Record) -> Option<ToolCallInput> {
+    match record {
+        Record::ToolCall(r) if !r.input.is_null() => serde_json::from_value(r.input.clone()).ok(),
+        _ => None,
+    }
+}
+
+/// How a grant's expiry stands now.
+pub fn expiry(exp: i64) -> String {
+    let left = exp - chrono::Utc::now().timestamp();
+    if left <= 0 {
+        format!("{} (expired)", unix_time(exp))
+    } else {
+        format!("{} (valid for {left} s more)", unix_time(exp))
     }
 }
 
