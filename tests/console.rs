@@ -356,6 +356,40 @@ async fn console_over_http() {
         "{body}"
     );
 
+    // Pages follow the API's cursor: two entries a page, then the next two.
+    let body = page("/console/?limit=2", Some(AUDIT))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let seqs = |body: &str| -> Vec<u64> {
+        body.split("data-seq=\"")
+            .skip(1)
+            .map(|rest| rest[..rest.find('"').unwrap()].parse().unwrap())
+            .collect()
+    };
+    let first = seqs(&body);
+    let next = body
+        .split("id=\"older\" href=\"")
+        .nth(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].replace("&amp;", "&"))
+        .expect("an older-entries link");
+    assert!(
+        next.contains("limit=2") && next.contains("cursor="),
+        "{next}"
+    );
+    let second = seqs(
+        &page(&next, Some(AUDIT))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(first.len(), 2, "{body}");
+    assert_eq!(second, vec![first[1] - 1, first[1] - 2]);
+
     let resp = page("/console/?since=yesterday", Some(AUDIT))
         .await
         .unwrap();

@@ -126,7 +126,7 @@ for (const width of plan.widths || [1280, 390]) {
   const rows = await page.locator('#rows tr').count();
   check(rows >= 2, `search by session finds its entries (${rows})`);
   check(page.url().includes('session_id=') && !page.url().includes('token'), 'the search is in the URL, the token is not', page.url());
-  if (width === 1280) await page.screenshot({ path: join(shots, `search-${width}.png`), fullPage: true });
+  await page.screenshot({ path: join(shots, `search-${width}.png`), fullPage: true });
   await noOverflow(page, width, 'the search page');
   if (width === 1280) await axe(page, 'the search page');
 

@@ -37,7 +37,7 @@ pub struct ConsoleSettings {
     pub log_verifier: String,
 }
 
-/// Search results per page.
+/// Search results per page, unless the query names a `limit`.
 const PAGE: usize = 50;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -194,7 +194,7 @@ async fn search_page(
     // An empty form field is no filter.
     let params: Vec<(String, String)> = params.into_iter().filter(|(_, v)| !v.is_empty()).collect();
     let map: HashMap<String, String> = params.iter().cloned().collect();
-    let (filter, _, cursor) = match parse_search(&map) {
+    let (filter, limit, cursor) = match parse_search(&map) {
         Ok(parsed) => parsed,
         Err(e) => {
             let field = e.field.clone().unwrap_or_else(|| "query".into());
@@ -210,9 +210,14 @@ async fn search_page(
             );
         }
     };
+    let limit = if map.contains_key("limit") {
+        limit
+    } else {
+        PAGE
+    };
     let found = {
         let state = state.clone();
-        tokio::task::spawn_blocking(move || results(&state, &filter, cursor)).await
+        tokio::task::spawn_blocking(move || results(&state, &filter, limit, cursor)).await
     };
     let (rows, next) = match found {
         Ok(Ok(found)) => found,
@@ -243,9 +248,10 @@ async fn search_page(
 fn results(
     state: &AppState,
     filter: &Filter,
+    limit: usize,
     cursor: Option<u64>,
 ) -> Result<(Vec<Shown>, Option<String>), crate::log::LogError> {
-    let page = query::query(&state.store, filter, PAGE, cursor)?;
+    let page = query::query(&state.store, filter, limit, cursor)?;
     let rows = page
         .seqs
         .iter()
