@@ -76,9 +76,9 @@ fn console_settings(
         }
         None => log_verifier.vkey(),
     };
-    Ok(Some(crate::server::console::ConsoleSettings {
+    Ok(Some(crate::server::console::ConsoleSettings::new(
         log_verifier,
-    }))
+    )))
 }
 
 fn limits(config: &Config) -> GrantLimits {

@@ -29,9 +29,9 @@ pub async fn follow(
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    if state.console.is_none() {
+    let Some(console) = &state.console else {
         return Err(ApiError::not_found("the console is disabled"));
-    }
+    };
     let caller = state.callers.authenticate(&headers)?;
     if !caller.role.permits(Role::Audit) {
         return Err(ApiError::forbidden(Role::Audit.name()));
@@ -42,13 +42,21 @@ pub async fn follow(
         .filter(|(name, value)| !value.is_empty() && name != "cursor")
         .collect();
     let (filter, _, _) = parse_search(&params)?;
+    let permit = console
+        .followers
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::unavailable("too many live views are open; retry shortly"))?;
     let from = state
         .durable
         .size()
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(watch(state, filter, from, tx));
+    tokio::spawn(async move {
+        watch(state, filter, from, tx).await;
+        drop(permit);
+    });
     let events = tokio_stream::wrappers::ReceiverStream::new(rx);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

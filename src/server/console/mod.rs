@@ -35,6 +35,20 @@ use trail::Shown;
 pub struct ConsoleSettings {
     /// The signed-note verifier key the browser checks checkpoints with.
     pub log_verifier: String,
+    /// Live views open at once: each holds a task reading the log.
+    pub followers: Arc<tokio::sync::Semaphore>,
+}
+
+impl ConsoleSettings {
+    /// Most live views open at once; one more is refused (503).
+    pub const MAX_FOLLOWERS: usize = 64;
+
+    pub fn new(log_verifier: String) -> Self {
+        Self {
+            log_verifier,
+            followers: Arc::new(tokio::sync::Semaphore::new(Self::MAX_FOLLOWERS)),
+        }
+    }
 }
 
 /// Search results per page, unless the query names a `limit`.
