@@ -106,7 +106,7 @@ fn browser() -> Option<PathBuf> {
 /// Waits until a signed checkpoint covers every entry the log has.
 async fn checkpointed(server: &Server) {
     for _ in 0..100 {
-        let size = get_entries_size(server).await;
+        let size = newest_seq(server, "limit=1").await + 1;
         let note = http()
             .get(server.url("/v1/log/checkpoint"))
             .bearer_auth(AUDIT)
@@ -129,9 +129,10 @@ async fn checkpointed(server: &Server) {
     panic!("no checkpoint covered the log");
 }
 
-async fn get_entries_size(server: &Server) -> u64 {
+/// The seq of the newest entry a search finds.
+async fn newest_seq(server: &Server, search: &str) -> u64 {
     let page: Value = http()
-        .get(server.url("/v1/decisions?limit=1"))
+        .get(server.url(&format!("/v1/decisions?{search}")))
         .bearer_auth(AUDIT)
         .send()
         .await
@@ -139,7 +140,7 @@ async fn get_entries_size(server: &Server) -> u64 {
         .json()
         .await
         .unwrap();
-    page["entries"][0]["seq"].as_u64().unwrap() + 1
+    page["entries"][0]["seq"].as_u64().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -206,18 +207,7 @@ async fn console_pages_in_a_real_browser() {
 
     checkpointed(&server).await;
     // The denied decision's seq: the entry the copy alters.
-    let denied_seq = {
-        let page: Value = http()
-            .get(server.url("/v1/decisions?session_id=sess-denied&kind=connection_decision"))
-            .bearer_auth(AUDIT)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        page["entries"][0]["seq"].as_u64().unwrap()
-    };
+    let denied_seq = newest_seq(&server, "session_id=sess-denied&kind=connection_decision").await;
     server.stop();
 
     // The copy: the denied decision's committed outcome turned into an

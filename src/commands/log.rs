@@ -213,9 +213,9 @@ fn print_entries(store: &trustpath::log::LogStore, seqs: &[u64], json: bool) -> 
                     seq,
                     e.time,
                     e.record.kind(),
-                    or_dash(session_of(&e.record)),
+                    or_dash(e.record.session_id()),
                     outcome,
-                    or_dash(client_of(&e.record)),
+                    or_dash(e.record.client_id()),
                     detail,
                 )
             }
@@ -231,30 +231,6 @@ fn print_entries(store: &trustpath::log::LogStore, seqs: &[u64], json: bool) -> 
 
 fn or_dash(s: Option<&str>) -> &str {
     s.unwrap_or("-")
-}
-
-fn session_of(record: &Record) -> Option<&str> {
-    match record {
-        Record::ConnectionDecision(r) => Some(&r.session_id),
-        Record::GrantIssued(r) => Some(&r.session_id),
-        Record::ToolCall(r) => r.session_id.as_deref(),
-        Record::GrantRevoked(r) => Some(&r.session_id),
-        Record::SessionRevoked(r) => Some(&r.session_id),
-        Record::PolicyLoaded(_) | Record::SigningKey(_) | Record::Retention(_) => None,
-    }
-}
-
-fn client_of(record: &Record) -> Option<&str> {
-    match record {
-        Record::ConnectionDecision(r) => Some(&r.client_id),
-        Record::GrantIssued(r) => Some(&r.client_id),
-        Record::ToolCall(r) => r.client_id.as_deref(),
-        Record::GrantRevoked(r) => Some(&r.client_id),
-        Record::SessionRevoked(_)
-        | Record::PolicyLoaded(_)
-        | Record::SigningKey(_)
-        | Record::Retention(_) => None,
-    }
 }
 
 fn list(items: &[String]) -> String {

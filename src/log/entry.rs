@@ -111,6 +111,32 @@ impl Record {
         }
     }
 
+    /// The session the entry belongs to, if any.
+    pub fn session_id(&self) -> Option<&str> {
+        match self {
+            Record::ConnectionDecision(r) => Some(&r.session_id),
+            Record::GrantIssued(r) => Some(&r.session_id),
+            Record::ToolCall(r) => r.session_id.as_deref(),
+            Record::GrantRevoked(r) => Some(&r.session_id),
+            Record::SessionRevoked(r) => Some(&r.session_id),
+            Record::PolicyLoaded(_) | Record::SigningKey(_) | Record::Retention(_) => None,
+        }
+    }
+
+    /// The client the entry is about, if any.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Record::ConnectionDecision(r) => Some(&r.client_id),
+            Record::GrantIssued(r) => Some(&r.client_id),
+            Record::ToolCall(r) => r.client_id.as_deref(),
+            Record::GrantRevoked(r) => Some(&r.client_id),
+            Record::SessionRevoked(_)
+            | Record::PolicyLoaded(_)
+            | Record::SigningKey(_)
+            | Record::Retention(_) => None,
+        }
+    }
+
     /// The `kind` field of the stored entry.
     pub fn kind(&self) -> &'static str {
         match self {

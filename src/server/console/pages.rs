@@ -181,11 +181,11 @@ pub fn row(shown: &Shown) -> Markup {
             td { (record.map(trail::kind_title).unwrap_or("Expired entry")) }
             td { (badge(verdict)) }
             td.id {
-                @if let Some(session) = record.and_then(trail::session_of) {
+                @if let Some(session) = record.and_then(Record::session_id) {
                     a href=(session_href(session)) { (session) }
                 }
             }
-            td.id { (record.and_then(trail::client_of).unwrap_or("")) }
+            td.id { (record.and_then(Record::client_id).unwrap_or("")) }
             td { @if let Some(record) = record { (scopes_summary(record)) } }
         }
     }
@@ -226,7 +226,7 @@ fn scopes_summary(record: &Record) -> Markup {
 pub fn session(session_id: &str, entries: &[Shown], truncated: bool) -> Markup {
     let clients: std::collections::BTreeSet<&str> = entries
         .iter()
-        .filter_map(|s| s.entry().and_then(|e| trail::client_of(&e.record)))
+        .filter_map(|s| s.entry().and_then(|e| e.record.client_id()))
         .collect();
     let revoked = entries.iter().any(|s| Verdict::of(s) == Verdict::Revoked);
     let first = entries

@@ -160,29 +160,6 @@ pub fn kind_title(record: &Record) -> &'static str {
     }
 }
 
-/// The session an entry belongs to, if any.
-pub fn session_of(record: &Record) -> Option<&str> {
-    match record {
-        Record::ConnectionDecision(r) => Some(&r.session_id),
-        Record::GrantIssued(r) => Some(&r.session_id),
-        Record::ToolCall(r) => r.session_id.as_deref(),
-        Record::GrantRevoked(r) => Some(&r.session_id),
-        Record::SessionRevoked(r) => Some(&r.session_id),
-        _ => None,
-    }
-}
-
-/// The client an entry is about, if any.
-pub fn client_of(record: &Record) -> Option<&str> {
-    match record {
-        Record::ConnectionDecision(r) => Some(&r.client_id),
-        Record::GrantIssued(r) => Some(&r.client_id),
-        Record::ToolCall(r) => r.client_id.as_deref(),
-        Record::GrantRevoked(r) => Some(&r.client_id),
-        _ => None,
-    }
-}
-
 /// The policy input a connection decision logged, typed; `None` when
 /// retention redacted or expired it (or an older entry has another shape).
 pub fn connection_input(record: &Record) -> Option<ConnectionInput> {
