@@ -68,9 +68,15 @@ enum Command {
     /// Decide one request from a JSON file, without a server.
     Eval {
         /// The connection request (the body of POST /v1/decisions), or with
-        /// --tool-call a tool-call request (the body of POST /v1/tool-calls).
-        #[arg(long)]
-        input: PathBuf,
+        /// --tool-call a tool-call request (the body of POST /v1/tool-calls);
+        /// with --query, the policy input itself (default: null).
+        #[arg(long, required_unless_present = "query")]
+        input: Option<PathBuf>,
+        /// Evaluate one rule of the policies (`data.pkg.rule`, or a whole
+        /// package `data.pkg`) against --input, as `opa eval` does, and
+        /// print its value as JSON. Undefined exits 1, an error 3.
+        #[arg(long, conflicts_with_all = ["tool_call", "record"])]
+        query: Option<String>,
         /// Check a tool call: its grant against --data-dir's keys and log (a
         /// stopped server's), then the tool-call policy. Nothing is logged.
         #[arg(long, conflicts_with = "record")]
@@ -584,16 +590,29 @@ fn run() -> Result<std::process::ExitCode> {
         Command::Serve(settings) => done(runtime.block_on(serve(settings.resolve()?))),
         Command::Eval {
             input,
+            query: Some(query),
+            settings,
+            ..
+        } => done(commands::policy_eval::run(
+            &settings.resolve()?.policies,
+            &query,
+            input.as_deref(),
+        )),
+        Command::Eval {
+            input: Some(input),
             tool_call: true,
             settings,
             ..
         } => done(eval_tool_call(&settings.resolve()?, &input)),
         Command::Eval {
-            input,
+            input: Some(input),
             record,
             settings,
             ..
         } => done(runtime.block_on(eval(settings.resolve()?, input, record))),
+        Command::Eval { input: None, .. } => {
+            done(Err(commands::exit::usage("--input is required")))
+        }
         Command::Log { command } => done(commands::log::run(command)),
         Command::Store { command } => done(commands::store::run(command)),
         Command::Keys {

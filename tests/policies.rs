@@ -561,15 +561,15 @@ test_sprintf_negative_integer if sprintf("%d", [-7]) == "--7"
 test_sprintf_s_of_a_number if sprintf("%s", [1]) == "1"
 # OPA: true (arbitrary-precision decimals); regorus: 64-bit floats
 test_float_sum if 0.1 + 0.2 != 0.3
-# OPA: "{\"a\":\"\\u003c\"}" (Go escapes <, > and & in JSON)
-test_json_marshal_escaping if json.marshal({"a": "<"}) == "{\"a\":\"<\"}"
-# OPA: "STRAßE" (Go maps rune by rune)
-test_upper_sharp_s if upper("straße") == "STRASSE"
+# Now as OPA: Go escapes <, > and & in JSON, and maps case rune by rune.
+test_json_marshal_escaping if json.marshal({"a": "<&>"}) == "{\"a\":\"\\u003c\\u0026\\u003e\"}"
+test_upper_sharp_s if upper("straße") == "STRAßE"
+test_lower_dotted_i if lower("İSTANBUL") == "istanbul"
 "#,
     )
     .unwrap();
     let (ok, out, err) = common::trustpath(&["test", dir.path().to_str().unwrap()]);
-    assert!(ok && out.contains("PASS: 5/5"), "{out}{err}");
+    assert!(ok && out.contains("PASS: 6/6"), "{out}{err}");
     // OPA: " 1.23". Width and precision are an error here: the decision
     // fails closed (a logged denial naming the error).
     let bundle = PolicyBundle::load(dir.path()).unwrap();
@@ -603,4 +603,41 @@ test_mock_replaced if n == 42 with strings.count as 42 with input.session_id as 
             && out.contains("PASS: 1/2"),
         "{out}"
     );
+}
+
+/// `trustpath eval --query`: one rule's value as JSON, evaluated as the
+/// server does (its builtins included); undefined exits 1, a query outside
+/// `data` 2, an evaluation error 3.
+#[test]
+fn eval_query_prints_a_rules_value() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("q.rego"),
+        "package q\n\nimport rego.v1\n\nn := strings.count(input.s, \"11\")\nup := upper(input.s)\nbad := sprintf(\"%5.2f\", [1])\nu if input.nope\n",
+    )
+    .unwrap();
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, r#"{"s": "11111"}"#).unwrap();
+    let policies = dir.path().to_str().unwrap();
+    let run = |query: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trustpath"))
+            .args(["-q", "eval", "--query", query, "--policies", policies])
+            .arg("--input")
+            .arg(&input)
+            .output()
+            .unwrap()
+    };
+    let out = run("data.q.n");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+    assert_eq!(
+        String::from_utf8_lossy(&run("data.q.up").stdout).trim(),
+        "\"11111\""
+    );
+    assert_eq!(run("data.q.u").status.code(), Some(1));
+    assert_eq!(run("data.q.missing").status.code(), Some(3));
+    assert_eq!(run("q.n").status.code(), Some(2));
+    let bad = run("data.q.bad");
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("format verb"));
 }

@@ -123,8 +123,14 @@ deny_reasons contains msg if {
 
 deny_reasons contains "the grant's actor is not known (its act has no string sub)" if {
 	input.grant.claims.act
-	not is_string(act.sub)
+	not act_sub
 }
+
+# The grant's actor, when its `act` names one by a string `sub`. A rule, so
+# `not act_sub` means the same in OPA and regorus: OPA makes
+# `not is_string(act.sub)` undefined when `act.sub` is (README, "Differences
+# from OPA").
+act_sub := act.sub if is_string(act.sub)
 
 deny_reasons contains msg if {
 	is_string(act.sub)

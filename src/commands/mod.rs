@@ -5,6 +5,7 @@ pub mod config;
 pub mod exit;
 pub mod keys;
 pub mod log;
+pub mod policy_eval;
 pub mod policy_test;
 pub mod progress;
 pub mod replay;

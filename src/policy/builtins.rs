@@ -12,8 +12,11 @@ use super::PolicyError;
 
 /// Registers the OPA-faithful builtins on `engine`.
 pub(super) fn register(engine: &mut regorus::Engine) -> Result<(), PolicyError> {
-    let extensions: [(&str, u8, Box<dyn regorus::Extension>); 10] = [
+    let extensions: [(&str, u8, Box<dyn regorus::Extension>); 13] = [
         ("strings.count", 2, Box::new(strings_count)),
+        ("upper", 1, Box::new(upper)),
+        ("lower", 1, Box::new(lower)),
+        ("json.marshal", 1, Box::new(json_marshal)),
         ("strings.replace_n", 2, Box::new(strings_replace_n)),
         ("json.is_valid", 1, Box::new(json_is_valid)),
         // Missing from regorus; policies for this domain use them.
@@ -130,6 +133,56 @@ fn json_is_valid(args: Vec<Value>) -> Result<Value> {
         Value::String(s) => serde_json::from_str::<serde_json::Value>(s).is_ok(),
         _ => false,
     }))
+}
+
+/// Go's `strings.ToUpper`, which OPA uses: each character's simple
+/// (one-to-one) mapping, so `ß` stays `ß` (Rust's full mapping makes `SS`).
+fn upper(args: Vec<Value>) -> Result<Value> {
+    let x = string("upper", 1, &args[0])?;
+    Ok(Value::from(
+        x.chars()
+            .map(|c| single(c.to_uppercase()).unwrap_or(c))
+            .collect::<String>(),
+    ))
+}
+
+/// Go's `strings.ToLower`: each character's simple mapping, with no
+/// context (a final `Σ` is `σ`, as in Go, not `ς`).
+fn lower(args: Vec<Value>) -> Result<Value> {
+    let x = string("lower", 1, &args[0])?;
+    Ok(Value::from(
+        x.chars()
+            .map(|c| match c {
+                // Its full mapping adds a combining dot; the simple one is `i`.
+                '\u{130}' => 'i',
+                c => single(c.to_lowercase()).unwrap_or(c),
+            })
+            .collect::<String>(),
+    ))
+}
+
+/// The one character a case mapping gives, if it gives exactly one.
+fn single(mut mapped: impl Iterator<Item = char>) -> Option<char> {
+    let first = mapped.next()?;
+    mapped.next().is_none().then_some(first)
+}
+
+/// Go's `json.Marshal`, which OPA uses: `<`, `>`, `&` and the JavaScript
+/// line separators escaped, so marshalled text is safe inside HTML.
+fn json_marshal(args: Vec<Value>) -> Result<Value> {
+    let text = serde_json::to_string(&args[0])?;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    Ok(Value::from(out))
 }
 
 /// `crypto.sha256(x)`: the lowercase hex SHA-256 of the string.

@@ -298,12 +298,22 @@ impl PolicyBundle {
         if self.undefined.contains(&rule) {
             return Ok(None);
         }
-        let mut engine = self.engine.clone();
-        engine.set_input(regorus::Value::from(input.clone()));
-        let value =
-            guarded(|| engine.eval_rule(rule.to_string())).map_err(|e| evaluate_error(rule, &e))?;
-        to_json(value)
+        evaluate_rule(self.engine.clone(), rule, input)
     }
+}
+
+/// Evaluates `rule` on `engine` (one set up by [`read_policies`]) against
+/// `input`: the one evaluation every command shares, so `eval --query`
+/// answers what the server would.
+pub fn evaluate_rule(
+    mut engine: regorus::Engine,
+    rule: &str,
+    input: &Value,
+) -> Result<Option<Value>, PolicyError> {
+    engine.set_input(regorus::Value::from(input.clone()));
+    let value =
+        guarded(|| engine.eval_rule(rule.to_string())).map_err(|e| evaluate_error(rule, &e))?;
+    to_json(value)
 }
 
 /// The engine panicked during an evaluation.

@@ -1,0 +1,42 @@
+//! `trustpath eval --query`: one rule of the policies, evaluated as the
+//! server evaluates (the same engine set-up and builtins), printed as JSON.
+//! What `opa eval` is for policy authors, and what the differential suite
+//! against OPA (tests/opa/) compares.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use super::exit::{usage, Found};
+use trustpath::policy;
+
+pub fn run(policies: &Path, query: &str, input: Option<&Path>) -> Result<()> {
+    let rule = query.trim();
+    if !rule.starts_with("data.") && rule != "data" {
+        return Err(usage(format!(
+            "--query must name a rule or package under data (data.pkg.rule), got {rule:?}"
+        )));
+    }
+    let input = match input {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text)
+                .map_err(|e| usage(format!("{}: line {}: {e}", path.display(), e.line())))?
+        }
+        None => Value::Null,
+    };
+    let sources = policy::read_policies(policies)
+        .with_context(|| format!("loading the policies in {}", policies.display()))?;
+    match policy::evaluate_rule(sources.engine, rule, &input)? {
+        Some(value) => {
+            println!("{}", serde_json::to_string(&value)?);
+            Ok(())
+        }
+        None => {
+            eprintln!("{rule} is undefined");
+            Err(Found(format!("{rule} is undefined")).into())
+        }
+    }
+}

@@ -1,0 +1,27 @@
+package corpus.strings
+
+import rego.v1
+
+count_overlapping := strings.count("11111", "11")
+count_plain := strings.count("a,b,c", ",")
+replace_n_simultaneous := strings.replace_n({"a": "b", "b": "a"}, "abba")
+replace_all := replace("aaa", "a", "b")
+lower_ascii := lower("MiXeD")
+upper_ascii := upper("mixed")
+lower_unicode := lower("ÀÉÎ")
+upper_unicode := upper("straße")
+concat_ := concat("/", ["a", "b", "c"])
+split_ := split("a.b..c", ".")
+trim_ := trim("xxhixx", "x")
+trim_space_ := trim_space("  hi \t")
+trim_prefix_ := trim_prefix("https://x", "https://")
+indexof_ := indexof("hello", "l")
+indexof_missing := indexof("hello", "z")
+substring_ := substring("hello", 1, 3)
+substring_to_end := substring("hello", 2, -1)
+startswith_ := startswith("files:read", "files:")
+endswith_ := endswith("files:read", ":read")
+contains_ := contains("files:read", "s:r")
+format_int_ := format_int(255, 16)
+reverse_ := strings.reverse("abc")
+any_prefix := strings.any_prefix_match(["files:read", "x"], ["files:"])
