@@ -12,7 +12,8 @@ use super::PolicyError;
 
 /// Registers the OPA-faithful builtins on `engine`.
 pub(super) fn register(engine: &mut regorus::Engine) -> Result<(), PolicyError> {
-    let extensions: [(&str, u8, Box<dyn regorus::Extension>); 13] = [
+    let extensions: [(&str, u8, Box<dyn regorus::Extension>); 14] = [
+        ("time.add_date", 4, Box::new(time_add_date)),
         ("strings.count", 2, Box::new(strings_count)),
         ("upper", 1, Box::new(upper)),
         ("lower", 1, Box::new(lower)),
@@ -183,6 +184,54 @@ fn json_marshal(args: Vec<Value>) -> Result<Value> {
         }
     }
     Ok(Value::from(out))
+}
+
+/// An integer operand (OPA's builtins take whole numbers here).
+fn integer(name: &str, position: usize, value: &Value) -> Result<i64> {
+    match value {
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| anyhow::anyhow!("{name}: operand {position} must be an integer")),
+        other => bail!(
+            "{name}: operand {position} must be number but got {}",
+            type_name(other)
+        ),
+    }
+}
+
+/// Go's `time.AddDate` in UTC, which OPA uses: the year, month and day are
+/// added and then normalised, so January 31 plus a month is March 3 (2 or
+/// 3) and February 29 plus a year is March 1. (regorus clamps to the end
+/// of the month, and has no answer for the leap day.)
+fn time_add_date(args: Vec<Value>) -> Result<Value> {
+    use chrono::{Datelike as _, Duration, NaiveDate};
+    const NAME: &str = "time.add_date";
+    let ns = integer(NAME, 1, &args[0])?;
+    let years = integer(NAME, 2, &args[1])?;
+    let months = integer(NAME, 3, &args[2])?;
+    let days = integer(NAME, 4, &args[3])?;
+    let time = chrono::DateTime::from_timestamp_nanos(ns);
+    let month_index = i64::from(time.year())
+        .checked_mul(12)
+        .and_then(|m| m.checked_add(i64::from(time.month0())))
+        .and_then(|m| m.checked_add(years.checked_mul(12)?))
+        .and_then(|m| m.checked_add(months));
+    let out_of_range = || anyhow::anyhow!("{NAME}: the result is out of range");
+    let month_index = month_index.ok_or_else(out_of_range)?;
+    let year = i32::try_from(month_index.div_euclid(12)).map_err(|_| out_of_range())?;
+    let month = month_index.rem_euclid(12) as u32 + 1;
+    let date = NaiveDate::from_ymd_opt(year, month, 1)
+        .and_then(|first| {
+            let day = i64::from(time.day0()).checked_add(days)?;
+            first.checked_add_signed(Duration::try_days(day)?)
+        })
+        .ok_or_else(out_of_range)?;
+    let nanos = date
+        .and_time(time.time())
+        .and_utc()
+        .timestamp_nanos_opt()
+        .ok_or_else(out_of_range)?;
+    Ok(Value::from(nanos))
 }
 
 /// `crypto.sha256(x)`: the lowercase hex SHA-256 of the string.
