@@ -12,7 +12,8 @@ use super::PolicyError;
 
 /// Registers the OPA-faithful builtins on `engine`.
 pub(super) fn register(engine: &mut regorus::Engine) -> Result<(), PolicyError> {
-    let extensions: [(&str, u8, Box<dyn regorus::Extension>); 14] = [
+    let extensions: [(&str, u8, Box<dyn regorus::Extension>); 15] = [
+        ("sprintf", 2, Box::new(super::sprintf::sprintf)),
         ("time.add_date", 4, Box::new(time_add_date)),
         ("strings.count", 2, Box::new(strings_count)),
         ("upper", 1, Box::new(upper)),

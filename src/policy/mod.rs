@@ -2,6 +2,7 @@
 
 mod builtins;
 mod calls;
+mod sprintf;
 pub mod test_runner;
 pub mod verdict;
 
