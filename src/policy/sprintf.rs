@@ -459,13 +459,13 @@ mod tests {
     fn formats_as_go_does() {
         use serde_json::json;
         assert_eq!(go("%d", json!([-7])), "-7");
-        assert_eq!(go("%8.3f|", json!([2.71828])), "   2.718|");
+        assert_eq!(go("%8.3f|", json!([1.23456])), "   1.235|");
         assert_eq!(go("%05d", json!([-42])), "-0042");
         assert_eq!(go("%#x", json!([255])), "0xff");
         assert_eq!(go("%v", json!([123456789.5])), "1.234567895e+08");
         assert_eq!(go("%v", json!([0.00001234])), "1.234e-05");
         assert_eq!(go("%.3g", json!([1234.5678])), "1.23e+03");
-        assert_eq!(go("%08.3f", json!([-2.71828])), "-002.718");
+        assert_eq!(go("%08.3f", json!([-1.23456])), "-001.235");
         assert_eq!(go("%q", json!(["a\"b\\c\n"])), r#""a\"b\\c\n""#);
         assert_eq!(
             go("%v", json!([{"a": [1, "x", {"b": null}]}])),
