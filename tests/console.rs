@@ -64,16 +64,6 @@ async fn post(server: &Server, path: &str, body: &Value) -> Value {
     out
 }
 
-fn signed_request(key: &TestKey, session: &str, scopes: &[&str]) -> Value {
-    let mut body = cimd_request(
-        scopes,
-        cimd_document(Some(key.jwks())),
-        Some(key.sign(&assertion_claims(&uuid::Uuid::new_v4().to_string()))),
-    );
-    body["session_id"] = json!(session);
-    body
-}
-
 /// The browser tools, or why they are missing: under CI a missing one
 /// fails the test, elsewhere it is skipped with a note.
 fn browser() -> Option<PathBuf> {
@@ -156,7 +146,7 @@ async fn console_pages_in_a_real_browser() {
     let approved = post(
         &server,
         "/v1/decisions",
-        &signed_request(&key, "sess-approved", &["files:read"]),
+        &verified_request(&key, "sess-approved", &["files:read"]),
     )
     .await;
     assert_eq!(approved["decision"]["outcome"], "approved", "{approved:#}");
@@ -180,13 +170,13 @@ async fn console_pages_in_a_real_browser() {
 
     // Denied: the assertion is signed by a key the document does not hold.
     let other = TestKey::generate("k1");
-    let mut denied = signed_request(&other, "sess-denied", &["files:read"]);
+    let mut denied = verified_request(&other, "sess-denied", &["files:read"]);
     denied["client"]["document"] = cimd_document(Some(key.jwks()));
     let out = post(&server, "/v1/decisions", &denied).await;
     assert_eq!(out["decision"]["outcome"], "denied", "{out:#}");
 
     // Delegated: a human's approval and an actor chain.
-    let mut delegated = signed_request(&key, "sess-delegated", &["files:read", "repo:admin"]);
+    let mut delegated = verified_request(&key, "sess-delegated", &["files:read", "repo:admin"]);
     delegated["delegation"] = json!({
         "approval_id": "appr-42", "approved_by": "alice@example.com",
         "approved_at": "2026-11-23T09:00:00Z",
@@ -200,7 +190,7 @@ async fn console_pages_in_a_real_browser() {
     let out = post(
         &server,
         "/v1/decisions",
-        &signed_request(&key, hostile, &["files:read"]),
+        &verified_request(&key, hostile, &["files:read"]),
     )
     .await;
     assert_eq!(out["decision"]["outcome"], "approved", "{out:#}");
@@ -239,7 +229,7 @@ async fn console_pages_in_a_real_browser() {
     let tampered = Server::start(&altered, &repo_policies(), Some(&config));
     // A request the browser sends while following: a new decision.
     let live = {
-        let mut body = signed_request(&key, "sess-live", &["files:read"]);
+        let mut body = verified_request(&key, "sess-live", &["files:read"]);
         body["client"]["assertion"] = json!(key.sign(&assertion_claims("live-jti")));
         body
     };
@@ -283,7 +273,7 @@ async fn console_over_http() {
     post(
         &server,
         "/v1/decisions",
-        &signed_request(&key, hostile, &["files:read"]),
+        &verified_request(&key, hostile, &["files:read"]),
     )
     .await;
     let page = |path: &str, token: Option<&str>| {

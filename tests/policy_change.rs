@@ -217,15 +217,7 @@ async fn real_log(dir: &Path) -> (PathBuf, Vec<Value>) {
     let data = dir.join("data");
     let server = Server::start(&data, &repo_policies(), None);
     let key = TestKey::generate("k1");
-    let verified = |scopes: &[&str], session: &str| {
-        let mut body = cimd_request(
-            scopes,
-            cimd_document(Some(key.jwks())),
-            Some(key.sign(&assertion_claims(&uuid::Uuid::new_v4().to_string()))),
-        );
-        body["session_id"] = json!(session);
-        body
-    };
+    let verified = |scopes: &[&str], session: &str| verified_request(&key, session, scopes);
     let mut out = Vec::new();
     // d0: verified, both file scopes: approved.
     out.push(post_decision(&server, &verified(&["files:read", "files:write"], "s0")).await);

@@ -106,7 +106,7 @@ fn go_quote(s: &str) -> String {
 }
 
 /// One `%` directive: its flags, width and precision.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Spec {
     minus: bool,
     plus: bool,
@@ -291,18 +291,13 @@ fn directive(spec: &Spec, verb: char, arg: &Arg) -> String {
                 }
             };
             // With a precision, Go pads with spaces, not zeros.
-            let zero_ok = spec.precision.is_none();
+            let padding = Spec {
+                zero: spec.zero && spec.precision.is_none(),
+                ..spec.clone()
+            };
             let number = |prefix: &str, radix: u32, upper: bool| {
                 let body = format!("{}{prefix}{}", spec.sign(negative), digits(radix, upper));
-                if zero_ok {
-                    spec.pad(body, true)
-                } else {
-                    Spec {
-                        zero: false,
-                        ..clone_spec(spec)
-                    }
-                    .pad(body, true)
-                }
+                padding.pad(body, true)
             };
             match verb {
                 'v' | 'd' => number("", 10, false),
@@ -342,18 +337,6 @@ fn directive(spec: &Spec, verb: char, arg: &Arg) -> String {
             };
             spec.pad(body, true)
         }
-    }
-}
-
-fn clone_spec(spec: &Spec) -> Spec {
-    Spec {
-        minus: spec.minus,
-        plus: spec.plus,
-        sharp: spec.sharp,
-        zero: spec.zero,
-        space: spec.space,
-        width: spec.width,
-        precision: spec.precision,
     }
 }
 

@@ -215,15 +215,21 @@ pub fn cimd_request(scopes: &[&str], document: Value, assertion: Option<String>)
     })
 }
 
-/// A verified client's decision in `session`, with a grant for `scopes`.
-pub async fn connect(server: &Server, key: &TestKey, session: &str, scopes: &[&str]) -> Value {
+/// A CIMD request in `session` for `scopes` from a client whose document
+/// holds `key`, with a fresh assertion `key` signed.
+pub fn verified_request(key: &TestKey, session: &str, scopes: &[&str]) -> Value {
     let mut body = cimd_request(
         scopes,
         cimd_document(Some(key.jwks())),
         Some(key.sign(&assertion_claims(&uuid::Uuid::new_v4().to_string()))),
     );
     body["session_id"] = json!(session);
-    let out = post_decision(server, &body).await;
+    body
+}
+
+/// A verified client's decision in `session`, with a grant for `scopes`.
+pub async fn connect(server: &Server, key: &TestKey, session: &str, scopes: &[&str]) -> Value {
+    let out = post_decision(server, &verified_request(key, session, scopes)).await;
     assert!(out["grant"]["token"].is_string(), "{out:#}");
     out
 }

@@ -37,9 +37,10 @@ pub async fn follow(
         return Err(ApiError::forbidden(Role::Audit.name()));
     }
     let Query(params) = query.map_err(|e| ApiError::bad_field("query", e.body_text()))?;
-    let params: HashMap<String, String> = params
+    // A live view starts at the log's end: a page's cursor means nothing.
+    let params: HashMap<String, String> = super::filled(params)
         .into_iter()
-        .filter(|(name, value)| !value.is_empty() && name != "cursor")
+        .filter(|(name, _)| name != "cursor")
         .collect();
     let (filter, _, _) = parse_search(&params)?;
     let permit = console

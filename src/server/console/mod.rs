@@ -149,6 +149,12 @@ fn disabled() -> Response {
     ApiError::not_found("the console is disabled ([console] enabled = false)").into_response()
 }
 
+/// The search parameters given a value: an empty form field is no filter
+/// (the search form sends every field).
+fn filled(params: Vec<(String, String)>) -> Vec<(String, String)> {
+    params.into_iter().filter(|(_, v)| !v.is_empty()).collect()
+}
+
 /// A posted form: the token, and whatever else the page takes.
 fn split_token(fields: Vec<(String, String)>) -> (String, Vec<(String, String)>) {
     let mut token = String::new();
@@ -205,8 +211,7 @@ async fn search_page(
     if let Some(refusal) = refusal(state, caller, here) {
         return refusal;
     }
-    // An empty form field is no filter.
-    let params: Vec<(String, String)> = params.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+    let params = filled(params);
     let map: HashMap<String, String> = params.iter().cloned().collect();
     let (filter, limit, cursor) = match parse_search(&map) {
         Ok(parsed) => parsed,

@@ -35,22 +35,19 @@ impl Shown {
             return Ok(None);
         };
         let stored = String::from_utf8_lossy(&bytes).into_owned();
-        let content = if sealed::is_expired(&bytes) {
-            Content::Expired
-        } else {
-            match sealed::open_at(seq, &bytes) {
-                Ok(opened) => {
-                    let redacted = opened.redacted();
-                    match opened.into_entry() {
-                        Ok(entry) => Content::Read {
-                            entry: Box::new(entry),
-                            redacted,
-                        },
-                        Err(e) => Content::Unreadable(e.to_string()),
-                    }
+        let content = match sealed::open_at(seq, &bytes) {
+            Ok(opened) if opened.expired => Content::Expired,
+            Ok(opened) => {
+                let redacted = opened.redacted();
+                match opened.into_entry() {
+                    Ok(entry) => Content::Read {
+                        entry: Box::new(entry),
+                        redacted,
+                    },
+                    Err(e) => Content::Unreadable(e.to_string()),
                 }
-                Err(e) => Content::Unreadable(e.to_string()),
             }
+            Err(e) => Content::Unreadable(e.to_string()),
         };
         Ok(Some(Shown {
             seq,
