@@ -82,7 +82,7 @@ fn private_key_jwt_request() -> (ConnectionRequest, impl FnMut() -> String) {
 
 fn main() {
     let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let bundle = PolicyBundle::load(&policies).unwrap();
+    let bundle = PolicyBundle::from_path(&policies).unwrap();
     let config = Config::default();
     let authenticator = Authenticator::from_config(&config, ReplayGuard::ephemeral()).unwrap();
     let limits = GrantLimits {

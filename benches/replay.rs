@@ -59,7 +59,7 @@ fn request(i: usize) -> ConnectionRequest {
 fn write_log(data_dir: &Path, decisions: usize) {
     let mut config = Config {
         data_dir: data_dir.to_path_buf(),
-        policies: policies(),
+        policies: trustpath::config::PolicySource::Directory(policies()),
         ..Config::default()
     };
     // Only the replay is measured: writing need not wait for each flush.
@@ -94,7 +94,7 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    let candidate = PolicyBundle::load(&policies()).unwrap();
+    let candidate = PolicyBundle::from_path(&policies()).unwrap();
     for workers in [1, 2] {
         let store = trustpath::store::sled::open(&data_dir).unwrap();
         let started = Instant::now();

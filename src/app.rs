@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, PolicySource};
 use crate::decide::{Decider, GrantLimits, Recording};
 use crate::grant::status::GrantChecker;
 use crate::grant::{GrantError, GrantSigner};
@@ -21,7 +21,7 @@ use crate::log::Record;
 use crate::log::{
     CheckpointPolicy, LogError, LogStore, LogWriter, Observer, WriterOptions, WriterThread,
 };
-use crate::policy::{PolicyError, PolicyStore};
+use crate::policy::{PolicyError, PolicyOrigin, PolicyStore};
 use crate::retention::Retainer;
 use crate::revocation::Revoker;
 use crate::server::callers::Callers;
@@ -124,7 +124,7 @@ pub fn open_retainer(config: &Config) -> Result<(Arc<Retainer>, WriterThread), A
     config.validate()?;
     log_verifier(config)?;
     let opened = crate::store::open_server(config)?;
-    let policies = Arc::new(PolicyStore::load(&config.policies)?);
+    let policies = Arc::new(PolicyStore::load(PolicyOrigin::from_config(config)?)?);
     let (log, thread) = LogWriter::start(
         opened.log.clone(),
         log_signer(config)?,
@@ -254,7 +254,7 @@ async fn open_observed(config: &Config, observer: Observer) -> Result<Opened, Ap
     config.validate()?;
     let opened_store = crate::store::open_server(config)?;
     let store = opened_store.log.clone();
-    let policies = Arc::new(PolicyStore::load(&config.policies)?);
+    let policies = Arc::new(PolicyStore::load(PolicyOrigin::from_config(config)?)?);
     let grant_key_path = signing_key_path(config);
     let grant_key_created = !grant_key_path.exists();
     let signer = Arc::new(
@@ -295,13 +295,9 @@ async fn open_observed(config: &Config, observer: Observer) -> Result<Opened, Ap
         },
     ];
     let in_force = policies.current();
-    lifecycle::record_start(&store, &log, keys, &in_force, &config.policies).await?;
-    let policy_recorder = PolicyRecorder::new(
-        policies.clone(),
-        store.clone(),
-        log.clone(),
-        config.policies.clone(),
-    );
+    let source = config.policies.to_string();
+    lifecycle::record_start(&store, &log, keys, &in_force, &source).await?;
+    let policy_recorder = PolicyRecorder::new(policies.clone(), store.clone(), log.clone());
     let recording = Recording {
         signer: signer.clone(),
         log: log.clone(),
@@ -376,7 +372,7 @@ impl Opened {
 pub fn dry_run(config: &Config) -> Result<Decider, AppError> {
     config.validate()?;
     let authenticator = Authenticator::from_config(config, ReplayGuard::ephemeral())?;
-    let policies = Arc::new(PolicyStore::load(&config.policies)?);
+    let policies = Arc::new(PolicyStore::load(PolicyOrigin::from_config(config)?)?);
     decider(config, authenticator, policies, None)
 }
 
@@ -392,7 +388,7 @@ pub fn dry_run_tool_call(
     config.validate()?;
     crate::tool_call::validate(request)
         .map_err(|e| AppError::Request(format!("{}: {}", e.field, e.message)))?;
-    let policies = PolicyStore::load(&config.policies)?;
+    let policies = PolicyStore::load(PolicyOrigin::from_config(config)?)?;
     let store = crate::store::open_for_scan(&config.data_dir)?;
     let key = signing_key_path(config);
     if !key.exists() {
@@ -483,6 +479,7 @@ pub async fn serve(
         issuer: config.issuer.clone(),
         console,
         durable,
+        bundle_poll: config.bundle.poll_interval.0,
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -546,15 +543,16 @@ async fn tick_checkpoints(log: LogWriter) {
     }
 }
 
-/// Loads the policy files (on SIGHUP always, otherwise when they changed),
+/// Loads the policies (on SIGHUP always, otherwise when they changed),
 /// logs the new bundle and puts it in force. Whatever fails, the running
-/// bundle stays in force.
+/// bundle stays in force; a refused policy set is logged (`policy_rejected`),
+/// counted and shown on `/ready`.
 async fn reload_policies(state: &Arc<AppState>, trigger: PolicyTrigger) {
     let recorder = state.policy_recorder.clone();
-    // Reads, hashes and compiles the policy files: kept off the async workers.
+    // Reads, downloads, hashes and compiles: kept off the async workers.
     let loaded = tokio::task::spawn_blocking(move || match trigger {
-        PolicyTrigger::FileChange => recorder.policies().load_if_changed(),
-        _ => recorder.policies().load_from_disk().map(Some),
+        PolicyTrigger::FileChange | PolicyTrigger::Poll => recorder.policies().load_if_changed(),
+        _ => recorder.policies().load_now().map(Some),
     })
     .await;
     let bundle = match loaded {
@@ -563,6 +561,12 @@ async fn reload_policies(state: &Arc<AppState>, trigger: PolicyTrigger) {
         Ok(Err(e)) => {
             state.metrics.policy_reload(false);
             tracing::error!(error = %e, "policies do not load; the running policy stays in force");
+            let rejection = state.policy_recorder.policies().rejection();
+            if let Some(rejection) = rejection {
+                if let Err(e) = state.policy_recorder.rejected(&rejection, trigger).await {
+                    tracing::error!(error = %e, "the refused policies could not be logged");
+                }
+            }
             return;
         }
         Err(e) => {
@@ -585,7 +589,8 @@ async fn reload_policies(state: &Arc<AppState>, trigger: PolicyTrigger) {
     }
 }
 
-/// How often the policy directory is checked for changes.
+/// How often a policy directory is checked for changes (bundles: the
+/// `[bundle] poll_interval`).
 const POLICY_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Background upkeep: policy reload on SIGHUP and when the files change,
@@ -594,7 +599,13 @@ async fn maintain(state: Arc<AppState>) {
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut prune = tokio::time::interval(Duration::from_secs(60));
-    let mut policy_check = tokio::time::interval(POLICY_CHECK_INTERVAL);
+    let (check_every, check_trigger) = match state.policy_recorder.policies().source() {
+        PolicySource::Directory(_) => (POLICY_CHECK_INTERVAL, PolicyTrigger::FileChange),
+        PolicySource::BundleFile(_) => (state.bundle_poll, PolicyTrigger::FileChange),
+        PolicySource::BundleUrl(_) => (state.bundle_poll, PolicyTrigger::Poll),
+    };
+    let mut policy_check = tokio::time::interval(check_every);
+    policy_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         #[cfg(unix)]
         let hup = async {
@@ -609,7 +620,7 @@ async fn maintain(state: Arc<AppState>) {
         let hup = std::future::pending::<()>();
         tokio::select! {
             _ = hup => reload_policies(&state, PolicyTrigger::Sighup).await,
-            _ = policy_check.tick() => reload_policies(&state, PolicyTrigger::FileChange).await,
+            _ = policy_check.tick() => reload_policies(&state, check_trigger).await,
             _ = prune.tick() => {
                 let now = chrono::Utc::now().timestamp();
                 let state = state.clone();

@@ -32,8 +32,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where sled keeps the decision log, and where keys are created.
     pub data_dir: PathBuf,
-    /// The Rego policy directory.
-    pub policies: PathBuf,
+    /// Where the Rego policies come from: a directory, an OPA bundle file
+    /// (`.tar.gz`) or an HTTPS URL serving one.
+    pub policies: PolicySource,
+    /// How OPA bundles are fetched and which keys must have signed them.
+    pub bundle: BundleConfig,
     /// `iss` of the grants trustpath signs.
     pub issuer: String,
     pub grants: GrantConfig,
@@ -68,7 +71,8 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
-            policies: PathBuf::from("policies"),
+            policies: PolicySource::Directory(PathBuf::from("policies")),
+            bundle: BundleConfig::default(),
             issuer: "https://trustpath.local".to_string(),
             grants: GrantConfig::default(),
             assertions: AssertionConfig::default(),
@@ -350,6 +354,166 @@ impl Default for ConsoleConfig {
             enabled: true,
             log_verifier: None,
         }
+    }
+}
+
+/// Where the policies are read from. Written as one string: an `https://`
+/// URL, a path ending in `.tar.gz` or `.tgz` (an OPA bundle file), or a
+/// directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// `.rego` files and `data.json`/`data.yaml` files under a directory.
+    Directory(PathBuf),
+    /// An OPA bundle (gzipped tar) on disk.
+    BundleFile(PathBuf),
+    /// An OPA bundle served over HTTPS, polled with `If-None-Match`.
+    BundleUrl(url::Url),
+}
+
+impl PolicySource {
+    /// Reads a source as the config, `--policies` or `TRUSTPATH_POLICIES`
+    /// write it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.starts_with("https://") {
+            let url = url::Url::parse(text).map_err(|e| format!("policies {text:?}: {e}"))?;
+            return Ok(Self::BundleUrl(url));
+        }
+        if text.contains("://") {
+            return Err(format!(
+                "policies {text:?}: only https:// URLs are fetched (a bundle decides \
+                 every grant, so it never travels in the clear)"
+            ));
+        }
+        if text.is_empty() {
+            return Err(
+                "policies: empty; give a directory, a bundle file or an https:// URL".into(),
+            );
+        }
+        Ok(Self::from_path(PathBuf::from(text)))
+    }
+
+    /// A path: a bundle file when it names one (`.tar.gz`, `.tgz`, or an
+    /// existing file), otherwise a directory.
+    pub fn from_path(path: PathBuf) -> Self {
+        let name = path.to_string_lossy();
+        if name.ends_with(".tar.gz") || name.ends_with(".tgz") || path.is_file() {
+            Self::BundleFile(path)
+        } else {
+            Self::Directory(path)
+        }
+    }
+
+    /// Whether the policies arrive as an OPA bundle.
+    pub fn is_bundle(&self) -> bool {
+        !matches!(self, Self::Directory(_))
+    }
+}
+
+impl std::fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Directory(path) | Self::BundleFile(path) => write!(f, "{}", path.display()),
+            Self::BundleUrl(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+impl Serialize for PolicySource {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PolicySource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `[bundle]`: fetching and verifying OPA bundles (`policies` a bundle file
+/// or URL). With `verification_keys` set, every bundle must carry a
+/// `.signatures.json` one of them signed, as OPA's bundle signing has it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BundleConfig {
+    /// Keys that may sign bundles (OPA's `keys`). Non-empty: unsigned
+    /// bundles are refused.
+    pub verification_keys: Vec<BundleKeyConfig>,
+    /// Verify with this key whatever the signature names (OPA's
+    /// `signing.keyid`).
+    pub key_id: Option<String>,
+    /// The scope the signature must carry (OPA's `signing.scope`).
+    pub scope: String,
+    /// How often a bundle URL (or file) is checked for a new bundle.
+    pub poll_interval: Period,
+    /// PEM certificates trusted for the bundle server (besides the
+    /// built-in roots), for a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// A file holding a bearer token sent to the bundle server.
+    pub token_file: Option<PathBuf>,
+    /// Largest bundle accepted, compressed; unpacked it may be 4 times that.
+    pub max_bytes: u64,
+    /// How long one download may take.
+    pub timeout: Period,
+}
+
+impl Default for BundleConfig {
+    fn default() -> Self {
+        Self {
+            verification_keys: Vec::new(),
+            key_id: None,
+            scope: String::new(),
+            poll_interval: Period(std::time::Duration::from_secs(60)),
+            ca_file: None,
+            token_file: None,
+            max_bytes: 32 << 20,
+            timeout: Period(std::time::Duration::from_secs(30)),
+        }
+    }
+}
+
+/// One key that may sign bundles.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleKeyConfig {
+    /// The key id a signature names (`kid`, or `keyid` in its payload).
+    pub id: String,
+    /// JWS algorithm: RS256/384/512, PS256/384/512, ES256/384, EdDSA or
+    /// HS256/384/512.
+    pub algorithm: String,
+    /// The PEM public key (or, for HS*, the shared secret).
+    pub file: PathBuf,
+}
+
+impl BundleConfig {
+    fn validate(&self, source: &PolicySource) -> Result<(), String> {
+        if !source.is_bundle() && !self.verification_keys.is_empty() {
+            return Err(format!(
+                "bundle.verification_keys is set but policies ({source}) is a directory: \
+                 signatures are checked on bundles (a .tar.gz file or an https:// URL)"
+            ));
+        }
+        if self.max_bytes < 1024 {
+            return Err("bundle.max_bytes must be at least 1024".into());
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, key) in self.verification_keys.iter().enumerate() {
+            if key.id.is_empty() || !ids.insert(key.id.as_str()) {
+                return Err(format!(
+                    "bundle.verification_keys[{i}].id {:?} is empty or used twice",
+                    key.id
+                ));
+            }
+        }
+        if let Some(id) = &self.key_id {
+            if !ids.contains(id.as_str()) {
+                return Err(format!(
+                    "bundle.key_id {id:?} names none of bundle.verification_keys"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -774,6 +938,9 @@ impl Config {
             );
         }
         self.retention.validate().map_err(ConfigError::Invalid)?;
+        self.bundle
+            .validate(&self.policies)
+            .map_err(ConfigError::Invalid)?;
         if self.log.checkpoint_every_entries == 0 || self.log.checkpoint_every_seconds == 0 {
             return bad("log.checkpoint_every_entries and _seconds must be positive".into());
         }

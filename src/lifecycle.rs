@@ -4,40 +4,48 @@
 //! A `signing_key` entry says which key made the grants and checkpoints
 //! that follow it.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::Value;
 
 use crate::log::entry::{
-    KeyEvent, KeyPurpose, PolicyLoadedRecord, PolicyTrigger, SigningKeyRecord,
+    KeyEvent, KeyPurpose, PolicyLoadedRecord, PolicyRejectedRecord, PolicyTrigger, SigningKeyRecord,
 };
 use crate::log::index::Field;
 use crate::log::{query, LogError, LogStore, LogWriter, Record};
-use crate::policy::{PolicyBundle, PolicyStore};
+use crate::policy::{PolicyBundle, PolicyRejection, PolicyStore};
 use crate::time::rfc3339;
 
 /// The `policy_loaded` entry for `bundle`, or `None` when the log already
-/// has that revision in force (a plain restart, a SIGHUP with no change).
+/// has that revision and those files in force (a plain restart, a SIGHUP
+/// with no change). A bundle whose manifest keeps its revision while its
+/// files change is logged: the revision alone would not account for them.
 pub fn policy_loaded(
     store: &LogStore,
     bundle: &PolicyBundle,
-    directory: &Path,
+    source: &str,
     trigger: PolicyTrigger,
 ) -> Result<Option<Record>, LogError> {
     let previous = match query::newest_posting(store, Field::Kind, "policy_loaded")? {
-        Some(seq) => Some(query::entry(store, seq)?.policy_revision),
+        Some(seq) => Some(query::entry(store, seq)?),
         None => None,
     };
-    if previous.as_deref() == Some(bundle.revision().as_str()) {
-        return Ok(None);
+    let same_files = |entry: &crate::log::LogEntry| match &entry.record {
+        Record::PolicyLoaded(r) => r.files == bundle.manifest(),
+        _ => false,
+    };
+    if let Some(previous) = &previous {
+        if previous.policy_revision == bundle.revision().as_str() && same_files(previous) {
+            return Ok(None);
+        }
     }
     Ok(Some(Record::PolicyLoaded(PolicyLoadedRecord {
         trigger,
-        previous_revision: previous,
-        directory: directory.display().to_string(),
+        previous_revision: previous.map(|e| e.policy_revision),
+        directory: source.to_string(),
         files: bundle.manifest().to_vec(),
+        bundle: bundle.bundle().cloned(),
     })))
 }
 
@@ -84,18 +92,13 @@ pub async fn record_start(
     log: &LogWriter,
     keys: impl IntoIterator<Item = KeyInUse>,
     bundle: &PolicyBundle,
-    directory: &Path,
+    source: &str,
 ) -> Result<(), LogError> {
     let mut records = Vec::new();
     for key in keys {
         records.extend(signing_key(store, key)?);
     }
-    records.extend(policy_loaded(
-        store,
-        bundle,
-        directory,
-        PolicyTrigger::Start,
-    )?);
+    records.extend(policy_loaded(store, bundle, source, PolicyTrigger::Start)?);
     if !records.is_empty() {
         let revision = bundle.revision().as_str().to_string();
         log.append_all(rfc3339(Utc::now()), revision, records)
@@ -110,21 +113,14 @@ pub struct PolicyRecorder {
     policies: Arc<PolicyStore>,
     store: LogStore,
     log: LogWriter,
-    directory: PathBuf,
 }
 
 impl PolicyRecorder {
-    pub fn new(
-        policies: Arc<PolicyStore>,
-        store: LogStore,
-        log: LogWriter,
-        directory: PathBuf,
-    ) -> Self {
+    pub fn new(policies: Arc<PolicyStore>, store: LogStore, log: LogWriter) -> Self {
         Self {
             policies,
             store,
             log,
-            directory,
         }
     }
 
@@ -136,13 +132,38 @@ impl PolicyRecorder {
         bundle: PolicyBundle,
         trigger: PolicyTrigger,
     ) -> Result<Arc<PolicyBundle>, LogError> {
-        if let Some(record) = policy_loaded(&self.store, &bundle, &self.directory, trigger)? {
+        let source = self.policies.source().to_string();
+        if let Some(record) = policy_loaded(&self.store, &bundle, &source, trigger)? {
             let revision = bundle.revision().as_str().to_string();
             self.log
                 .append(rfc3339(Utc::now()), revision, record)
                 .await?;
         }
         Ok(self.policies.install(bundle))
+    }
+
+    /// Logs that a policy set was refused. The policy in force stays; the
+    /// entry names the refused content and why.
+    pub async fn rejected(
+        &self,
+        rejection: &PolicyRejection,
+        trigger: PolicyTrigger,
+    ) -> Result<(), LogError> {
+        let Some(sha256) = rejection.fingerprint.clone() else {
+            // Nothing was read (a server down): nothing to account for.
+            return Ok(());
+        };
+        let record = Record::PolicyRejected(PolicyRejectedRecord {
+            trigger,
+            source: self.policies.source().to_string(),
+            sha256,
+            error: rejection.error.clone(),
+        });
+        let revision = self.policies.current().revision().as_str().to_string();
+        self.log
+            .append(rfc3339(Utc::now()), revision, record)
+            .await?;
+        Ok(())
     }
 
     pub fn policies(&self) -> &PolicyStore {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args, Parser, Subcommand};
-use trustpath::config::Config;
+use trustpath::config::{Config, PolicySource};
 use trustpath::model::ConnectionRequest;
 
 mod commands;
@@ -129,7 +129,7 @@ enum Command {
     /// Run the policies' own test_* rules, as `opa test` does. Exit 0 when
     /// all pass, 1 on a failure or error or when the policies do not load.
     Test {
-        /// The policy directory.
+        /// The policy directory, or an OPA bundle file (.tar.gz).
         #[arg(default_value = "policies")]
         dir: PathBuf,
         /// Only tests whose full path (data.pkg.test_name) matches this regex.
@@ -153,7 +153,7 @@ enum Command {
     /// policies and report each one that would change.
     #[command(group(ArgGroup::new("source").required(true).args(["data_dir", "store", "export"])))]
     Replay {
-        /// The candidate policy directory.
+        /// The candidate policies: a directory or an OPA bundle file (.tar.gz).
         #[arg(long)]
         policies: PathBuf,
         /// A stopped server's data directory.
@@ -474,10 +474,11 @@ struct Settings {
     /// This replica's name in a fleet [default: the config's `store.node`]
     #[arg(long, env = "TRUSTPATH_NODE")]
     node: Option<String>,
-    /// Rego policy directory [default: the config's `policies`, else
+    /// Rego policies: a directory, an OPA bundle file (.tar.gz) or an
+    /// https:// bundle URL [default: the config's `policies`, else
     /// ./policies]
-    #[arg(long, env = "TRUSTPATH_POLICIES")]
-    policies: Option<PathBuf>,
+    #[arg(long, env = "TRUSTPATH_POLICIES", value_parser = PolicySource::parse)]
+    policies: Option<PolicySource>,
     /// `iss` of signed grants [default: the config's `issuer`, else
     /// https://trustpath.local]
     #[arg(long, env = "TRUSTPATH_ISSUER")]
@@ -512,8 +513,8 @@ impl Settings {
             config.store.node = Some(node);
             flags.push("store.node");
         }
-        if let Some(dir) = self.policies {
-            config.policies = dir;
+        if let Some(source) = self.policies {
+            config.policies = source;
             flags.push("policies");
         }
         if let Some(issuer) = self.issuer {
@@ -594,7 +595,7 @@ fn run() -> Result<std::process::ExitCode> {
             settings,
             ..
         } => done(commands::policy_eval::run(
-            &settings.resolve()?.policies,
+            &settings.resolve()?,
             &query,
             input.as_deref(),
         )),

@@ -40,7 +40,7 @@ fn test_rules(dir: &Path, found: &mut Vec<(String, String)>) {
 #[test]
 fn shipped_policy_tests_pass() {
     let dir = common::repo_policies();
-    let bundle = PolicyBundle::load(&dir).expect("shipped policies load");
+    let bundle = PolicyBundle::from_path(&dir).expect("shipped policies load");
     let mut rules = Vec::new();
     test_rules(&dir, &mut rules);
     assert!(
@@ -66,7 +66,7 @@ fn broken_policy_never_replaces_the_running_one() {
         "package trustpath.connection\n\ndecision := {\"allow\": true}\n",
     )
     .unwrap();
-    let store = PolicyStore::load(dir.path()).unwrap();
+    let store = PolicyStore::load(trustpath::policy::PolicyOrigin::unverified(dir.path())).unwrap();
     let revision = store.current().revision().clone();
 
     std::fs::write(
@@ -74,7 +74,7 @@ fn broken_policy_never_replaces_the_running_one() {
         "package trustpath.connection\n\ndecision := {\"allow\": \n",
     )
     .unwrap();
-    let err = match store.load_from_disk() {
+    let err = match store.load_now() {
         Ok(_) => panic!("a broken policy loaded"),
         Err(e) => e.to_string(),
     };
@@ -91,7 +91,7 @@ fn broken_policy_never_replaces_the_running_one() {
         "package trustpath.connection\n\ndecision := {\"allow\": false}\n",
     )
     .unwrap();
-    store.install(store.load_from_disk().unwrap());
+    store.install(store.load_now().unwrap());
     assert_ne!(store.current().revision(), &revision);
 }
 
@@ -100,7 +100,7 @@ fn broken_policy_never_replaces_the_running_one() {
 /// unauthenticated client or an untrusted authorization server.
 #[test]
 fn shipped_connection_policy_is_defined_and_fails_closed() {
-    let bundle = PolicyBundle::load(&common::repo_policies()).unwrap();
+    let bundle = PolicyBundle::from_path(&common::repo_policies()).unwrap();
     let scope_sets: [&[&str]; 5] = [
         &[],
         &["files:read"],
@@ -161,7 +161,7 @@ fn result_name(input: &serde_json::Value) -> &str {
 /// an actor that is not the grant's, is never allowed.
 #[test]
 fn shipped_tool_call_policy_is_defined_and_fails_closed() {
-    let bundle = PolicyBundle::load(&common::repo_policies()).unwrap();
+    let bundle = PolicyBundle::from_path(&common::repo_policies()).unwrap();
     let mut checked = 0;
     for status in ["active", "expired", "invalid"] {
         for scopes in [
@@ -222,7 +222,7 @@ fn runaway_policy_is_cut_off_and_errors() {
          n := count([1 | some x in numbers.range(1, 20000); some y in numbers.range(1, 20000)])\n",
     )
     .unwrap();
-    let bundle = PolicyBundle::load(dir.path()).expect("a slow policy still loads");
+    let bundle = PolicyBundle::from_path(dir.path()).expect("a slow policy still loads");
     let started = std::time::Instant::now();
     let err = bundle
         .evaluate(CONNECTION_ENTRY_POINT, &json!({}))
@@ -235,7 +235,7 @@ fn runaway_policy_is_cut_off_and_errors() {
 fn policy_without_the_entry_point_does_not_load() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.rego"), "package other\n\nx := 1\n").unwrap();
-    let err = PolicyBundle::load(dir.path())
+    let err = PolicyBundle::from_path(dir.path())
         .err()
         .expect("must not load")
         .to_string();
@@ -423,7 +423,7 @@ fn data_files_mount_at_their_directory() {
          }\n",
     )
     .unwrap();
-    let bundle = PolicyBundle::load(dir.path()).unwrap();
+    let bundle = PolicyBundle::from_path(dir.path()).unwrap();
     let decide = |session: &str| {
         bundle
             .evaluate(CONNECTION_ENTRY_POINT, &json!({"session_id": session}))
@@ -456,7 +456,7 @@ fn unknown_functions_fail_at_load_with_their_position() {
         )
     };
     std::fs::write(dir.path().join("p.rego"), policy("1")).unwrap();
-    PolicyBundle::load(dir.path()).expect("every call resolves");
+    PolicyBundle::from_path(dir.path()).expect("every call resolves");
     for (call, column) in [
         ("crypto.sha9(\"a\")", 10),
         ("data.lib.triple(1)", 10),
@@ -464,7 +464,7 @@ fn unknown_functions_fail_at_load_with_their_position() {
         ("nope(1)", 10),
     ] {
         std::fs::write(dir.path().join("p.rego"), policy(call)).unwrap();
-        let err = PolicyBundle::load(dir.path())
+        let err = PolicyBundle::from_path(dir.path())
             .err()
             .unwrap_or_else(|| panic!("{call} loaded"))
             .to_string();
@@ -495,10 +495,13 @@ fn loading_is_bounded_and_long_lines_load() {
         )
     };
     std::fs::write(dir.path().join("p.rego"), nested(12)).unwrap();
-    PolicyBundle::load(dir.path()).expect("12 levels load");
+    PolicyBundle::from_path(dir.path()).expect("12 levels load");
     std::fs::write(dir.path().join("p.rego"), nested(40)).unwrap();
     let started = std::time::Instant::now();
-    let err = PolicyBundle::load(dir.path()).err().unwrap().to_string();
+    let err = PolicyBundle::from_path(dir.path())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
     assert!(
         err.contains("p.rego") && err.contains("line 6: brackets nest deeper than 12"),
@@ -514,7 +517,7 @@ fn loading_is_bounded_and_long_lines_load() {
         ),
     )
     .unwrap();
-    PolicyBundle::load(dir.path()).expect("a long line loads");
+    PolicyBundle::from_path(dir.path()).expect("a long line loads");
     let (ok, out, err) = common::trustpath(&["test", dir.path().to_str().unwrap()]);
     assert!(ok && out.contains("PASS: 1/1"), "{out}{err}");
 }
@@ -572,7 +575,7 @@ test_add_date_normalises if time.date(time.add_date(time.parse_rfc3339_ns("2026-
     let (ok, out, err) = common::trustpath(&["test", dir.path().to_str().unwrap()]);
     assert!(ok && out.contains("PASS: 7/7"), "{out}{err}");
     // Width and precision, as OPA: " 1.23".
-    let bundle = PolicyBundle::load(dir.path()).unwrap();
+    let bundle = PolicyBundle::from_path(dir.path()).unwrap();
     let decision = bundle
         .evaluate(CONNECTION_ENTRY_POINT, &json!({"n": 1.23456}))
         .unwrap()

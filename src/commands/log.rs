@@ -309,6 +309,15 @@ fn summary(entry: &LogEntry) -> (String, String) {
                 r.files.len()
             ),
         ),
+        Record::PolicyRejected(r) => (
+            "-".into(),
+            format!(
+                "trigger={} sha256={} error={:?}",
+                label(&r.trigger),
+                r.sha256,
+                r.error
+            ),
+        ),
         Record::SigningKey(r) => (
             "-".into(),
             format!(

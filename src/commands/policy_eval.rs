@@ -9,9 +9,12 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::exit::{usage, Found};
-use trustpath::policy;
+use trustpath::config::Config;
+use trustpath::policy::{self, PolicyOrigin};
 
-pub fn run(policies: &Path, query: &str, input: Option<&Path>) -> Result<()> {
+/// Evaluates `query` over the configured policies (a bundle's signature is
+/// checked as the server checks it).
+pub fn run(config: &Config, query: &str, input: Option<&Path>) -> Result<()> {
     let rule = query.trim();
     if !rule.starts_with("data.") && rule != "data" {
         return Err(usage(format!(
@@ -27,8 +30,9 @@ pub fn run(policies: &Path, query: &str, input: Option<&Path>) -> Result<()> {
         }
         None => Value::Null,
     };
-    let sources = policy::read_policies(policies)
-        .with_context(|| format!("loading the policies in {}", policies.display()))?;
+    let origin = PolicyOrigin::from_config(config)?;
+    let sources = policy::read_policies(&origin)
+        .with_context(|| format!("loading the policies from {}", config.policies))?;
     match policy::evaluate_rule(sources.engine, rule, &input)? {
         Some(value) => {
             println!("{}", serde_json::to_string(&value)?);

@@ -58,7 +58,7 @@ pub fn parse_fail_on(list: &str) -> Result<Vec<ChangeKind>> {
 }
 
 pub fn run(args: ReplayArgs<'_>) -> Result<ExitCode> {
-    let candidate = PolicyBundle::load(args.candidate).with_context(|| {
+    let candidate = PolicyBundle::from_path(args.candidate).with_context(|| {
         format!(
             "loading candidate policies from {}",
             args.candidate.display()

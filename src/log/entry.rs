@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::sealed::FieldGroup;
-use crate::model::{Authentication, Decision, GrantClaims, PolicyFile, ToolCallDecision};
+use crate::model::{
+    Authentication, Decision, GrantClaims, PolicyBundleOrigin, PolicyFile, ToolCallDecision,
+};
 
 /// One entry of the append-only log. Its `seq` is its leaf index.
 ///
@@ -32,13 +34,14 @@ pub struct LogEntry {
 }
 
 /// Every entry kind, as [`Record::kind`] names them.
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     "connection_decision",
     "grant_issued",
     "tool_call",
     "grant_revoked",
     "session_revoked",
     "policy_loaded",
+    "policy_rejected",
     "signing_key",
     "retention",
 ];
@@ -56,6 +59,10 @@ pub enum Record {
     SessionRevoked(SessionRevokedRecord),
     /// A policy bundle went into force (the entry's `policy_revision`).
     PolicyLoaded(PolicyLoadedRecord),
+    /// A new policy set was refused (it did not load, or a bundle's
+    /// signature did not verify); the entry's `policy_revision` stayed in
+    /// force.
+    PolicyRejected(PolicyRejectedRecord),
     /// A signing key went into use: created, or a different key than the
     /// log last saw for its purpose.
     SigningKey(SigningKeyRecord),
@@ -119,7 +126,10 @@ impl Record {
             Record::ToolCall(r) => r.session_id.as_deref(),
             Record::GrantRevoked(r) => Some(&r.session_id),
             Record::SessionRevoked(r) => Some(&r.session_id),
-            Record::PolicyLoaded(_) | Record::SigningKey(_) | Record::Retention(_) => None,
+            Record::PolicyLoaded(_)
+            | Record::PolicyRejected(_)
+            | Record::SigningKey(_)
+            | Record::Retention(_) => None,
         }
     }
 
@@ -132,6 +142,7 @@ impl Record {
             Record::GrantRevoked(r) => Some(&r.client_id),
             Record::SessionRevoked(_)
             | Record::PolicyLoaded(_)
+            | Record::PolicyRejected(_)
             | Record::SigningKey(_)
             | Record::Retention(_) => None,
         }
@@ -146,6 +157,7 @@ impl Record {
             Record::GrantRevoked(_) => "grant_revoked",
             Record::SessionRevoked(_) => "session_revoked",
             Record::PolicyLoaded(_) => "policy_loaded",
+            Record::PolicyRejected(_) => "policy_rejected",
             Record::SigningKey(_) => "signing_key",
             Record::Retention(_) => "retention",
         }
@@ -248,6 +260,8 @@ pub enum PolicyTrigger {
     FileChange,
     /// SIGHUP.
     Sighup,
+    /// The bundle server had a new bundle.
+    Poll,
 }
 
 /// A policy bundle went into force. Written before the bundle decides
@@ -258,9 +272,26 @@ pub struct PolicyLoadedRecord {
     pub trigger: PolicyTrigger,
     /// The revision in force before, as the log last recorded it.
     pub previous_revision: Option<String>,
-    /// The policy directory as configured.
+    /// Where the policies were read from, as configured: a directory, a
+    /// bundle file or a bundle URL.
     pub directory: String,
     pub files: Vec<PolicyFile>,
+    /// The OPA bundle they came in (absent for a directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<PolicyBundleOrigin>,
+}
+
+/// A policy set that was not put in force.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyRejectedRecord {
+    pub trigger: PolicyTrigger,
+    /// Where it was read from, as configured.
+    pub source: String,
+    /// Which content was refused: a bundle's SHA-256, or the hash of a
+    /// directory's files.
+    pub sha256: String,
+    /// Why, as the loader said it.
+    pub error: String,
 }
 
 /// Which signature a key makes.

@@ -275,8 +275,8 @@ fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
                 add(Field::Grant, jti);
             }
         }
-        // Found by kind (policy_loaded, retention) or by purpose.
-        Record::PolicyLoaded(_) | Record::Retention(_) => {}
+        // Found by kind (policy_loaded, policy_rejected, retention) or by purpose.
+        Record::PolicyLoaded(_) | Record::PolicyRejected(_) | Record::Retention(_) => {}
         Record::SigningKey(r) => add(Field::SigningKey, r.purpose.as_str()),
     }
     out

@@ -693,6 +693,21 @@ pub struct PolicyFile {
     pub sha256: String,
 }
 
+/// The OPA bundle a policy set came in, as the `policy_loaded` entry records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyBundleOrigin {
+    /// SHA-256 of the bundle archive.
+    pub sha256: String,
+    /// `.manifest`'s revision (also the entries' `policy_revision`), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// `.manifest`'s roots.
+    pub roots: Vec<String>,
+    /// The `[bundle]` key that signed it; absent when signatures are not required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+}
+
 /// The accepted JWS algorithms are asymmetric only: an HMAC "verified" with
 /// a public key as its secret is the classic algorithm-confusion attack.
 pub fn parse_algorithm(name: &str) -> Option<jsonwebtoken::Algorithm> {

@@ -1,7 +1,10 @@
 //! The organisation's Rego policies, compiled once and shared.
 
 mod builtins;
+mod bundle;
 mod calls;
+mod download;
+mod signature;
 mod sprintf;
 pub mod test_runner;
 pub mod verdict;
@@ -16,7 +19,13 @@ use regorus::utils::limits::ExecutionTimerConfig;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub use crate::model::PolicyFile;
+use bundle::Bundle;
+pub use bundle::BundleError;
+use download::{BundleServer, Downloaded};
+use signature::BundleVerifier;
+
+use crate::config::{BundleConfig, Config, PolicySource};
+pub use crate::model::{PolicyBundleOrigin, PolicyFile};
 
 /// The rule the connection decision comes from.
 pub const CONNECTION_ENTRY_POINT: &str = "data.trustpath.connection.decision";
@@ -90,17 +99,22 @@ pub enum PolicyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("no .rego files under {0}")]
-    Empty(PathBuf),
+    #[error("no .rego files in {0}")]
+    Empty(String),
     #[error("{path}: {message}")]
     Load { path: PathBuf, message: String },
+    #[error("bundle {origin}: {error}")]
+    Bundle { origin: String, error: BundleError },
     #[error("policy does not compile: {0}")]
     Compile(String),
     #[error("policy evaluation failed: {0}")]
     Evaluate(String),
+    #[error("{0}")]
+    Config(String),
 }
 
-/// Hash of the loaded policy files: names every decision's rules.
+/// Names every decision's rules: a bundle's `.manifest` revision, or else
+/// the hash of the policy files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyRevision(String);
 
@@ -125,67 +139,247 @@ pub struct PolicyBundle {
     undefined: Vec<&'static str>,
     revision: PolicyRevision,
     manifest: Vec<PolicyFile>,
+    /// Which content this is (see [`PolicyTexts::fingerprint`]).
+    fingerprint: String,
+    bundle: Option<PolicyBundleOrigin>,
 }
 
-/// The policy files under a directory, read and added to a fresh engine:
-/// what both the decision path and the test runner start from.
+/// The policy files of a source, read and added to a fresh engine: what
+/// both the decision path and the test runner start from.
 pub struct PolicySources {
     pub engine: regorus::Engine,
-    /// Every file loaded, sorted.
+    /// Every file loaded, sorted, as errors and reports name it.
     pub files: Vec<PathBuf>,
     /// The `.rego` files and their text.
     pub rego: Vec<(PathBuf, String)>,
     pub revision: PolicyRevision,
     pub manifest: Vec<PolicyFile>,
+    fingerprint: String,
+    bundle: Option<PolicyBundleOrigin>,
 }
 
-/// Every policy file under `dir`, sorted by path: its text and manifest line.
-type PolicyTexts = Vec<(PathBuf, String, PolicyFile)>;
+/// One policy file as read: how messages name it, its path relative to the
+/// source (where a data file mounts), and its text.
+struct SourceFile {
+    shown: PathBuf,
+    relative: String,
+    text: String,
+}
 
-/// The text of every policy file under `dir`, sorted by path, and the
-/// revision they make.
-fn read_files(dir: &Path) -> Result<(PolicyTexts, PolicyRevision), PolicyError> {
-    let mut files = Vec::new();
-    collect_files(dir, &mut files)?;
-    files.sort();
-    if !files.iter().any(|f| is_rego(f)) {
-        return Err(PolicyError::Empty(dir.to_path_buf()));
-    }
+/// The policy files of a source, read but not parsed.
+struct PolicyTexts {
+    /// The source as messages name it.
+    source: String,
+    files: Vec<SourceFile>,
+    revision: PolicyRevision,
+    /// Which content this is: the files' hash for a directory, the
+    /// archive's SHA-256 for a bundle. A reload compares it.
+    fingerprint: String,
+    bundle: Option<(PolicyBundleOrigin, Bundle)>,
+}
+
+/// Hash of the files' paths and texts, length-prefixed so that moving
+/// bytes between files changes it.
+fn content_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
     let mut hasher = Sha256::new();
-    let mut texts = Vec::with_capacity(files.len());
-    for path in files {
+    for (relative, text) in files {
+        for part in [relative.as_bytes(), text] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The text of every policy file under `dir`, sorted by path.
+fn read_directory(dir: &Path) -> Result<PolicyTexts, PolicyError> {
+    let mut paths = Vec::new();
+    collect_files(dir, &mut paths)?;
+    paths.sort();
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
         let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
             path: path.clone(),
             source,
         })?;
         let relative = path.strip_prefix(dir).unwrap_or(&path);
-        // Length-prefixed so that moving bytes between files changes the hash.
-        for part in [relative.to_string_lossy().as_bytes(), text.as_bytes()] {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part);
-        }
-        let file = PolicyFile {
-            path: relative
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/"),
-            sha256: crate::digest::sha256_hex(text.as_bytes()),
-        };
-        texts.push((path, text, file));
+        let relative = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        files.push(SourceFile {
+            shown: path,
+            relative,
+            text,
+        });
     }
-    Ok((texts, PolicyRevision(hex::encode(hasher.finalize()))))
+    if !files.iter().any(|f| f.relative.ends_with(".rego")) {
+        return Err(PolicyError::Empty(dir.display().to_string()));
+    }
+    let hash = content_hash(
+        files
+            .iter()
+            .map(|f| (f.relative.as_str(), f.text.as_bytes())),
+    );
+    Ok(PolicyTexts {
+        source: dir.display().to_string(),
+        files,
+        revision: PolicyRevision(hash.clone()),
+        fingerprint: hash,
+        bundle: None,
+    })
 }
 
-/// The revision the files under `dir` would load as, without loading them.
-pub fn revision_of(dir: &Path) -> Result<PolicyRevision, PolicyError> {
-    Ok(read_files(dir)?.1)
+/// Where policies come from and how they are checked: the configured
+/// source, the keys bundles must be signed with, the bundle server.
+#[derive(Debug)]
+pub struct PolicyOrigin {
+    source: PolicySource,
+    verifier: Option<BundleVerifier>,
+    server: Option<BundleServer>,
+    max_bytes: u64,
 }
 
-/// Reads every `*.rego` file and every `data.json` under `dir` into an
-/// engine. A file that does not parse is named, with its line, in the error.
-pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
-    let (texts, revision) = read_files(dir)?;
+impl PolicyOrigin {
+    /// The origin `policies` and `[bundle]` configure. Reads the keys.
+    pub fn from_config(config: &Config) -> Result<Self, PolicyError> {
+        Ok(Self {
+            source: config.policies.clone(),
+            verifier: BundleVerifier::from_config(&config.bundle).map_err(PolicyError::Config)?,
+            server: match &config.policies {
+                PolicySource::BundleUrl(url) => {
+                    Some(BundleServer::new(url.clone(), &config.bundle))
+                }
+                _ => None,
+            },
+            max_bytes: config.bundle.max_bytes,
+        })
+    }
+
+    /// A directory or bundle file read as it is, signatures unchecked: for
+    /// `trustpath test`, `eval --query` and `replay`, which put nothing in
+    /// force.
+    pub fn unverified(path: &Path) -> Self {
+        Self {
+            source: PolicySource::from_path(path.to_path_buf()),
+            verifier: None,
+            server: None,
+            max_bytes: BundleConfig::default().max_bytes,
+        }
+    }
+
+    pub fn source(&self) -> &PolicySource {
+        &self.source
+    }
+
+    fn bundle_error(&self, error: BundleError) -> PolicyError {
+        PolicyError::Bundle {
+            origin: self.source.to_string(),
+            error,
+        }
+    }
+
+    /// Reads the source now (a URL unconditionally).
+    fn read(&self) -> Result<PolicyTexts, PolicyError> {
+        match &self.source {
+            PolicySource::Directory(dir) => read_directory(dir),
+            PolicySource::BundleFile(path) => self.read_bundle(&self.read_archive(path)?),
+            PolicySource::BundleUrl(_) => match self.download(None)? {
+                Downloaded::Bundle { bytes, .. } => self.read_bundle(&bytes),
+                Downloaded::NotModified => Err(self.bundle_error(BundleError::Download(
+                    "304 Not Modified to a request without If-None-Match".into(),
+                ))),
+            },
+        }
+    }
+
+    fn read_archive(&self, path: &Path) -> Result<Vec<u8>, PolicyError> {
+        let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if bytes.len() as u64 > self.max_bytes {
+            return Err(self.bundle_error(BundleError::TooLarge(self.max_bytes)));
+        }
+        Ok(bytes)
+    }
+
+    fn download(&self, etag: Option<&str>) -> Result<Downloaded, PolicyError> {
+        let server = self.server.as_ref().expect("a URL source has a server");
+        server.get(etag).map_err(|e| self.bundle_error(e))
+    }
+
+    /// A bundle archive's policy files, its signature checked when keys
+    /// are configured.
+    fn read_bundle(&self, archive: &[u8]) -> Result<PolicyTexts, PolicyError> {
+        let bundle = Bundle::unpack(archive, self.max_bytes.saturating_mul(4))
+            .map_err(|e| self.bundle_error(e))?;
+        let signed_by = match &self.verifier {
+            Some(verifier) => Some(verifier.verify(&bundle).map_err(|e| self.bundle_error(e))?),
+            None => {
+                if bundle.signatures.is_some() {
+                    tracing::warn!(
+                        source = %self.source,
+                        "the bundle is signed but [bundle] names no verification_keys: \
+                         its signature is not checked"
+                    );
+                }
+                None
+            }
+        };
+        let mut files = Vec::new();
+        for (path, bytes) in bundle.policy_files() {
+            let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                self.bundle_error(BundleError::Unsupported(format!("{path} is not UTF-8")))
+            })?;
+            files.push(SourceFile {
+                shown: PathBuf::from(format!("{}#{path}", self.source)),
+                relative: path.to_string(),
+                text,
+            });
+        }
+        if !files.iter().any(|f| f.relative.ends_with(".rego")) {
+            return Err(PolicyError::Empty(self.source.to_string()));
+        }
+        let manifest_revision = Some(bundle.manifest.revision.clone()).filter(|r| !r.is_empty());
+        let revision = manifest_revision.clone().unwrap_or_else(|| {
+            content_hash(
+                files
+                    .iter()
+                    .map(|f| (f.relative.as_str(), f.text.as_bytes())),
+            )
+        });
+        let origin = PolicyBundleOrigin {
+            sha256: bundle.sha256.clone(),
+            revision: manifest_revision,
+            roots: bundle.manifest.roots(),
+            signed_by,
+        };
+        Ok(PolicyTexts {
+            source: self.source.to_string(),
+            files,
+            revision: PolicyRevision(revision),
+            fingerprint: bundle.sha256.clone(),
+            bundle: Some((origin, bundle)),
+        })
+    }
+}
+
+/// Reads the policies of `origin` into an engine. A file that does not
+/// parse is named, with its line, in the error.
+pub fn read_policies(origin: &PolicyOrigin) -> Result<PolicySources, PolicyError> {
+    compile_texts(origin.read()?)
+}
+
+fn compile_texts(texts: PolicyTexts) -> Result<PolicySources, PolicyError> {
+    let PolicyTexts {
+        source,
+        files: texts,
+        revision,
+        fingerprint,
+        bundle,
+    } = texts;
     let mut engine = regorus::Engine::new();
     engine.set_execution_timer_config(timer_config());
     // A builtin error (sprintf given what it cannot format, a type error)
@@ -204,34 +398,65 @@ pub fn read_policies(dir: &Path) -> Result<PolicySources, PolicyError> {
     let mut rego = Vec::new();
     let mut files = Vec::with_capacity(texts.len());
     let mut manifest = Vec::with_capacity(texts.len());
-    for (path, text, file) in texts {
+    let mut data_documents = Vec::new();
+    for SourceFile {
+        shown,
+        relative,
+        text,
+    } in texts
+    {
         let load_err = |message: String| PolicyError::Load {
-            path: path.clone(),
+            path: shown.clone(),
             message,
         };
-        if is_rego(&path) {
+        if relative.ends_with(".rego") {
             check_nesting(&text).map_err(load_err)?;
             engine
-                .add_policy(path.display().to_string(), text.clone())
+                .add_policy(shown.display().to_string(), text.clone())
                 .map_err(|e| load_err(e.to_string()))?;
-            rego.push((path.clone(), text));
+            rego.push((shown.clone(), text.clone()));
         } else {
-            let data = serde_json::from_str(&text).map_err(|e| load_err(e.to_string()))?;
-            let data = mounted(&file.path, data);
+            let data: Value = if relative.ends_with(".yaml") {
+                yaml_serde::from_str(&text).map_err(|e| load_err(e.to_string()))?
+            } else {
+                serde_json::from_str(&text).map_err(|e| load_err(e.to_string()))?
+            };
+            let mount = relative.rsplit_once('/').map_or("", |(dir, _)| dir);
+            data_documents.push((mount.to_string(), data.clone()));
             engine
-                .add_data(regorus::Value::from(data))
+                .add_data(regorus::Value::from(mounted(&relative, data)))
                 .map_err(|e| load_err(e.to_string()))?;
         }
-        files.push(path);
-        manifest.push(file);
+        manifest.push(PolicyFile {
+            path: relative,
+            sha256: crate::digest::sha256_hex(text.as_bytes()),
+        });
+        files.push(shown);
     }
     calls::check(&engine)?;
+    let bundle = match bundle {
+        Some((origin, unpacked)) => {
+            let packages = engine
+                .get_packages()
+                .map_err(|e| PolicyError::Compile(e.to_string()))?;
+            unpacked
+                .check_roots(packages.iter().map(String::as_str), &data_documents)
+                .map_err(|error| PolicyError::Bundle {
+                    origin: source,
+                    error,
+                })?;
+            Some(origin)
+        }
+        None => None,
+    };
     Ok(PolicySources {
         engine,
         files,
         rego,
         revision,
         manifest,
+        fingerprint,
+        bundle,
     })
 }
 
@@ -248,15 +473,26 @@ fn mounted(relative: &str, data: Value) -> Value {
 }
 
 impl PolicyBundle {
-    /// Loads every `*.rego` file and every `data.json` under `dir`, and
-    /// compiles the entry points.
-    pub fn load(dir: &Path) -> Result<Self, PolicyError> {
+    /// Reads `origin` and compiles the entry points.
+    pub fn load(origin: &PolicyOrigin) -> Result<Self, PolicyError> {
+        Self::compile(read_policies(origin)?)
+    }
+
+    /// A directory or bundle file, signatures unchecked
+    /// ([`PolicyOrigin::unverified`]): a candidate, not a policy in force.
+    pub fn from_path(path: &Path) -> Result<Self, PolicyError> {
+        Self::load(&PolicyOrigin::unverified(path))
+    }
+
+    fn compile(sources: PolicySources) -> Result<Self, PolicyError> {
         let PolicySources {
             mut engine,
             revision,
             manifest,
+            fingerprint,
+            bundle,
             ..
-        } = read_policies(dir)?;
+        } = sources;
         // Compiling analyses and prepares the engine now, so errors surface at
         // load (naming file and line) and every clone starts prepared.
         let mut undefined = Vec::new();
@@ -280,7 +516,14 @@ impl PolicyBundle {
             undefined,
             revision,
             manifest,
+            fingerprint,
+            bundle,
         })
+    }
+
+    /// The OPA bundle these policies came in, if they did.
+    pub fn bundle(&self) -> Option<&PolicyBundleOrigin> {
+        self.bundle.as_ref()
     }
 
     pub fn revision(&self) -> &PolicyRevision {
@@ -371,22 +614,44 @@ fn timer_config() -> ExecutionTimerConfig {
     }
 }
 
+/// A policy set that was not put in force, as `/ready` shows it.
+#[derive(Debug, Clone)]
+pub struct PolicyRejection {
+    /// Why, as the error says it.
+    pub error: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Which content was refused (the bundle's SHA-256, or the files'
+    /// hash); absent when nothing could be read (a server down).
+    pub fingerprint: Option<String>,
+}
+
+/// What the store remembers between checks.
+#[derive(Default)]
+struct Watch {
+    /// The ETag of the last bundle downloaded.
+    etag: Option<String>,
+    /// The last content that failed to load: reported once, not at every
+    /// check.
+    failed: Option<String>,
+    rejection: Option<PolicyRejection>,
+}
+
 /// The policy bundle in force. Decisions read it without taking a lock;
 /// a bundle that fails to load never replaces the running one.
 pub struct PolicyStore {
-    dir: PathBuf,
+    origin: PolicyOrigin,
     current: ArcSwap<PolicyBundle>,
-    /// The last revision that failed to load, so a broken edit is reported
-    /// once rather than at every check.
-    failed: std::sync::Mutex<Option<PolicyRevision>>,
+    watch: std::sync::Mutex<Watch>,
 }
 
 impl PolicyStore {
-    pub fn load(dir: &Path) -> Result<Self, PolicyError> {
+    pub fn load(origin: PolicyOrigin) -> Result<Self, PolicyError> {
+        let bundle = PolicyBundle::load(&origin)?;
         Ok(Self {
-            dir: dir.to_path_buf(),
-            current: ArcSwap::from_pointee(PolicyBundle::load(dir)?),
-            failed: std::sync::Mutex::new(None),
+            origin,
+            current: ArcSwap::from_pointee(bundle),
+            watch: Default::default(),
         })
     }
 
@@ -394,34 +659,113 @@ impl PolicyStore {
         self.current.load_full()
     }
 
-    /// Loads the bundle on disk without putting it in force: the caller
-    /// logs it first (`policy_loaded`), then [`PolicyStore::install`]s it.
-    pub fn load_from_disk(&self) -> Result<PolicyBundle, PolicyError> {
-        PolicyBundle::load(&self.dir)
+    pub fn source(&self) -> &PolicySource {
+        self.origin.source()
     }
 
-    /// Loads the bundle on disk when its files differ from the bundle in
-    /// force. `Ok(None)`: nothing changed, or the same broken revision as
-    /// last time (reported once).
+    /// The last policy set refused since one was put in force.
+    pub fn rejection(&self) -> Option<PolicyRejection> {
+        self.watch().rejection.clone()
+    }
+
+    fn watch(&self) -> std::sync::MutexGuard<'_, Watch> {
+        self.watch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads and compiles the source now (a URL without `If-None-Match`),
+    /// without putting it in force: the caller logs it first
+    /// (`policy_loaded`), then [`PolicyStore::install`]s it.
+    pub fn load_now(&self) -> Result<PolicyBundle, PolicyError> {
+        let texts = self.origin.read().map_err(|e| self.rejected(e, None))?;
+        let fingerprint = texts.fingerprint.clone();
+        self.compile(texts, fingerprint)
+    }
+
+    /// Loads the source when it differs from the bundle in force.
+    /// `Ok(None)`: nothing changed, or the same broken content as last
+    /// time (reported once).
     pub fn load_if_changed(&self) -> Result<Option<PolicyBundle>, PolicyError> {
-        let on_disk = revision_of(&self.dir)?;
-        let failed = self.failed.lock().expect("policy store").clone();
-        if on_disk == *self.current().revision() || failed.as_ref() == Some(&on_disk) {
-            return Ok(None);
-        }
-        match self.load_from_disk() {
-            Ok(bundle) => Ok(Some(bundle)),
-            Err(e) => {
-                *self.failed.lock().expect("policy store") = Some(on_disk);
-                Err(e)
+        let texts = match self.origin.source() {
+            PolicySource::Directory(dir) => {
+                let texts = read_directory(dir).map_err(|e| self.rejected(e, None))?;
+                if !self.is_new(&texts.fingerprint) {
+                    return Ok(None);
+                }
+                texts
             }
+            PolicySource::BundleFile(path) => {
+                let archive = self
+                    .origin
+                    .read_archive(path)
+                    .map_err(|e| self.rejected(e, None))?;
+                if !self.is_new(&crate::digest::sha256_hex(&archive)) {
+                    return Ok(None);
+                }
+                let sha = crate::digest::sha256_hex(&archive);
+                self.origin
+                    .read_bundle(&archive)
+                    .map_err(|e| self.rejected(e, Some(sha)))?
+            }
+            PolicySource::BundleUrl(_) => {
+                let etag = self.watch().etag.clone();
+                let (archive, etag) = match self.origin.download(etag.as_deref()) {
+                    Ok(Downloaded::NotModified) => return Ok(None),
+                    Ok(Downloaded::Bundle { bytes, etag }) => (bytes, etag),
+                    Err(e) => return Err(self.rejected(e, None)),
+                };
+                self.watch().etag = etag;
+                let sha = crate::digest::sha256_hex(&archive);
+                if !self.is_new(&sha) {
+                    return Ok(None);
+                }
+                self.origin
+                    .read_bundle(&archive)
+                    .map_err(|e| self.rejected(e, Some(sha)))?
+            }
+        };
+        let fingerprint = texts.fingerprint.clone();
+        self.compile(texts, fingerprint).map(Some)
+    }
+
+    /// Whether `fingerprint` is neither the content in force nor the
+    /// content that failed last.
+    fn is_new(&self, fingerprint: &str) -> bool {
+        fingerprint != self.current().fingerprint
+            && self.watch().failed.as_deref() != Some(fingerprint)
+    }
+
+    fn compile(
+        &self,
+        texts: PolicyTexts,
+        fingerprint: String,
+    ) -> Result<PolicyBundle, PolicyError> {
+        compile_texts(texts)
+            .and_then(PolicyBundle::compile)
+            .map_err(|e| self.rejected(e, Some(fingerprint)))
+    }
+
+    /// Remembers a failed load (for `/ready`, and so the same content is
+    /// not reported again) and hands the error back.
+    fn rejected(&self, error: PolicyError, fingerprint: Option<String>) -> PolicyError {
+        let mut watch = self.watch();
+        if fingerprint.is_some() {
+            watch.failed.clone_from(&fingerprint);
         }
+        watch.rejection = Some(PolicyRejection {
+            error: error.to_string(),
+            at: crate::time::rfc3339(chrono::Utc::now()),
+            fingerprint,
+        });
+        error
     }
 
     /// Puts a loaded bundle in force.
     pub fn install(&self, bundle: PolicyBundle) -> Arc<PolicyBundle> {
         let bundle = Arc::new(bundle);
         self.current.store(bundle.clone());
+        let mut watch = self.watch();
+        watch.failed = None;
+        watch.rejection = None;
         bundle
     }
 }
@@ -439,7 +783,11 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyError> 
         let path = entry.map_err(read_err)?.path();
         if path.is_dir() {
             collect_files(&path, out)?;
-        } else if is_rego(&path) || path.file_name().is_some_and(|n| n == "data.json") {
+        } else if is_rego(&path)
+            || path
+                .file_name()
+                .is_some_and(|n| n == "data.json" || n == "data.yaml")
+        {
             out.push(path);
         }
     }
@@ -478,6 +826,8 @@ mod tests {
             undefined: Vec::new(),
             revision: PolicyRevision("test".into()),
             manifest: Vec::new(),
+            fingerprint: "test".into(),
+            bundle: None,
         }
     }
 

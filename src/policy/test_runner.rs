@@ -11,7 +11,7 @@ use regorus::unstable::{Parser, Rule, RuleHead, Source};
 use regorus::utils::limits::ExecutionTimerConfig;
 use serde::Serialize;
 
-use super::{read_policies, PolicyError};
+use super::{read_policies, PolicyError, PolicyOrigin};
 
 /// A test that runs away is stopped and reported as an error.
 const TEST_TIME_LIMIT: Duration = Duration::from_secs(5);
@@ -146,9 +146,10 @@ pub fn discover(rego: &[(PathBuf, String)]) -> Result<Vec<TestCase>, PolicyError
     Ok(cases)
 }
 
-/// Loads `dir` and runs its tests (those whose path `run` matches).
-pub fn run(dir: &Path, run: Option<&Regex>, coverage: bool) -> Result<TestReport, PolicyError> {
-    let sources = read_policies(dir)?;
+/// Loads `path` (a policy directory or a bundle file) and runs its tests
+/// (those whose path `run` matches).
+pub fn run(path: &Path, run: Option<&Regex>, coverage: bool) -> Result<TestReport, PolicyError> {
+    let sources = read_policies(&PolicyOrigin::unverified(path))?;
     let mut engine = sources.engine;
     engine.set_execution_timer_config(ExecutionTimerConfig {
         limit: TEST_TIME_LIMIT,

@@ -72,6 +72,8 @@ pub struct AppState {
     pub console: Option<console::ConsoleSettings>,
     /// How far the log is durable (the console's live view follows it).
     pub durable: crate::sinks::DurableLog,
+    /// How often a policy bundle is checked for a new one.
+    pub bundle_poll: std::time::Duration,
 }
 
 impl AppState {
@@ -299,7 +301,25 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
         .map(|e| format!("the log's store cannot be read: {e}"));
     let (name, result) = check("store", store_problem, json!({}));
     checks.insert(name, result);
-    let (name, result) = check("policies", None, json!({ "revision": state.revision() }));
+    // A refused policy set leaves the one in force serving: still ready,
+    // but the check says what was refused, when and why.
+    let policies = state.decider.policies();
+    let mut detail = json!({
+        "revision": state.revision(),
+        "source": policies.source().to_string(),
+    });
+    if let Some(bundle) = policies.current().bundle() {
+        detail["bundle_sha256"] = json!(bundle.sha256);
+        detail["signed_by"] = json!(bundle.signed_by);
+    }
+    if let Some(rejection) = policies.rejection() {
+        detail["rejected"] = json!({
+            "error": rejection.error,
+            "at": rejection.at,
+            "sha256": rejection.fingerprint,
+        });
+    }
+    let (name, result) = check("policies", None, detail);
     checks.insert(name, result);
     let (name, result) = check(
         "signing_keys",

@@ -519,7 +519,21 @@ fn record_body(shown: &Shown, record: &Record) -> Markup {
             }
         },
         Record::PolicyLoaded(r) => html! {
-            dl { (kv("Directory", &r.directory)) (kv("Files", r.files.len())) }
+            dl {
+                (kv("Source", &r.directory))
+                (kv("Files", r.files.len()))
+                @if let Some(bundle) = &r.bundle {
+                    (kv("Bundle SHA-256", html! { code { (bundle.sha256) } }))
+                    (kv("Signed by", bundle.signed_by.as_deref().unwrap_or("not required")))
+                }
+            }
+        },
+        Record::PolicyRejected(r) => html! {
+            dl {
+                (kv("Source", &r.source))
+                (kv("Content SHA-256", html! { code { (r.sha256) } }))
+                (kv("Error", &r.error))
+            }
         },
         Record::SigningKey(r) => html! {
             dl { (kv("Purpose", format!("{:?}", r.purpose))) (kv("Key id", html! { code { (r.key_id) } })) }

@@ -152,6 +152,7 @@ pub fn kind_title(record: &Record) -> &'static str {
         Record::GrantRevoked(_) => "Grant revoked",
         Record::SessionRevoked(_) => "Session revoked",
         Record::PolicyLoaded(_) => "Policy loaded",
+        Record::PolicyRejected(_) => "Policy rejected",
         Record::SigningKey(_) => "Signing key",
         Record::Retention(_) => "Retention",
     }
