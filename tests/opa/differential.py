@@ -10,7 +10,12 @@ Compared, rule by rule:
 - every rule of every program in tests/opa/corpus/ (one program per file,
   each loaded alone), and
 - the shipped policies' test rules (policies/, with its data.json), whose
-  bodies hold the decision inputs the shipped policies are tested with.
+  bodies hold the decision inputs the shipped policies are tested with, and
+- the shipped policies' decision rules over real decision inputs: those
+  logged in examples/policy-repo/decisions.ndjson (connection decisions and
+  tool calls), and the inputs the decision path builds for every request in
+  examples/requests/ (decided with `trustpath eval --record`, the input read
+  back from the log).
 
 Two answers agree when both are the same JSON value, both undefined, or
 both errors. A disagreement fails the run unless known-differences.json
@@ -61,7 +66,45 @@ def rules_of(text: str, only_tests: bool = False) -> list[str]:
     return names
 
 
-def opa_answers(directory: Path, queries: list[str]) -> dict:
+ENTRY_POINTS = {
+    "connection_decision": "data.trustpath.connection.decision",
+    "tool_call": "data.trustpath.tool_call.decision",
+}
+
+
+def decision_inputs(work: Path) -> list[tuple[str, str, Path]]:
+    """(name, entry point, input file) for every real decision input."""
+    found = []
+
+    def keep(name: str, kind: str, policy_input) -> None:
+        path = work / "inputs" / f"{name}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(policy_input))
+        found.append((name, ENTRY_POINTS[kind], path))
+
+    exported = ROOT / "examples" / "policy-repo" / "decisions.ndjson"
+    for line in exported.read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("kind") in ENTRY_POINTS and "input" in entry:
+            keep(f"decisions.ndjson#{entry['seq']}", entry["kind"], entry["input"])
+    for request in sorted((ROOT / "examples" / "requests").glob("*.json")):
+        data = work / "requests" / request.stem
+        subprocess.run(
+            [str(TRUSTPATH_BIN), "-q", "eval", "--record", "--data-dir", str(data),
+             "--policies", str(ROOT / "policies"), "--input", str(request)],
+            check=True, capture_output=True,
+        )
+        logged = subprocess.run(
+            [str(TRUSTPATH_BIN), "-q", "log", "query", "--data-dir", str(data),
+             "--kind", "connection_decision", "--json", "--limit", "1"],
+            check=True, capture_output=True, text=True,
+        )
+        entry = json.loads(logged.stdout.splitlines()[0])
+        keep(f"requests/{request.name}", "connection_decision", entry["input"])
+    return found
+
+
+def opa_answers(directory: Path, queries: list[tuple[str, Path | None]]) -> dict:
     engine = OpaEngine()
     try:
         for path in sorted(directory.rglob("*.rego")):
@@ -74,22 +117,23 @@ def opa_answers(directory: Path, queries: list[str]) -> dict:
         engine.close()
         return {query: ("error", e.message) for query in queries}
     answers = {}
-    for query in queries:
+    for query, input_file in queries:
+        policy_input = json.loads(input_file.read_text()) if input_file else None
         try:
-            rows = engine.eval_query(f"__value := {query}")
-            answers[query] = ("value", rows[0]["__value"]) if rows else ("undefined", None)
+            rows = engine.eval_query(f"__value := {query}", input=policy_input)
+            answer = ("value", rows[0]["__value"]) if rows else ("undefined", None)
         except OpaError as e:
-            answers[query] = ("error", e.message)
+            answer = ("error", e.message)
+        answers[(query, input_file)] = answer
     engine.close()
     return answers
 
 
-def trustpath_answer(directory: Path, query: str):
-    run = subprocess.run(
-        [str(TRUSTPATH_BIN), "-q", "eval", "--query", query, "--policies", str(directory)],
-        capture_output=True,
-        text=True,
-    )
+def trustpath_answer(directory: Path, query: str, input_file: Path | None):
+    command = [str(TRUSTPATH_BIN), "-q", "eval", "--query", query, "--policies", str(directory)]
+    if input_file:
+        command += ["--input", str(input_file)]
+    run = subprocess.run(command, capture_output=True, text=True)
     if run.returncode == 0:
         return ("value", json.loads(run.stdout))
     if run.returncode == 1:
@@ -108,7 +152,7 @@ def main() -> int:
         print(f"{TRUSTPATH_BIN} not found: build it with cargo build --release", file=sys.stderr)
         return 1
     known = json.loads((HERE / "known-differences.json").read_text())
-    cases = []  # (directory, query)
+    cases = []  # (directory, query, input file or None, name)
     work = Path(tempfile.mkdtemp(prefix="trustpath-opa-"))
     for program in sorted((HERE / "corpus").glob("*.rego")):
         directory = work / program.stem
@@ -116,24 +160,29 @@ def main() -> int:
         shutil.copy(program, directory / program.name)
         text = program.read_text()
         package = package_of(text)
-        cases += [(directory, f"data.{package}.{rule}") for rule in rules_of(text)]
+        cases += [(directory, f"data.{package}.{rule}", None) for rule in rules_of(text)]
     policies = ROOT / "policies"
     for test_file in sorted(policies.rglob("*_test.rego")):
         text = test_file.read_text()
         package = package_of(text)
-        cases += [(policies, f"data.{package}.{rule}") for rule in rules_of(text, only_tests=True)]
+        cases += [(policies, f"data.{package}.{rule}", None) for rule in rules_of(text, only_tests=True)]
+    inputs = decision_inputs(work)
+    cases += [(policies, entry_point, path) for _, entry_point, path in inputs]
+    input_names = {path: name for name, _, path in inputs}
 
-    by_directory: dict[Path, list[str]] = {}
-    for directory, query in cases:
-        by_directory.setdefault(directory, []).append(query)
+    by_directory: dict[Path, list[tuple[str, Path | None]]] = {}
+    for directory, query, input_file in cases:
+        by_directory.setdefault(directory, []).append((query, input_file))
     passed = failed = 0
     seen_known = set()
     for directory, queries in by_directory.items():
         opa = opa_answers(directory, queries)
-        for query in queries:
-            ours = trustpath_answer(directory, query)
-            theirs = opa[query]
+        for query, input_file in queries:
+            ours = trustpath_answer(directory, query, input_file)
+            theirs = opa[(query, input_file)]
             same = agree(ours, theirs)
+            if input_file:
+                query = f"{query} @ {input_names[input_file]}"
             if query in known:
                 seen_known.add(query)
                 if same:
