@@ -237,8 +237,23 @@ async fn a_plain_bundle_file_serves_with_its_manifest_revision() {
     assert!(check.get("rejected").is_none(), "{check}");
     server.stop();
 
-    // The same bundle through the CLI: its tests, one rule, the data.yaml.
+    // The same bundle through the CLI: replay of the logged decision (no
+    // change), its tests, one rule, the data.yaml.
     let path = bundle.to_str().unwrap();
+    let data = dir.path().join("data");
+    let (ok, out, err) = trustpath(&[
+        "replay",
+        "--format",
+        "json",
+        "--policies",
+        path,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    let summary: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["summary"]["replayed"], 1, "{out}");
+    assert_eq!(summary["summary"]["changed"], 0, "{out}");
     let (ok, out, err) = trustpath(&["test", path]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("PASS"), "{out}");

@@ -314,7 +314,9 @@ async fn an_erasure_redacts_one_person_and_verify_tells_it_from_tampering() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config = write_config(dir.path(), "");
-    let server = Server::start(&data, &repo_policies(), Some(&config));
+    let policies = dir.path().join("policies");
+    copy_dir(&repo_policies(), &policies);
+    let server = Server::start(&data, &policies, Some(&config));
     let key = TestKey::generate("k1");
     let (alice, alice_call) = decide_and_call(&server, &key, "s-alice", "alice@example.com").await;
     let (bob, _) = decide_and_call(&server, &key, "s-bob", "bob@example.com").await;
@@ -388,6 +390,17 @@ async fn an_erasure_redacts_one_person_and_verify_tells_it_from_tampering() {
     )
     .await;
     assert_eq!(status, 200);
+    // A broken policy edit, refused (and logged) while the policy in force stays.
+    let broken = policies.join("trustpath/broken.rego");
+    std::fs::write(&broken, "package trustpath.broken\n\nx := \n").unwrap();
+    for _ in 0..100 {
+        let found = get_json(&server, "/v1/decisions?kind=policy_rejected").await;
+        if !found["entries"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::remove_file(&broken).unwrap();
     check_against_schema(&server).await;
 
     // Inclusion against the checkpoint from before and one from after.
