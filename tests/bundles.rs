@@ -47,6 +47,11 @@ impl BundleFiles {
         self
     }
 
+    fn with(mut self, path: &str, bytes: impl Into<Vec<u8>>) -> Self {
+        self.put(path, bytes);
+        self
+    }
+
     /// The `.signatures.json` OPA's `opa sign` would write, made here
     /// from the bundle format's rules: SHA-256 of each file's bytes, or of
     /// its JSON value written compactly with sorted keys for `.manifest`
@@ -277,50 +282,30 @@ fn bundles_that_break_the_format_are_refused_by_name() {
     let cases: Vec<(&str, BundleFiles, &str)> = vec![
         (
             "roots",
-            {
-                let mut f = BundleFiles::repo("r");
-                f.put(".manifest", r#"{"roots": ["elsewhere"]}"#);
-                f
-            },
-            "package data.trustpath.connection is outside the bundle's roots (\"elsewhere\")",
+            BundleFiles::repo("r").with(".manifest", r#"{"roots": ["elsewhere"]}"#),
+            "package trustpath.connection is outside the bundle's roots (\"elsewhere\")",
         ),
         (
             "data-roots",
-            {
-                let mut f = BundleFiles::repo("r");
-                f.put("users/data.json", r#"{"alice": 1}"#);
-                f
-            },
+            BundleFiles::repo("r").with("users/data.json", r#"{"alice": 1}"#),
             "data.users is outside the bundle's roots",
         ),
         (
             "wasm",
-            {
-                let mut f = BundleFiles::repo("r");
-                f.put("policy.wasm", vec![0u8, 97, 115, 109]);
-                f
-            },
+            BundleFiles::repo("r").with("policy.wasm", vec![0u8, 97, 115, 109]),
             "Wasm and plan bundles are not supported",
         ),
         (
             "v0",
-            {
-                let mut f = BundleFiles::repo("r");
-                f.put(".manifest", r#"{"rego_version": 0}"#);
-                f
-            },
+            BundleFiles::repo("r").with(".manifest", r#"{"rego_version": 0}"#),
             "rego_version 0",
         ),
         (
             "bad-rego",
-            {
-                let mut f = BundleFiles::repo("r");
-                f.put(
-                    "trustpath/broken.rego",
-                    "package trustpath.broken\n\nx := \n",
-                );
-                f
-            },
+            BundleFiles::repo("r").with(
+                "trustpath/broken.rego",
+                "package trustpath.broken\n\nx := \n",
+            ),
             "trustpath/broken.rego",
         ),
     ];

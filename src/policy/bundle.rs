@@ -199,12 +199,9 @@ impl Bundle {
             .join(", ");
         let outside = |what: String| BundleError::OutsideRoots(what, shown.clone());
         for package in packages {
-            let path = package
-                .strip_prefix("data.")
-                .unwrap_or(package)
-                .replace('.', "/");
-            if !under_roots(&roots, &path) {
-                return Err(outside(format!("package {package}")));
+            let name = package.strip_prefix("data.").unwrap_or(package);
+            if !under_roots(&roots, &name.replace('.', "/")) {
+                return Err(outside(format!("package {name}")));
             }
         }
         for (mount, value) in data {
