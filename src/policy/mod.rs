@@ -698,10 +698,10 @@ impl PolicyStore {
                     .origin
                     .read_archive(path)
                     .map_err(|e| self.rejected(e, None))?;
-                if !self.is_new(&crate::digest::sha256_hex(&archive)) {
+                let sha = crate::digest::sha256_hex(&archive);
+                if !self.is_new(&sha) {
                     return Ok(None);
                 }
-                let sha = crate::digest::sha256_hex(&archive);
                 self.origin
                     .read_bundle(&archive)
                     .map_err(|e| self.rejected(e, Some(sha)))?
