@@ -698,13 +698,10 @@ impl PolicyStore {
                     .origin
                     .read_archive(path)
                     .map_err(|e| self.rejected(e, None))?;
-                let sha = crate::digest::sha256_hex(&archive);
-                if !self.is_new(&sha) {
-                    return Ok(None);
+                match self.new_bundle(&archive)? {
+                    Some(texts) => texts,
+                    None => return Ok(None),
                 }
-                self.origin
-                    .read_bundle(&archive)
-                    .map_err(|e| self.rejected(e, Some(sha)))?
             }
             PolicySource::BundleUrl(_) => {
                 let etag = self.watch().etag.clone();
@@ -714,17 +711,27 @@ impl PolicyStore {
                     Err(e) => return Err(self.rejected(e, None)),
                 };
                 self.watch().etag = etag;
-                let sha = crate::digest::sha256_hex(&archive);
-                if !self.is_new(&sha) {
-                    return Ok(None);
+                match self.new_bundle(&archive)? {
+                    Some(texts) => texts,
+                    None => return Ok(None),
                 }
-                self.origin
-                    .read_bundle(&archive)
-                    .map_err(|e| self.rejected(e, Some(sha)))?
             }
         };
         let fingerprint = texts.fingerprint.clone();
         self.compile(texts, fingerprint).map(Some)
+    }
+
+    /// A bundle archive's policy files, unless it is the bundle in force or
+    /// the one refused last (`Ok(None)`).
+    fn new_bundle(&self, archive: &[u8]) -> Result<Option<PolicyTexts>, PolicyError> {
+        let sha = crate::digest::sha256_hex(archive);
+        if !self.is_new(&sha) {
+            return Ok(None);
+        }
+        self.origin
+            .read_bundle(archive)
+            .map(Some)
+            .map_err(|e| self.rejected(e, Some(sha)))
     }
 
     /// Whether `fingerprint` is neither the content in force nor the
