@@ -10,13 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-target_dir="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
-export TRUSTPATH_BIN="${TRUSTPATH_BIN:-$target_dir/release/trustpath}"
-venv="$target_dir/e2e-venv"
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+source tests/python-venv.sh
+python_venv e2e-venv tests/e2e/requirements.txt
 
 (cd examples/oidc-provider && npm ci --no-audit --no-fund --loglevel=error)
 # The console's browser check of the run (Debian's chromium, which .ci/run installs).

@@ -10,14 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-target_dir="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
-export TRUSTPATH_BIN="${TRUSTPATH_BIN:-$target_dir/release/trustpath}"
-venv="$target_dir/opa-venv"
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check --ignore-requires-python \
-    -r tests/opa/requirements.txt
+source tests/python-venv.sh
+python_venv opa-venv tests/opa/requirements.txt --ignore-requires-python
 
 cargo test --release --no-run --quiet
 
