@@ -480,6 +480,11 @@ struct BundleServer {
 
 impl BundleServer {
     async fn start(dir: &Path, token: &'static str) -> Self {
+        Self::start_at(dir, token, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// On `addr`: the same URL again after a restart.
+    async fn start_at(dir: &Path, token: &'static str, addr: std::net::SocketAddr) -> Self {
         let ca = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
         let ca_file = dir.join("bundle-server.pem");
         std::fs::write(&ca_file, ca.cert.pem()).unwrap();
@@ -496,7 +501,7 @@ impl BundleServer {
             )
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let bundle = Arc::new(Mutex::new(Vec::new()));
         let not_modified = Arc::new(Mutex::new(0));
@@ -686,4 +691,61 @@ async fn signed_bundles_are_polled_over_https_with_etags() {
     .await;
     assert_eq!(get_json(&server, "/ready").await["status"], "ready");
     server.stop();
+
+    // A start while the bundle server is down uses the last bundle put in
+    // force from it (v2, verified again; v3 was refused), and says why.
+    let cached = data.join("policy-bundle.tar.gz");
+    assert_eq!(
+        sha256_hex(&std::fs::read(&cached).unwrap()),
+        newest_loaded_sha(&loaded)
+    );
+    let server = Server::start(&data, Path::new(&bundles.url()), Some(&config));
+    let check = policies_check(&server).await;
+    assert_eq!(check["revision"], "v2");
+    assert!(
+        check["rejected"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("download")),
+        "{check}"
+    );
+    // The server back with the same bundle: the download error clears,
+    // nothing new is put in force or logged.
+    let entries = get_json(&server, "/v1/decisions?limit=1000").await["entries"]
+        .as_array()
+        .unwrap()
+        .len();
+    let back = BundleServer::start_at(dir.path(), "bundle-token", bundles.addr).await;
+    back.serve(&BundleFiles::repo("v2").signed(&key));
+    eventually("download error cleared", || async {
+        policies_check(&server).await.get("rejected").is_none()
+    })
+    .await;
+    assert_eq!(policies_check(&server).await["revision"], "v2");
+    let after = get_json(&server, "/v1/decisions?limit=1000").await["entries"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, entries);
+    server.stop();
+
+    // A cached bundle that no longer verifies is not used: no start.
+    let mut tampered = std::fs::read(&cached).unwrap();
+    tampered.truncate(tampered.len() / 2);
+    std::fs::write(&cached, tampered).unwrap();
+    back.task.abort();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trustpath"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("policy-bundle.tar.gz"), "{err}");
+}
+
+/// The bundle SHA-256 a `policy_loaded` entry records.
+fn newest_loaded_sha(entry: &Value) -> String {
+    entry["bundle"]["sha256"].as_str().unwrap().to_string()
 }

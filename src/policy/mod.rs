@@ -111,6 +111,28 @@ pub enum PolicyError {
     Evaluate(String),
     #[error("{0}")]
     Config(String),
+    #[error("{download}; the cached bundle {path} does not load either: {cached}")]
+    Cached {
+        download: Box<PolicyError>,
+        path: PathBuf,
+        cached: Box<PolicyError>,
+    },
+}
+
+/// Where a bundle URL's last bundle in force is kept, in the data directory.
+pub const BUNDLE_CACHE_FILE: &str = "policy-bundle.tar.gz";
+
+impl PolicyError {
+    /// The bundle server could not be reached or answered with an error.
+    fn is_download(&self) -> bool {
+        matches!(
+            self,
+            PolicyError::Bundle {
+                error: BundleError::Download(_),
+                ..
+            }
+        )
+    }
 }
 
 /// Names every decision's rules: a bundle's `.manifest` revision, or else
@@ -239,6 +261,13 @@ pub struct PolicyOrigin {
     verifier: Option<BundleVerifier>,
     server: Option<BundleServer>,
     max_bytes: u64,
+    /// For a bundle URL: where the last downloaded bundle put in force is
+    /// kept (`DATA_DIR/policy-bundle.tar.gz`), so a start while the bundle
+    /// server is down can use it (verified again, as any bundle).
+    cache: Option<PathBuf>,
+    /// The last bundle downloaded (SHA-256, bytes), until it is put in
+    /// force (then written to `cache`) or another replaces it.
+    downloaded: std::sync::Mutex<Option<(String, Vec<u8>)>>,
 }
 
 impl PolicyOrigin {
@@ -254,6 +283,9 @@ impl PolicyOrigin {
                 _ => None,
             },
             max_bytes: config.bundle.max_bytes,
+            cache: matches!(config.policies, PolicySource::BundleUrl(_))
+                .then(|| config.data_dir.join(BUNDLE_CACHE_FILE)),
+            downloaded: Default::default(),
         })
     }
 
@@ -266,6 +298,8 @@ impl PolicyOrigin {
             verifier: None,
             server: None,
             max_bytes: BundleConfig::default().max_bytes,
+            cache: None,
+            downloaded: Default::default(),
         }
     }
 
@@ -307,7 +341,46 @@ impl PolicyOrigin {
 
     fn download(&self, etag: Option<&str>) -> Result<Downloaded, PolicyError> {
         let server = self.server.as_ref().expect("a URL source has a server");
-        server.get(etag).map_err(|e| self.bundle_error(e))
+        let downloaded = server.get(etag).map_err(|e| self.bundle_error(e))?;
+        if let (Some(_), Downloaded::Bundle { bytes, .. }) = (&self.cache, &downloaded) {
+            let sha = crate::digest::sha256_hex(bytes);
+            *self.downloaded.lock().unwrap_or_else(|e| e.into_inner()) = Some((sha, bytes.clone()));
+        }
+        Ok(downloaded)
+    }
+
+    /// The bundle with `fingerprint` went into force: when it is the one
+    /// downloaded last, it becomes the cached bundle (written whole, then
+    /// renamed). Only where the data directory exists: a CLI run creates
+    /// none.
+    fn keep_in_force(&self, fingerprint: &str) {
+        let Some(cache) = &self.cache else { return };
+        let downloaded = self
+            .downloaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some((sha, bytes)) = downloaded.filter(|(sha, _)| sha == fingerprint) else {
+            return;
+        };
+        if !cache.parent().is_some_and(Path::is_dir) {
+            return;
+        }
+        let partial = cache.with_extension("partial");
+        let written =
+            std::fs::write(&partial, &bytes).and_then(|()| std::fs::rename(&partial, cache));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, path = %cache.display(), bundle_sha256 = %sha, "the bundle in force could not be cached");
+        }
+    }
+
+    /// The cached bundle (see `cache`), read and verified like a download.
+    fn read_cached(&self) -> Option<Result<PolicyTexts, PolicyError>> {
+        let cache = self.cache.as_ref().filter(|c| c.is_file())?;
+        Some(
+            self.read_archive(cache)
+                .and_then(|archive| self.read_bundle(&archive)),
+        )
     }
 
     /// A bundle archive's policy files, its signature checked when keys
@@ -646,13 +719,48 @@ pub struct PolicyStore {
 }
 
 impl PolicyStore {
+    /// Reads and compiles the source. A bundle server that cannot be
+    /// reached falls back to the last bundle put in force from it, verified
+    /// again; `/ready` then shows the download error. Anything else that
+    /// fails refuses the start.
     pub fn load(origin: PolicyOrigin) -> Result<Self, PolicyError> {
-        let bundle = PolicyBundle::load(&origin)?;
-        Ok(Self {
+        let (bundle, unreachable) = match PolicyBundle::load(&origin) {
+            Err(e) if e.is_download() => match origin.read_cached() {
+                Some(cached) => {
+                    let bundle = match cached
+                        .and_then(compile_texts)
+                        .and_then(PolicyBundle::compile)
+                    {
+                        Ok(bundle) => bundle,
+                        Err(cached) => {
+                            return Err(PolicyError::Cached {
+                                download: Box::new(e),
+                                path: origin.cache.clone().unwrap_or_default(),
+                                cached: Box::new(cached),
+                            })
+                        }
+                    };
+                    tracing::warn!(
+                        error = %e,
+                        policy_revision = bundle.revision.as_str(),
+                        "the bundle server cannot be reached; starting with the cached bundle"
+                    );
+                    (bundle, Some(e))
+                }
+                None => return Err(e),
+            },
+            loaded => (loaded?, None),
+        };
+        origin.keep_in_force(&bundle.fingerprint);
+        let store = Self {
             origin,
             current: ArcSwap::from_pointee(bundle),
             watch: Default::default(),
-        })
+        };
+        if let Some(e) = unreachable {
+            store.rejected(e, None);
+        }
+        Ok(store)
     }
 
     pub fn current(&self) -> Arc<PolicyBundle> {
@@ -688,6 +796,7 @@ impl PolicyStore {
         let texts = match self.origin.source() {
             PolicySource::Directory(dir) => {
                 let texts = read_directory(dir).map_err(|e| self.rejected(e, None))?;
+                self.readable_again();
                 if !self.is_new(&texts.fingerprint) {
                     return Ok(None);
                 }
@@ -698,6 +807,7 @@ impl PolicyStore {
                     .origin
                     .read_archive(path)
                     .map_err(|e| self.rejected(e, None))?;
+                self.readable_again();
                 match self.new_bundle(&archive)? {
                     Some(texts) => texts,
                     None => return Ok(None),
@@ -705,10 +815,14 @@ impl PolicyStore {
             }
             PolicySource::BundleUrl(_) => {
                 let etag = self.watch().etag.clone();
-                let (archive, etag) = match self.origin.download(etag.as_deref()) {
-                    Ok(Downloaded::NotModified) => return Ok(None),
-                    Ok(Downloaded::Bundle { bytes, etag }) => (bytes, etag),
-                    Err(e) => return Err(self.rejected(e, None)),
+                let downloaded = self
+                    .origin
+                    .download(etag.as_deref())
+                    .map_err(|e| self.rejected(e, None))?;
+                self.readable_again();
+                let (archive, etag) = match downloaded {
+                    Downloaded::NotModified => return Ok(None),
+                    Downloaded::Bundle { bytes, etag } => (bytes, etag),
                 };
                 self.watch().etag = etag;
                 match self.new_bundle(&archive)? {
@@ -751,6 +865,19 @@ impl PolicyStore {
             .map_err(|e| self.rejected(e, Some(fingerprint)))
     }
 
+    /// The source could be read (or downloaded) again: a rejection that
+    /// named no content (a read or download error) no longer holds.
+    fn readable_again(&self) {
+        let mut watch = self.watch();
+        if watch
+            .rejection
+            .as_ref()
+            .is_some_and(|r| r.fingerprint.is_none())
+        {
+            watch.rejection = None;
+        }
+    }
+
     /// Remembers a failed load (for `/ready`, and so the same content is
     /// not reported again) and hands the error back.
     fn rejected(&self, error: PolicyError, fingerprint: Option<String>) -> PolicyError {
@@ -768,6 +895,7 @@ impl PolicyStore {
 
     /// Puts a loaded bundle in force.
     pub fn install(&self, bundle: PolicyBundle) -> Arc<PolicyBundle> {
+        self.origin.keep_in_force(&bundle.fingerprint);
         let bundle = Arc::new(bundle);
         self.current.store(bundle.clone());
         let mut watch = self.watch();
