@@ -242,6 +242,32 @@ pub struct Opened {
     pub writer_thread: WriterThread,
 }
 
+/// The store with the decision path's postings in memory (a log this
+/// process alone writes), and how long reading them took.
+fn remember_hot_postings(store: LogStore) -> Result<LogStore, AppError> {
+    let started = std::time::Instant::now();
+    let store = store.remembering()?;
+    if let Some(hot) = store.hot_index() {
+        let held: Vec<String> = hot
+            .sizes()
+            .iter()
+            .map(|(field, values, complete)| {
+                format!(
+                    "{}={values}{}",
+                    field.name(),
+                    if *complete { "" } else { "+" }
+                )
+            })
+            .collect();
+        tracing::info!(
+            took_ms = started.elapsed().as_millis() as u64,
+            held = %held.join(" "),
+            "decision path look-ups read into memory"
+        );
+    }
+    Ok(store)
+}
+
 /// Opens the data directory, loads policies and keys, starts the log writer,
 /// and logs the keys and the policy bundle going into force when the log
 /// has not seen them (before any decision is made with them).
@@ -253,7 +279,7 @@ pub async fn open(config: &Config) -> Result<Opened, AppError> {
 async fn open_observed(config: &Config, observer: Observer) -> Result<Opened, AppError> {
     config.validate()?;
     let opened_store = crate::store::open_server(config)?;
-    let store = opened_store.log.clone();
+    let store = remember_hot_postings(opened_store.log.clone())?;
     let policies = Arc::new(PolicyStore::load(PolicyOrigin::from_config(config)?)?);
     let grant_key_path = signing_key_path(config);
     let grant_key_created = !grant_key_path.exists();

@@ -385,3 +385,166 @@ fn every_engine_refuses_appends_off_the_head() {
         );
     }
 }
+
+/// Appends entry `seq` posting only `postings`.
+fn append_postings(store: &LogStore, seq: u64, postings: &[Posting]) {
+    let hashes = [(0u8, seq, [seq as u8; 32])];
+    let entry = StoredEntry {
+        seq,
+        bytes: b"{}",
+        decision_id: None,
+        hashes: &hashes,
+        postings,
+        time_micros: None,
+    };
+    store.append(&[entry]).unwrap();
+}
+
+fn document(client: &str, sha: &str) -> Posting {
+    Posting {
+        field: Field::ClientDocument,
+        value: client.into(),
+        data: sha.as_bytes().to_vec(),
+    }
+}
+
+/// The decision path's look-ups, answered from memory on a log this
+/// process alone writes, must say what the engine says: after appends,
+/// after retention drops a posting, and after a recovery.
+fn hot_index_contract(engine: LogStore) {
+    let store = engine.clone().remembering().unwrap();
+    assert!(store.hot_index().is_some());
+    let agree = |field: Field, value: &str| {
+        assert_eq!(
+            store.oldest_posting(field, value).unwrap(),
+            engine.oldest_posting(field, value).unwrap(),
+            "oldest {value}"
+        );
+        assert_eq!(
+            store.newest_posting(field, value).unwrap(),
+            engine.newest_posting(field, value).unwrap(),
+            "newest {value}"
+        );
+    };
+    append_postings(&store, 0, &[document("c1", "aa")]);
+    append_postings(&store, 1, &[posting(Field::RevokedSession, "s1")]);
+    append_postings(&store, 2, &[document("c1", "bb"), document("c2", "cc")]);
+    append_postings(&store, 3, &[posting(Field::RevokedSession, "s1")]);
+    append_postings(&store, 4, &[posting(Field::RevokedGrant, "g1")]);
+    assert_eq!(
+        store.newest_posting(Field::ClientDocument, "c1").unwrap(),
+        Some((2, b"bb".to_vec()))
+    );
+    assert_eq!(
+        store.oldest_posting(Field::RevokedSession, "s1").unwrap(),
+        Some(1),
+        "a session is revoked from its first revocation"
+    );
+    assert_eq!(
+        store.oldest_posting(Field::RevokedGrant, "g9").unwrap(),
+        None
+    );
+    for (field, value) in [
+        (Field::ClientDocument, "c1"),
+        (Field::ClientDocument, "c2"),
+        (Field::ClientDocument, "c9"),
+        (Field::RevokedSession, "s1"),
+        (Field::RevokedGrant, "g1"),
+        (Field::RevokedGrant, "g9"),
+    ] {
+        agree(field, value);
+    }
+    let revoked = store
+        .oldest_postings(&[(Field::RevokedSession, "s1"), (Field::RevokedGrant, "g9")])
+        .unwrap();
+    assert_eq!(revoked.len(), 1);
+
+    // Retention drops c1's newest document posting and s1's first
+    // revocation: memory falls back to what the store still holds.
+    store
+        .retain(&[
+            Retained {
+                seq: 2,
+                bytes: Vec::new(),
+                dropped: vec![IndexRecord::Posting {
+                    field: Field::ClientDocument,
+                    value: "c1".into(),
+                    seq: 2,
+                    data: b"bb".to_vec(),
+                }],
+            },
+            Retained {
+                seq: 1,
+                bytes: Vec::new(),
+                dropped: vec![IndexRecord::Posting {
+                    field: Field::RevokedSession,
+                    value: "s1".into(),
+                    seq: 1,
+                    data: Vec::new(),
+                }],
+            },
+        ])
+        .unwrap();
+    assert_eq!(
+        store.newest_posting(Field::ClientDocument, "c1").unwrap(),
+        Some((0, b"aa".to_vec()))
+    );
+    assert_eq!(
+        store.oldest_posting(Field::RevokedSession, "s1").unwrap(),
+        Some(3)
+    );
+    agree(Field::ClientDocument, "c1");
+    agree(Field::ClientDocument, "c2");
+    agree(Field::RevokedSession, "s1");
+
+    // A fresh handle reads the same from the store; a recovery rebuilds.
+    let again = engine.clone().remembering().unwrap();
+    assert_eq!(
+        again.newest_posting(Field::ClientDocument, "c1").unwrap(),
+        Some((0, b"aa".to_vec()))
+    );
+    store.flush().unwrap();
+    store.recover().unwrap();
+    assert_eq!(
+        store.oldest_posting(Field::RevokedGrant, "g1").unwrap(),
+        Some(4)
+    );
+    let sizes = store.hot_index().unwrap().sizes();
+    assert!(sizes.iter().all(|(_, _, complete)| *complete), "{sizes:?}");
+    assert_eq!(
+        sizes.iter().map(|(_, n, _)| n).sum::<usize>(),
+        4,
+        "s1, g1, c1, c2"
+    );
+}
+
+#[test]
+fn embedded_engines_answer_the_decision_path_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = trustpath::store::sled::SledLog::open(dir.path()).unwrap();
+    hot_index_contract(sled.log_store());
+    let dir = tempfile::tempdir().unwrap();
+    let fjall = trustpath::store::fjall::FjallLog::open(dir.path()).unwrap();
+    hot_index_contract(fjall.log_store());
+    // The whole contract holds through a remembering handle too.
+    let dir = tempfile::tempdir().unwrap();
+    let sled = trustpath::store::sled::SledLog::open(dir.path()).unwrap();
+    log_contract(&sled.log_store().remembering().unwrap());
+}
+
+#[test]
+fn a_fleet_store_is_never_remembered() {
+    let Some(db) = common::pg::TestDb::create("hot_index") else {
+        return;
+    };
+    let options = trustpath::store::postgres::PoolOptions {
+        size: 2,
+        timeout: std::time::Duration::from_secs(5),
+    };
+    let engine = trustpath::store::postgres::PgLog::open(&db.url, Some("node-a"), options).unwrap();
+    let store = engine.log_store().remembering().unwrap();
+    assert!(
+        store.hot_index().is_none(),
+        "other replicas write a fleet's log"
+    );
+}

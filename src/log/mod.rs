@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod copy;
 pub mod entry;
 pub(crate) mod grants;
+pub mod hot_index;
 pub mod index;
 pub mod key_history;
 pub mod merkle;

@@ -25,6 +25,10 @@
 //!   commitment its leaf hash covers kept; and an index record goes only
 //!   with what its entry no longer carries.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::hot_index::{HotIndex, Keep};
 use super::index::{Field, IndexRecord};
 use super::merkle::{Hash, HashSource};
 use super::LogError;
@@ -70,6 +74,12 @@ pub trait LogAppend {
     /// every entry [`LogRead::next_seq`] counts may leave the box, whoever
     /// wrote it. Otherwise only what the writer says it flushed.
     fn durable_on_commit(&self) -> bool {
+        false
+    }
+    /// Whether other processes append to this log too (a fleet's
+    /// database): then nothing read from it may be remembered between
+    /// calls (see `log::hot_index`).
+    fn shared(&self) -> bool {
         false
     }
 }
@@ -157,6 +167,15 @@ pub trait LogIndex {
     /// value, an unknown key) is an `Err` naming where it is, and the scan
     /// goes on after it. Verification compares these with the entries.
     fn index_records(&self) -> Scan<'_, IndexRecord>;
+    /// Every posting of `field`, as [`IndexRecord::Posting`]s. An engine
+    /// whose keys start with the field answers from that range alone.
+    fn field_postings(&self, field: Field) -> Scan<'_, IndexRecord> {
+        Box::new(self.index_records().filter(move |record| match record {
+            Ok(IndexRecord::Posting { field: f, .. }) => *f == field,
+            Ok(_) => false,
+            Err(_) => true,
+        }))
+    }
     /// Whether `record` is stored exactly so (a posting's data included).
     fn has_record(&self, record: &IndexRecord) -> Result<bool, LogError>;
 }
@@ -183,13 +202,118 @@ pub trait LogStorage: LogAppend + LogRead + LogIndex + LogRetain + Send + Sync {
 
 impl<T: LogAppend + LogRead + LogIndex + LogRetain + Send + Sync> LogStorage for T {}
 
-/// A cheap handle to the log's storage, whatever the engine.
+/// A cheap handle to the log's storage, whatever the engine; on a log
+/// this process alone writes, with the decision path's postings in memory
+/// ([`HotIndex`]). Its own `begin`, `retain`, `recover` and posting
+/// look-ups keep that memory in step; everything else reads the engine.
 #[derive(Clone)]
-pub struct LogStore(std::sync::Arc<dyn LogStorage>);
+pub struct LogStore {
+    engine: Arc<dyn LogStorage>,
+    hot: Option<Arc<HotIndex>>,
+}
 
 impl LogStore {
     pub fn new(engine: impl LogStorage + 'static) -> Self {
-        Self(std::sync::Arc::new(engine))
+        Self {
+            engine: Arc::new(engine),
+            hot: None,
+        }
+    }
+
+    /// The same store, answering the decision path's look-ups from memory
+    /// (read from the store once, now). A shared (fleet) store is returned
+    /// as it is: other replicas write it.
+    pub fn remembering(self) -> Result<Self, LogError> {
+        if self.engine.shared() || self.hot.is_some() {
+            return Ok(self);
+        }
+        let hot = HotIndex::build(&*self.engine)?;
+        Ok(Self {
+            hot: Some(Arc::new(hot)),
+            ..self
+        })
+    }
+
+    /// The in-memory postings, when this handle keeps them.
+    pub fn hot_index(&self) -> Option<&HotIndex> {
+        self.hot.as_deref()
+    }
+
+    /// See [`LogAppend::begin`]; what the batch commits is learnt by the
+    /// in-memory postings before `commit` returns.
+    pub fn begin(&self) -> Result<Box<dyn AppendBatch + '_>, LogError> {
+        let inner = self.engine.begin()?;
+        Ok(match &self.hot {
+            None => inner,
+            Some(hot) => Box::new(LearningBatch {
+                inner,
+                hot,
+                learnt: Vec::new(),
+            }),
+        })
+    }
+
+    /// See [`LogRetain::retain`]; dropped postings are forgotten in memory.
+    pub fn retain(&self, changes: &[Retained]) -> Result<(), LogError> {
+        self.engine.retain(changes)?;
+        if let Some(hot) = &self.hot {
+            for record in changes.iter().flat_map(|c| &c.dropped) {
+                hot.forget(&*self.engine, record)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// See [`LogAppend::recover`]; memory is read again from what survived.
+    pub fn recover(&self) -> Result<(), LogError> {
+        self.engine.recover()?;
+        if let Some(hot) = &self.hot {
+            hot.rebuild(&*self.engine)?;
+        }
+        Ok(())
+    }
+
+    /// See [`LogIndex::oldest_posting`].
+    pub fn oldest_posting(&self, field: Field, value: &str) -> Result<Option<u64>, LogError> {
+        match self.remembered(field, value, Keep::Oldest) {
+            Some(answer) => Ok(answer.map(|(seq, _)| seq)),
+            None => self.engine.oldest_posting(field, value),
+        }
+    }
+
+    /// See [`LogIndex::newest_posting`].
+    pub fn newest_posting(
+        &self,
+        field: Field,
+        value: &str,
+    ) -> Result<Option<(u64, Vec<u8>)>, LogError> {
+        match self.remembered(field, value, Keep::Newest) {
+            Some(answer) => Ok(answer),
+            None => self.engine.newest_posting(field, value),
+        }
+    }
+
+    /// See [`LogIndex::oldest_postings`].
+    pub fn oldest_postings(
+        &self,
+        keys: &[(Field, &str)],
+    ) -> Result<HashMap<(Field, String), u64>, LogError> {
+        if self.hot.is_none() {
+            return self.engine.oldest_postings(keys);
+        }
+        let mut found = HashMap::new();
+        for (field, value) in keys {
+            if let Some(seq) = self.oldest_posting(*field, value)? {
+                found.insert((*field, value.to_string()), seq);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Memory's answer for the `which` posting of `field = value`, if
+    /// memory has one.
+    fn remembered(&self, field: Field, value: &str, which: Keep) -> Option<Option<(u64, Vec<u8>)>> {
+        self.hot.as_ref()?.lookup(field, value, which)
     }
 
     /// The entry a decision id names, as stored.
@@ -220,10 +344,47 @@ impl LogStore {
     }
 }
 
+/// An engine's batch whose kept postings memory learns once it commits.
+struct LearningBatch<'a> {
+    inner: Box<dyn AppendBatch + 'a>,
+    hot: &'a HotIndex,
+    learnt: Vec<(Field, String, u64, Vec<u8>)>,
+}
+
+impl AppendBatch for LearningBatch<'_> {
+    fn next_seq(&self) -> u64 {
+        self.inner.next_seq()
+    }
+
+    fn append(&mut self, entries: &[StoredEntry<'_>]) -> Result<(), LogError> {
+        self.inner.append(entries)?;
+        for entry in entries {
+            for p in entry.postings.iter().filter(|p| HotIndex::keeps(p.field)) {
+                self.learnt
+                    .push((p.field, p.value.clone(), entry.seq, p.data.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn put_checkpoint(&mut self, size: u64, note: &str) -> Result<(), LogError> {
+        self.inner.put_checkpoint(size, note)
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), LogError> {
+        let LearningBatch { inner, hot, learnt } = *self;
+        inner.commit()?;
+        for (field, value, seq, data) in learnt {
+            hot.learn(field, &value, seq, &data);
+        }
+        Ok(())
+    }
+}
+
 impl std::ops::Deref for LogStore {
     type Target = dyn LogStorage;
     fn deref(&self) -> &Self::Target {
-        &*self.0
+        &*self.engine
     }
 }
 

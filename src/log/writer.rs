@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::checkpoint::LogSigner;
 use super::entry::{EntryReceipt, LogEntry, Record, Revokes};
 use super::index::{self, Field};
+use super::key_history::KeyHistory;
 use super::merkle::{self, Hash};
 use super::sealed;
 use super::storage::{LogStore, StoredEntry};
@@ -332,28 +333,32 @@ struct WriterState {
     /// The size last known flushed: published after every flush.
     durable_size: watch::Sender<u64>,
     observer: Observer,
+    /// The log's keys over time: read at open and after a recovery, and
+    /// again whenever a batch logs a signing key (a rotation's handover).
+    history: KeyHistory,
+}
+
+/// The log's checkpoint keys over time, read from its `signing_key`
+/// entries. Refuses a key that is not the log's own.
+fn key_history(store: &LogStore, signer: &LogSigner) -> Result<KeyHistory, LogError> {
+    KeyHistory::load(store, signer.verifier()).map_err(|e| {
+        LogError::Checkpoint(format!(
+            "{e}; a log key is changed with `trustpath keys rotate --log`"
+        ))
+    })
 }
 
 /// The log's size and its latest checkpoint, as stored.
 /// Refuses a key that is not the log's current one (see `key_history`):
 /// a key is changed with `trustpath keys rotate --log`, whose handover the
 /// old key signs.
-fn stored_state(store: &LogStore, signer: &LogSigner) -> Result<(u64, (u64, Hash)), LogError> {
+fn stored_state(
+    store: &LogStore,
+    signer: &LogSigner,
+    history: &KeyHistory,
+) -> Result<(u64, (u64, Hash)), LogError> {
     let size = store.next_seq()?;
-    let history = super::key_history::KeyHistory::load(store, signer.verifier()).map_err(|e| {
-        LogError::Checkpoint(format!(
-            "{e}; a log key is changed with `trustpath keys rotate --log`"
-        ))
-    })?;
-    let checkpointed = match store.latest_checkpoint()? {
-        Some(note) => {
-            let cp = history
-                .open(&note)
-                .map_err(|e| LogError::Checkpoint(format!("latest stored checkpoint: {e}")))?;
-            (cp.size, cp.root)
-        }
-        None => (0, merkle::empty_root()),
-    };
+    let checkpointed = latest_checkpoint(store, history)?;
     // The key that signs the next checkpoint: over what is uncovered now,
     // or over the next entry. During a rotation that is still the old key
     // (it signs the handover); after it, the new one.
@@ -373,6 +378,19 @@ fn stored_state(store: &LogStore, signer: &LogSigner) -> Result<(u64, (u64, Hash
     Ok((size, checkpointed))
 }
 
+/// (size, root) of the latest stored checkpoint, its signature checked.
+fn latest_checkpoint(store: &LogStore, history: &KeyHistory) -> Result<(u64, Hash), LogError> {
+    match store.latest_checkpoint()? {
+        Some(note) => {
+            let cp = history
+                .open(&note)
+                .map_err(|e| LogError::Checkpoint(format!("latest stored checkpoint: {e}")))?;
+            Ok((cp.size, cp.root))
+        }
+        None => Ok((0, merkle::empty_root())),
+    }
+}
+
 impl WriterState {
     fn open(
         store: LogStore,
@@ -380,7 +398,8 @@ impl WriterState {
         options: WriterOptions,
         health: LogHealth,
     ) -> Result<Self, LogError> {
-        let (size, checkpointed) = stored_state(&store, &signer)?;
+        let history = key_history(&store, &signer)?;
+        let (size, checkpointed) = stored_state(&store, &signer, &history)?;
         Ok(Self {
             store,
             signer,
@@ -395,6 +414,7 @@ impl WriterState {
             // What the store holds at open survived whatever came before.
             durable_size: watch::channel(size).0,
             observer: options.observer,
+            history,
         })
     }
 
@@ -472,7 +492,8 @@ impl WriterState {
     /// storing a checkpoint that covers every entry it holds.
     fn recover(&mut self) -> Result<(), LogError> {
         self.store.recover()?;
-        let (size, checkpointed) = stored_state(&self.store, &self.signer)?;
+        self.history = key_history(&self.store, &self.signer)?;
+        let (size, checkpointed) = stored_state(&self.store, &self.signer, &self.history)?;
         self.size = size;
         self.checkpointed = checkpointed;
         self.uncovered_since = None;
@@ -574,6 +595,16 @@ impl WriterState {
         // Committed: these seqs are taken, flushed or not, so later entries
         // never overwrite them (their index keys would point at strangers).
         self.size = size;
+        let logs_a_key = batch
+            .iter()
+            .flat_map(|a| &a.entries)
+            .any(|e| matches!(e.record, Record::SigningKey(_)));
+        if logs_a_key {
+            match key_history(&self.store, &self.signer) {
+                Ok(history) => self.history = history,
+                Err(e) => self.fail(&e),
+            }
+        }
         self.uncovered_since.get_or_insert_with(Instant::now);
         let written = started.elapsed();
         if !self.durable {
@@ -719,7 +750,15 @@ impl WriterState {
     fn sign_checkpoint(&mut self) -> Result<(), LogError> {
         let mut head = self.store.begin()?;
         let size = head.next_seq();
-        let (_, (old_size, old_root)) = stored_state(&self.store, &self.signer)?;
+        let (_, (old_size, old_root)) = match stored_state(&self.store, &self.signer, &self.history)
+        {
+            Ok(state) => state,
+            // Keys this writer has not read yet: read them again.
+            Err(_) => {
+                self.history = key_history(&self.store, &self.signer)?;
+                stored_state(&self.store, &self.signer, &self.history)?
+            }
+        };
         if size == 0 {
             drop(head);
             return self.store.flush();

@@ -357,6 +357,17 @@ impl<S: OrderedStore> LogIndex for KeyedLog<S> {
         )
     }
 
+    fn field_postings(&self, field: Field) -> Scan<'_, IndexRecord> {
+        Box::new(
+            self.0
+                .range(prefix_range(&[INDEX, field_tag(field)]), false)
+                .filter_map(|item| match item {
+                    Ok((key, value)) => index_record(&key, &value),
+                    Err(e) => Some(Err(e)),
+                }),
+        )
+    }
+
     fn has_record(&self, record: &IndexRecord) -> Result<bool, LogError> {
         let (key, value) = record_key_value(record);
         Ok(self.0.get(&key)?.is_some_and(|v| v == value))

@@ -465,6 +465,10 @@ impl LogAppend for PgLog {
         true
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn begin(&self) -> Result<Box<dyn AppendBatch + '_>, LogError> {
         blocking(|| -> Result<PgBatch, LogError> {
             let conn = self.pool.get()?;
