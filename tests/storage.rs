@@ -110,6 +110,32 @@ fn log_contract(store: &LogStore) {
     ]
     .into();
     assert_eq!(many, expected, "many look-ups at once");
+    let mut oldest: Vec<IndexRecord> = store
+        .field_ends(Field::Session, false)
+        .map(Result::unwrap)
+        .collect();
+    oldest.sort();
+    let session = |value: &str, seq| IndexRecord::Posting {
+        field: Field::Session,
+        value: value.into(),
+        seq,
+        data: Vec::new(),
+    };
+    assert_eq!(oldest, [session("s-a", 0), session("s-b", 1)]);
+    let newest: Vec<IndexRecord> = store
+        .field_ends(Field::ClientDocument, true)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        newest,
+        [IndexRecord::Posting {
+            field: Field::ClientDocument,
+            value: "client".into(),
+            seq: 2,
+            data: b"doc-2".to_vec(),
+        }],
+        "each value's end, with its data"
+    );
     assert!(store.has_posting(Field::Session, "s-b", 1).unwrap());
     assert!(!store.has_posting(Field::Session, "s-b", 0).unwrap());
     assert!(
@@ -305,7 +331,7 @@ fn fjall_engine_keeps_the_storage_contract() {
     let dir = tempfile::tempdir().unwrap();
     let engine = trustpath::store::fjall::FjallLog::open(dir.path()).unwrap();
     log_contract(&engine.log_store());
-    jti_contract(&engine.jti_store());
+    jti_contract(&engine.jti_store().unwrap());
     // Durable after flush: a reopened engine reads the same log.
     drop(engine);
     let store = trustpath::store::open_for_scan(dir.path()).unwrap();
@@ -547,4 +573,39 @@ fn a_fleet_store_is_never_remembered() {
         store.hot_index().is_none(),
         "other replicas write a fleet's log"
     );
+}
+
+/// A used `jti` is claimed in memory and written by the log's next flush:
+/// after it, a reopened engine still refuses the claim.
+#[test]
+fn a_used_jti_survives_a_restart_once_the_log_is_flushed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = trustpath::store::sled::SledLog::open(dir.path()).unwrap();
+        let jtis = engine.jti_store().unwrap();
+        assert!(jtis.first_use(b"flushed", i64::MAX).unwrap());
+        engine.log_store().flush().unwrap();
+        assert!(jtis.first_use(b"expired", 10).unwrap());
+        engine.log_store().flush().unwrap();
+    }
+    let engine = trustpath::store::sled::SledLog::open(dir.path()).unwrap();
+    let jtis = engine.jti_store().unwrap();
+    assert!(!jtis.first_use(b"flushed", i64::MAX).unwrap());
+    assert_eq!(
+        jtis.prune(1_000).unwrap(),
+        1,
+        "the expired claim, read back"
+    );
+    assert!(jtis.first_use(b"expired", i64::MAX).unwrap());
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = trustpath::store::fjall::FjallLog::open(dir.path()).unwrap();
+        let jtis = engine.jti_store().unwrap();
+        assert!(jtis.first_use(b"flushed", i64::MAX).unwrap());
+        engine.log_store().flush().unwrap();
+    }
+    let engine = trustpath::store::fjall::FjallLog::open(dir.path()).unwrap();
+    let jtis = engine.jti_store().unwrap();
+    assert!(!jtis.first_use(b"flushed", i64::MAX).unwrap());
 }

@@ -108,7 +108,7 @@ impl HotIndex {
                 values: HashMap::new(),
                 complete: true,
             };
-            for record in engine.field_postings(field) {
+            for record in engine.field_ends(field, keep == Keep::Newest) {
                 if let IndexRecord::Posting {
                     value, seq, data, ..
                 } = record?

@@ -167,14 +167,35 @@ pub trait LogIndex {
     /// value, an unknown key) is an `Err` naming where it is, and the scan
     /// goes on after it. Verification compares these with the entries.
     fn index_records(&self) -> Scan<'_, IndexRecord>;
-    /// Every posting of `field`, as [`IndexRecord::Posting`]s. An engine
-    /// whose keys start with the field answers from that range alone.
-    fn field_postings(&self, field: Field) -> Scan<'_, IndexRecord> {
-        Box::new(self.index_records().filter(move |record| match record {
-            Ok(IndexRecord::Posting { field: f, .. }) => *f == field,
-            Ok(_) => false,
-            Err(_) => true,
-        }))
+    /// For each value of `field`, its oldest posting (or newest, when
+    /// `newest`), as [`IndexRecord::Posting`]s. An engine whose keys are
+    /// ordered by field and value seeks from one value to the next.
+    fn field_ends(&self, field: Field, newest: bool) -> Scan<'_, IndexRecord> {
+        let mut ends: HashMap<String, IndexRecord> = HashMap::new();
+        for record in self.index_records() {
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => return Box::new(std::iter::once(Err(e))),
+            };
+            let IndexRecord::Posting {
+                field: f, value, ..
+            } = &record
+            else {
+                continue;
+            };
+            if *f != field {
+                continue;
+            }
+            let seq = record.seq();
+            let later = |known: &IndexRecord| match newest {
+                true => seq > known.seq(),
+                false => seq < known.seq(),
+            };
+            if ends.get(value).is_none_or(later) {
+                ends.insert(value.clone(), record);
+            }
+        }
+        Box::new(ends.into_values().map(Ok))
     }
     /// Whether `record` is stored exactly so (a posting's data included).
     fn has_record(&self, record: &IndexRecord) -> Result<bool, LogError>;

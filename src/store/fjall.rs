@@ -1,15 +1,17 @@
 //! The log on fjall (an LSM tree) in the data directory's `log.fjall`, with
 //! the key layout of `keys.rs` and the log's semantics of `ordered.rs`. One partition holds the entries, hashes and
 //! postings, written in one atomic batch per append; a second one holds the
-//! used `jti`s. `flush` persists the journal (fsync), which makes both
+//! used `jti`s, claimed in memory and written there by the next flush
+//! (`used_jtis.rs`). `flush` persists the journal (fsync), which makes both
 //! durable together.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
 use super::ordered::{self, failed, KeyRange, KeyedLog, OrderedStore, Pair, Pairs};
+use super::used_jtis::{Claim, UsedJtis};
 use crate::identity::replay::JtiStore;
 use crate::log::storage::LogStore;
 use crate::log::LogError;
@@ -28,8 +30,8 @@ struct Open {
 struct Shared {
     data_dir: PathBuf,
     handles: ordered::Handles<Open>,
-    /// `first_use` is a read then a write: one at a time.
-    jti_claim: Mutex<()>,
+    /// Read from the `jti` partition when a server first asks for them.
+    jtis: OnceLock<UsedJtis>,
 }
 
 /// The data directory's fjall keyspace: the log and the used `jti`s.
@@ -67,7 +69,7 @@ impl FjallLog {
         Ok(Self(Arc::new(Shared {
             data_dir: data_dir.to_path_buf(),
             handles: ordered::Handles::new(open_handles(data_dir)?),
-            jti_claim: Mutex::new(()),
+            jtis: OnceLock::new(),
         })))
     }
 
@@ -83,8 +85,17 @@ impl FjallLog {
         LogStore::new(KeyedLog(self.clone()))
     }
 
-    pub fn jti_store(&self) -> FjallJtis {
-        FjallJtis(self.clone())
+    /// The used-`jti` store: every unexpired claim is read into memory now.
+    pub fn jti_store(&self) -> Result<FjallJtis, LogError> {
+        if self.0.jtis.get().is_none() {
+            let mut claims = Vec::new();
+            for item in self.handles()?.jti.iter() {
+                let (key, value) = item.map_err(storage)?;
+                claims.push((key.to_vec(), until_of(&value)));
+            }
+            let _ = self.0.jtis.set(UsedJtis::with(claims));
+        }
+        Ok(FjallJtis(self.clone()))
     }
 }
 
@@ -106,7 +117,11 @@ impl OrderedStore for FjallLog {
     }
 
     fn flush(&self) -> Result<(), LogError> {
-        self.handles()?
+        let handles = self.handles()?;
+        if let Some(jtis) = self.0.jtis.get() {
+            jtis.write_unwritten(|claims| write_claims(&handles, claims, &[]))?;
+        }
+        handles
             .keyspace
             .persist(PersistMode::SyncAll)
             .map_err(storage)
@@ -116,7 +131,11 @@ impl OrderedStore for FjallLog {
         // A failed journal write poisons the keyspace until it is opened
         // again; the reopened one holds what was persisted.
         let shared = &self.0;
-        shared.handles.reopen(|| open_handles(&shared.data_dir))
+        shared.handles.reopen(|| open_handles(&shared.data_dir))?;
+        if let Some(jtis) = shared.jtis.get() {
+            jtis.rewrite_all();
+        }
+        Ok(())
     }
 
     fn range(&self, range: KeyRange, reverse: bool) -> Pairs {
@@ -127,37 +146,45 @@ impl OrderedStore for FjallLog {
     }
 }
 
-/// Used `jti`s in the data directory's keyspace.
+/// Used `jti`s in the data directory's keyspace (see `used_jtis.rs`).
 pub struct FjallJtis(FjallLog);
+
+fn until_of(value: &[u8]) -> i64 {
+    <[u8; 8]>::try_from(value).map_or(i64::MIN, i64::from_be_bytes)
+}
+
+fn write_claims(handles: &Open, claims: &[Claim], removals: &[Vec<u8>]) -> Result<(), LogError> {
+    let mut batch = handles.keyspace.batch();
+    for (key, until) in claims {
+        batch.insert(&handles.jti, key.as_slice(), until.to_be_bytes());
+    }
+    for key in removals {
+        batch.remove(&handles.jti, key.as_slice());
+    }
+    batch.commit().map_err(storage)
+}
+
+impl FjallJtis {
+    fn memory(&self) -> Result<&UsedJtis, String> {
+        self.0
+             .0
+            .jtis
+            .get()
+            .ok_or_else(|| "used jtis were not read".to_string())
+    }
+}
 
 impl JtiStore for FjallJtis {
     fn first_use(&self, key: &[u8], until: i64) -> Result<bool, String> {
-        let jti = self.0.handles().map_err(|e| e.to_string())?.jti;
-        let _one_at_a_time = self
-            .0
-             .0
-            .jti_claim
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if jti.contains_key(key).map_err(|e| e.to_string())? {
-            return Ok(false);
-        }
-        jti.insert(key, until.to_be_bytes())
-            .map_err(|e| e.to_string())?;
-        Ok(true)
+        Ok(self.memory()?.first_use(key, until))
     }
 
     fn prune(&self, now: i64) -> Result<usize, String> {
-        let jti = self.0.handles().map_err(|e| e.to_string())?.jti;
-        let mut removed: usize = 0;
-        for item in jti.iter() {
-            let (key, value) = item.map_err(|e| e.to_string())?;
-            let until = <[u8; 8]>::try_from(&value[..]).map_or(i64::MIN, i64::from_be_bytes);
-            if until < now {
-                jti.remove(key).map_err(|e| e.to_string())?;
-                removed = removed.saturating_add(1);
-            }
+        let expired = self.memory()?.prune(now);
+        if !expired.is_empty() {
+            let handles = self.0.handles().map_err(|e| e.to_string())?;
+            write_claims(&handles, &[], &expired).map_err(|e| e.to_string())?;
         }
-        Ok(removed)
+        Ok(expired.len())
     }
 }

@@ -8,6 +8,7 @@ mod keys;
 mod ordered;
 pub mod postgres;
 pub mod sled;
+mod used_jtis;
 
 use std::path::Path;
 use std::time::Duration;
@@ -98,7 +99,7 @@ pub fn open(data_dir: &Path, engine: Engine) -> Result<(LogStore, Box<dyn JtiSto
         }
         Engine::Fjall => {
             let log = self::fjall::FjallLog::open(data_dir)?;
-            (log.log_store(), Box::new(log.jti_store()))
+            (log.log_store(), Box::new(log.jti_store()?))
         }
     })
 }

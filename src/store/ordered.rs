@@ -357,15 +357,54 @@ impl<S: OrderedStore> LogIndex for KeyedLog<S> {
         )
     }
 
-    fn field_postings(&self, field: Field) -> Scan<'_, IndexRecord> {
-        Box::new(
-            self.0
-                .range(prefix_range(&[INDEX, field_tag(field)]), false)
-                .filter_map(|item| match item {
-                    Ok((key, value)) => index_record(&key, &value),
-                    Err(e) => Some(Err(e)),
-                }),
-        )
+    fn field_ends(&self, field: Field, newest: bool) -> Scan<'_, IndexRecord> {
+        // One seek per value, not a walk over every posting: a client with
+        // a million decisions costs two look-ups.
+        let field_prefix = [INDEX, field_tag(field)];
+        let end = prefix_end(&field_prefix);
+        let mut from = Bound::Included(field_prefix.to_vec());
+        let mut done = false;
+        Box::new(std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            let next = (|| -> Result<Option<IndexRecord>, LogError> {
+                let Some((first, data)) = self
+                    .0
+                    .range((from.clone(), end.clone()), false)
+                    .next()
+                    .transpose()?
+                else {
+                    return Ok(None);
+                };
+                let (_, value, _) = parse_posting_key(&first)?;
+                let value_prefix = posting_prefix(field, &value);
+                from = prefix_end(&value_prefix);
+                let (key, data) = match newest {
+                    false => (first, data),
+                    true => self.first_in(&value_prefix, true)?.unwrap_or((first, data)),
+                };
+                let (_, value, seq) = parse_posting_key(&key)?;
+                Ok(Some(IndexRecord::Posting {
+                    field,
+                    value,
+                    seq,
+                    data,
+                }))
+            })();
+            match next {
+                Ok(Some(record)) => Some(Ok(record)),
+                Ok(None) => {
+                    done = true;
+                    None
+                }
+                // A key that does not parse ends the scan: no seek past it.
+                Err(e) => {
+                    done = true;
+                    Some(Err(e))
+                }
+            }
+        }))
     }
 
     fn has_record(&self, record: &IndexRecord) -> Result<bool, LogError> {

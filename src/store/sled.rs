@@ -4,14 +4,15 @@
 //! the key layout of `keys.rs`, so one atomic batch writes an entry together
 //! with everything that points to it and a crash can never leave them out
 //! of step (the log's semantics over it are `ordered.rs`'s). Used `jti`s
-//! live in a second tree of the same database, so the flush that makes a
-//! decision durable makes its `jti` durable too.
+//! are claimed in memory and written to a second tree of the same database
+//! by the flush that makes the decision durable (`used_jtis.rs`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::keys::*;
 use super::ordered::{self, failed, KeyRange, KeyedLog, OrderedStore, Pair, Pairs};
+use super::used_jtis::{Claim, UsedJtis};
 use crate::identity::replay::JtiStore;
 use crate::log::index::Field;
 use crate::log::storage::LogStore;
@@ -36,6 +37,8 @@ struct Shared {
     data_dir: PathBuf,
     cache_capacity: Option<u64>,
     handles: ordered::Handles<Open>,
+    /// Read from the `jti` tree when a server first asks for them.
+    jtis: OnceLock<UsedJtis>,
 }
 
 /// The data directory's sled database: the log and the used `jti`s.
@@ -79,6 +82,7 @@ impl SledLog {
             data_dir: data_dir.to_path_buf(),
             cache_capacity,
             handles: ordered::Handles::new(handles),
+            jtis: OnceLock::new(),
         })))
     }
 
@@ -95,8 +99,17 @@ impl SledLog {
         LogStore::new(KeyedLog(self.clone()))
     }
 
-    /// The used-`jti` store, in the same database.
+    /// The used-`jti` store, in the same database: every unexpired claim
+    /// is read into memory now.
     pub fn jti_store(&self) -> Result<SledJtis, LogError> {
+        if self.0.jtis.get().is_none() {
+            let mut claims = Vec::new();
+            for item in self.handles()?.jti.iter() {
+                let (key, value) = item.map_err(storage)?;
+                claims.push((key.to_vec(), until_of(&value)));
+            }
+            let _ = self.0.jtis.set(UsedJtis::with(claims));
+        }
         Ok(SledJtis(self.clone()))
     }
 
@@ -172,7 +185,11 @@ impl OrderedStore for SledLog {
     }
 
     fn flush(&self) -> Result<(), LogError> {
-        self.handles()?.db.flush().map_err(storage)?;
+        let handles = self.handles()?;
+        if let Some(jtis) = self.0.jtis.get() {
+            jtis.write_unwritten(|claims| write_claims(&handles.jti, claims, &[]))?;
+        }
+        handles.db.flush().map_err(storage)?;
         Ok(())
     }
 
@@ -182,7 +199,11 @@ impl OrderedStore for SledLog {
         let shared = &self.0;
         shared
             .handles
-            .reopen(|| open_handles(&shared.data_dir, shared.cache_capacity))
+            .reopen(|| open_handles(&shared.data_dir, shared.cache_capacity))?;
+        if let Some(jtis) = shared.jtis.get() {
+            jtis.rewrite_all();
+        }
+        Ok(())
     }
 
     fn range(&self, range: KeyRange, reverse: bool) -> Pairs {
@@ -193,35 +214,45 @@ impl OrderedStore for SledLog {
     }
 }
 
-/// Used `jti`s in the data directory's database.
+/// Used `jti`s in the data directory's database (see `used_jtis.rs`).
 pub struct SledJtis(SledLog);
 
 impl SledJtis {
-    fn tree(&self) -> Result<sled::Tree, String> {
-        self.0.handles().map(|h| h.jti).map_err(|e| e.to_string())
+    fn memory(&self) -> Result<&UsedJtis, String> {
+        self.0
+             .0
+            .jtis
+            .get()
+            .ok_or_else(|| "used jtis were not read".to_string())
     }
+}
+
+fn until_of(value: &[u8]) -> i64 {
+    <[u8; 8]>::try_from(value).map_or(i64::MIN, i64::from_be_bytes)
+}
+
+fn write_claims(tree: &sled::Tree, claims: &[Claim], removals: &[Vec<u8>]) -> Result<(), LogError> {
+    let mut batch = sled::Batch::default();
+    for (key, until) in claims {
+        batch.insert(key.as_slice(), &until.to_be_bytes()[..]);
+    }
+    for key in removals {
+        batch.remove(key.as_slice());
+    }
+    tree.apply_batch(batch).map_err(storage)
 }
 
 impl JtiStore for SledJtis {
     fn first_use(&self, key: &[u8], until: i64) -> Result<bool, String> {
-        let swapped = self
-            .tree()?
-            .compare_and_swap(key, None::<&[u8]>, Some(&until.to_be_bytes()[..]))
-            .map_err(|e| e.to_string())?;
-        Ok(swapped.is_ok())
+        Ok(self.memory()?.first_use(key, until))
     }
 
     fn prune(&self, now: i64) -> Result<usize, String> {
-        let mut removed: usize = 0;
-        let tree = self.tree()?;
-        for item in tree.iter() {
-            let (key, value) = item.map_err(|e| e.to_string())?;
-            let until = <[u8; 8]>::try_from(value.as_ref()).map_or(i64::MIN, i64::from_be_bytes);
-            if until < now {
-                tree.remove(key).map_err(|e| e.to_string())?;
-                removed = removed.saturating_add(1);
-            }
+        let expired = self.memory()?.prune(now);
+        if !expired.is_empty() {
+            let tree = self.0.handles().map_err(|e| e.to_string())?.jti;
+            write_claims(&tree, &[], &expired).map_err(|e| e.to_string())?;
         }
-        Ok(removed)
+        Ok(expired.len())
     }
 }
