@@ -262,13 +262,55 @@ fn verify_stored(
         .collect::<Result<_, _>>()?;
     let covered = opened.last().map_or(0, |c| c.size);
 
+    // The records the entries imply, and those stored, as keyed multiset
+    // hashes: equal exactly when the two sets are, except with negligible
+    // probability, because the key is drawn after the store's content is
+    // fixed (nobody can balance one record against others).
+    let key: [u8; 32] = rand::random();
+    // The stored index is summed on a second core while the entries are
+    // read on this one: the two passes share nothing until they compare.
+    let below = live.then_some(covered);
+    let (entries, stored) = std::thread::scope(|scope| {
+        let stored = scope.spawn(|| stored_index(store, key, below));
+        let entries = verify_entries(store, &opened, live, key, progress);
+        (entries, stored.join())
+    });
+    let (range, ledger, expected_index) = entries?;
+    let stored = stored.map_err(|_| Tampering::Unreadable {
+        seq: 0,
+        reason: "the index pass stopped unexpectedly".into(),
+    })??;
+    // The entries are proven; now the index must be exactly what they say.
+    if stored != expected_index {
+        return Err(name_index_difference(store, below));
+    }
+    Ok(Verified {
+        tree_size: range.size(),
+        root_hash: STANDARD.encode(range.root()),
+        checkpoints: opened.len(),
+        entries_checked: range.size(),
+        coverage: Coverage::Complete {
+            from: 0,
+            to: range.size(),
+        },
+        retention: ledger.seen(),
+    })
+}
+
+/// The entries pass: every entry in seq order against its stored leaf
+/// hash, the tree against each checkpoint, every disclosure against its
+/// seal, retention against its records. Returns the tree, what retention
+/// did, and the index records the entries imply.
+fn verify_entries(
+    store: &LogStore,
+    opened: &[Checkpoint],
+    live: bool,
+    key: [u8; 32],
+    progress: &dyn crate::progress::Progress,
+) -> Result<(CompactRange, RetentionLedger, RecordSet), Tampering> {
+    let covered = opened.last().map_or(0, |c| c.size);
     let mut range = CompactRange::default();
     let mut next_checkpoint = opened.iter().peekable();
-    // The records the entries imply, and (below) those stored, as keyed
-    // multiset hashes: equal exactly when the two sets are, except with
-    // negligible probability, because the key is drawn after the store's
-    // content is fixed (nobody can balance one record against others).
-    let key: [u8; 32] = rand::random();
     let mut expected_index = RecordSet::new(key);
     let mut ledger = RetentionLedger::default();
     for item in store.entries() {
@@ -323,28 +365,24 @@ fn verify_stored(
         return Err(Tampering::Removed { seq: range.size() });
     }
     check_recorded(&ledger)?;
-    // The entries are proven; now the index must be exactly what they say.
+    Ok((range, ledger, expected_index))
+}
+
+/// The index pass: every stored index record (below `below`, when given),
+/// summed as a [`RecordSet`].
+fn stored_index(
+    store: &LogStore,
+    key: [u8; 32],
+    below: Option<u64>,
+) -> Result<RecordSet, Tampering> {
     let mut stored = RecordSet::new(key);
     for record in store.index_records() {
         let record = record?;
-        if record.seq() < covered || !live {
+        if below.is_none_or(|b| record.seq() < b) {
             stored.add(&record);
         }
     }
-    if stored != expected_index {
-        return Err(name_index_difference(store, live.then_some(covered)));
-    }
-    Ok(Verified {
-        tree_size: range.size(),
-        root_hash: STANDARD.encode(range.root()),
-        checkpoints: opened.len(),
-        entries_checked: range.size(),
-        coverage: Coverage::Complete {
-            from: 0,
-            to: range.size(),
-        },
-        retention: ledger.seen(),
-    })
+    Ok(stored)
 }
 
 /// The index records entry `seq` implies as stored, each once.
