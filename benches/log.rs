@@ -53,7 +53,7 @@ fn main() {
         _ => trustpath::config::Engine::Sled,
     };
     let dir = tempfile::tempdir().unwrap();
-    let (store, _jtis) = trustpath::store::open(dir.path(), engine).unwrap();
+    let (store, _jtis) = trustpath::store::open(dir.path(), engine, 256 << 20).unwrap();
     let signer = LogSigner::load_or_create(&dir.path().join("log.pem"), "bench/log").unwrap();
     let verifier = signer.verifier().clone();
     let policy = CheckpointPolicy {

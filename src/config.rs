@@ -157,6 +157,10 @@ pub struct LogConfig {
     pub signing_key_file: Option<PathBuf>,
     /// The embedded storage engine of a new data directory.
     pub engine: Engine,
+    /// sled's page cache, in MiB: most of the server's memory on a long
+    /// log (sled's own default, 1 GiB, doubled the resident size for no
+    /// measured gain; BENCHMARKS.md).
+    pub cache_mb: u64,
     /// Where entries are streamed as they become durable (`[[log.sinks]]`).
     pub sinks: Vec<SinkConfig>,
 }
@@ -558,6 +562,7 @@ impl Default for LogConfig {
             checkpoint_every_seconds: 10,
             signing_key_file: None,
             engine: Engine::default(),
+            cache_mb: 256,
             sinks: Vec::new(),
         }
     }
@@ -943,6 +948,12 @@ impl Config {
             .map_err(ConfigError::Invalid)?;
         if self.log.checkpoint_every_entries == 0 || self.log.checkpoint_every_seconds == 0 {
             return bad("log.checkpoint_every_entries and _seconds must be positive".into());
+        }
+        if !(16..=1024 * 1024).contains(&self.log.cache_mb) {
+            return bad(format!(
+                "log.cache_mb must be between 16 and 1048576, got {}",
+                self.log.cache_mb
+            ));
         }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint {
             let ok =

@@ -694,6 +694,13 @@ async fn config_from_the_environment_and_config_check() {
         err.contains(&format!("from {}", bad_file.display())),
         "{err}"
     );
+    std::fs::write(&bad_file, "[log]\ncache_mb = 1\n").unwrap();
+    let (code, _, err) = run(
+        &["config", "check", "--config", bad_file.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("log.cache_mb"), "{err}");
 
     // The server takes the variable too: a body over 2,048 bytes is refused.
     let server = Server::start_with(dir.path(), &repo_policies(), None, |cmd| {

@@ -61,7 +61,8 @@ pub fn open_server(config: &Config) -> Result<ServerStore, LogError> {
             fleet: Some(pg),
         });
     }
-    let (log, jtis) = open(&config.data_dir, config.log.engine)?;
+    let cache_bytes = config.log.cache_mb.saturating_mul(1024 * 1024);
+    let (log, jtis) = open(&config.data_dir, config.log.engine, cache_bytes)?;
     Ok(ServerStore {
         log,
         jtis,
@@ -87,14 +88,18 @@ fn open_url(url: &str, store: &StoreConfig) -> Result<LogStore, LogError> {
     self::postgres::PgLog::open(url, None, pool_options(store)).map(|pg| pg.log_store())
 }
 
-/// Opens the data directory's log and used-`jti` store for a server. A
-/// directory that already holds a log keeps its engine, whatever `engine`
-/// says; a new one gets `engine`.
-pub fn open(data_dir: &Path, engine: Engine) -> Result<(LogStore, Box<dyn JtiStore>), LogError> {
+/// Opens the data directory's log and used-`jti` store for a server, with
+/// a page cache of `cache_bytes` (sled). A directory that already holds a
+/// log keeps its engine, whatever `engine` says; a new one gets `engine`.
+pub fn open(
+    data_dir: &Path,
+    engine: Engine,
+    cache_bytes: u64,
+) -> Result<(LogStore, Box<dyn JtiStore>), LogError> {
     let engine = existing_engine(data_dir).unwrap_or(engine);
     Ok(match engine {
         Engine::Sled => {
-            let log = self::sled::SledLog::open(data_dir)?;
+            let log = self::sled::SledLog::open_with_cache(data_dir, cache_bytes)?;
             (log.log_store(), Box::new(log.jti_store()?))
         }
         Engine::Fjall => {

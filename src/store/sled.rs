@@ -53,11 +53,21 @@ impl SledLog {
     /// Opens (or creates) the data directory. sled allows one process per
     /// database: a second server (or a tool) on the same directory fails here.
     pub fn open(data_dir: &Path) -> Result<Self, LogError> {
+        Self::create(data_dir, None)
+    }
+
+    /// [`SledLog::open`] with a page cache of `bytes` (sled's default is
+    /// 1 GiB): a server's memory on a long log is mostly this cache.
+    pub fn open_with_cache(data_dir: &Path, bytes: u64) -> Result<Self, LogError> {
+        Self::create(data_dir, Some(bytes))
+    }
+
+    fn create(data_dir: &Path, cache_capacity: Option<u64>) -> Result<Self, LogError> {
         super::create_private_dir(data_dir).map_err(|e| LogError::Open {
             path: data_dir.to_path_buf(),
             message: e.to_string(),
         })?;
-        Self::open_with(data_dir, None)
+        Self::open_with(data_dir, cache_capacity)
     }
 
     /// Opens the data directory for a tool that reads through the whole log
