@@ -57,6 +57,14 @@ struct Postings {
 }
 
 impl Postings {
+    /// Nothing yet, and nothing left out.
+    fn empty() -> Self {
+        Self {
+            values: HashMap::new(),
+            complete: true,
+        }
+    }
+
     fn learn(&mut self, keep: Keep, value: &str, seq: u64, data: &[u8]) {
         let full = self.values.len() >= MAX_VALUES;
         match self.values.get_mut(value) {
@@ -104,10 +112,7 @@ impl HotIndex {
     /// Forgets everything and reads it again from `engine`.
     pub fn rebuild(&self, engine: &dyn LogStorage) -> Result<(), LogError> {
         for (slot, (field, keep)) in self.fields.iter().zip(FIELDS) {
-            let mut fresh = Postings {
-                values: HashMap::new(),
-                complete: true,
-            };
+            let mut fresh = Postings::empty();
             for record in engine.field_ends(field, keep == Keep::Newest) {
                 if let IndexRecord::Posting {
                     value, seq, data, ..
@@ -196,20 +201,14 @@ mod tests {
 
     #[test]
     fn a_field_keeps_the_posting_it_is_for() {
-        let mut oldest = Postings {
-            complete: true,
-            ..Default::default()
-        };
+        let mut oldest = Postings::empty();
         oldest.learn(Keep::Oldest, "s", 9, b"");
         oldest.learn(Keep::Oldest, "s", 4, b"");
         oldest.learn(Keep::Oldest, "s", 12, b"");
         assert_eq!(oldest.answer("s"), Some(Some((4, Vec::new()))));
         assert_eq!(oldest.answer("t"), Some(None));
 
-        let mut newest = Postings {
-            complete: true,
-            ..Default::default()
-        };
+        let mut newest = Postings::empty();
         newest.learn(Keep::Newest, "c", 3, b"a");
         newest.learn(Keep::Newest, "c", 7, b"b");
         newest.learn(Keep::Newest, "c", 5, b"x");
@@ -218,10 +217,7 @@ mod tests {
 
     #[test]
     fn a_full_field_sends_unknown_values_to_the_store() {
-        let mut p = Postings {
-            complete: true,
-            ..Default::default()
-        };
+        let mut p = Postings::empty();
         for i in 0..MAX_VALUES {
             p.learn(Keep::Newest, &i.to_string(), i as u64, b"");
         }

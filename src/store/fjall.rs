@@ -11,8 +11,7 @@ use std::sync::{Arc, OnceLock};
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
 use super::ordered::{self, failed, KeyRange, KeyedLog, OrderedStore, Pair, Pairs};
-use super::used_jtis::{Claim, UsedJtis};
-use crate::identity::replay::JtiStore;
+use super::used_jtis::{read_claims, Claim, ClaimTree, Jtis, UsedJtis};
 use crate::log::storage::LogStore;
 use crate::log::LogError;
 
@@ -88,14 +87,10 @@ impl FjallLog {
     /// The used-`jti` store: every unexpired claim is read into memory now.
     pub fn jti_store(&self) -> Result<FjallJtis, LogError> {
         if self.0.jtis.get().is_none() {
-            let mut claims = Vec::new();
-            for item in self.handles()?.jti.iter() {
-                let (key, value) = item.map_err(storage)?;
-                claims.push((key.to_vec(), until_of(&value)));
-            }
-            let _ = self.0.jtis.set(UsedJtis::with(claims));
+            let claims = read_claims(self.handles()?.jti.iter())?;
+            let _ = self.0.jtis.set(claims);
         }
-        Ok(FjallJtis(self.clone()))
+        Ok(Jtis(self.clone()))
     }
 }
 
@@ -117,11 +112,10 @@ impl OrderedStore for FjallLog {
     }
 
     fn flush(&self) -> Result<(), LogError> {
-        let handles = self.handles()?;
-        if let Some(jtis) = self.0.jtis.get() {
-            jtis.write_unwritten(|claims| write_claims(&handles, claims, &[]))?;
+        if let Some(jtis) = self.used_jtis() {
+            jtis.write_unwritten(|claims| self.write_claims(claims, &[]))?;
         }
-        handles
+        self.handles()?
             .keyspace
             .persist(PersistMode::SyncAll)
             .map_err(storage)
@@ -147,44 +141,22 @@ impl OrderedStore for FjallLog {
 }
 
 /// Used `jti`s in the data directory's keyspace (see `used_jtis.rs`).
-pub struct FjallJtis(FjallLog);
+pub type FjallJtis = Jtis<FjallLog>;
 
-fn until_of(value: &[u8]) -> i64 {
-    <[u8; 8]>::try_from(value).map_or(i64::MIN, i64::from_be_bytes)
-}
-
-fn write_claims(handles: &Open, claims: &[Claim], removals: &[Vec<u8>]) -> Result<(), LogError> {
-    let mut batch = handles.keyspace.batch();
-    for (key, until) in claims {
-        batch.insert(&handles.jti, key.as_slice(), until.to_be_bytes());
-    }
-    for key in removals {
-        batch.remove(&handles.jti, key.as_slice());
-    }
-    batch.commit().map_err(storage)
-}
-
-impl FjallJtis {
-    fn memory(&self) -> Result<&UsedJtis, String> {
-        self.0
-             .0
-            .jtis
-            .get()
-            .ok_or_else(|| "used jtis were not read".to_string())
-    }
-}
-
-impl JtiStore for FjallJtis {
-    fn first_use(&self, key: &[u8], until: i64) -> Result<bool, String> {
-        Ok(self.memory()?.first_use(key, until))
+impl ClaimTree for FjallLog {
+    fn used_jtis(&self) -> Option<&UsedJtis> {
+        self.0.jtis.get()
     }
 
-    fn prune(&self, now: i64) -> Result<usize, String> {
-        let expired = self.memory()?.prune(now);
-        if !expired.is_empty() {
-            let handles = self.0.handles().map_err(|e| e.to_string())?;
-            write_claims(&handles, &[], &expired).map_err(|e| e.to_string())?;
+    fn write_claims(&self, claims: &[Claim], removals: &[Vec<u8>]) -> Result<(), LogError> {
+        let handles = self.handles()?;
+        let mut batch = handles.keyspace.batch();
+        for (key, until) in claims {
+            batch.insert(&handles.jti, key.as_slice(), until.to_be_bytes());
         }
-        Ok(expired.len())
+        for key in removals {
+            batch.remove(&handles.jti, key.as_slice());
+        }
+        batch.commit().map_err(storage)
     }
 }

@@ -8,7 +8,7 @@ mod keys;
 mod ordered;
 pub mod postgres;
 pub mod sled;
-mod used_jtis;
+pub mod used_jtis;
 
 use std::path::Path;
 use std::time::Duration;

@@ -12,8 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::keys::*;
 use super::ordered::{self, failed, KeyRange, KeyedLog, OrderedStore, Pair, Pairs};
-use super::used_jtis::{Claim, UsedJtis};
-use crate::identity::replay::JtiStore;
+use super::used_jtis::{read_claims, Claim, ClaimTree, Jtis, UsedJtis};
 use crate::log::index::Field;
 use crate::log::storage::LogStore;
 use crate::log::LogError;
@@ -113,14 +112,10 @@ impl SledLog {
     /// is read into memory now.
     pub fn jti_store(&self) -> Result<SledJtis, LogError> {
         if self.0.jtis.get().is_none() {
-            let mut claims = Vec::new();
-            for item in self.handles()?.jti.iter() {
-                let (key, value) = item.map_err(storage)?;
-                claims.push((key.to_vec(), until_of(&value)));
-            }
-            let _ = self.0.jtis.set(UsedJtis::with(claims));
+            let claims = read_claims(self.handles()?.jti.iter())?;
+            let _ = self.0.jtis.set(claims);
         }
-        Ok(SledJtis(self.clone()))
+        Ok(Jtis(self.clone()))
     }
 
     /// Test and repair tooling only: raw access to the tree, to simulate
@@ -195,11 +190,10 @@ impl OrderedStore for SledLog {
     }
 
     fn flush(&self) -> Result<(), LogError> {
-        let handles = self.handles()?;
-        if let Some(jtis) = self.0.jtis.get() {
-            jtis.write_unwritten(|claims| write_claims(&handles.jti, claims, &[]))?;
+        if let Some(jtis) = self.used_jtis() {
+            jtis.write_unwritten(|claims| self.write_claims(claims, &[]))?;
         }
-        handles.db.flush().map_err(storage)?;
+        self.handles()?.db.flush().map_err(storage)?;
         Ok(())
     }
 
@@ -225,44 +219,21 @@ impl OrderedStore for SledLog {
 }
 
 /// Used `jti`s in the data directory's database (see `used_jtis.rs`).
-pub struct SledJtis(SledLog);
+pub type SledJtis = Jtis<SledLog>;
 
-impl SledJtis {
-    fn memory(&self) -> Result<&UsedJtis, String> {
-        self.0
-             .0
-            .jtis
-            .get()
-            .ok_or_else(|| "used jtis were not read".to_string())
-    }
-}
-
-fn until_of(value: &[u8]) -> i64 {
-    <[u8; 8]>::try_from(value).map_or(i64::MIN, i64::from_be_bytes)
-}
-
-fn write_claims(tree: &sled::Tree, claims: &[Claim], removals: &[Vec<u8>]) -> Result<(), LogError> {
-    let mut batch = sled::Batch::default();
-    for (key, until) in claims {
-        batch.insert(key.as_slice(), &until.to_be_bytes()[..]);
-    }
-    for key in removals {
-        batch.remove(key.as_slice());
-    }
-    tree.apply_batch(batch).map_err(storage)
-}
-
-impl JtiStore for SledJtis {
-    fn first_use(&self, key: &[u8], until: i64) -> Result<bool, String> {
-        Ok(self.memory()?.first_use(key, until))
+impl ClaimTree for SledLog {
+    fn used_jtis(&self) -> Option<&UsedJtis> {
+        self.0.jtis.get()
     }
 
-    fn prune(&self, now: i64) -> Result<usize, String> {
-        let expired = self.memory()?.prune(now);
-        if !expired.is_empty() {
-            let tree = self.0.handles().map_err(|e| e.to_string())?.jti;
-            write_claims(&tree, &[], &expired).map_err(|e| e.to_string())?;
+    fn write_claims(&self, claims: &[Claim], removals: &[Vec<u8>]) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        for (key, until) in claims {
+            batch.insert(key.as_slice(), &until.to_be_bytes()[..]);
         }
-        Ok(expired.len())
+        for key in removals {
+            batch.remove(key.as_slice());
+        }
+        self.handles()?.jti.apply_batch(batch).map_err(storage)
     }
 }

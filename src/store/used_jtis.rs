@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::identity::replay::JtiStore;
 use crate::log::LogError;
 
 /// A claim: the replay key and the Unix second it is kept until.
@@ -97,6 +98,57 @@ impl UsedJtis {
         }
         state.unwritten.retain(|(_, until)| *until >= now);
         expired
+    }
+}
+
+/// An engine whose `jti` tree keeps the claims of a [`UsedJtis`].
+pub(super) trait ClaimTree: Send + Sync {
+    /// The claims in memory, once a server asked for them.
+    fn used_jtis(&self) -> Option<&UsedJtis>;
+    /// Writes `claims` and removes `removals` in one batch (not synced).
+    fn write_claims(&self, claims: &[Claim], removals: &[Vec<u8>]) -> Result<(), LogError>;
+}
+
+/// Reads an engine's `jti` tree, (key, until as big-endian i64) pairs.
+pub(super) fn read_claims<K, V, E>(
+    items: impl Iterator<Item = Result<(K, V), E>>,
+) -> Result<UsedJtis, LogError>
+where
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+    E: std::fmt::Display,
+{
+    let mut claims = Vec::new();
+    for item in items {
+        let (key, value) = item.map_err(|e| LogError::Storage(e.to_string()))?;
+        let until = <[u8; 8]>::try_from(value.as_ref()).map_or(i64::MIN, i64::from_be_bytes);
+        claims.push((key.as_ref().to_vec(), until));
+    }
+    Ok(UsedJtis::with(claims))
+}
+
+/// The used-`jti` store of an embedded engine (`SledLog`, `FjallLog`).
+pub struct Jtis<E>(pub(super) E);
+
+fn memory<E: ClaimTree>(engine: &E) -> Result<&UsedJtis, String> {
+    engine
+        .used_jtis()
+        .ok_or_else(|| "used jtis were not read".to_string())
+}
+
+impl<E: ClaimTree> JtiStore for Jtis<E> {
+    fn first_use(&self, key: &[u8], until: i64) -> Result<bool, String> {
+        Ok(memory(&self.0)?.first_use(key, until))
+    }
+
+    fn prune(&self, now: i64) -> Result<usize, String> {
+        let expired = memory(&self.0)?.prune(now);
+        if !expired.is_empty() {
+            self.0
+                .write_claims(&[], &expired)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(expired.len())
     }
 }
 
