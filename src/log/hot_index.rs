@@ -112,6 +112,8 @@ impl HotIndex {
     /// Forgets everything and reads it again from `engine`.
     pub fn rebuild(&self, engine: &dyn LogStorage) -> Result<(), LogError> {
         for (slot, (field, keep)) in self.fields.iter().zip(FIELDS) {
+            // Held while reading, as in `forget`.
+            let mut held = write(slot);
             let mut fresh = Postings::empty();
             for record in engine.field_ends(field, keep == Keep::Newest) {
                 if let IndexRecord::Posting {
@@ -121,7 +123,7 @@ impl HotIndex {
                     fresh.learn(keep, &value, seq, &data);
                 }
             }
-            *write(slot) = fresh;
+            *held = fresh;
         }
         Ok(())
     }
@@ -164,13 +166,16 @@ impl HotIndex {
         let Some((slot, keep)) = self.slot(*field) else {
             return Ok(());
         };
+        // Read the store with the lock held: a posting the writer commits
+        // meanwhile is either read here or learnt after the lock is let go,
+        // never overwritten by an older answer.
+        let mut postings = write(slot);
         let now = match keep {
             Keep::Oldest => engine
                 .oldest_posting(*field, value)?
                 .map(|seq| (seq, Vec::new())),
             Keep::Newest => engine.newest_posting(*field, value)?,
         };
-        let mut postings = write(slot);
         postings.values.remove(value.as_str());
         if let Some((seq, data)) = now {
             postings.learn(keep, value, seq, &data);
