@@ -297,12 +297,142 @@ fn verify_stored(
     })
 }
 
+/// What checking one entry needs that does not depend on the entries
+/// before it, worked out on any core: its leaf hash, and its disclosures
+/// opened and the index records it implies.
+struct Parsed {
+    seq: u64,
+    expired: bool,
+    /// The seq the bytes claim (none when they do not say).
+    claims: Option<u64>,
+    /// The leaf hash of the bytes (not of an expired entry: none is left).
+    leaf: Option<Hash>,
+    /// The entry opened, or why it does not open (none when expired).
+    opened: Option<Result<OpenedEntry, Tampering>>,
+}
+
+struct OpenedEntry {
+    redacted: std::collections::BTreeSet<sealed::FieldGroup>,
+    retention: Option<super::entry::RetentionRecord>,
+    records: RecordSet,
+}
+
+fn parse(seq: u64, bytes: &[u8], key: [u8; 32]) -> Parsed {
+    let expired = sealed::is_expired(bytes);
+    let opened = (!expired).then(|| {
+        let opened = sealed::open(bytes).map_err(|e| Tampering::Disclosure {
+            seq,
+            reason: e.to_string(),
+        })?;
+        let redacted = opened.redacted();
+        let entry = opened.into_entry().map_err(|e| Tampering::Unreadable {
+            seq,
+            reason: format!("{e} ({} bytes stored)", bytes.len()),
+        })?;
+        let mut records = RecordSet::new(key);
+        for record in records_of_entry(seq, &entry) {
+            records.add(&record);
+        }
+        let retention = match entry.record {
+            Record::Retention(record) => Some(record),
+            _ => None,
+        };
+        Ok(OpenedEntry {
+            redacted,
+            retention,
+            records,
+        })
+    });
+    Parsed {
+        seq,
+        expired,
+        claims: claimed_seq(bytes),
+        leaf: (!expired).then(|| sealed::leaf_hash(bytes)),
+        opened,
+    }
+}
+
+/// Entries per chunk handed to a parsing thread.
+const PARSE_CHUNK: usize = 256;
+
+/// The store's entries, parsed on `threads` threads, in seq order.
+fn parsed_entries<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    store: &'s LogStore,
+    key: [u8; 32],
+    threads: usize,
+) -> impl Iterator<Item = Result<Parsed, LogError>> + 's {
+    use std::sync::mpsc::sync_channel;
+    type Chunk<T> = (usize, Vec<Result<T, LogError>>);
+    let (work, to_parse) = sync_channel::<Chunk<(u64, Vec<u8>)>>(threads * 2);
+    let (parsed, results) = sync_channel::<Chunk<Parsed>>(threads * 2);
+    scope.spawn(move || {
+        let mut entries = store.entries();
+        for n in 0.. {
+            let chunk: Vec<_> = entries.by_ref().take(PARSE_CHUNK).collect();
+            // A closed channel: the checks stopped early; stop reading.
+            if chunk.is_empty() || work.send((n, chunk)).is_err() {
+                break;
+            }
+        }
+    });
+    let to_parse = std::sync::Arc::new(std::sync::Mutex::new(to_parse));
+    for _ in 0..threads {
+        let (to_parse, parsed) = (to_parse.clone(), parsed.clone());
+        scope.spawn(move || loop {
+            let next = to_parse.lock().unwrap_or_else(|p| p.into_inner()).recv();
+            let Ok((n, chunk)) = next else { break };
+            let done = chunk
+                .into_iter()
+                .map(|item| item.map(|(seq, bytes)| parse(seq, &bytes, key)))
+                .collect();
+            if parsed.send((n, done)).is_err() {
+                break;
+            }
+        });
+    }
+    drop(parsed);
+    // Chunks finish out of order: hold the early ones until their turn.
+    let mut early = std::collections::BTreeMap::new();
+    let mut next = 0;
+    std::iter::from_fn(move || loop {
+        if let Some(chunk) = early.remove(&next) {
+            next += 1;
+            return Some(chunk);
+        }
+        let (n, chunk) = results.recv().ok()?;
+        early.insert(n, chunk);
+    })
+    .flatten()
+}
+
 /// The entries pass: every entry in seq order against its stored leaf
 /// hash, the tree against each checkpoint, every disclosure against its
 /// seal, retention against its records. Returns the tree, what retention
-/// did, and the index records the entries imply.
+/// did, and the index records the entries imply. Entries are parsed on
+/// two threads; the checks that depend on order run here.
 fn verify_entries(
     store: &LogStore,
+    opened: &[Checkpoint],
+    live: bool,
+    key: [u8; 32],
+    progress: &dyn crate::progress::Progress,
+) -> Result<(CompactRange, RetentionLedger, RecordSet), Tampering> {
+    std::thread::scope(|scope| {
+        check_in_order(
+            store,
+            parsed_entries(scope, store, key, 2),
+            opened,
+            live,
+            key,
+            progress,
+        )
+    })
+}
+
+fn check_in_order(
+    store: &LogStore,
+    entries: impl Iterator<Item = Result<Parsed, LogError>>,
     opened: &[Checkpoint],
     live: bool,
     key: [u8; 32],
@@ -313,19 +443,20 @@ fn verify_entries(
     let mut next_checkpoint = opened.iter().peekable();
     let mut expected_index = RecordSet::new(key);
     let mut ledger = RetentionLedger::default();
-    for item in store.entries() {
-        let (seq, bytes) = item?;
+    for item in entries {
+        let parsed = item?;
+        let seq = parsed.seq;
         progress.advance(1);
         if live && seq >= covered && range.size() == covered {
             // Not attested yet, so not verified; but a retention record
             // here may cover a redaction already applied below. A later
             // run, once a checkpoint covers it, checks the record itself.
-            if let Some(Record::Retention(record)) = sealed::open(&bytes)
-                .ok()
-                .and_then(|o| o.into_entry().ok())
-                .map(|e| e.record)
+            if let Some(Ok(OpenedEntry {
+                retention: Some(record),
+                ..
+            })) = &parsed.opened
             {
-                ledger.record(&record);
+                ledger.record(record);
             }
             continue;
         }
@@ -333,8 +464,8 @@ fn verify_entries(
         if seq != expected {
             return Err(Tampering::Removed { seq: expected });
         }
-        match claimed_seq(&bytes) {
-            Some(claims) if claims != seq && !sealed::is_expired(&bytes) => {
+        match parsed.claims {
+            Some(claims) if claims != seq && !parsed.expired => {
                 return Err(Tampering::Reordered { seq, claims })
             }
             _ => {}
@@ -345,19 +476,24 @@ fn verify_entries(
         let stored_leaf = store.stored_hash(0, seq)?;
         // An expired entry's leaf hash is all that is left of it: the roots
         // below check it.
-        let leaf = if sealed::is_expired(&bytes) {
-            stored_leaf.ok_or(Tampering::Removed { seq })?
-        } else {
-            sealed::leaf_hash(&bytes)
+        let leaf = match parsed.leaf {
+            Some(leaf) => leaf,
+            None => stored_leaf.ok_or(Tampering::Removed { seq })?,
         };
         if stored_leaf != Some(leaf) {
             return Err(Tampering::Changed { seq });
         }
         range.push(leaf).ok_or(Tampering::Inserted { seq })?;
         check_due_checkpoints(&range, &mut next_checkpoint)?;
-        if let Some(entry) = check_entry(seq, &bytes, &mut ledger)? {
-            for record in records_of_entry(seq, &entry) {
-                expected_index.add(&record);
+        match parsed.opened {
+            None => ledger.expired(seq),
+            Some(opened) => {
+                let opened = opened?;
+                ledger.redacted(seq, opened.redacted);
+                if let Some(record) = &opened.retention {
+                    ledger.record(record);
+                }
+                expected_index.merge(&opened.records);
             }
         }
     }
@@ -448,6 +584,12 @@ impl RecordSet {
         low.copy_from_slice(&hash[..16]);
         self.count = self.count.wrapping_add(1);
         self.sum = self.sum.wrapping_add(u128::from_be_bytes(low));
+    }
+
+    /// Adds every record of `other` (summed under the same key).
+    fn merge(&mut self, other: &RecordSet) {
+        self.count = self.count.wrapping_add(other.count);
+        self.sum = self.sum.wrapping_add(other.sum);
     }
 }
 
