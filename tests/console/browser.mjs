@@ -68,7 +68,12 @@ async function openSession(page, base, id) {
     document.querySelector('main').append(a);
     a.click();
   }, '/console/sessions/' + encodeURIComponent(id));
-  await page.waitForSelector('#timeline');
+  // The page before has a #timeline too: wait until this session's page
+  // has replaced it.
+  await page.waitForFunction(
+    (id) => document.querySelector('#session-id')?.innerText === id && document.querySelector('#timeline'),
+    id,
+  );
 }
 
 const text = (page, selector) => page.locator(selector).innerText();
