@@ -267,8 +267,9 @@ fn verify_stored(
     // probability, because the key is drawn after the store's content is
     // fixed (nobody can balance one record against others).
     let key: [u8; 32] = rand::random();
-    // The stored index is summed on a second core while the entries are
-    // read on this one: the two passes share nothing until they compare.
+    // The stored index is summed on its own thread while the entries are
+    // checked (`verify_entries`): the two passes share nothing until they
+    // compare.
     let below = live.then_some(covered);
     let (entries, stored) = std::thread::scope(|scope| {
         let stored = scope.spawn(|| stored_index(store, key, below));
