@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -354,17 +355,15 @@ async fn signed_bundle_files_are_verified_before_they_are_in_force() {
 
     // Unsigned at start: the server does not start.
     BundleFiles::repo("v0").write(&bundle);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trustpath"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .arg("--policies")
-        .arg(&bundle)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(
+        &data,
+        [
+            OsStr::new("--policies"),
+            bundle.as_os_str(),
+            OsStr::new("--config"),
+            config.as_os_str(),
+        ],
+    );
     assert!(err.contains("the bundle has no .signatures.json"), "{err}");
 
     let v1 = BundleFiles::repo("v1").signed(&key);
@@ -733,16 +732,21 @@ async fn signed_bundles_are_polled_over_https_with_etags() {
     tampered.truncate(tampered.len() / 2);
     std::fs::write(&cached, tampered).unwrap();
     back.task.abort();
+    let err = refused_start(&data, [OsStr::new("--config"), config.as_os_str()]);
+    assert!(err.contains("policy-bundle.tar.gz"), "{err}");
+}
+
+/// `trustpath serve` on `data` with `args`, which must refuse to start:
+/// its standard error.
+fn refused_start<'a>(data: &Path, args: impl IntoIterator<Item = &'a OsStr>) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_trustpath"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .arg("--config")
-        .arg(&config)
+        .arg(data)
+        .args(args)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("policy-bundle.tar.gz"), "{err}");
+    assert!(!out.status.success(), "the server started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The bundle SHA-256 a `policy_loaded` entry records.
