@@ -514,7 +514,13 @@ pub async fn serve(
             source,
         })?;
     let addr = listener.local_addr().map_err(AppError::Serve)?;
-    tracing::info!(%addr, policy_revision = %state.decider.policies().current().revision().as_str(), "listening");
+    let policies = state.decider.policies().current();
+    tracing::info!(
+        %addr,
+        policy_revision = %policies.revision().as_str(),
+        policy_results = %policies.result_keeping(),
+        "listening"
+    );
     on_listening(addr);
     // After the "listening" line: a stdout sink writes to the same stream.
     let sink_tasks = prepared_sinks.spawn();

@@ -43,7 +43,14 @@ client_host_allowed if {
 authenticated if input.authentication.result in {"verified", "document_only"}
 
 # Every reason the metadata chain gave is a denial; with none it holds.
-metadata_chain_holds if count(object.get(input.authentication, "metadata_chain", {"reasons": []}).reasons) == 0
+# (Read by name, not as `object.get(input.authentication, ...)`: a rule
+# that reads the whole authentication, proof claims and all, makes every
+# request's input different, and trustpath can keep no result for it.)
+default metadata_chain := {"reasons": []}
+
+metadata_chain := input.authentication.metadata_chain
+
+metadata_chain_holds if count(metadata_chain.reasons) == 0
 
 default allow := false
 

@@ -12,17 +12,13 @@ use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
 
+use super::syntax::{collect_calls, dotted};
 use super::PolicyError;
 
 /// Refuses the first call to a function that nothing defines.
-pub(super) fn check(engine: &regorus::Engine) -> Result<(), PolicyError> {
-    let text = engine
-        .get_ast_as_json()
-        .map_err(|e| PolicyError::Compile(format!("reading the policies' syntax tree: {e}")))?;
-    let modules: Vec<Value> = serde_json::from_str(&text)
-        .map_err(|e| PolicyError::Compile(format!("reading the policies' syntax tree: {e}")))?;
-    let defined = defined_functions(&modules);
-    for module in &modules {
+pub(super) fn check(modules: &[Value]) -> Result<(), PolicyError> {
+    let defined = defined_functions(modules);
+    for module in modules {
         let file = module["source"]["file"].as_str().unwrap_or("?");
         let source = module["source"]["contents"].as_str().unwrap_or("");
         let ast = &module["ast"];
@@ -113,38 +109,12 @@ fn import_aliases(ast: &Value, source: &str) -> HashMap<String, String> {
     out
 }
 
-/// Every `Call` node under `node`.
-fn collect_calls<'a>(node: &'a Value, out: &mut Vec<&'a Value>) {
-    match node {
-        Value::Object(map) => {
-            for (key, value) in map {
-                if key == "Call" {
-                    out.push(value);
-                }
-                collect_calls(value, out);
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|i| collect_calls(i, out)),
-        _ => {}
-    }
-}
-
 /// Where a called name starts: the span of its first segment.
 fn name_start(fcn: &Value) -> &Value {
     match fcn.get("RefDot") {
         Some(dot) => name_start(&dot["refr"]),
         None => &fcn["Var"]["span"],
     }
-}
-
-/// A reference made of names only (`a`, `a.b.c`), as text.
-fn dotted(node: &Value) -> Option<String> {
-    if let Some(var) = node.get("Var") {
-        return var["value"].as_str().map(str::to_string);
-    }
-    let dot = node.get("RefDot")?;
-    let field = dot["field"].get(1)?.as_str()?;
-    Some(format!("{}.{field}", dotted(&dot["refr"])?))
 }
 
 /// Whether regorus (with our builtins) knows `name` called with `args`

@@ -4,8 +4,10 @@ mod builtins;
 mod bundle;
 mod calls;
 mod download;
+mod result_cache;
 mod signature;
 mod sprintf;
+mod syntax;
 pub mod test_runner;
 pub mod verdict;
 
@@ -22,6 +24,7 @@ use sha2::{Digest, Sha256};
 use bundle::Bundle;
 pub use bundle::BundleError;
 use download::{BundleServer, Downloaded};
+use result_cache::{InputReads, ResultCache};
 use signature::BundleVerifier;
 
 use crate::config::{BundleConfig, Config, PolicySource};
@@ -164,6 +167,9 @@ pub struct PolicyBundle {
     /// Which content this is (see [`PolicyTexts::fingerprint`]).
     fingerprint: String,
     bundle: Option<PolicyBundleOrigin>,
+    /// What of the input decides a result, and results kept by it.
+    input_reads: InputReads,
+    results: Option<ResultCache>,
 }
 
 /// The policy files of a source, read and added to a fresh engine: what
@@ -178,6 +184,7 @@ pub struct PolicySources {
     pub manifest: Vec<PolicyFile>,
     fingerprint: String,
     bundle: Option<PolicyBundleOrigin>,
+    input_reads: InputReads,
 }
 
 /// One policy file as read: how messages name it, its path relative to the
@@ -506,7 +513,9 @@ fn compile_texts(texts: PolicyTexts) -> Result<PolicySources, PolicyError> {
         });
         files.push(shown);
     }
-    calls::check(&engine)?;
+    let syntax_tree = syntax::modules(&engine)?;
+    calls::check(&syntax_tree)?;
+    let input_reads = InputReads::of(&syntax_tree);
     let bundle = match bundle {
         Some((origin, unpacked)) => {
             let packages = engine
@@ -530,6 +539,7 @@ fn compile_texts(texts: PolicyTexts) -> Result<PolicySources, PolicyError> {
         manifest,
         fingerprint,
         bundle,
+        input_reads,
     })
 }
 
@@ -564,6 +574,7 @@ impl PolicyBundle {
             manifest,
             fingerprint,
             bundle,
+            input_reads,
             ..
         } = sources;
         // Compiling analyses and prepares the engine now, so errors surface at
@@ -584,6 +595,7 @@ impl PolicyBundle {
             }
         }
 
+        tracing::debug!(policy_revision = revision.as_str(), "{}", input_reads.describe());
         Ok(Self {
             engine,
             undefined,
@@ -591,6 +603,8 @@ impl PolicyBundle {
             manifest,
             fingerprint,
             bundle,
+            results: ResultCache::new(&input_reads),
+            input_reads,
         })
     }
 
@@ -615,7 +629,16 @@ impl PolicyBundle {
         if self.undefined.contains(&rule) {
             return Ok(None);
         }
-        evaluate_rule(self.engine.clone(), rule, input)
+        let evaluate = || evaluate_rule(self.engine.clone(), rule, input);
+        match &self.results {
+            Some(results) => results.get_or_evaluate(rule, input, evaluate),
+            None => evaluate(),
+        }
+    }
+
+    /// Whether results are kept, and by which parts of the input.
+    pub fn result_keeping(&self) -> String {
+        self.input_reads.describe()
     }
 }
 
@@ -956,6 +979,8 @@ mod tests {
                 "package trustpath.connection\ndecision := boom(input.explode)\n".into(),
             )
             .unwrap();
+        let input_reads = InputReads::of(&syntax::modules(&engine).unwrap());
+        assert_ne!(input_reads, InputReads::Whole);
         PolicyBundle {
             engine,
             undefined: Vec::new(),
@@ -963,6 +988,9 @@ mod tests {
             manifest: Vec::new(),
             fingerprint: "test".into(),
             bundle: None,
+            // Kept results on, so the test also shows a panic is not kept.
+            results: ResultCache::new(&input_reads),
+            input_reads,
         }
     }
 
