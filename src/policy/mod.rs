@@ -595,7 +595,11 @@ impl PolicyBundle {
             }
         }
 
-        tracing::debug!(policy_revision = revision.as_str(), "{}", input_reads.describe());
+        tracing::debug!(
+            policy_revision = revision.as_str(),
+            "{}",
+            input_reads.describe()
+        );
         Ok(Self {
             engine,
             undefined,

@@ -110,10 +110,12 @@ impl InputReads {
 }
 
 fn reads_the_world(name: &str) -> bool {
-    READS_THE_WORLD.iter().any(|listed| match listed.strip_suffix('.') {
-        Some(family) => name.starts_with(listed) || name == family,
-        None => name == *listed,
-    })
+    READS_THE_WORLD
+        .iter()
+        .any(|listed| match listed.strip_suffix('.') {
+            Some(family) => name.starts_with(listed) || name == family,
+            None => name == *listed,
+        })
 }
 
 /// Collects the input paths read under `node`.
@@ -149,7 +151,12 @@ fn reference(node: &Value, reads: bool, out: &mut BTreeSet<InputPath>) {
     let mut at = node;
     loop {
         if let Some(dot) = at.get("RefDot") {
-            steps.push(dot["field"].get(1).and_then(Value::as_str).map(String::from));
+            steps.push(
+                dot["field"]
+                    .get(1)
+                    .and_then(Value::as_str)
+                    .map(String::from),
+            );
             at = &dot["refr"];
         } else if let Some(brack) = at.get("RefBrack") {
             let index = &brack["index"];
@@ -325,10 +332,7 @@ z := object.get(input.f, "g", 1)
 
     #[test]
     fn an_input_read_inside_an_index_counts() {
-        assert_eq!(
-            reads("package p\nx := data.t[input.k]\n"),
-            parts(&["k"])
-        );
+        assert_eq!(reads("package p\nx := data.t[input.k]\n"), parts(&["k"]));
         assert_eq!(
             reads("package p\nx := input.m[input.k]\n"),
             parts(&["k", "m"])
@@ -366,23 +370,28 @@ u if { x with input.a as input.b }
         let cache = ResultCache::new(&parts(&["a.b", "c"])).expect("a cache");
         let key = |input: Value| cache.key("data.p.x", &input);
         let base = key(json!({"a": {"b": 1}, "c": [1], "session": "s1"}));
-        assert_eq!(base, key(json!({"a": {"b": 1, "z": 2}, "c": [1], "session": "s2"})));
+        assert_eq!(
+            base,
+            key(json!({"a": {"b": 1, "z": 2}, "c": [1], "session": "s2"}))
+        );
         assert_ne!(base, key(json!({"a": {"b": 2}, "c": [1]})));
         assert_ne!(base, key(json!({"a": {"b": 1}, "c": [2]})));
         // Missing, null and a non-object on the way all differ.
         let missing = key(json!({"a": {}, "c": [1]}));
         assert_ne!(missing, key(json!({"a": {"b": null}, "c": [1]})));
         assert_ne!(missing, key(json!({"a": "b", "c": [1]})));
-        assert_ne!(base, cache.key("data.p.y", &json!({"a": {"b": 1}, "c": [1]})));
+        assert_ne!(
+            base,
+            cache.key("data.p.y", &json!({"a": {"b": 1}, "c": [1]}))
+        );
     }
 
     #[test]
     fn an_error_is_never_kept() {
         let cache = ResultCache::new(&parts(&["a"])).expect("a cache");
         let input = json!({"a": 1});
-        let failed = cache.get_or_evaluate("r", &input, || {
-            Err(PolicyError::Evaluate("boom".into()))
-        });
+        let failed =
+            cache.get_or_evaluate("r", &input, || Err(PolicyError::Evaluate("boom".into())));
         assert!(failed.is_err());
         let mut evaluated = false;
         let result = cache.get_or_evaluate("r", &input, || {

@@ -8,8 +8,11 @@ use super::PolicyError;
 /// Every module of `engine`: `{source: {file, contents}, ast: {package,
 /// imports, rules}}` each.
 pub(super) fn modules(engine: &regorus::Engine) -> Result<Vec<Value>, PolicyError> {
-    let unreadable = |e: String| PolicyError::Compile(format!("reading the policies' syntax tree: {e}"));
-    let text = engine.get_ast_as_json().map_err(|e| unreadable(e.to_string()))?;
+    let unreadable =
+        |e: String| PolicyError::Compile(format!("reading the policies' syntax tree: {e}"));
+    let text = engine
+        .get_ast_as_json()
+        .map_err(|e| unreadable(e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))
 }
 
