@@ -344,3 +344,63 @@ proptest! {
         }
     }
 }
+
+/// A connection input drawn from a small domain, so that inputs repeat
+/// in what the policy reads while their session ids and times differ.
+fn connection_input() -> impl Strategy<Value = serde_json::Value> {
+    let scope =
+        proptest::sample::select(vec!["files:read", "files:write", "payroll", "repo:admin"]);
+    (
+        proptest::collection::vec(scope.clone(), 0..4),
+        proptest::sample::select(vec!["verified", "document_only", "none", "failed"]),
+        proptest::option::of(proptest::collection::vec(scope, 0..3)),
+        any::<bool>(),
+        proptest::sample::select(vec!["cimd", "preregistered", "wif"]),
+        proptest::sample::select(vec!["https://auth.example.com", "https://other.example"]),
+        proptest::option::of(proptest::sample::select(vec!["", "not in scopes_supported"])),
+        any::<u32>(),
+    )
+        .prop_map(|(scopes, result, delegated, changed, kind, issuer, chain, n)| {
+            let mut input = json!({
+                "session_id": format!("s{n}"),
+                "now_unix": n,
+                "scopes": scopes,
+                "metadata_source": {"kind": kind, "authorization_server": {"issuer": issuer}},
+                "client": {"client_id": "https://agents.example.com/c.json", "host": "agents.example.com"},
+                "authentication": {"result": result, "method": "none", "reasons": [],
+                    "document": {"source": "inline", "sha256": format!("{n}"), "changed": changed}},
+                "delegation": null,
+            });
+            if let Some(scopes) = delegated {
+                input["delegation"] = json!({"scopes": scopes, "actor": "a"});
+            }
+            if let Some(reason) = chain {
+                let reasons: Vec<&str> = [reason].into_iter().filter(|r| !r.is_empty()).collect();
+                input["authentication"]["metadata_chain"] = json!({"reasons": reasons, "unsupported_scopes": []});
+            }
+            input
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+    /// A result kept for inputs that agree on what the policies read is
+    /// the result a fresh evaluation of this input gives.
+    #[test]
+    fn a_kept_policy_result_is_what_evaluating_gives(input in connection_input()) {
+        use std::sync::OnceLock;
+        use trustpath::policy::{evaluate_rule, read_policies, PolicyBundle, PolicyOrigin, CONNECTION_ENTRY_POINT};
+        let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        static BUNDLE: OnceLock<PolicyBundle> = OnceLock::new();
+        let bundle = BUNDLE.get_or_init(|| PolicyBundle::from_path(&policies).unwrap());
+        prop_assert!(bundle.result_keeping().starts_with("results kept"));
+        static ENGINE: OnceLock<regorus::Engine> = OnceLock::new();
+        let engine = ENGINE.get_or_init(|| {
+            read_policies(&PolicyOrigin::unverified(&policies)).unwrap().engine
+        });
+        let fresh = evaluate_rule(engine.clone(), CONNECTION_ENTRY_POINT, &input).unwrap();
+        let kept = bundle.evaluate(CONNECTION_ENTRY_POINT, &input).unwrap();
+        prop_assert_eq!(kept, fresh);
+    }
+}
