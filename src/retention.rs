@@ -137,7 +137,17 @@ impl Plan {
         if sealed::is_expired(stored) {
             return Ok(());
         }
-        let before = index::derive_stored(stored).map_err(unreadable)?;
+        let entry_before = sealed::open(stored)
+            .map_err(|e| unreadable(e.to_string()))?
+            .into_entry()
+            .map_err(|e| unreadable(e.to_string()))?;
+        let before = index::derive(&entry_before);
+        // Postings an earlier build stored that nothing reads any more go
+        // too: an erased scope must not stay behind in the index.
+        let legacy = index::Derived {
+            postings: index::legacy_postings(&entry_before),
+            ..Default::default()
+        };
         let bytes = match groups {
             None => Vec::new(),
             Some(groups) => {
@@ -165,6 +175,7 @@ impl Plan {
         let dropped = before
             .records(seq)
             .into_iter()
+            .chain(legacy.records(seq))
             .filter(|r| !kept.contains(r))
             .collect();
         self.changes.push(Retained {
@@ -307,7 +318,7 @@ impl Retainer {
                 while seq < next && looked < batch {
                     let stored = store.entry(seq)?.unwrap_or_default();
                     if !sealed::is_expired(&stored) {
-                        let Some((kind, micros)) = kind_and_time(&stored) else {
+                        let Some((kind, micros)) = index::kind_and_time(&stored) else {
                             return Err(RetentionError::Entry {
                                 seq,
                                 reason: "no kind or time in its commitment".into(),
@@ -377,7 +388,7 @@ impl Retainer {
             for seq in seqs {
                 let stored = store.entry(seq)?.unwrap_or_default();
                 let retained =
-                    kind_and_time(&stored).is_some_and(|(k, _)| sealed::retained_kind(&k));
+                    index::kind_and_time(&stored).is_some_and(|(k, _)| sealed::retained_kind(&k));
                 if retained {
                     plan.add(seq, &stored, Some(&personal))?;
                 }
@@ -422,17 +433,6 @@ fn resume_at(store: &LogStore, setting: Setting) -> Result<u64, RetentionError> 
         }
     }
     Ok(0)
-}
-
-/// The kind and time (µs) an entry's commitment states.
-fn kind_and_time(stored: &[u8]) -> Option<(String, i64)> {
-    #[derive(serde::Deserialize)]
-    struct Head {
-        kind: String,
-        time: String,
-    }
-    let head: Head = serde_json::from_slice(sealed::commitment(stored)).ok()?;
-    Some((head.kind.clone(), index::micros(&head.time)?))
 }
 
 /// The server's background retention: a batch per setting every so often,
@@ -535,7 +535,7 @@ pub fn stats(store: &LogStore, config: &RetentionConfig) -> Result<Stats, Retent
             stats.total.entries += 1;
             continue;
         }
-        let Some((kind, micros)) = kind_and_time(&stored) else {
+        let Some((kind, micros)) = index::kind_and_time(&stored) else {
             return Err(RetentionError::Entry {
                 seq,
                 reason: "no kind or time in its commitment".into(),

@@ -309,6 +309,52 @@ async fn log_verify_checks_the_index_against_the_entries() {
     );
 }
 
+/// A log an earlier build wrote also holds a `kind` posting per decision
+/// and its requested scopes. They verify, and search never reads them
+/// (a requested scope is found as approved ∪ denied, a decision's kind on
+/// the entry), so one forged among them changes no answer.
+#[tokio::test]
+async fn postings_an_earlier_build_wrote_verify_and_are_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = stopped_log(dir.path(), 10).await;
+    let (ok, out) = tampered(&data, "legacy", |t| {
+        for seq in START_ENTRIES..10 {
+            t.insert(
+                raw_posting_key(Field::Kind, "connection_decision", seq),
+                &[],
+            )
+            .unwrap();
+            t.insert(raw_posting_key(Field::RequestedScope, "payroll", seq), &[])
+                .unwrap();
+        }
+        // Forged: no decision requested this scope; entry 1 is no decision.
+        t.insert(raw_posting_key(Field::RequestedScope, "files:delete", 5), &[])
+            .unwrap();
+        t.insert(raw_posting_key(Field::Kind, "connection_decision", 1), &[])
+            .unwrap();
+    });
+    assert!(ok, "{out}");
+
+    let legacy = dir.path().join("legacy");
+    let server = Server::start(&legacy, &repo_policies(), Some(&config(dir.path(), 3)));
+    let seqs = |page: Value| -> Vec<u64> {
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let decisions: Vec<u64> = (START_ENTRIES..10).rev().collect();
+    let requested = get_json(&server, "/v1/decisions?scope=payroll&limit=100").await;
+    assert_eq!(seqs(requested), decisions);
+    let forged = get_json(&server, "/v1/decisions?scope=files:delete&limit=100").await;
+    assert_eq!(seqs(forged), Vec::<u64>::new());
+    let kind = get_json(&server, "/v1/decisions?kind=connection_decision&limit=100").await;
+    assert_eq!(seqs(kind), decisions);
+    server.stop();
+}
+
 #[tokio::test]
 async fn malformed_store_keys_are_reported_with_their_place_never_a_panic() {
     let dir = tempfile::tempdir().unwrap();

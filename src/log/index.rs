@@ -210,9 +210,77 @@ pub fn previous_document(
         .map(|(_, data)| String::from_utf8_lossy(&data).into_owned()))
 }
 
-/// Every (field, value) an entry is found by.
+/// Kinds so frequent that a posting per entry would cost the write path
+/// more than it saves search: a `kind` filter on them is checked on the
+/// entry itself (see `log::query`).
+pub const UNPOSTED_KINDS: [&str; 2] = ["connection_decision", "grant_issued"];
+
+/// Whether an index record is one an earlier build wrote and nothing reads
+/// any more: a `kind` posting of an [`UNPOSTED_KINDS`] kind, or a requested
+/// scope (search finds a requested scope as approved ∪ denied, which is
+/// the same set: `decide` splits every requested scope into one of the two).
+/// A log written before this change still holds them; verification passes
+/// over them, and search never reads them, so adding or removing one
+/// changes no answer.
+pub fn is_inert(record: &IndexRecord) -> bool {
+    match record {
+        IndexRecord::Posting { field, value, .. } => match field {
+            Field::RequestedScope => true,
+            Field::Kind => UNPOSTED_KINDS.contains(&value.as_str()),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// The inert postings an earlier build stored for `entry` (see
+/// [`is_inert`]): what retention removes along with an entry's own.
+pub fn legacy_postings(entry: &LogEntry) -> Vec<Posting> {
+    let kind = entry.record.kind();
+    let mut out = Vec::new();
+    let mut add = |field, value: &str| {
+        out.push(Posting {
+            field,
+            value: value.to_string(),
+            data: Vec::new(),
+        })
+    };
+    if UNPOSTED_KINDS.contains(&kind) {
+        add(Field::Kind, kind);
+    }
+    if let Record::ConnectionDecision(r) = &entry.record {
+        for s in r.decision.requested_scopes.as_slice() {
+            add(Field::RequestedScope, s);
+        }
+    }
+    out
+}
+
+/// The kind and event time (µs) of a stored entry, read from its
+/// commitment alone (no disclosure opened); `None` for an expired entry.
+pub fn kind_and_time(stored: &[u8]) -> Option<(String, i64)> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        kind: String,
+        time: String,
+    }
+    if sealed::is_expired(stored) {
+        return None;
+    }
+    let head: Head = serde_json::from_slice(sealed::commitment(stored)).ok()?;
+    let micros = micros(&head.time)?;
+    Some((head.kind, micros))
+}
+
+/// Every (field, value) an entry is found by. Each posting is a key the
+/// writer stores on every decision, so only what search needs is posted:
+/// no requested scope (approved ∪ denied), no kind of the frequent kinds.
 fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
-    let mut out = vec![(Field::Kind, entry.record.kind().to_string())];
+    let kind = entry.record.kind();
+    let mut out = Vec::with_capacity(16);
+    if !UNPOSTED_KINDS.contains(&kind) {
+        out.push((Field::Kind, kind.to_string()));
+    }
     let mut add = |field, value: &str| out.push((field, value.to_string()));
     match &entry.record {
         Record::ConnectionDecision(r) => {
@@ -225,9 +293,6 @@ fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
                 add(Field::Issuer, iss);
             }
             add(Field::Outcome, r.decision.outcome.as_str());
-            for s in r.decision.requested_scopes.as_slice() {
-                add(Field::RequestedScope, s);
-            }
             for s in r.decision.approved_scopes.as_slice() {
                 add(Field::ApprovedScope, s);
             }

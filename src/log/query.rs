@@ -6,7 +6,7 @@
 use super::entry::LogEntry;
 use super::index::{self, Field};
 use super::sealed;
-use super::storage::LogStore;
+use super::storage::{LogStore, Scan};
 use super::LogError;
 
 /// Which scope list a scope filter looks in.
@@ -120,8 +120,9 @@ impl Filter {
         Ok(filter)
     }
 
-    /// The equality filters, most selective first (a session names few entries).
-    fn postings(&self) -> Vec<(Field, &str)> {
+    /// The equality filters as the entries state them, most selective
+    /// first (a session names few entries): what [`Filter::matches`] judges.
+    fn stated(&self) -> Vec<(Field, &str)> {
         let scope = self.scope.as_ref().map(|(s, state)| {
             let field = match state {
                 ScopeState::Requested => Field::RequestedScope,
@@ -146,9 +147,35 @@ impl Filter {
         .collect()
     }
 
+    /// The equality filters as the index answers them, in the same order:
+    /// a requested scope is one approved or denied (`log::index` posts no
+    /// requested scope), a frequent kind is read from the entry.
+    fn terms(&self) -> Vec<Term<'_>> {
+        self.stated()
+            .into_iter()
+            .map(|(field, value)| match field {
+                Field::RequestedScope => {
+                    Term::Posted(&[Field::ApprovedScope, Field::DeniedScope], value)
+                }
+                Field::Kind if index::UNPOSTED_KINDS.contains(&value) => Term::Kind(value),
+                Field::Session => Term::Posted(&[Field::Session], value),
+                Field::Subject => Term::Posted(&[Field::Subject], value),
+                Field::Client => Term::Posted(&[Field::Client], value),
+                Field::Issuer => Term::Posted(&[Field::Issuer], value),
+                Field::ApprovedScope => Term::Posted(&[Field::ApprovedScope], value),
+                Field::DeniedScope => Term::Posted(&[Field::DeniedScope], value),
+                Field::Tool => Term::Posted(&[Field::Tool], value),
+                Field::Outcome => Term::Posted(&[Field::Outcome], value),
+                Field::Kind => Term::Posted(&[Field::Kind], value),
+                // The grant (`stated` names no other field).
+                _ => Term::Posted(&[Field::Grant], value),
+            })
+            .collect()
+    }
+
     /// Whether no filter is set.
     pub fn is_empty(&self) -> bool {
-        self.postings().is_empty() && self.since.is_none() && self.until.is_none()
+        self.stated().is_empty() && self.since.is_none() && self.until.is_none()
     }
 
     fn time_ok(&self, micros: Option<i64>) -> bool {
@@ -162,12 +189,88 @@ impl Filter {
     /// Whether `entry` matches, judged from the entry itself: the reference
     /// the indexes must agree with.
     pub fn matches(&self, entry: &LogEntry) -> bool {
-        let has = index::derive(entry).postings;
-        self.postings()
+        let mut has = index::derive(entry).postings;
+        has.extend(index::legacy_postings(entry));
+        self.stated()
             .iter()
             .all(|(f, v)| has.iter().any(|p| p.field == *f && p.value == *v))
             && self.time_ok(index::micros(&entry.time))
     }
+}
+
+/// How one equality filter is answered.
+#[derive(Debug, Clone, Copy)]
+enum Term<'a> {
+    /// Entries posted under any of these fields with this value.
+    Posted(&'static [Field], &'a str),
+    /// Entries of this kind, which is not posted: read from each entry.
+    Kind(&'a str),
+}
+
+impl Term<'_> {
+    /// Whether entry `seq` satisfies this term.
+    fn holds(&self, store: &LogStore, seq: u64) -> Result<bool, LogError> {
+        match self {
+            Term::Posted(fields, value) => {
+                for field in *fields {
+                    if store.has_posting(*field, value, seq)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Term::Kind(kind) => Ok(store
+                .entry(seq)?
+                .and_then(|bytes| index::kind_and_time(&bytes))
+                .is_some_and(|(k, _)| k == *kind)),
+        }
+    }
+}
+
+/// The union of descending seq scans, descending, each seq once.
+struct Union<'a> {
+    scans: Vec<std::iter::Peekable<Scan<'a, u64>>>,
+}
+
+impl Iterator for Union<'_> {
+    type Item = Result<u64, LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut top: Option<u64> = None;
+        for scan in &mut self.scans {
+            match scan.peek() {
+                Some(Err(_)) => return scan.next(),
+                Some(Ok(seq)) => top = Some(top.map_or(*seq, |t| t.max(*seq))),
+                None => {}
+            }
+        }
+        let top = top?;
+        for scan in &mut self.scans {
+            if matches!(scan.peek(), Some(Ok(seq)) if *seq == top) {
+                scan.next();
+            }
+        }
+        Some(Ok(top))
+    }
+}
+
+/// Entries posted under any of `fields` with `value`, below `before`,
+/// newest first.
+fn posted<'s>(
+    store: &'s LogStore,
+    fields: &[Field],
+    value: &str,
+    before: Option<u64>,
+) -> Scan<'s, u64> {
+    if let [field] = fields {
+        return store.postings_descending(*field, value, before);
+    }
+    Box::new(Union {
+        scans: fields
+            .iter()
+            .map(|f| store.postings_descending(*f, value, before).peekable())
+            .collect(),
+    })
 }
 
 /// One page of results, newest first.
@@ -185,18 +288,22 @@ pub fn query(
     limit: usize,
     before: Option<u64>,
 ) -> Result<Page, LogError> {
-    let postings = filter.postings();
+    let mut terms = filter.terms();
     // Drive from the most selective index; without one, from the entries.
-    let candidates = match postings.first() {
-        Some((field, value)) => store.postings_descending(*field, value, before),
-        None => store.seqs_descending(before),
+    let driver = terms
+        .iter()
+        .position(|t| matches!(t, Term::Posted(..)))
+        .map(|i| terms.remove(i));
+    let candidates = match driver {
+        Some(Term::Posted(fields, value)) => posted(store, fields, value, before),
+        _ => store.seqs_descending(before),
     };
     let mut seqs = Vec::new();
     for seq in candidates {
         let seq = seq?;
         let mut ok = true;
-        for (field, value) in postings.iter().skip(1) {
-            if !store.has_posting(*field, value, seq)? {
+        for term in &terms {
+            if !term.holds(store, seq)? {
                 ok = false;
                 break;
             }

@@ -505,8 +505,8 @@ fn check_in_order(
     Ok((range, ledger, expected_index))
 }
 
-/// The index pass: every stored index record (below `below`, when given),
-/// summed as a [`RecordSet`].
+/// The index pass: every stored index record (below `below`, when given)
+/// but the inert ones an earlier build wrote, summed as a [`RecordSet`].
 fn stored_index(
     store: &LogStore,
     key: [u8; 32],
@@ -515,7 +515,7 @@ fn stored_index(
     let mut stored = RecordSet::new(key);
     for record in store.index_records() {
         let record = record?;
-        if below.is_none_or(|b| record.seq() < b) {
+        if below.is_none_or(|b| record.seq() < b) && !index::is_inert(&record) {
             stored.add(&record);
         }
     }
@@ -605,7 +605,7 @@ fn name_index_difference(store: &LogStore, below: Option<u64>) -> Tampering {
         for record in store.index_records() {
             let record = record?;
             let seq = record.seq();
-            if !checked(seq) {
+            if !checked(seq) || index::is_inert(&record) {
                 continue;
             }
             if cached.as_ref().is_none_or(|(s, _)| *s != seq) {
