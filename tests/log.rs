@@ -309,10 +309,11 @@ async fn log_verify_checks_the_index_against_the_entries() {
     );
 }
 
-/// A log an earlier build wrote also holds a `kind` posting per decision
-/// and its requested scopes. They verify, and search never reads them
-/// (a requested scope is found as approved ∪ denied, a decision's kind on
-/// the entry), so one forged among them changes no answer.
+/// A log an earlier build wrote also holds a `kind` and an outcome posting
+/// per decision and its requested scopes. They verify, and search never
+/// reads them (a requested scope is found as approved ∪ denied, a
+/// decision's kind and an allowed outcome on the entry), so one forged
+/// among them changes no answer.
 #[tokio::test]
 async fn postings_an_earlier_build_wrote_verify_and_are_never_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -328,9 +329,14 @@ async fn postings_an_earlier_build_wrote_verify_and_are_never_read() {
                 .unwrap();
         }
         // Forged: no decision requested this scope; entry 1 is no decision.
-        t.insert(raw_posting_key(Field::RequestedScope, "files:delete", 5), &[])
-            .unwrap();
+        t.insert(
+            raw_posting_key(Field::RequestedScope, "files:delete", 5),
+            &[],
+        )
+        .unwrap();
         t.insert(raw_posting_key(Field::Kind, "connection_decision", 1), &[])
+            .unwrap();
+        t.insert(raw_posting_key(Field::Outcome, "approved", 5), &[])
             .unwrap();
     });
     assert!(ok, "{out}");
@@ -352,6 +358,10 @@ async fn postings_an_earlier_build_wrote_verify_and_are_never_read() {
     assert_eq!(seqs(forged), Vec::<u64>::new());
     let kind = get_json(&server, "/v1/decisions?kind=connection_decision&limit=100").await;
     assert_eq!(seqs(kind), decisions);
+    let approved = get_json(&server, "/v1/decisions?outcome=approved&limit=100").await;
+    assert_eq!(seqs(approved), Vec::<u64>::new());
+    let denied = get_json(&server, "/v1/decisions?outcome=denied&limit=100").await;
+    assert_eq!(seqs(denied), decisions);
     server.stop();
 }
 

@@ -147,8 +147,9 @@ impl Derived {
 /// What `entry` is found by. The one derivation the writer stores and
 /// verification checks against.
 pub fn derive(entry: &LogEntry) -> Derived {
-    let mut postings: Vec<Posting> = postings(entry)
+    let mut postings: Vec<Posting> = stated(entry)
         .into_iter()
+        .filter(|(field, value)| is_posted(*field, value))
         .map(|(field, value)| Posting {
             field,
             value,
@@ -210,50 +211,46 @@ pub fn previous_document(
         .map(|(_, data)| String::from_utf8_lossy(&data).into_owned()))
 }
 
-/// Kinds so frequent that a posting per entry would cost the write path
-/// more than it saves search: a `kind` filter on them is checked on the
-/// entry itself (see `log::query`).
-pub const UNPOSTED_KINDS: [&str; 2] = ["connection_decision", "grant_issued"];
+/// Whether `field = value` is posted. Each posting is a store key the
+/// writer adds on every decision, so the values nearly every entry has are
+/// not: a requested scope (search takes approved ∪ denied, the same set:
+/// `decide` puts every requested scope in one of the two), the kind of a
+/// connection decision or a grant issuance, and the outcomes `approved`
+/// and (tool calls) `allowed`. Search checks those on the entry itself
+/// (`log::query`); the rarer values an investigation starts from
+/// (`denied`, `reduced`) stay posted.
+pub fn is_posted(field: Field, value: &str) -> bool {
+    match field {
+        Field::RequestedScope => false,
+        Field::Kind => !matches!(value, "connection_decision" | "grant_issued"),
+        Field::Outcome => !matches!(value, "approved" | "allowed"),
+        _ => true,
+    }
+}
 
 /// Whether an index record is one an earlier build wrote and nothing reads
-/// any more: a `kind` posting of an [`UNPOSTED_KINDS`] kind, or a requested
-/// scope (search finds a requested scope as approved ∪ denied, which is
-/// the same set: `decide` splits every requested scope into one of the two).
-/// A log written before this change still holds them; verification passes
-/// over them, and search never reads them, so adding or removing one
-/// changes no answer.
+/// any more (see [`is_posted`]). A log written before still holds them;
+/// verification passes over them and search never reads them, so adding or
+/// removing one changes no answer.
 pub fn is_inert(record: &IndexRecord) -> bool {
     match record {
-        IndexRecord::Posting { field, value, .. } => match field {
-            Field::RequestedScope => true,
-            Field::Kind => UNPOSTED_KINDS.contains(&value.as_str()),
-            _ => false,
-        },
+        IndexRecord::Posting { field, value, .. } => !is_posted(*field, value),
         _ => false,
     }
 }
 
-/// The inert postings an earlier build stored for `entry` (see
-/// [`is_inert`]): what retention removes along with an entry's own.
+/// The inert postings an earlier build stored for `entry`: what retention
+/// removes along with an entry's own.
 pub fn legacy_postings(entry: &LogEntry) -> Vec<Posting> {
-    let kind = entry.record.kind();
-    let mut out = Vec::new();
-    let mut add = |field, value: &str| {
-        out.push(Posting {
+    stated(entry)
+        .into_iter()
+        .filter(|(field, value)| !is_posted(*field, value))
+        .map(|(field, value)| Posting {
             field,
-            value: value.to_string(),
+            value,
             data: Vec::new(),
         })
-    };
-    if UNPOSTED_KINDS.contains(&kind) {
-        add(Field::Kind, kind);
-    }
-    if let Record::ConnectionDecision(r) = &entry.record {
-        for s in r.decision.requested_scopes.as_slice() {
-            add(Field::RequestedScope, s);
-        }
-    }
-    out
+        .collect()
 }
 
 /// The kind and event time (µs) of a stored entry, read from its
@@ -272,15 +269,11 @@ pub fn kind_and_time(stored: &[u8]) -> Option<(String, i64)> {
     Some((head.kind, micros))
 }
 
-/// Every (field, value) an entry is found by. Each posting is a key the
-/// writer stores on every decision, so only what search needs is posted:
-/// no requested scope (approved ∪ denied), no kind of the frequent kinds.
-fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
-    let kind = entry.record.kind();
-    let mut out = Vec::with_capacity(16);
-    if !UNPOSTED_KINDS.contains(&kind) {
-        out.push((Field::Kind, kind.to_string()));
-    }
+/// Every (field, value) `entry` states, posted or not: what search answers
+/// for, and through [`is_posted`] what the index holds.
+pub fn stated(entry: &LogEntry) -> Vec<(Field, String)> {
+    let mut out = Vec::with_capacity(20);
+    out.push((Field::Kind, entry.record.kind().to_string()));
     let mut add = |field, value: &str| out.push((field, value.to_string()));
     match &entry.record {
         Record::ConnectionDecision(r) => {
@@ -293,6 +286,9 @@ fn postings(entry: &LogEntry) -> Vec<(Field, String)> {
                 add(Field::Issuer, iss);
             }
             add(Field::Outcome, r.decision.outcome.as_str());
+            for s in r.decision.requested_scopes.as_slice() {
+                add(Field::RequestedScope, s);
+            }
             for s in r.decision.approved_scopes.as_slice() {
                 add(Field::ApprovedScope, s);
             }

@@ -148,27 +148,21 @@ impl Filter {
     }
 
     /// The equality filters as the index answers them, in the same order:
-    /// a requested scope is one approved or denied (`log::index` posts no
-    /// requested scope), a frequent kind is read from the entry.
+    /// a requested scope is one approved or denied, a value that is not
+    /// posted (`index::is_posted`) is read from the entry.
     fn terms(&self) -> Vec<Term<'_>> {
         self.stated()
             .into_iter()
             .map(|(field, value)| match field {
-                Field::RequestedScope => {
-                    Term::Posted(&[Field::ApprovedScope, Field::DeniedScope], value)
-                }
-                Field::Kind if index::UNPOSTED_KINDS.contains(&value) => Term::Kind(value),
-                Field::Session => Term::Posted(&[Field::Session], value),
-                Field::Subject => Term::Posted(&[Field::Subject], value),
-                Field::Client => Term::Posted(&[Field::Client], value),
-                Field::Issuer => Term::Posted(&[Field::Issuer], value),
-                Field::ApprovedScope => Term::Posted(&[Field::ApprovedScope], value),
-                Field::DeniedScope => Term::Posted(&[Field::DeniedScope], value),
-                Field::Tool => Term::Posted(&[Field::Tool], value),
-                Field::Outcome => Term::Posted(&[Field::Outcome], value),
-                Field::Kind => Term::Posted(&[Field::Kind], value),
-                // The grant (`stated` names no other field).
-                _ => Term::Posted(&[Field::Grant], value),
+                Field::RequestedScope => Term::Posted {
+                    fields: vec![Field::ApprovedScope, Field::DeniedScope],
+                    value,
+                },
+                _ if !index::is_posted(field, value) => Term::Stated(field, value),
+                _ => Term::Posted {
+                    fields: vec![field],
+                    value,
+                },
             })
             .collect()
     }
@@ -189,40 +183,52 @@ impl Filter {
     /// Whether `entry` matches, judged from the entry itself: the reference
     /// the indexes must agree with.
     pub fn matches(&self, entry: &LogEntry) -> bool {
-        let mut has = index::derive(entry).postings;
-        has.extend(index::legacy_postings(entry));
+        let has = index::stated(entry);
         self.stated()
             .iter()
-            .all(|(f, v)| has.iter().any(|p| p.field == *f && p.value == *v))
+            .all(|(f, v)| has.iter().any(|(field, value)| field == f && value == v))
             && self.time_ok(index::micros(&entry.time))
     }
 }
 
 /// How one equality filter is answered.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Term<'a> {
-    /// Entries posted under any of these fields with this value.
-    Posted(&'static [Field], &'a str),
-    /// Entries of this kind, which is not posted: read from each entry.
-    Kind(&'a str),
+    /// Entries posted under any of `fields` with `value`.
+    Posted { fields: Vec<Field>, value: &'a str },
+    /// Entries stating `field = value`, which is not posted: each entry is
+    /// read (this is for values most entries have, so few are skipped).
+    Stated(Field, &'a str),
 }
 
 impl Term<'_> {
     /// Whether entry `seq` satisfies this term.
     fn holds(&self, store: &LogStore, seq: u64) -> Result<bool, LogError> {
         match self {
-            Term::Posted(fields, value) => {
-                for field in *fields {
+            Term::Posted { fields, value } => {
+                for field in fields {
                     if store.has_posting(*field, value, seq)? {
                         return Ok(true);
                     }
                 }
                 Ok(false)
             }
-            Term::Kind(kind) => Ok(store
-                .entry(seq)?
-                .and_then(|bytes| index::kind_and_time(&bytes))
-                .is_some_and(|(k, _)| k == *kind)),
+            Term::Stated(field, value) => {
+                let Some(bytes) = store.entry(seq)? else {
+                    return Ok(false);
+                };
+                if sealed::is_expired(&bytes) {
+                    return Ok(false);
+                }
+                let malformed = |e: String| LogError::Malformed(format!("entry {seq}: {e}"));
+                let entry = sealed::open(&bytes)
+                    .map_err(|e| malformed(e.to_string()))?
+                    .into_entry()
+                    .map_err(|e| malformed(e.to_string()))?;
+                Ok(index::stated(&entry)
+                    .iter()
+                    .any(|(f, v)| f == field && v == value))
+            }
         }
     }
 }
@@ -292,10 +298,10 @@ pub fn query(
     // Drive from the most selective index; without one, from the entries.
     let driver = terms
         .iter()
-        .position(|t| matches!(t, Term::Posted(..)))
+        .position(|t| matches!(t, Term::Posted { .. }))
         .map(|i| terms.remove(i));
     let candidates = match driver {
-        Some(Term::Posted(fields, value)) => posted(store, fields, value, before),
+        Some(Term::Posted { fields, value }) => posted(store, &fields, value, before),
         _ => store.seqs_descending(before),
     };
     let mut seqs = Vec::new();
