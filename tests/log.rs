@@ -343,25 +343,17 @@ async fn postings_an_earlier_build_wrote_verify_and_are_never_read() {
 
     let legacy = dir.path().join("legacy");
     let server = Server::start(&legacy, &repo_policies(), Some(&config(dir.path(), 3)));
-    let seqs = |page: Value| -> Vec<u64> {
-        page["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["seq"].as_u64().unwrap())
-            .collect()
-    };
     let decisions: Vec<u64> = (START_ENTRIES..10).rev().collect();
     let requested = get_json(&server, "/v1/decisions?scope=payroll&limit=100").await;
-    assert_eq!(seqs(requested), decisions);
+    assert_eq!(page_seqs(&requested), decisions);
     let forged = get_json(&server, "/v1/decisions?scope=files:delete&limit=100").await;
-    assert_eq!(seqs(forged), Vec::<u64>::new());
+    assert_eq!(page_seqs(&forged), Vec::<u64>::new());
     let kind = get_json(&server, "/v1/decisions?kind=connection_decision&limit=100").await;
-    assert_eq!(seqs(kind), decisions);
+    assert_eq!(page_seqs(&kind), decisions);
     let approved = get_json(&server, "/v1/decisions?outcome=approved&limit=100").await;
-    assert_eq!(seqs(approved), Vec::<u64>::new());
+    assert_eq!(page_seqs(&approved), Vec::<u64>::new());
     let denied = get_json(&server, "/v1/decisions?outcome=denied&limit=100").await;
-    assert_eq!(seqs(denied), decisions);
+    assert_eq!(page_seqs(&denied), decisions);
     server.stop();
 }
 

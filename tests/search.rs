@@ -248,29 +248,21 @@ async fn search_and_session_trail_over_http() {
     // Every allowed decision is two entries: the decision, then the grant's
     // issuance. Decision i is at seq START_ENTRIES + 2i.
     let at = |seqs: &[u64]| seqs.iter().map(|s| s + START_ENTRIES).collect::<Vec<_>>();
-    let seqs_of = |page: &Value| -> Vec<u64> {
-        page["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["seq"].as_u64().unwrap())
-            .collect()
-    };
     let resp = search("session_id=sess-1").await.unwrap();
     assert_eq!(resp.status(), 200);
     let page: Value = resp.json().await.unwrap();
-    assert_eq!(seqs_of(&page), at(&[21, 20, 15, 14, 9, 8, 3, 2]));
+    assert_eq!(page_seqs(&page), at(&[21, 20, 15, 14, 9, 8, 3, 2]));
     let page = get_json(
         &server,
         "/v1/decisions?session_id=sess-1&kind=connection_decision",
     )
     .await;
-    assert_eq!(seqs_of(&page), at(&[20, 14, 8, 2]));
+    assert_eq!(page_seqs(&page), at(&[20, 14, 8, 2]));
     let page = get_json(&server, "/v1/decisions?session_id=sess-1&kind=grant_issued").await;
-    assert_eq!(seqs_of(&page), at(&[21, 15, 9, 3]));
+    assert_eq!(page_seqs(&page), at(&[21, 15, 9, 3]));
     let jti = page["entries"][0]["grant"]["jti"].as_str().unwrap();
     let page = get_json(&server, &format!("/v1/decisions?grant={jti}")).await;
-    assert_eq!(seqs_of(&page), at(&[21]), "the grant's issuance");
+    assert_eq!(page_seqs(&page), at(&[21]), "the grant's issuance");
     assert_eq!(page["entries"][0]["decision_id"], ids[10]["decision_id"]);
 
     let page: Value = search("scope=files:write&scope_state=denied&limit=2")
@@ -312,7 +304,7 @@ async fn search_and_session_trail_over_http() {
 
     // The session trail: oldest first, each entry with its seq and leaf hash.
     let trail = get_json(&server, "/v1/sessions/sess-2").await;
-    assert_eq!(seqs_of(&trail), at(&[4, 5, 10, 11, 16, 17, 22, 23]));
+    assert_eq!(page_seqs(&trail), at(&[4, 5, 10, 11, 16, 17, 22, 23]));
     let entries = trail["entries"].as_array().unwrap();
     for pair in entries.chunks(2) {
         assert_eq!(pair[1]["kind"], "grant_issued");

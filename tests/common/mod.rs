@@ -321,6 +321,16 @@ pub async fn stored_entry(server: &Server, decision: &Value) -> String {
 }
 
 /// GET a path that must answer 200; returns the body as JSON.
+/// The seqs of a `GET /v1/decisions` page, in its order.
+pub fn page_seqs(page: &Value) -> Vec<u64> {
+    page["entries"]
+        .as_array()
+        .expect("a page of entries")
+        .iter()
+        .map(|e| e["seq"].as_u64().expect("an entry's seq"))
+        .collect()
+}
+
 pub async fn get_json(server: &Server, path: &str) -> Value {
     serde_json::from_slice(&get_ok(server, path).await).expect("json body")
 }
