@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use trustpath::log::checkpoint::{LogSigner, NoteVerifier};
 use trustpath::log::index::Field;
 use trustpath::log::merkle::{self, Hash};
-use trustpath::store::sled::{raw_checkpoint_key, raw_entry_key, raw_posting_key};
+use trustpath::store::sled::{
+    raw_checkpoint_key, raw_entry_key, raw_hash_key, raw_posting_key, raw_time_key,
+};
 
 fn b64_hash(v: &Value) -> Hash {
     STANDARD
@@ -354,6 +356,65 @@ async fn postings_an_earlier_build_wrote_verify_and_are_never_read() {
     assert_eq!(page_seqs(&approved), Vec::<u64>::new());
     let denied = get_json(&server, "/v1/decisions?outcome=denied&limit=100").await;
     assert_eq!(page_seqs(&denied), decisions);
+    server.stop();
+}
+
+/// An entry's time rides in its leaf hash's value; a log written before
+/// keeps it under a key of its own. Both verify and filter by time; a time
+/// kept twice or changed is reported.
+#[tokio::test]
+async fn times_kept_under_their_own_keys_by_an_earlier_build_verify_and_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = stopped_log(dir.path(), 10).await;
+    let legacy_time = |t: &sled::Tree, seq: u64| {
+        let leaf = t.get(raw_hash_key(0, seq)).unwrap().unwrap();
+        assert_eq!(leaf.len(), 40, "a leaf hash carries its entry's time");
+        t.insert(raw_hash_key(0, seq), &leaf[..32]).unwrap();
+        t.insert(raw_time_key(seq), &leaf[32..]).unwrap();
+    };
+    let (ok, out) = tampered(&data, "legacy-times", |t| {
+        for seq in 5..10 {
+            legacy_time(t, seq);
+        }
+    });
+    assert!(ok, "{out}");
+    let (ok, out) = tampered(&data, "time-twice", |t| {
+        let leaf = t.get(raw_hash_key(0, 6)).unwrap().unwrap();
+        t.insert(raw_time_key(6), &leaf[32..]).unwrap();
+    });
+    assert!(!ok && out.contains("index"), "{out}");
+    let (ok, out) = tampered(&data, "time-changed", |t| {
+        legacy_time(t, 7);
+        t.insert(raw_time_key(7), &1u64.to_be_bytes()).unwrap();
+    });
+    assert!(!ok && out.contains("time"), "{out}");
+
+    let legacy = dir.path().join("legacy-times");
+    let server = Server::start(&legacy, &repo_policies(), Some(&config(dir.path(), 3)));
+    let all = get_json(&server, "/v1/decisions?limit=100").await;
+    let time_of = |seq: u64| {
+        all["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["seq"] == seq)
+            .and_then(|e| e["time"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    // Across both layouts: entries 3 and 4 keep the time in the leaf.
+    for (since, until, expected) in [(4, 8, vec![7, 6, 5, 4]), (6, 9, vec![8, 7, 6])] {
+        let page = get_json(
+            &server,
+            &format!(
+                "/v1/decisions?since={}&until={}&limit=100",
+                time_of(since),
+                time_of(until)
+            ),
+        )
+        .await;
+        assert_eq!(page_seqs(&page), expected, "since {since} until {until}");
+    }
     server.stop();
 }
 

@@ -7,7 +7,10 @@ use crate::log::LogError;
 
 pub(super) const ENTRY: u8 = b'e';
 pub(super) const DECISION: u8 = b'd';
-/// Stored Merkle subtree hashes: level, index.
+/// Stored Merkle subtree hashes: level, index. A leaf's (level 0) value
+/// is its hash followed by the entry's event time (µs since the epoch,
+/// 8 bytes big endian) when the entry has one: the time needs no key of
+/// its own, one key fewer for every entry the writer stores.
 pub(super) const HASH: u8 = b'h';
 /// Signed checkpoints, by tree size.
 pub(super) const CHECKPOINT: u8 = b'c';
@@ -15,7 +18,9 @@ pub(super) const CHECKPOINT: u8 = b'c';
 /// The length prefix means no value can be mistaken for another that
 /// shares a prefix or contains separator bytes.
 pub(super) const INDEX: u8 = b'i';
-/// seq → event time (µs since the epoch), for time filters.
+/// seq → event time (µs since the epoch), as logs written before the
+/// time moved into the leaf hash's value hold it: an entry's time is in
+/// one place or the other, never both.
 pub(super) const TIME: u8 = b't';
 
 pub(super) fn hash_key(level: u8, index: u64) -> [u8; 10] {
@@ -24,6 +29,45 @@ pub(super) fn hash_key(level: u8, index: u64) -> [u8; 10] {
     key[1] = level;
     key[2..].copy_from_slice(&index.to_be_bytes());
     key
+}
+
+/// A leaf hash's stored value: the hash, then the event time if any.
+pub(super) fn leaf_value(hash: &[u8; 32], micros: Option<i64>) -> Vec<u8> {
+    let mut value = Vec::with_capacity(40);
+    value.extend_from_slice(hash);
+    if let Some(micros) = micros {
+        value.extend_from_slice(&micros.to_be_bytes());
+    }
+    value
+}
+
+/// A stored hash's value read back: the hash, and the event time a leaf
+/// carries.
+pub(super) fn split_hash_value(
+    key: &[u8],
+    value: &[u8],
+) -> Result<([u8; 32], Option<i64>), LogError> {
+    let leaf = key.get(1) == Some(&0);
+    match (value.len(), leaf) {
+        (32, _) => Ok((value.try_into().unwrap_or([0; 32]), None)),
+        (40, true) => Ok((
+            value[..32].try_into().unwrap_or([0; 32]),
+            Some(u64_at(key, &value[32..], "its time")? as i64),
+        )),
+        (n, true) => Err(malformed(
+            key,
+            format!("a leaf hash is 32 bytes, or 40 with its time; this one {n}"),
+        )),
+        (n, false) => Err(malformed(key, format!("a hash is 32 bytes, this one {n}"))),
+    }
+}
+
+/// The index of a 10-byte hash key.
+fn index_of_hash_key(key: &[u8]) -> Result<u64, LogError> {
+    if key.len() != 10 {
+        return Err(malformed(key, "a hash key is 10 bytes"));
+    }
+    u64_at(key, &key[2..], "the index")
 }
 
 pub(super) fn checkpoint_key(size: u64) -> [u8; 9] {
@@ -180,10 +224,22 @@ pub(super) fn parse_posting_key(key: &[u8]) -> Result<(Field, String, u64), LogE
 }
 
 /// One stored key and value of the log tree as an index record; `None`
-/// for the keys that are not index records (entries, hashes, checkpoints).
+/// for the keys that are not index records (entries, checkpoints, hashes
+/// but for a leaf's time).
 pub(super) fn index_record(key: &[u8], value: &[u8]) -> Option<Result<IndexRecord, LogError>> {
     let record = match key.first() {
-        Some(&(ENTRY | HASH | CHECKPOINT)) => return None,
+        Some(&(ENTRY | CHECKPOINT)) => return None,
+        Some(&HASH) => {
+            let time = split_hash_value(key, value).and_then(|(_, micros)| match micros {
+                Some(micros) => index_of_hash_key(key).map(|seq| Some((seq, micros))),
+                None => Ok(None),
+            });
+            return match time {
+                Ok(Some((seq, micros))) => Some(Ok(IndexRecord::Time { seq, micros })),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            };
+        }
         Some(&INDEX) => {
             parse_posting_key(key).map(|(field, value_text, seq)| IndexRecord::Posting {
                 field,

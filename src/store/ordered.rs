@@ -198,16 +198,16 @@ impl<S: OrderedStore> AppendBatch for KeyedBatch<'_, S> {
                     .push((decision_key(id), e.seq.to_be_bytes().to_vec()));
             }
             for (level, index, hash) in e.hashes {
-                self.pairs
-                    .push((hash_key(*level, *index).to_vec(), hash.to_vec()));
+                // The entry's own leaf carries its time (see `keys::HASH`).
+                let value = match (*level, *index == e.seq) {
+                    (0, true) => leaf_value(hash, e.time_micros),
+                    _ => hash.to_vec(),
+                };
+                self.pairs.push((hash_key(*level, *index).to_vec(), value));
             }
             for p in e.postings {
                 self.pairs
                     .push((posting_key(p.field, &p.value, e.seq), p.data.clone()));
-            }
-            if let Some(t) = e.time_micros {
-                self.pairs
-                    .push((time_key(e.seq).to_vec(), t.to_be_bytes().to_vec()));
             }
         }
         self.next += entries.len() as u64;
@@ -234,7 +234,18 @@ impl<S: OrderedStore> LogRetain for KeyedLog<S> {
         let mut removals = Vec::new();
         for change in changes {
             pairs.push((entry_key(change.seq).to_vec(), change.bytes.clone()));
-            removals.extend(change.dropped.iter().map(|r| record_key_value(r).0));
+            for record in &change.dropped {
+                if let IndexRecord::Time { seq, .. } = record {
+                    // The time a leaf carries goes; its hash stays.
+                    let leaf = hash_key(0, *seq);
+                    if let Some(v) = self.0.get(&leaf)? {
+                        if let (hash, Some(_)) = split_hash_value(&leaf, &v)? {
+                            pairs.push((leaf.to_vec(), hash.to_vec()));
+                        }
+                    }
+                }
+                removals.push(record_key_value(record).0);
+            }
         }
         self.0.write_batch(pairs, removals)
     }
@@ -263,9 +274,7 @@ impl<S: OrderedStore> LogRead for KeyedLog<S> {
     fn stored_hash(&self, level: u8, index: u64) -> Result<Option<Hash>, LogError> {
         let key = hash_key(level, index);
         match self.0.get(&key)? {
-            Some(v) => Ok(Some(v.as_slice().try_into().map_err(|_| {
-                malformed(&key, format!("a hash is 32 bytes, this one {}", v.len()))
-            })?)),
+            Some(v) => Ok(Some(split_hash_value(&key, &v)?.0)),
             None => Ok(None),
         }
     }
@@ -299,6 +308,13 @@ impl<S: OrderedStore> LogRead for KeyedLog<S> {
     }
 
     fn time_of(&self, seq: u64) -> Result<Option<i64>, LogError> {
+        let leaf = hash_key(0, seq);
+        if let Some(v) = self.0.get(&leaf)? {
+            if let (_, Some(micros)) = split_hash_value(&leaf, &v)? {
+                return Ok(Some(micros));
+            }
+        }
+        // A log written before the time moved into the leaf.
         Ok(self
             .0
             .get(&time_key(seq))?
@@ -338,12 +354,14 @@ impl<S: OrderedStore> LogIndex for KeyedLog<S> {
 
     fn index_records(&self) -> Scan<'_, IndexRecord> {
         use std::ops::Bound::{Excluded, Included, Unbounded};
-        // Every key but the entries', hashes' and checkpoints' (which
-        // verification reads on their own), so unknown keys show too.
+        // Every key but the entries', checkpoints' and inner hashes' (which
+        // verification reads on their own), so unknown keys show too; the
+        // leaf hashes for the times they carry.
         let ranges = [
             (Unbounded, Excluded(vec![CHECKPOINT])),
             (Included(vec![CHECKPOINT + 1]), Excluded(vec![ENTRY])),
             (Included(vec![ENTRY + 1]), Excluded(vec![HASH])),
+            (Included(vec![HASH, 0]), Excluded(vec![HASH, 1])),
             (Included(vec![HASH + 1]), Unbounded),
         ];
         Box::new(
@@ -408,6 +426,14 @@ impl<S: OrderedStore> LogIndex for KeyedLog<S> {
     }
 
     fn has_record(&self, record: &IndexRecord) -> Result<bool, LogError> {
+        if let IndexRecord::Time { seq, micros } = record {
+            let leaf = hash_key(0, *seq);
+            if let Some(v) = self.0.get(&leaf)? {
+                if split_hash_value(&leaf, &v)?.1 == Some(*micros) {
+                    return Ok(true);
+                }
+            }
+        }
         let (key, value) = record_key_value(record);
         Ok(self.0.get(&key)?.is_some_and(|v| v == value))
     }

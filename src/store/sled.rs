@@ -168,6 +168,12 @@ pub fn raw_hash_key(level: u8, index: u64) -> Vec<u8> {
     hash_key(level, index).to_vec()
 }
 
+/// Key of an entry's time as logs written before the time moved into the
+/// leaf hash keep it, for tools that edit a stopped data directory.
+pub fn raw_time_key(seq: u64) -> Vec<u8> {
+    time_key(seq).to_vec()
+}
+
 /// Key of the checkpoint for `size`, for tools that edit a stopped data directory.
 pub fn raw_checkpoint_key(size: u64) -> Vec<u8> {
     checkpoint_key(size).to_vec()
