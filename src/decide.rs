@@ -14,6 +14,7 @@ use crate::grant::GrantSigner;
 use crate::identity::retrieval::Retriever;
 use crate::identity::{AuthenticatedClient, Authenticator};
 use crate::log::entry::GrantIssuedRecord;
+use crate::log::index::ClientAndSession;
 use crate::log::{ConnectionDecisionRecord, EntryReceipt, LogError, LogStore, LogWriter, Record};
 pub use crate::model::GrantLimits;
 use crate::model::{
@@ -147,16 +148,31 @@ impl Decider {
         &self.retriever
     }
 
+    /// Reads what the log holds about this client and session (recording
+    /// pipelines only): one look-up, however many facts.
+    fn logged_state(
+        &self,
+        client_id: &str,
+        session_id: &str,
+    ) -> Option<Result<ClientAndSession, LogError>> {
+        self.recording
+            .as_ref()
+            .map(|r| crate::log::index::client_and_session(&r.store, client_id, session_id))
+    }
+
     /// Sets `changed` and `previous_sha256` on the client's document record
-    /// from its previous decision in the log (recording pipelines only).
-    fn note_document_change(&self, client_id: &str, client: &mut AuthenticatedClient) {
-        let (Some(recording), Some(document)) =
-            (&self.recording, client.authentication.document.as_mut())
+    /// from its previous decision in the log.
+    fn note_document_change(
+        logged: Option<&Result<ClientAndSession, LogError>>,
+        client: &mut AuthenticatedClient,
+    ) {
+        let (Some(logged), Some(document)) = (logged, client.authentication.document.as_mut())
         else {
             return;
         };
-        match crate::log::index::previous_document(&recording.store, client_id) {
-            Ok(previous) => {
+        match logged {
+            Ok(logged) => {
+                let previous = logged.previous_document.clone();
                 document.changed = previous.as_ref().is_some_and(|p| *p != document.sha256);
                 document.previous_sha256 = previous;
             }
@@ -187,17 +203,15 @@ impl Decider {
         let mut client = self
             .authenticator
             .authenticate(&request, &retrieved, now.timestamp());
-        self.note_document_change(&request.client.client_id, &mut client);
+        let logged = self.logged_state(&request.client.client_id, &session_id);
+        Self::note_document_change(logged.as_ref(), &mut client);
         if client.authentication.result == AuthenticationStatus::Verified {
             self.retriever.keep_keys(&retrieved);
         }
 
         // 2. Evaluate the policy on exactly what will be logged, including
         //    whether the session was revoked (read from the log when recording).
-        let session_revoked = self
-            .recording
-            .as_ref()
-            .and_then(|r| session_revoked(&r.store, &session_id));
+        let session_revoked = logged.as_ref().and_then(session_revoked);
         let bundle = self.policies.current();
         let input = to_document(&policy_input(
             &request,
@@ -361,10 +375,16 @@ pub fn policy_input(
 
 /// Why a session may get no new grant: it was revoked, or its revocation
 /// state could not be read (fail closed). `None` when neither.
-fn session_revoked(store: &LogStore, session_id: &str) -> Option<String> {
-    match crate::log::grants::session_revocation(store, session_id) {
-        Ok(None) => None,
-        Ok(Some(seq)) => Some(format!("session was revoked (log entry {seq})")),
+fn session_revoked(logged: &Result<ClientAndSession, LogError>) -> Option<String> {
+    match logged {
+        Ok(ClientAndSession {
+            session_revoked: None,
+            ..
+        }) => None,
+        Ok(ClientAndSession {
+            session_revoked: Some(seq),
+            ..
+        }) => Some(format!("session was revoked (log entry {seq})")),
         Err(e) => Some(format!("revocation state could not be read: {e}")),
     }
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use trustpath::identity::replay::JtiStore;
+use trustpath::log::hot_index::Keep;
 use trustpath::log::index::{Field, IndexRecord};
 use trustpath::log::storage::{Posting, Retained, StoredEntry};
 use trustpath::log::LogStore;
@@ -110,6 +111,26 @@ fn log_contract(store: &LogStore) {
     ]
     .into();
     assert_eq!(many, expected, "many look-ups at once");
+    // Either end of several values in one call, in the keys' order.
+    let ends = store
+        .posting_ends(&[
+            (Field::ClientDocument, "client", Keep::Newest),
+            (Field::Session, "s-a", Keep::Oldest),
+            (Field::Session, "s-a", Keep::Newest),
+            (Field::RevokedSession, "s-none", Keep::Oldest),
+            (Field::ClientDocument, "nobody", Keep::Newest),
+        ])
+        .unwrap();
+    assert_eq!(
+        ends,
+        vec![
+            Some((2, b"doc-2".to_vec())),
+            Some((0, Vec::new())),
+            Some((2, Vec::new())),
+            None,
+            None,
+        ]
+    );
     let mut oldest: Vec<IndexRecord> = store
         .field_ends(Field::Session, false)
         .map(Result::unwrap)
@@ -450,6 +471,12 @@ fn hot_index_contract(engine: LogStore) {
             store.newest_posting(field, value).unwrap(),
             engine.newest_posting(field, value).unwrap(),
             "newest {value}"
+        );
+        let both = [(field, value, Keep::Oldest), (field, value, Keep::Newest)];
+        assert_eq!(
+            store.posting_ends(&both).unwrap(),
+            engine.posting_ends(&both).unwrap(),
+            "ends {value}"
         );
     };
     append_postings(&store, 0, &[document("c1", "aa")]);

@@ -201,14 +201,34 @@ fn client_document(entry: &LogEntry) -> Option<(&str, &str)> {
     }
 }
 
-/// The document SHA-256 of `client_id`'s newest decision that saw one.
-pub fn previous_document(
+/// What a decision reads from the log about its client and session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientAndSession {
+    /// The document SHA-256 of the client's newest decision that saw one.
+    pub previous_document: Option<String>,
+    /// The entry that revoked the session, if it was revoked.
+    pub session_revoked: Option<u64>,
+}
+
+/// [`ClientAndSession`] for `client_id` and `session_id`, in one look-up
+/// (one round trip on a fleet's database, memory on a single node).
+pub fn client_and_session(
     store: &super::LogStore,
     client_id: &str,
-) -> Result<Option<String>, super::LogError> {
-    Ok(store
-        .newest_posting(Field::ClientDocument, client_id)?
-        .map(|(_, data)| String::from_utf8_lossy(&data).into_owned()))
+    session_id: &str,
+) -> Result<ClientAndSession, super::LogError> {
+    use super::hot_index::Keep;
+    let ends = store.posting_ends(&[
+        (Field::ClientDocument, client_id, Keep::Newest),
+        (Field::RevokedSession, session_id, Keep::Oldest),
+    ])?;
+    let [document, revoked]: [super::storage::PostingEnd; 2] = ends
+        .try_into()
+        .map_err(|_| super::LogError::Storage("two look-ups did not give two answers".into()))?;
+    Ok(ClientAndSession {
+        previous_document: document.map(|(_, data)| String::from_utf8_lossy(&data).into_owned()),
+        session_revoked: revoked.map(|(seq, _)| seq),
+    })
 }
 
 /// Whether `field = value` is posted. Each posting is a store key the

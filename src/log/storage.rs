@@ -54,6 +54,10 @@ pub struct Posting {
     pub data: Vec<u8>,
 }
 
+/// One end of a value's postings, if it has any: the entry's seq and the
+/// posting's data (see [`LogIndex::posting_ends`]).
+pub type PostingEnd = Option<(u64, Vec<u8>)>;
+
 /// A scan over stored items, in the order a method names.
 pub type Scan<'a, T> = Box<dyn Iterator<Item = Result<T, LogError>> + 'a>;
 
@@ -160,6 +164,20 @@ pub trait LogIndex {
     /// The newest entry posted under `field = value`, with its data.
     fn newest_posting(&self, field: Field, value: &str)
         -> Result<Option<(u64, Vec<u8>)>, LogError>;
+    /// For each key in order, its oldest or newest posting: the entry's
+    /// seq, and for [`Keep::Newest`] the posting's data (empty for
+    /// [`Keep::Oldest`]). The decision path's look-ups at once (a database
+    /// engine makes them one query).
+    fn posting_ends(&self, keys: &[(Field, &str, Keep)]) -> Result<Vec<PostingEnd>, LogError> {
+        keys.iter()
+            .map(|(field, value, keep)| match keep {
+                Keep::Oldest => Ok(self
+                    .oldest_posting(*field, value)?
+                    .map(|seq| (seq, Vec::new()))),
+                Keep::Newest => self.newest_posting(*field, value),
+            })
+            .collect()
+    }
     /// Whether entry `seq` is posted under `field = value`.
     fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError>;
     /// Every index record stored (postings, decision ids, times), in the
@@ -312,6 +330,21 @@ impl LogStore {
             Some(answer) => Ok(answer),
             None => self.engine.newest_posting(field, value),
         }
+    }
+
+    /// See [`LogIndex::posting_ends`]: memory answers what it keeps.
+    pub fn posting_ends(&self, keys: &[(Field, &str, Keep)]) -> Result<Vec<PostingEnd>, LogError> {
+        if self.hot.is_none() {
+            return self.engine.posting_ends(keys);
+        }
+        keys.iter()
+            .map(|(field, value, keep)| match keep {
+                Keep::Oldest => Ok(self
+                    .oldest_posting(*field, value)?
+                    .map(|seq| (seq, Vec::new()))),
+                Keep::Newest => self.newest_posting(*field, value),
+            })
+            .collect()
     }
 
     /// See [`LogIndex::oldest_postings`].

@@ -19,11 +19,12 @@ use r2d2_postgres::{r2d2, PostgresConnectionManager};
 
 use super::keys::{field_of_tag, field_tag};
 use crate::identity::replay::JtiStore;
+use crate::log::hot_index::Keep;
 use crate::log::index::{Field, IndexRecord};
 use crate::log::merkle::Hash;
 use crate::log::storage::{
-    check_follows, AppendBatch, LogAppend, LogIndex, LogRead, LogRetain, LogStore, Retained, Scan,
-    StoredEntry,
+    check_follows, AppendBatch, LogAppend, LogIndex, LogRead, LogRetain, LogStore, PostingEnd,
+    Retained, Scan, StoredEntry,
 };
 use crate::log::LogError;
 
@@ -824,6 +825,49 @@ impl LogIndex for PgLog {
         })?;
         row.map(|(seq, data)| Ok((to_u64(seq, "seq")?, data)))
             .transpose()
+    }
+
+    fn posting_ends(&self, keys: &[(Field, &str, Keep)]) -> Result<Vec<PostingEnd>, LogError> {
+        let fields: Vec<i16> = keys.iter().map(|(f, _, _)| tag(*f)).collect();
+        let values: Vec<&[u8]> = keys.iter().map(|(_, v, _)| v.as_bytes()).collect();
+        let newest: Vec<bool> = keys.iter().map(|(_, _, k)| *k == Keep::Newest).collect();
+        // One round trip; each end is one index seek (two laterals, so
+        // neither sorts a value's whole posting list).
+        let rows: Vec<(i64, Option<i64>, Option<Vec<u8>>)> = self.with(|c| {
+            Ok(c.query_typed(
+                "SELECT k.i, coalesce(n.seq, o.seq), n.data
+                 FROM unnest($1::smallint[], $2::bytea[], $3::bool[])
+                      WITH ORDINALITY AS k (field, value, newest, i)
+                 LEFT JOIN LATERAL (
+                     SELECT seq, data FROM log_postings
+                     WHERE k.newest AND field = k.field AND value = k.value
+                     ORDER BY seq DESC LIMIT 1) n ON true
+                 LEFT JOIN LATERAL (
+                     SELECT seq FROM log_postings
+                     WHERE NOT k.newest AND field = k.field AND value = k.value
+                     ORDER BY seq LIMIT 1) o ON true",
+                &[
+                    (&fields, Type::INT2_ARRAY),
+                    (&values, Type::BYTEA_ARRAY),
+                    (&newest, Type::BOOL_ARRAY),
+                ],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+        })?;
+        let mut ends = vec![None; keys.len()];
+        for (i, seq, data) in rows {
+            let slot = usize::try_from(i)
+                .ok()
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| ends.get_mut(i))
+                .ok_or_else(|| LogError::Storage(format!("look-up {i} was not asked")))?;
+            if let Some(seq) = seq {
+                *slot = Some((to_u64(seq, "seq")?, data.unwrap_or_default()));
+            }
+        }
+        Ok(ends)
     }
 
     fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError> {
