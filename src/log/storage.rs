@@ -58,6 +58,20 @@ pub struct Posting {
 /// posting's data (see [`LogIndex::posting_ends`]).
 pub type PostingEnd = Option<(u64, Vec<u8>)>;
 
+/// [`LogIndex::posting_ends`] by one look-up per key.
+fn ends_one_by_one(
+    keys: &[(Field, &str, Keep)],
+    oldest: impl Fn(Field, &str) -> Result<Option<u64>, LogError>,
+    newest: impl Fn(Field, &str) -> Result<PostingEnd, LogError>,
+) -> Result<Vec<PostingEnd>, LogError> {
+    keys.iter()
+        .map(|(field, value, keep)| match keep {
+            Keep::Oldest => Ok(oldest(*field, value)?.map(|seq| (seq, Vec::new()))),
+            Keep::Newest => newest(*field, value),
+        })
+        .collect()
+}
+
 /// A scan over stored items, in the order a method names.
 pub type Scan<'a, T> = Box<dyn Iterator<Item = Result<T, LogError>> + 'a>;
 
@@ -169,14 +183,11 @@ pub trait LogIndex {
     /// [`Keep::Oldest`]). The decision path's look-ups at once (a database
     /// engine makes them one query).
     fn posting_ends(&self, keys: &[(Field, &str, Keep)]) -> Result<Vec<PostingEnd>, LogError> {
-        keys.iter()
-            .map(|(field, value, keep)| match keep {
-                Keep::Oldest => Ok(self
-                    .oldest_posting(*field, value)?
-                    .map(|seq| (seq, Vec::new()))),
-                Keep::Newest => self.newest_posting(*field, value),
-            })
-            .collect()
+        ends_one_by_one(
+            keys,
+            |f, v| self.oldest_posting(f, v),
+            |f, v| self.newest_posting(f, v),
+        )
     }
     /// Whether entry `seq` is posted under `field = value`.
     fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError>;
@@ -337,14 +348,11 @@ impl LogStore {
         if self.hot.is_none() {
             return self.engine.posting_ends(keys);
         }
-        keys.iter()
-            .map(|(field, value, keep)| match keep {
-                Keep::Oldest => Ok(self
-                    .oldest_posting(*field, value)?
-                    .map(|seq| (seq, Vec::new()))),
-                Keep::Newest => self.newest_posting(*field, value),
-            })
-            .collect()
+        ends_one_by_one(
+            keys,
+            |f, v| self.oldest_posting(f, v),
+            |f, v| self.newest_posting(f, v),
+        )
     }
 
     /// See [`LogIndex::oldest_postings`].
