@@ -227,16 +227,18 @@ fn grant_kid(token: &str) -> String {
 #[tokio::test]
 async fn expired_grant_is_denied_and_inactive() {
     let dir = tempfile::tempdir().unwrap();
+    // `exp` is whole seconds after an `iat` rounded down: a 2 s grant is
+    // active for at least 1 s, a 1 s grant perhaps for a few ms only.
     let config = config(
         dir.path(),
-        "[grants]\ndefault_ttl_seconds = 1\nmax_ttl_seconds = 1\n",
+        "[grants]\ndefault_ttl_seconds = 2\nmax_ttl_seconds = 2\n",
     );
     let server = Server::start(&dir.path().join("data"), &repo_policies(), Some(&config));
     let key = TestKey::generate("k1");
     let decision = connect(&server, &key, "sess-short", &["files:read"]).await;
     let grant = grant_token(&decision);
     assert_eq!(introspect(&server, &grant).await["active"], true);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
 
     let out = tool_call(&server, &call(&grant, "read_file", json!({"path": "/a"}))).await;
     assert_eq!(out["allow"], false);
