@@ -220,12 +220,7 @@ impl Term<'_> {
                 if sealed::is_expired(&bytes) {
                     return Ok(false);
                 }
-                let malformed = |e: String| LogError::Malformed(format!("entry {seq}: {e}"));
-                let entry = sealed::open(&bytes)
-                    .map_err(|e| malformed(e.to_string()))?
-                    .into_entry()
-                    .map_err(|e| malformed(e.to_string()))?;
-                Ok(index::stated(&entry)
+                Ok(index::stated(&decode(seq, &bytes)?)
                     .iter()
                     .any(|(f, v)| f == field && v == value))
             }
@@ -361,8 +356,13 @@ pub fn oldest_posting(
 /// Entry `seq`, decoded; a field retention redacted reads as absent.
 pub fn entry(store: &LogStore, seq: u64) -> Result<LogEntry, LogError> {
     let bytes = store.entry(seq)?.ok_or(LogError::Corrupt)?;
+    decode(seq, &bytes)
+}
+
+/// Entry `seq`'s stored bytes, decoded.
+fn decode(seq: u64, bytes: &[u8]) -> Result<LogEntry, LogError> {
     let opened =
-        sealed::open(&bytes).map_err(|e| LogError::Malformed(format!("entry {seq}: {e}")))?;
+        sealed::open(bytes).map_err(|e| LogError::Malformed(format!("entry {seq}: {e}")))?;
     opened
         .into_entry()
         .map_err(|e| LogError::Malformed(format!("entry {seq}: {e}")))

@@ -41,12 +41,12 @@ pub(super) fn leaf_value(hash: &[u8; 32], micros: Option<i64>) -> Vec<u8> {
     value
 }
 
+/// A stored hash, and the event time it carries if it is a leaf's.
+pub(super) type Leaf = ([u8; 32], Option<i64>);
+
 /// A stored hash's value read back: the hash, and the event time a leaf
 /// carries.
-pub(super) fn split_hash_value(
-    key: &[u8],
-    value: &[u8],
-) -> Result<([u8; 32], Option<i64>), LogError> {
+pub(super) fn split_hash_value(key: &[u8], value: &[u8]) -> Result<Leaf, LogError> {
     let leaf = key.get(1) == Some(&0);
     match (value.len(), leaf) {
         (32, _) => Ok((value.try_into().unwrap_or([0; 32]), None)),

@@ -130,6 +130,15 @@ fn prefix_range(prefix: &[u8]) -> KeyRange {
 pub struct KeyedLog<S>(pub(super) S);
 
 impl<S: OrderedStore> KeyedLog<S> {
+    /// Entry `seq`'s stored leaf hash, and the event time it carries.
+    fn leaf(&self, seq: u64) -> Result<Option<Leaf>, LogError> {
+        let key = hash_key(0, seq);
+        self.0
+            .get(&key)?
+            .map(|v| split_hash_value(&key, &v))
+            .transpose()
+    }
+
     fn first_in(&self, prefix: &[u8], reverse: bool) -> Result<Option<Pair>, LogError> {
         self.0
             .range(prefix_range(prefix), reverse)
@@ -237,11 +246,8 @@ impl<S: OrderedStore> LogRetain for KeyedLog<S> {
             for record in &change.dropped {
                 if let IndexRecord::Time { seq, .. } = record {
                     // The time a leaf carries goes; its hash stays.
-                    let leaf = hash_key(0, *seq);
-                    if let Some(v) = self.0.get(&leaf)? {
-                        if let (hash, Some(_)) = split_hash_value(&leaf, &v)? {
-                            pairs.push((leaf.to_vec(), hash.to_vec()));
-                        }
+                    if let Some((hash, Some(_))) = self.leaf(*seq)? {
+                        pairs.push((hash_key(0, *seq).to_vec(), hash.to_vec()));
                     }
                 }
                 removals.push(record_key_value(record).0);
@@ -308,11 +314,8 @@ impl<S: OrderedStore> LogRead for KeyedLog<S> {
     }
 
     fn time_of(&self, seq: u64) -> Result<Option<i64>, LogError> {
-        let leaf = hash_key(0, seq);
-        if let Some(v) = self.0.get(&leaf)? {
-            if let (_, Some(micros)) = split_hash_value(&leaf, &v)? {
-                return Ok(Some(micros));
-            }
+        if let Some((_, Some(micros))) = self.leaf(seq)? {
+            return Ok(Some(micros));
         }
         // A log written before the time moved into the leaf.
         Ok(self
@@ -427,11 +430,8 @@ impl<S: OrderedStore> LogIndex for KeyedLog<S> {
 
     fn has_record(&self, record: &IndexRecord) -> Result<bool, LogError> {
         if let IndexRecord::Time { seq, micros } = record {
-            let leaf = hash_key(0, *seq);
-            if let Some(v) = self.0.get(&leaf)? {
-                if split_hash_value(&leaf, &v)?.1 == Some(*micros) {
-                    return Ok(true);
-                }
+            if self.leaf(*seq)?.is_some_and(|(_, t)| t == Some(*micros)) {
+                return Ok(true);
             }
         }
         let (key, value) = record_key_value(record);
