@@ -150,14 +150,13 @@ impl Decider {
 
     /// Reads what the log holds about this client and session (recording
     /// pipelines only): one look-up, however many facts.
-    fn logged_state(
+    async fn logged_state(
         &self,
         client_id: &str,
         session_id: &str,
     ) -> Option<Result<ClientAndSession, LogError>> {
-        self.recording
-            .as_ref()
-            .map(|r| crate::log::index::client_and_session(&r.store, client_id, session_id))
+        let recording = self.recording.as_ref()?;
+        Some(crate::log::index::client_and_session(&recording.store, client_id, session_id).await)
     }
 
     /// Sets `changed` and `previous_sha256` on the client's document record
@@ -203,7 +202,9 @@ impl Decider {
         let mut client = self
             .authenticator
             .authenticate(&request, &retrieved, now.timestamp());
-        let logged = self.logged_state(&request.client.client_id, &session_id);
+        let logged = self
+            .logged_state(&request.client.client_id, &session_id)
+            .await;
         Self::note_document_change(logged.as_ref(), &mut client);
         if client.authentication.result == AuthenticationStatus::Verified {
             self.retriever.keep_keys(&retrieved);

@@ -212,16 +212,18 @@ pub struct ClientAndSession {
 
 /// [`ClientAndSession`] for `client_id` and `session_id`, in one look-up
 /// (one round trip on a fleet's database, memory on a single node).
-pub fn client_and_session(
+pub async fn client_and_session(
     store: &super::LogStore,
     client_id: &str,
     session_id: &str,
 ) -> Result<ClientAndSession, super::LogError> {
     use super::hot_index::Keep;
-    let ends = store.posting_ends(&[
-        (Field::ClientDocument, client_id, Keep::Newest),
-        (Field::RevokedSession, session_id, Keep::Oldest),
-    ])?;
+    let ends = store
+        .posting_ends_async(&[
+            (Field::ClientDocument, client_id, Keep::Newest),
+            (Field::RevokedSession, session_id, Keep::Oldest),
+        ])
+        .await?;
     let [document, revoked]: [super::storage::PostingEnd; 2] = ends
         .try_into()
         .map_err(|_| super::LogError::Storage("two look-ups did not give two answers".into()))?;

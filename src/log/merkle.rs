@@ -256,6 +256,19 @@ impl BatchHashes {
             .extend(hashes.iter().map(|(l, i, h)| ((*l, *i), *h)));
         Ok(hashes)
     }
+
+    /// What the next batch needs of this one, once this one is stored as
+    /// a tree of `size` leaves: the right edge's subtree hashes, the only
+    /// left siblings an append at `size` or later can ask for. A stored
+    /// hash never changes, so these stay right however long they are kept
+    /// (another replica's appends in between are read from the store).
+    pub fn frontier(mut self, size: u64) -> Self {
+        self.fresh.retain(|&(level, index), _| {
+            let whole = size.checked_shr(u32::from(level)).unwrap_or(0);
+            whole & 1 == 1 && index == whole - 1
+        });
+        self
+    }
 }
 
 /// Stored hashes held in memory: used by `log verify`, exports and tests.

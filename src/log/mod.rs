@@ -47,4 +47,9 @@ pub enum LogError {
     Overloaded { waiting: usize },
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// A fleet engine's batch assumed the log's head where this replica
+    /// left it, and another replica had appended since: nothing of the
+    /// batch was stored; the next `begin` reads the head again.
+    #[error("another replica appended at seq {expected} first; nothing of this batch was stored")]
+    HeadMoved { expected: u64 },
 }

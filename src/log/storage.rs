@@ -10,7 +10,13 @@
 //!   it without a gap. An embedded engine has one writer (the server's log
 //!   writer thread); a shared (fleet) engine holds the head in the database
 //!   against every other replica until the batch commits or is dropped, so
-//!   two replicas never take the same seq.
+//!   two replicas never take the same seq. Or, when it knows where its own
+//!   last commit left the head, it may start the batch there without
+//!   holding anything, and `commit` stores the batch only if the head has
+//!   not moved since, else nothing, failing with [`LogError::HeadMoved`].
+//!   Either way, what the writer reads after `begin` is what the log held
+//!   at the head the batch commits at: the head only grows, and every
+//!   posting comes with an entry.
 //! - Atomic. A batch stores every entry with its hashes, decision id,
 //!   postings and time, and its checkpoints, or none of them.
 //! - Visible on commit. What a committed batch stored is read back by
@@ -71,6 +77,9 @@ fn ends_one_by_one(
         })
         .collect()
 }
+
+/// A future a storage method returns when it may wait on a network.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// A scan over stored items, in the order a method names.
 pub type Scan<'a, T> = Box<dyn Iterator<Item = Result<T, LogError>> + 'a>;
@@ -188,6 +197,16 @@ pub trait LogIndex {
             |f, v| self.oldest_posting(f, v),
             |f, v| self.newest_posting(f, v),
         )
+    }
+    /// [`LogIndex::posting_ends`] for a caller on an async worker (the
+    /// decision path): an engine that waits on a network (a fleet's
+    /// database) answers without holding the worker's thread. By default
+    /// it answers at once, from `posting_ends`.
+    fn posting_ends_async<'a>(
+        &'a self,
+        keys: &'a [(Field, &'a str, Keep)],
+    ) -> BoxFuture<'a, Result<Vec<PostingEnd>, LogError>> {
+        Box::pin(std::future::ready(self.posting_ends(keys)))
     }
     /// Whether entry `seq` is posted under `field = value`.
     fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError>;
@@ -353,6 +372,17 @@ impl LogStore {
             |f, v| self.oldest_posting(f, v),
             |f, v| self.newest_posting(f, v),
         )
+    }
+
+    /// See [`LogIndex::posting_ends_async`]: memory answers what it keeps.
+    pub async fn posting_ends_async(
+        &self,
+        keys: &[(Field, &str, Keep)],
+    ) -> Result<Vec<PostingEnd>, LogError> {
+        match self.hot {
+            None => self.engine.posting_ends_async(keys).await,
+            Some(_) => self.posting_ends(keys),
+        }
     }
 
     /// See [`LogIndex::oldest_postings`].

@@ -27,6 +27,11 @@ use crate::trace_context::TraceContext;
 /// Appends waiting beyond this many are taken in the next batch.
 const MAX_BATCH: usize = 1024;
 
+/// How often a batch is built again when another replica moved the log's
+/// head first ([`LogError::HeadMoved`]); the engine holds the head on the
+/// next try, so one is enough but for a failing database.
+const HEAD_RETRIES: usize = 2;
+
 /// When to sign a new checkpoint.
 #[derive(Debug, Clone, Copy)]
 pub struct CheckpointPolicy {
@@ -336,6 +341,10 @@ struct WriterState {
     /// The log's keys over time: read at open and after a recovery, and
     /// again whenever a batch logs a signing key (a rotation's handover).
     history: KeyHistory,
+    /// The right edge of the tree as the last batch stored it: the next
+    /// batch's left siblings, without a read (a round trip in a fleet).
+    /// Emptied whenever the store fails, since a failed flush may lose it.
+    frontier: merkle::BatchHashes,
 }
 
 /// The log's checkpoint keys over time, read from its `signing_key`
@@ -415,12 +424,14 @@ impl WriterState {
             durable_size: watch::channel(size).0,
             observer: options.observer,
             history,
+            frontier: merkle::BatchHashes::default(),
         })
     }
 
     /// The storage failed: refuse appends until it recovers. Said once
     /// now, then every [`REPORT_EVERY`] while it lasts.
     fn fail(&mut self, e: &LogError) {
+        self.frontier = merkle::BatchHashes::default();
         self.observer.0.storage_error();
         let reason = e.to_string();
         if self.failing.is_none() {
@@ -491,6 +502,7 @@ impl WriterState {
     /// were not flushed may be gone), and proves it writable again by
     /// storing a checkpoint that covers every entry it holds.
     fn recover(&mut self) -> Result<(), LogError> {
+        self.frontier = merkle::BatchHashes::default();
         self.store.recover()?;
         self.history = key_history(&self.store, &self.signer)?;
         let (size, checkpointed) = stored_state(&self.store, &self.signer, &self.history)?;
@@ -583,7 +595,16 @@ impl WriterState {
             }
         };
         let started = Instant::now();
-        let (receipts, size) = match self.write_batch(batch) {
+        let mut written = self.write_batch(batch);
+        // Another replica moved the head first; nothing was stored. Build
+        // the batch again at the new head (the engine holds it this time).
+        for _ in 0..HEAD_RETRIES {
+            if !matches!(written, Err(LogError::HeadMoved { .. })) {
+                break;
+            }
+            written = self.write_batch(batch);
+        }
+        let (receipts, size) = match written {
             Ok(written) => written,
             Err(e) => {
                 // Nothing of the batch was written (one atomic batch): its
@@ -688,10 +709,12 @@ impl WriterState {
 
     /// Writes the batch at the log's head; returns a receipt per entry and
     /// the log's size after it.
-    fn write_batch(&self, batch: &mut [Append]) -> Result<(Vec<EntryReceipt>, u64), LogError> {
+    fn write_batch(&mut self, batch: &mut [Append]) -> Result<(Vec<EntryReceipt>, u64), LogError> {
+        let mut hasher = std::mem::take(&mut self.frontier);
         let mut head = self.store.begin()?;
-        // Read with the head held: in a fleet, no replica can log a
-        // revocation between this check and this batch.
+        // Read at the head this batch commits at (see `log::storage`): in
+        // a fleet, no replica can log a revocation between this check and
+        // this batch.
         let logged = self.logged_revocations(batch);
         let mut in_batch = BatchRevocations::default();
         for append in batch.iter_mut() {
@@ -702,7 +725,6 @@ impl WriterState {
         let entries = batch.iter_mut().flat_map(|a| a.entries.iter_mut());
         let tree_size = first + count as u64;
         let mut encoded = Vec::with_capacity(count);
-        let mut hasher = merkle::BatchHashes::default();
         for (seq, entry) in (first..).zip(entries) {
             entry.seq = seq;
             let bytes = sealed::seal(entry).map_err(|e| LogError::Encode(e.to_string()))?;
@@ -724,6 +746,7 @@ impl WriterState {
             .collect();
         head.append(&stored)?;
         head.commit()?;
+        self.frontier = hasher.frontier(tree_size);
         let receipts = encoded
             .iter()
             .map(|(seq, _, leaf, ..)| EntryReceipt::new(*seq, leaf, tree_size))
@@ -748,6 +771,17 @@ impl WriterState {
     /// only if it extends the latest one stored (which, in a fleet, another
     /// replica may have signed since).
     fn sign_checkpoint(&mut self) -> Result<(), LogError> {
+        let mut signed = self.sign_checkpoint_at_head();
+        for _ in 0..HEAD_RETRIES {
+            if !matches!(signed, Err(LogError::HeadMoved { .. })) {
+                break;
+            }
+            signed = self.sign_checkpoint_at_head();
+        }
+        signed
+    }
+
+    fn sign_checkpoint_at_head(&mut self) -> Result<(), LogError> {
         let mut head = self.store.begin()?;
         let size = head.next_seq();
         let (_, (old_size, old_root)) = match stored_state(&self.store, &self.signer, &self.history)
@@ -759,6 +793,11 @@ impl WriterState {
                 stored_state(&self.store, &self.signer, &self.history)?
             }
         };
+        if old_size > size && self.store.shared() {
+            // Another replica appended and signed past where this one
+            // left the head: sign again at the head as it is now.
+            return Err(LogError::HeadMoved { expected: size });
+        }
         if size == 0 {
             drop(head);
             return self.store.flush();

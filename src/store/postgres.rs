@@ -11,6 +11,7 @@
 //! No statement is built from request data: every value is a parameter.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use r2d2_postgres::postgres::types::Type;
@@ -23,10 +24,12 @@ use crate::log::hot_index::Keep;
 use crate::log::index::{Field, IndexRecord};
 use crate::log::merkle::Hash;
 use crate::log::storage::{
-    check_follows, AppendBatch, LogAppend, LogIndex, LogRead, LogRetain, LogStore, PostingEnd,
-    Retained, Scan, StoredEntry,
+    check_follows, AppendBatch, BoxFuture, LogAppend, LogIndex, LogRead, LogRetain, LogStore,
+    PostingEnd, Retained, Scan, StoredEntry,
 };
 use crate::log::LogError;
+
+mod reads;
 
 /// The migrations, in order: version n is `MIGRATIONS[n - 1]`.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_log.sql")];
@@ -47,15 +50,26 @@ const OUTAGE_RETRY: Duration = Duration::from_secs(1);
 /// The pool, and what the last attempt to reach the database said.
 struct Shared {
     pool: Option<Pool>,
+    /// The decision path's reads, which do not block a worker thread.
+    reads: reads::Reads,
     /// Until when calls fail at once, and why.
     outage: std::sync::Mutex<Option<(std::time::Instant, String)>>,
+    /// The log's size after this handle's last commit ([`UNKNOWN`] when
+    /// there is none, or it may be stale): where its next batch guesses
+    /// the head is.
+    head: AtomicU64,
 }
 
+/// No guess of the head: the next batch takes the head's lock.
+const UNKNOWN: u64 = u64::MAX;
+
 impl Shared {
-    fn new(pool: Pool) -> Self {
+    fn new(pool: Pool, reads: reads::Reads) -> Self {
         Self {
             pool: Some(pool),
+            reads,
             outage: std::sync::Mutex::new(None),
+            head: AtomicU64::new(UNKNOWN),
         }
     }
 
@@ -122,6 +136,9 @@ fn storage(e: impl std::fmt::Display) -> LogError {
     LogError::Storage(format!("PostgreSQL: {e}"))
 }
 
+/// Every connection's settings, unless the URL sets its own.
+const SESSION_OPTIONS: &str = "-c statement_timeout=10000 -c lock_timeout=5000";
+
 /// Parses a store URL. The message never repeats the URL: it may hold a
 /// password.
 fn parse_url(url: &str, timeout: Duration) -> Result<postgres::Config, LogError> {
@@ -133,7 +150,7 @@ fn parse_url(url: &str, timeout: Duration) -> Result<postgres::Config, LogError>
     // A statement that waits on a lock or a dead server fails, and the
     // writer reports it and retries, rather than hanging every decision.
     if config.get_options().is_none() {
-        config.options("-c statement_timeout=10000 -c lock_timeout=5000");
+        config.options(SESSION_OPTIONS);
     }
     Ok(config)
 }
@@ -256,7 +273,7 @@ impl PgLog {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(PostgresConnectionManager::new(config, NoTls));
         let log = Self {
-            pool: std::sync::Arc::new(Shared::new(pool)),
+            pool: std::sync::Arc::new(Shared::new(pool, reads::Reads::new(url, options.timeout)?)),
             node: node.map(str::to_string),
         };
         let version = log
@@ -473,16 +490,26 @@ impl LogAppend for PgLog {
     fn begin(&self) -> Result<Box<dyn AppendBatch + '_>, LogError> {
         blocking(|| -> Result<PgBatch, LogError> {
             let conn = self.pool.get()?;
+            let guess = self.pool.head.load(Ordering::Acquire);
             let mut batch = PgBatch {
                 conn,
+                shared: &self.pool,
                 node: self.node.clone(),
-                open: true,
-                next: 0,
+                held: false,
+                committed: false,
+                start: guess,
+                next: guess,
                 entries: Vec::new(),
                 checkpoints: Vec::new(),
             };
+            if guess != UNKNOWN {
+                // Where this replica left the head: the commit checks it
+                // is still there, so nothing is read or locked now.
+                return Ok(batch);
+            }
             // The head's lock is held until commit or rollback: the one
             // place where a fleet's appends are ordered. One round trip.
+            batch.held = true;
             let size = batch
                 .conn
                 .simple_query("BEGIN; SELECT size FROM log_head FOR UPDATE")
@@ -495,7 +522,8 @@ impl LogAppend for PgLog {
                     _ => None,
                 })
                 .ok_or_else(|| LogError::Malformed("the log's head row is missing".into()))?;
-            batch.next = to_u64(size, "log size")?;
+            batch.start = to_u64(size, "log size")?;
+            batch.next = batch.start;
             Ok(batch)
         })
         .map(|batch| Box::new(batch) as Box<dyn AppendBatch>)
@@ -507,6 +535,7 @@ impl LogAppend for PgLog {
     }
 
     fn recover(&self) -> Result<(), LogError> {
+        self.pool.head.store(UNKNOWN, Ordering::Release);
         // The pool reconnects by itself; recovered once the database answers.
         self.with(|c| c.simple_query("SELECT 1").map(|_| ()))
     }
@@ -522,18 +551,25 @@ struct PendingEntry {
     postings: Vec<(i16, Vec<u8>, Vec<u8>)>,
 }
 
-/// A transaction holding the log's head.
-struct PgBatch {
+/// A batch at the log's head: either a transaction holding the head's
+/// lock, or (when this replica knows where it left the head) rows that one
+/// statement stores only if the head is still there.
+struct PgBatch<'a> {
     conn: Connection,
+    shared: &'a Shared,
     node: Option<String>,
-    /// Still in a transaction (rolled back on drop).
-    open: bool,
+    /// In a transaction holding the head (rolled back on drop).
+    held: bool,
+    /// Stored: the head is where this batch left it.
+    committed: bool,
+    /// The head the batch starts at.
+    start: u64,
     next: u64,
     entries: Vec<PendingEntry>,
     checkpoints: Vec<(i64, String)>,
 }
 
-impl AppendBatch for PgBatch {
+impl AppendBatch for PgBatch<'_> {
     fn next_seq(&self) -> u64 {
         self.next
     }
@@ -573,59 +609,86 @@ impl AppendBatch for PgBatch {
     }
 
     fn commit(mut self: Box<Self>) -> Result<(), LogError> {
-        let next = to_i64(self.next, "log size")?;
+        let (start, next) = (
+            to_i64(self.start, "log size")?,
+            to_i64(self.next, "log size")?,
+        );
         let this = &mut *self;
-        blocking(|| this.write(next))?;
-        self.open = false;
+        let stored = blocking(|| this.write(start, next))?;
+        self.held = false;
+        if !stored {
+            return Err(LogError::HeadMoved {
+                expected: self.start,
+            });
+        }
+        self.committed = true;
+        self.shared.head.store(self.next, Ordering::Release);
         Ok(())
     }
 }
 
-impl PgBatch {
-    /// Inserts the batch's rows, a statement per table, moves the head and
-    /// commits.
-    fn write(&mut self, next: i64) -> Result<(), LogError> {
+impl PgBatch<'_> {
+    /// Stores the batch's rows and checkpoints and moves the head from
+    /// `start` to `next`, in one statement (one round trip) that stores
+    /// nothing unless the head is at `start`; then commits. Whether it
+    /// stored the batch.
+    fn write(&mut self, start: i64, next: i64) -> Result<bool, LogError> {
         let c = &mut self.conn;
-        if !self.entries.is_empty() {
-            let seqs: Vec<i64> = self.entries.iter().map(|e| e.seq).collect();
-            let bytes: Vec<&[u8]> = self.entries.iter().map(|e| e.bytes.as_slice()).collect();
-            let nodes: Vec<Option<&str>> =
-                self.entries.iter().map(|_| self.node.as_deref()).collect();
-            let times: Vec<Option<i64>> = self.entries.iter().map(|e| e.time_micros).collect();
-            let ids: Vec<Option<&str>> = self
-                .entries
-                .iter()
-                .map(|e| e.decision_id.as_deref())
-                .collect();
-            let (mut levels, mut indexes, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
-            let (mut fields, mut values, mut posted, mut data) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for e in &self.entries {
-                for (level, index, hash) in &e.hashes {
-                    levels.push(*level);
-                    indexes.push(*index);
-                    hashes.push(hash.as_slice());
-                }
-                for (field, value, d) in &e.postings {
-                    fields.push(*field);
-                    values.push(value.as_slice());
-                    posted.push(e.seq);
-                    data.push(d.as_slice());
-                }
+        let seqs: Vec<i64> = self.entries.iter().map(|e| e.seq).collect();
+        let bytes: Vec<&[u8]> = self.entries.iter().map(|e| e.bytes.as_slice()).collect();
+        let nodes: Vec<Option<&str>> = self.entries.iter().map(|_| self.node.as_deref()).collect();
+        let times: Vec<Option<i64>> = self.entries.iter().map(|e| e.time_micros).collect();
+        let ids: Vec<Option<&str>> = self
+            .entries
+            .iter()
+            .map(|e| e.decision_id.as_deref())
+            .collect();
+        let (mut levels, mut indexes, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut fields, mut values, mut posted, mut data) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for e in &self.entries {
+            for (level, index, hash) in &e.hashes {
+                levels.push(*level);
+                indexes.push(*index);
+                hashes.push(hash.as_slice());
             }
-            // One statement, one round trip, typed (no prepare).
-            c.execute_typed(
-                "WITH entries AS (
+            for (field, value, d) in &e.postings {
+                fields.push(*field);
+                values.push(value.as_slice());
+                posted.push(e.seq);
+                data.push(d.as_slice());
+            }
+        }
+        let sizes: Vec<i64> = self.checkpoints.iter().map(|(size, _)| *size).collect();
+        let notes: Vec<&str> = self.checkpoints.iter().map(|(_, n)| n.as_str()).collect();
+        // One statement, one round trip, typed (no prepare). `head`
+        // moves the head only from `start`; every insert is made only
+        // if it did. The row lock `head` takes orders two replicas'
+        // statements, and the second one finds the head moved. Two
+        // replicas' checkpoints of one tree are the same note (Ed25519
+        // is deterministic), so a second copy is skipped.
+        let moved = c.query_typed_one(
+                "WITH head AS (
+                    UPDATE log_head SET size = $13 WHERE size = $14 RETURNING size
+                 ), entries AS (
                     INSERT INTO log_entries (seq, bytes, node, time_micros, decision_id)
                     SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::text[], $4::bigint[], $5::text[])
+                    WHERE EXISTS (SELECT FROM head)
                  ), hashes AS (
                     INSERT INTO log_hashes (level, idx, hash)
                     SELECT * FROM unnest($6::smallint[], $7::bigint[], $8::bytea[])
+                    WHERE EXISTS (SELECT FROM head)
                  ), postings AS (
                     INSERT INTO log_postings (field, value, seq, data)
                     SELECT * FROM unnest($9::smallint[], $10::bytea[], $11::bigint[], $12::bytea[])
+                    WHERE EXISTS (SELECT FROM head)
+                 ), checkpoints AS (
+                    INSERT INTO log_checkpoints (size, note)
+                    SELECT * FROM unnest($15::bigint[], $16::text[])
+                    WHERE EXISTS (SELECT FROM head)
+                    ON CONFLICT (size) DO NOTHING
                  )
-                 UPDATE log_head SET size = $13",
+                 SELECT count(*) FROM head",
                 &[
                     (&seqs, Type::INT8_ARRAY),
                     (&bytes, Type::BYTEA_ARRAY),
@@ -640,27 +703,28 @@ impl PgBatch {
                     (&posted, Type::INT8_ARRAY),
                     (&data, Type::BYTEA_ARRAY),
                     (&next, Type::INT8),
+                    (&start, Type::INT8),
+                    (&sizes, Type::INT8_ARRAY),
+                    (&notes, Type::TEXT_ARRAY),
                 ],
             )
             .map_err(storage)?;
+        let stored = moved.get::<_, i64>(0) == 1;
+        if self.held {
+            c.batch_execute("COMMIT").map_err(storage)?;
         }
-        for (size, note) in &self.checkpoints {
-            // The same key signs the same tree the same way (Ed25519 is
-            // deterministic): a second replica's copy is the same note.
-            c.execute(
-                "INSERT INTO log_checkpoints (size, note) VALUES ($1, $2)
-                 ON CONFLICT (size) DO NOTHING",
-                &[size, note],
-            )
-            .map_err(storage)?;
-        }
-        c.batch_execute("COMMIT").map_err(storage)
+        Ok(stored)
     }
 }
 
-impl Drop for PgBatch {
+impl Drop for PgBatch<'_> {
     fn drop(&mut self) {
-        if self.open {
+        if !self.committed {
+            // The writer found the head stale, or something failed: the
+            // next batch takes the head's lock and reads it.
+            self.shared.head.store(UNKNOWN, Ordering::Release);
+        }
+        if self.held {
             // Not committed: let go of the head. A connection that cannot
             // roll back is broken, and the pool drops it.
             let conn = &mut self.conn;
@@ -762,6 +826,48 @@ impl LogRead for PgLog {
     }
 }
 
+/// Each look-up's oldest or newest posting, in one round trip: a row per
+/// key with its ordinal; each end is one index seek (two laterals, so
+/// neither sorts a value's whole posting list).
+const POSTING_ENDS: &str = "SELECT k.i, coalesce(n.seq, o.seq), n.data
+     FROM unnest($1::smallint[], $2::bytea[], $3::bool[])
+          WITH ORDINALITY AS k (field, value, newest, i)
+     LEFT JOIN LATERAL (
+         SELECT seq, data FROM log_postings
+         WHERE k.newest AND field = k.field AND value = k.value
+         ORDER BY seq DESC LIMIT 1) n ON true
+     LEFT JOIN LATERAL (
+         SELECT seq FROM log_postings
+         WHERE NOT k.newest AND field = k.field AND value = k.value
+         ORDER BY seq LIMIT 1) o ON true";
+
+/// [`POSTING_ENDS`]' parameters.
+fn ends_params<'k>(keys: &[(Field, &'k str, Keep)]) -> (Vec<i16>, Vec<&'k [u8]>, Vec<bool>) {
+    (
+        keys.iter().map(|(f, _, _)| tag(*f)).collect(),
+        keys.iter().map(|(_, v, _)| v.as_bytes()).collect(),
+        keys.iter().map(|(_, _, k)| *k == Keep::Newest).collect(),
+    )
+}
+
+/// [`POSTING_ENDS`]' rows, as the ends of `asked` look-ups in order.
+fn ends_of(asked: usize, rows: &[postgres::Row]) -> Result<Vec<PostingEnd>, LogError> {
+    let mut ends = vec![None; asked];
+    for row in rows {
+        let (i, seq, data): (i64, Option<i64>, Option<Vec<u8>>) =
+            (row.get(0), row.get(1), row.get(2));
+        let slot = usize::try_from(i)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| ends.get_mut(i))
+            .ok_or_else(|| LogError::Storage(format!("look-up {i} was not asked")))?;
+        if let Some(seq) = seq {
+            *slot = Some((to_u64(seq, "seq")?, data.unwrap_or_default()));
+        }
+    }
+    Ok(ends)
+}
+
 impl LogIndex for PgLog {
     fn postings_descending(&self, field: Field, value: &str, below: Option<u64>) -> Scan<'_, u64> {
         self.seqs_below(
@@ -828,46 +934,40 @@ impl LogIndex for PgLog {
     }
 
     fn posting_ends(&self, keys: &[(Field, &str, Keep)]) -> Result<Vec<PostingEnd>, LogError> {
-        let fields: Vec<i16> = keys.iter().map(|(f, _, _)| tag(*f)).collect();
-        let values: Vec<&[u8]> = keys.iter().map(|(_, v, _)| v.as_bytes()).collect();
-        let newest: Vec<bool> = keys.iter().map(|(_, _, k)| *k == Keep::Newest).collect();
-        // One round trip; each end is one index seek (two laterals, so
-        // neither sorts a value's whole posting list).
-        let rows: Vec<(i64, Option<i64>, Option<Vec<u8>>)> = self.with(|c| {
-            Ok(c.query_typed(
-                "SELECT k.i, coalesce(n.seq, o.seq), n.data
-                 FROM unnest($1::smallint[], $2::bytea[], $3::bool[])
-                      WITH ORDINALITY AS k (field, value, newest, i)
-                 LEFT JOIN LATERAL (
-                     SELECT seq, data FROM log_postings
-                     WHERE k.newest AND field = k.field AND value = k.value
-                     ORDER BY seq DESC LIMIT 1) n ON true
-                 LEFT JOIN LATERAL (
-                     SELECT seq FROM log_postings
-                     WHERE NOT k.newest AND field = k.field AND value = k.value
-                     ORDER BY seq LIMIT 1) o ON true",
+        let (fields, values, newest) = ends_params(keys);
+        let rows = self.with(|c| {
+            c.query_typed(
+                POSTING_ENDS,
                 &[
                     (&fields, Type::INT2_ARRAY),
                     (&values, Type::BYTEA_ARRAY),
                     (&newest, Type::BOOL_ARRAY),
                 ],
-            )?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+            )
         })?;
-        let mut ends = vec![None; keys.len()];
-        for (i, seq, data) in rows {
-            let slot = usize::try_from(i)
-                .ok()
-                .and_then(|i| i.checked_sub(1))
-                .and_then(|i| ends.get_mut(i))
-                .ok_or_else(|| LogError::Storage(format!("look-up {i} was not asked")))?;
-            if let Some(seq) = seq {
-                *slot = Some((to_u64(seq, "seq")?, data.unwrap_or_default()));
-            }
-        }
-        Ok(ends)
+        ends_of(keys.len(), &rows)
+    }
+
+    fn posting_ends_async<'a>(
+        &'a self,
+        keys: &'a [(Field, &'a str, Keep)],
+    ) -> BoxFuture<'a, Result<Vec<PostingEnd>, LogError>> {
+        Box::pin(async move {
+            let (fields, values, newest) = ends_params(keys);
+            let rows = self
+                .pool
+                .reads
+                .query(
+                    POSTING_ENDS,
+                    &[
+                        (&fields, Type::INT2_ARRAY),
+                        (&values, Type::BYTEA_ARRAY),
+                        (&newest, Type::BOOL_ARRAY),
+                    ],
+                )
+                .await?;
+            ends_of(keys.len(), &rows)
+        })
     }
 
     fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError> {
