@@ -433,6 +433,74 @@ fn every_engine_refuses_appends_off_the_head() {
     }
 }
 
+/// Two replicas' handles on one database: each starts a batch where its
+/// own last commit left the head, and a batch started at a head another
+/// replica has moved since stores nothing and says so; the next one holds
+/// the head and lands after the other replica's entries.
+#[test]
+fn a_batch_at_a_head_another_replica_moved_stores_nothing() {
+    let Some(db) = common::pg::TestDb::create("head_moved") else {
+        return;
+    };
+    let options = trustpath::store::postgres::PoolOptions {
+        size: 2,
+        timeout: std::time::Duration::from_secs(5),
+    };
+    let open = |node| {
+        trustpath::store::postgres::PgLog::open(&db.url, Some(node), options)
+            .unwrap()
+            .log_store()
+    };
+    let (a, b) = (open("a"), open("b"));
+    let session = posting(Field::Session, "s-a");
+    let entry = |seq: u64, postings| StoredEntry {
+        seq,
+        bytes: b"{}",
+        decision_id: None,
+        hashes: &[],
+        postings,
+        time_micros: None,
+    };
+    a.append(&[entry(0, std::slice::from_ref(&session))])
+        .unwrap();
+    b.append(&[entry(1, &[])]).unwrap();
+    b.append(&[entry(2, &[])]).unwrap();
+
+    // `a` left the head at 1; `b` has moved it to 3.
+    let mut stale = a.begin().unwrap();
+    assert_eq!(stale.next_seq(), 1, "a guesses where it left the head");
+    stale
+        .append(&[entry(1, std::slice::from_ref(&session))])
+        .unwrap();
+    stale.put_checkpoint(2, "not stored").unwrap();
+    match stale.commit() {
+        Err(trustpath::log::LogError::HeadMoved { expected: 1 }) => {}
+        other => panic!("a stale head must be refused, got {other:?}"),
+    }
+    assert_eq!(a.next_seq().unwrap(), 3, "nothing of the stale batch");
+    assert_eq!(
+        a.entry(1).unwrap().as_deref(),
+        Some(&b"{}"[..]),
+        "b's entry kept"
+    );
+    assert_eq!(
+        a.oldest_postings(&[(Field::Session, "s-a")]).unwrap().len(),
+        1,
+        "no posting of the stale batch"
+    );
+    assert!(
+        a.checkpoints().next().is_none(),
+        "no checkpoint of the stale batch"
+    );
+
+    // The next batch holds the head and starts where b left it.
+    let mut fresh = a.begin().unwrap();
+    assert_eq!(fresh.next_seq(), 3);
+    fresh.append(&[entry(3, &[])]).unwrap();
+    fresh.commit().unwrap();
+    assert_eq!(b.next_seq().unwrap(), 4);
+}
+
 /// Appends entry `seq` posting only `postings`.
 fn append_postings(store: &LogStore, seq: u64, postings: &[Posting]) {
     let hashes = [(0u8, seq, [seq as u8; 32])];

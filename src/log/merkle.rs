@@ -319,6 +319,39 @@ mod tests {
         }
     }
 
+    /// A store with nothing in it: every read fails.
+    struct Nothing;
+    impl HashSource for Nothing {
+        type Error = (u8, u64);
+        fn subtree(&self, level: u8, index: u64) -> Result<Hash, Self::Error> {
+            Err((level, index))
+        }
+    }
+
+    #[test]
+    fn a_batch_finds_every_left_sibling_in_the_last_ones_frontier() {
+        let leaves: Vec<Hash> = (0..300u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let mut reference = MemoryTree::default();
+        let mut carried = BatchHashes::default();
+        let mut start = 0;
+        // Batches of uneven sizes, each starting from the last one's
+        // frontier alone: a read would fail.
+        for size in [1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 69] {
+            let mut batch = std::mem::take(&mut carried);
+            for (i, leaf) in leaves.iter().enumerate().skip(start).take(size) {
+                let ours = batch.append(&Nothing, i as u64, *leaf).unwrap();
+                reference.push(*leaf);
+                for (level, index, hash) in ours {
+                    assert_eq!(reference.levels[level as usize][index as usize], hash);
+                }
+            }
+            start += size;
+            carried = batch.frontier(start as u64);
+            assert_eq!(carried.fresh.len(), (start as u64).count_ones() as usize);
+        }
+        assert_eq!(start, 300);
+    }
+
     fn h(s: &str) -> Hash {
         hex::decode(s).unwrap().try_into().unwrap()
     }
