@@ -11,7 +11,7 @@
 //! No statement is built from request data: every value is a parameter.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use r2d2_postgres::postgres::types::Type;
@@ -58,7 +58,14 @@ struct Shared {
     /// there is none, or it may be stale): where its next batch guesses
     /// the head is.
     head: AtomicU64,
+    /// Batches left that take the head's lock whatever the guess: after
+    /// another replica moved the head under a guess, guessing again at
+    /// once would mostly fail again while the replicas are all busy.
+    locked_batches: AtomicU32,
 }
+
+/// Batches that take the head's lock after a guess failed.
+const LOCKED_AFTER_A_MISS: u32 = 32;
 
 /// No guess of the head: the next batch takes the head's lock.
 const UNKNOWN: u64 = u64::MAX;
@@ -70,6 +77,7 @@ impl Shared {
             reads,
             outage: std::sync::Mutex::new(None),
             head: AtomicU64::new(UNKNOWN),
+            locked_batches: AtomicU32::new(0),
         }
     }
 
@@ -490,7 +498,15 @@ impl LogAppend for PgLog {
     fn begin(&self) -> Result<Box<dyn AppendBatch + '_>, LogError> {
         blocking(|| -> Result<PgBatch, LogError> {
             let conn = self.pool.get()?;
-            let guess = self.pool.head.load(Ordering::Acquire);
+            let locked = self
+                .pool
+                .locked_batches
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok();
+            let guess = match locked {
+                true => UNKNOWN,
+                false => self.pool.head.load(Ordering::Acquire),
+            };
             let mut batch = PgBatch {
                 conn,
                 shared: &self.pool,
@@ -617,6 +633,9 @@ impl AppendBatch for PgBatch<'_> {
         let stored = blocking(|| this.write(start, next))?;
         self.held = false;
         if !stored {
+            self.shared
+                .locked_batches
+                .store(LOCKED_AFTER_A_MISS, Ordering::Release);
             return Err(LogError::HeadMoved {
                 expected: self.start,
             });
