@@ -187,6 +187,18 @@ pub fn seal_salted(
     entry: &LogEntry,
     salt: &mut dyn FnMut() -> [u8; 16],
 ) -> Result<Vec<u8>, serde_json::Error> {
+    let (value, disclosures) = commitment_value(entry, salt)?;
+    let mut bytes = canonical(&value)?;
+    append_disclosures(&mut bytes, disclosures)?;
+    Ok(bytes)
+}
+
+/// The entry as its commitment holds it (each sealed field replaced by its
+/// seal), and the disclosures of the sealed fields.
+fn commitment_value(
+    entry: &LogEntry,
+    salt: &mut dyn FnMut() -> [u8; 16],
+) -> Result<(Value, Vec<String>), serde_json::Error> {
     let mut value = serde_json::to_value(entry)?;
     let kind = entry.record.kind();
     let mut disclosures: Vec<String> = Vec::new();
@@ -214,12 +226,86 @@ pub fn seal_salted(
         *field = seal_of(rule.group, &sha256_hex(text.as_bytes()));
         disclosures.push(text);
     }
-    let mut bytes = canonical(&value)?;
+    Ok((value, disclosures))
+}
+
+fn append_disclosures(
+    bytes: &mut Vec<u8>,
+    disclosures: Vec<String>,
+) -> Result<(), serde_json::Error> {
     if !disclosures.is_empty() {
         bytes.push(SEPARATOR);
         bytes.extend_from_slice(&canonical(&Value::from(disclosures))?);
     }
-    Ok(bytes)
+    Ok(())
+}
+
+/// An entry sealed before the writer gives it a seq: its stored bytes but
+/// for the value of the top-level `seq` member. Request workers make these,
+/// so the log writer, which every entry passes through one at a time, only
+/// puts the number in ([`Unnumbered::number`]).
+#[derive(Debug)]
+pub struct Unnumbered {
+    /// Up to and including `"seq":`.
+    before: Vec<u8>,
+    /// From just after the number to the end (disclosures included).
+    after: Vec<u8>,
+}
+
+impl Unnumbered {
+    /// The stored bytes of the entry at `seq`: exactly what [`seal`] gives
+    /// for it with the same salts.
+    pub fn number(&self, seq: u64) -> Vec<u8> {
+        let mut digits = canonical(&Value::from(seq)).expect("JCS writes any number");
+        let mut bytes = Vec::with_capacity(self.before.len() + digits.len() + self.after.len());
+        bytes.extend_from_slice(&self.before);
+        bytes.append(&mut digits);
+        bytes.extend_from_slice(&self.after);
+        bytes
+    }
+}
+
+/// [`seal`], but for the seq (see [`Unnumbered`]).
+pub fn seal_unnumbered(entry: &LogEntry) -> Result<Unnumbered, serde_json::Error> {
+    seal_unnumbered_salted(entry, &mut rand::random::<[u8; 16]>)
+}
+
+/// [`seal_unnumbered`] with the salts `salt` gives.
+pub fn seal_unnumbered_salted(
+    entry: &LogEntry,
+    salt: &mut dyn FnMut() -> [u8; 16],
+) -> Result<Unnumbered, serde_json::Error> {
+    let (value, disclosures) = commitment_value(entry, salt)?;
+    let Value::Object(map) = value else {
+        return Err(serde::ser::Error::custom("an entry is a JSON object"));
+    };
+    // JCS writes an object as its members, each `"key":value`, sorted by
+    // the keys' UTF-16 code units, between braces: so the members are
+    // written one by one and the seq's place is left open.
+    let mut members: Vec<(Vec<u16>, Vec<u8>)> = Vec::with_capacity(map.len());
+    for (key, value) in map.into_iter().filter(|(k, _)| k != "seq") {
+        let mut member = canonical(&Value::String(key.clone()))?;
+        member.push(b':');
+        member.extend_from_slice(&canonical(&value)?);
+        members.push((key.encode_utf16().collect(), member));
+    }
+    members.sort_by(|a, b| a.0.cmp(&b.0));
+    let seq_key: Vec<u16> = "seq".encode_utf16().collect();
+    let split = members.partition_point(|(key, _)| *key < seq_key);
+    let mut before = vec![b'{'];
+    for (_, member) in &members[..split] {
+        before.extend_from_slice(member);
+        before.push(b',');
+    }
+    before.extend_from_slice(b"\"seq\":");
+    let mut after = Vec::new();
+    for (_, member) in &members[split..] {
+        after.push(b',');
+        after.extend_from_slice(member);
+    }
+    after.push(b'}');
+    append_disclosures(&mut after, disclosures)?;
+    Ok(Unnumbered { before, after })
 }
 
 /// RFC 8785 (JCS) text: the same value always gives the same bytes,
@@ -588,6 +674,44 @@ mod tests {
         assert_eq!(hex::encode(leaf_hash(&bytes)), EXAMPLE_LEAF);
         let opened = open(&bytes).unwrap();
         assert_eq!(opened.value["input"]["actor"], "alice");
+    }
+
+    /// An entry sealed before its seq is known, then numbered, is byte for
+    /// byte the entry sealed with it: for the worked example, an entry
+    /// with no sealed field, and a key that sorts before and after `seq`.
+    #[test]
+    fn numbering_an_unnumbered_entry_gives_the_sealed_bytes() {
+        let plain: LogEntry = serde_json::from_value(serde_json::json!({
+            "seq": 0, "time": "2026-11-28T10:00:00Z", "policy_revision": "sha256:ab",
+            "kind": "session_revoked", "session_id": "s-\u{e9}\"\n", "reason": "r",
+            "revocation_id": "rv-1", "grant_jtis": ["g-1"], "revoked_by": "ops",
+        }))
+        .unwrap();
+        for mut entry in [example_entry(), plain] {
+            for seq in [0, 7, 10, 123_456_789_012] {
+                let salts = || {
+                    let mut n = 0u8;
+                    move || {
+                        n += 1;
+                        [n; 16]
+                    }
+                };
+                let unnumbered = seal_unnumbered_salted(&entry, &mut salts()).unwrap();
+                entry.seq = seq;
+                let sealed = seal_salted(&entry, &mut salts()).unwrap();
+                assert_eq!(
+                    String::from_utf8(unnumbered.number(seq)).unwrap(),
+                    String::from_utf8(sealed).unwrap()
+                );
+            }
+        }
+        let mut n = 0u8;
+        let worked = seal_unnumbered_salted(&example_entry(), &mut || {
+            n += 1;
+            [n; 16]
+        })
+        .unwrap();
+        assert_eq!(String::from_utf8(worked.number(7)).unwrap(), EXAMPLE_STORED);
     }
 
     #[test]

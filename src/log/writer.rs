@@ -107,12 +107,37 @@ enum Message {
 
 /// Entries that are written together, at consecutive seqs, or not at all.
 struct Append {
-    /// `seq` is set by the writer.
-    entries: Vec<LogEntry>,
+    entries: Vec<Pending>,
     /// Set by the writer when a revocation logged earlier overruled the
     /// allow in `entries[0]`.
     overruled: Option<String>,
     reply: oneshot::Sender<Result<Appended, LogError>>,
+}
+
+/// An entry waiting for its seq, sealed already by the request that made
+/// it (so the writer, which every entry passes through in turn, only puts
+/// the number in), unless sealing failed there: then the writer seals it
+/// and reports the error.
+struct Pending {
+    /// `seq` is set by the writer.
+    entry: LogEntry,
+    sealed: Option<sealed::Unnumbered>,
+}
+
+impl Pending {
+    fn new(entry: LogEntry) -> Self {
+        let sealed = sealed::seal_unnumbered(&entry).ok();
+        Self { entry, sealed }
+    }
+
+    /// The stored bytes of the entry at `seq`.
+    fn seal(&mut self, seq: u64) -> Result<Vec<u8>, LogError> {
+        self.entry.seq = seq;
+        match &self.sealed {
+            Some(sealed) => Ok(sealed.number(seq)),
+            None => sealed::seal(&self.entry).map_err(|e| LogError::Encode(e.to_string())),
+        }
+    }
 }
 
 /// What an append produced.
@@ -239,13 +264,15 @@ impl LogWriter {
         let trace_id = TraceContext::current_trace_id();
         let entries = records
             .into_iter()
-            .map(|record| LogEntry {
-                seq: 0,
-                time: time.clone(),
-                policy_revision: policy_revision.clone(),
-                node: self.node.clone(),
-                trace_id: trace_id.clone(),
-                record,
+            .map(|record| {
+                Pending::new(LogEntry {
+                    seq: 0,
+                    time: time.clone(),
+                    policy_revision: policy_revision.clone(),
+                    node: self.node.clone(),
+                    trace_id: trace_id.clone(),
+                    record,
+                })
             })
             .collect();
         let append = Message::Append(Append {
@@ -619,7 +646,7 @@ impl WriterState {
         let logs_a_key = batch
             .iter()
             .flat_map(|a| &a.entries)
-            .any(|e| matches!(e.record, Record::SigningKey(_)));
+            .any(|e| matches!(e.entry.record, Record::SigningKey(_)));
         if logs_a_key {
             match key_history(&self.store, &self.signer) {
                 Ok(history) => self.history = history,
@@ -664,20 +691,22 @@ impl WriterState {
         let Some(first) = append.entries.first_mut() else {
             return;
         };
-        if let Some((session, grant)) = first.record.allow_rests_on() {
+        if let Some((session, grant)) = first.entry.record.allow_rests_on() {
             let reason = match revocation_of(session, grant, logged, in_batch) {
                 Ok(None) => None,
                 Ok(Some(reason)) => Some(reason),
                 Err(e) => Some(format!("revocation state could not be read: {e}")),
             };
             if let Some(reason) = reason {
-                first.record.overrule(&reason);
+                first.entry.record.overrule(&reason);
+                // What the request sealed is an allow no longer.
+                first.sealed = None;
                 append.entries.truncate(1);
                 append.overruled = Some(reason);
             }
         }
-        for entry in &append.entries {
-            match entry.record.revokes() {
+        for pending in &append.entries {
+            match pending.entry.record.revokes() {
                 Some(Revokes::Session(id)) => in_batch.sessions.insert(id.to_string()),
                 Some(Revokes::Grant(jti)) => in_batch.grants.insert(jti.to_string()),
                 None => false,
@@ -693,7 +722,7 @@ impl WriterState {
             if let Some((session, grant)) = append
                 .entries
                 .first()
-                .and_then(|e| e.record.allow_rests_on())
+                .and_then(|e| e.entry.record.allow_rests_on())
             {
                 keys.push((Field::RevokedSession, session));
                 if let Some(jti) = grant {
@@ -725,12 +754,11 @@ impl WriterState {
         let entries = batch.iter_mut().flat_map(|a| a.entries.iter_mut());
         let tree_size = first + count as u64;
         let mut encoded = Vec::with_capacity(count);
-        for (seq, entry) in (first..).zip(entries) {
-            entry.seq = seq;
-            let bytes = sealed::seal(entry).map_err(|e| LogError::Encode(e.to_string()))?;
+        for (seq, pending) in (first..).zip(entries) {
+            let bytes = pending.seal(seq)?;
             let leaf = sealed::leaf_hash(&bytes);
             let hashes = hasher.append(&self.store, seq, leaf)?;
-            let derived = index::derive(entry);
+            let derived = index::derive(&pending.entry);
             encoded.push((seq, bytes, leaf, hashes, derived));
         }
         let stored: Vec<StoredEntry<'_>> = encoded
