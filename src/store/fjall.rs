@@ -112,16 +112,13 @@ impl OrderedStore for FjallLog {
     }
 
     fn flush(&self) -> Result<(), LogError> {
-        let sync = || {
-            self.handles()?
-                .keyspace
-                .persist(PersistMode::SyncAll)
-                .map_err(storage)
-        };
-        match self.used_jtis() {
-            Some(jtis) => jtis.flush(|claims| self.write_claims(claims, &[]), sync),
-            None => sync(),
+        if let Some(jtis) = self.used_jtis() {
+            jtis.write_unwritten(|claims| self.write_claims(claims, &[]))?;
         }
+        self.handles()?
+            .keyspace
+            .persist(PersistMode::SyncAll)
+            .map_err(storage)
     }
 
     fn reopen(&self) -> Result<(), LogError> {

@@ -196,11 +196,11 @@ impl OrderedStore for SledLog {
     }
 
     fn flush(&self) -> Result<(), LogError> {
-        let sync = || self.handles()?.db.flush().map(drop).map_err(storage);
-        match self.used_jtis() {
-            Some(jtis) => jtis.flush(|claims| self.write_claims(claims, &[]), sync),
-            None => sync(),
+        if let Some(jtis) = self.used_jtis() {
+            jtis.write_unwritten(|claims| self.write_claims(claims, &[]))?;
         }
+        self.handles()?.db.flush().map_err(storage)?;
+        Ok(())
     }
 
     fn reopen(&self) -> Result<(), LogError> {

@@ -31,40 +31,19 @@ struct State {
 
 /// The used `jti`s: see the module docs.
 #[derive(Default)]
-pub(super) struct UsedJtis {
-    state: Mutex<State>,
-    /// Held through a flush's write and sync (see [`UsedJtis::flush`]).
-    flushing: Mutex<()>,
-}
+pub(super) struct UsedJtis(Mutex<State>);
 
 impl UsedJtis {
     /// Memory holding `claims`, read from the engine's tree.
     pub fn with(claims: impl IntoIterator<Item = Claim>) -> Self {
-        Self {
-            state: Mutex::new(State {
-                used: claims.into_iter().collect(),
-                unwritten: Vec::new(),
-            }),
-            flushing: Mutex::new(()),
-        }
+        Self(Mutex::new(State {
+            used: claims.into_iter().collect(),
+            unwritten: Vec::new(),
+        }))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// An engine's flush: the claims not yet written handed to `write`,
-    /// then `sync`. One at a time, so that a flush finding the claims
-    /// already taken by another (the log's flusher and a checkpoint flush
-    /// run on two threads) returns only once that one has synced them.
-    pub fn flush(
-        &self,
-        write: impl FnOnce(&[Claim]) -> Result<(), LogError>,
-        sync: impl FnOnce() -> Result<(), LogError>,
-    ) -> Result<(), LogError> {
-        let _one = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
-        self.write_unwritten(write)?;
-        sync()
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Claims `key` until `until`; false when it was claimed already.
@@ -80,7 +59,7 @@ impl UsedJtis {
 
     /// Hands the claims not yet written to `write` (the engine's batch,
     /// before its sync); on failure they stay for the next flush.
-    fn write_unwritten(
+    pub fn write_unwritten(
         &self,
         write: impl FnOnce(&[Claim]) -> Result<(), LogError>,
     ) -> Result<(), LogError> {
