@@ -4,7 +4,6 @@
 pub mod checkpoint;
 pub mod copy;
 pub mod entry;
-mod flusher;
 pub(crate) mod grants;
 pub mod hot_index;
 pub mod index;

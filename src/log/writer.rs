@@ -2,12 +2,10 @@
 //!
 //! Every append goes through one thread, which gives entries gap-free seqs
 //! in order. It takes whatever appends are waiting, writes them with their
-//! Merkle hashes in one atomic batch, and hands the batch to the flusher
-//! (`log::flusher`), which flushes once and only then answers each of
-//! them, while this thread writes the next batch: many decisions share one
-//! fsync, and none is answered before it is durable. The same thread signs
-//! checkpoints, flushing first, so a checkpoint always describes a tree
-//! that is on disk.
+//! Merkle hashes in one atomic batch, flushes once, and only then answers
+//! each of them: many decisions share one fsync, and none is answered
+//! before it is durable. The same thread signs checkpoints, so a checkpoint
+//! always describes a tree that is on disk.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -18,7 +16,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checkpoint::LogSigner;
 use super::entry::{EntryReceipt, LogEntry, Record, Revokes};
-use super::flusher::{Committed, Flusher};
 use super::index::{self, Field};
 use super::key_history::KeyHistory;
 use super::merkle::{self, Hash};
@@ -72,7 +69,7 @@ pub trait WriteObserver: Send + Sync {
 
 /// A [`WriteObserver`] handle; the default listens to nothing.
 #[derive(Clone)]
-pub struct Observer(pub(super) Arc<dyn WriteObserver>);
+pub struct Observer(Arc<dyn WriteObserver>);
 
 impl Observer {
     pub fn new(observer: Arc<dyn WriteObserver>) -> Self {
@@ -366,11 +363,7 @@ struct WriterState {
     /// When entries were first written and not yet flushed (non-durable mode).
     unflushed_since: Option<Instant>,
     /// The size last known flushed: published after every flush.
-    durable_size: Arc<watch::Sender<u64>>,
-    /// Flushes committed batches and answers them, beside this thread
-    /// (when appends wait for durability and a commit is not durable by
-    /// itself).
-    flusher: Option<Flusher>,
+    durable_size: watch::Sender<u64>,
     observer: Observer,
     /// The log's keys over time: read at open and after a recovery, and
     /// again whenever a batch logs a signing key (a rotation's handover).
@@ -443,16 +436,6 @@ impl WriterState {
     ) -> Result<Self, LogError> {
         let history = key_history(&store, &signer)?;
         let (size, checkpointed) = stored_state(&store, &signer, &history)?;
-        // What the store holds at open survived whatever came before.
-        let durable_size = Arc::new(watch::channel(size).0);
-        let flusher = match options.durable && !store.durable_on_commit() {
-            true => Some(Flusher::start(
-                store.clone(),
-                durable_size.clone(),
-                options.observer.clone(),
-            )?),
-            false => None,
-        };
         Ok(Self {
             store,
             signer,
@@ -464,8 +447,8 @@ impl WriterState {
             failing: None,
             health,
             unflushed_since: None,
-            durable_size,
-            flusher,
+            // What the store holds at open survived whatever came before.
+            durable_size: watch::channel(size).0,
             observer: options.observer,
             history,
             frontier: merkle::BatchHashes::default(),
@@ -547,12 +530,6 @@ impl WriterState {
     /// storing a checkpoint that covers every entry it holds.
     fn recover(&mut self) -> Result<(), LogError> {
         self.frontier = merkle::BatchHashes::default();
-        // Every batch committed before is answered first (as failed, if
-        // its flush failed): none may be answered by a flush of the store
-        // as recovered, which may have lost it.
-        if let Some(flusher) = &self.flusher {
-            flusher.drain();
-        }
         self.store.recover()?;
         self.history = key_history(&self.store, &self.signer)?;
         let (size, checkpointed) = stored_state(&self.store, &self.signer, &self.history)?;
@@ -562,9 +539,6 @@ impl WriterState {
         self.unflushed_since = None;
         self.sign_checkpoint()?;
         self.published_durable();
-        if let Some(flusher) = &self.flusher {
-            flusher.recovered();
-        }
         Ok(())
     }
 
@@ -589,7 +563,6 @@ impl WriterState {
                     message = rx.try_recv().ok();
                 }
             }
-            self.note_flush_failure();
             if !self.writable() {
                 self.refuse(&mut batch);
                 continue;
@@ -616,12 +589,7 @@ impl WriterState {
                 }
             }
         }
-        // Shutting down: every batch answered, and the last checkpoint
-        // covers everything written.
-        if let Some(flusher) = &self.flusher {
-            flusher.drain();
-        }
-        self.note_flush_failure();
+        // Shutting down: the last checkpoint covers everything written.
         if self.failing.is_some() && !self.try_recover() {
             return;
         }
@@ -629,16 +597,6 @@ impl WriterState {
         match self.store.flush() {
             Ok(()) => self.published_durable(),
             Err(e) => tracing::error!(error = %e, "final decision log flush failed"),
-        }
-    }
-
-    /// Takes up a failed flush of the flusher's as the store's failure.
-    fn note_flush_failure(&mut self) {
-        if self.failing.is_some() {
-            return;
-        }
-        if let Some(why) = self.flusher.as_ref().and_then(Flusher::failure) {
-            self.fail(&LogError::Storage(format!("flush failed: {why}")));
         }
     }
 
@@ -697,44 +655,27 @@ impl WriterState {
         }
         self.uncovered_since.get_or_insert_with(Instant::now);
         let written = started.elapsed();
-        let entries = batch.iter().map(|a| a.entries.len()).sum();
-        let mut receipts = receipts.into_iter();
-        let answers = batch.drain(..).map(|append| {
-            let mine = receipts.by_ref().take(append.entries.len()).collect();
-            let appended = Appended {
-                receipts: mine,
-                overruled: append.overruled,
-            };
-            (append.reply, appended)
-        });
-        if let Some(flusher) = &self.flusher {
-            // Answered once flushed, while this thread goes on.
-            return flusher.flush(Committed {
-                size,
-                answers: answers.collect(),
-                entries,
-                written,
-            });
-        }
-        let answers: Vec<_> = answers.collect();
         if !self.durable {
             self.unflushed_since.get_or_insert_with(Instant::now);
         } else if let Err(e) = self.store.flush() {
             // Not durable, so not acknowledged. Recovery takes the log as the
             // storage kept it, with or without this batch.
             self.fail(&e);
-            for (reply, _) in answers {
-                let _ = reply.send(Err(LogError::Writer(format!("not flushed: {e}"))));
-            }
-            return;
+            return fail_all(batch, format!("not flushed: {e}"));
         } else {
             self.published_durable();
         }
+        let entries = batch.iter().map(|a| a.entries.len()).sum();
         self.observer
             .0
             .batch(entries, written, started.elapsed() - written);
-        for (reply, appended) in answers {
-            let _ = reply.send(Ok(appended));
+        let mut receipts = receipts.into_iter();
+        for append in batch.drain(..) {
+            let mine = receipts.by_ref().take(append.entries.len()).collect();
+            let _ = append.reply.send(Ok(Appended {
+                receipts: mine,
+                overruled: append.overruled,
+            }));
         }
     }
 
