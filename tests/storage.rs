@@ -42,6 +42,14 @@ fn append(store: &LogStore, seq: u64, session: &str, decision: Option<&str>) {
     store.append(&[entry]).unwrap();
 }
 
+/// A PostgreSQL pool of `size` connections that waits 5 s at most.
+fn pool(size: u32) -> trustpath::store::postgres::PoolOptions {
+    trustpath::store::postgres::PoolOptions {
+        size,
+        timeout: std::time::Duration::from_secs(5),
+    }
+}
+
 /// What every engine's log storage must do.
 fn log_contract(store: &LogStore) {
     assert_eq!(store.next_seq().unwrap(), 0);
@@ -365,10 +373,7 @@ fn postgres_engine_keeps_the_storage_contract() {
     let Some(db) = common::pg::TestDb::create("storage_contract") else {
         return;
     };
-    let options = trustpath::store::postgres::PoolOptions {
-        size: 4,
-        timeout: std::time::Duration::from_secs(5),
-    };
+    let options = pool(4);
     let engine = trustpath::store::postgres::PgLog::open(&db.url, Some("node-a"), options).unwrap();
     log_contract(&engine.log_store());
     jti_contract(&engine.jti_store());
@@ -421,10 +426,7 @@ fn every_engine_refuses_appends_off_the_head() {
             .log_store(),
     );
     if let Some(db) = common::pg::TestDb::create("head_contract") {
-        let options = trustpath::store::postgres::PoolOptions {
-            size: 2,
-            timeout: std::time::Duration::from_secs(5),
-        };
+        let options = pool(2);
         head_contract(
             &trustpath::store::postgres::PgLog::open(&db.url, Some("n"), options)
                 .unwrap()
@@ -442,10 +444,7 @@ fn a_batch_at_a_head_another_replica_moved_stores_nothing() {
     let Some(db) = common::pg::TestDb::create("head_moved") else {
         return;
     };
-    let options = trustpath::store::postgres::PoolOptions {
-        size: 2,
-        timeout: std::time::Duration::from_secs(5),
-    };
+    let options = pool(2);
     let open = |node| {
         trustpath::store::postgres::PgLog::open(&db.url, Some(node), options)
             .unwrap()
@@ -658,10 +657,7 @@ fn a_fleet_store_is_never_remembered() {
     let Some(db) = common::pg::TestDb::create("hot_index") else {
         return;
     };
-    let options = trustpath::store::postgres::PoolOptions {
-        size: 2,
-        timeout: std::time::Duration::from_secs(5),
-    };
+    let options = pool(2);
     let engine = trustpath::store::postgres::PgLog::open(&db.url, Some("node-a"), options).unwrap();
     let store = engine.log_store().remembering().unwrap();
     assert!(
