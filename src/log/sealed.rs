@@ -284,10 +284,11 @@ pub fn seal_unnumbered_salted(
     // written one by one and the seq's place is left open.
     let mut members: Vec<(Vec<u16>, Vec<u8>)> = Vec::with_capacity(map.len());
     for (key, value) in map.into_iter().filter(|(k, _)| k != "seq") {
-        let mut member = canonical(&Value::String(key.clone()))?;
+        let order = key.encode_utf16().collect();
+        let mut member = canonical(&Value::String(key))?;
         member.push(b':');
         member.extend_from_slice(&canonical(&value)?);
-        members.push((key.encode_utf16().collect(), member));
+        members.push((order, member));
     }
     members.sort_by(|a, b| a.0.cmp(&b.0));
     let seq_key: Vec<u16> = "seq".encode_utf16().collect();

@@ -622,15 +622,7 @@ impl WriterState {
             }
         };
         let started = Instant::now();
-        let mut written = self.write_batch(batch);
-        // Another replica moved the head first; nothing was stored. Build
-        // the batch again at the new head (the engine holds it this time).
-        for _ in 0..HEAD_RETRIES {
-            if !matches!(written, Err(LogError::HeadMoved { .. })) {
-                break;
-            }
-            written = self.write_batch(batch);
-        }
+        let written = self.at_head(|writer| writer.write_batch(batch));
         let (receipts, size) = match written {
             Ok(written) => written,
             Err(e) => {
@@ -799,14 +791,24 @@ impl WriterState {
     /// only if it extends the latest one stored (which, in a fleet, another
     /// replica may have signed since).
     fn sign_checkpoint(&mut self) -> Result<(), LogError> {
-        let mut signed = self.sign_checkpoint_at_head();
+        self.at_head(Self::sign_checkpoint_at_head)
+    }
+
+    /// Runs `write`, which begins a batch at the log's head, again while
+    /// another replica moved the head first (nothing was stored); the
+    /// engine holds the head on the next try.
+    fn at_head<T>(
+        &mut self,
+        mut write: impl FnMut(&mut Self) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        let mut written = write(self);
         for _ in 0..HEAD_RETRIES {
-            if !matches!(signed, Err(LogError::HeadMoved { .. })) {
+            if !matches!(written, Err(LogError::HeadMoved { .. })) {
                 break;
             }
-            signed = self.sign_checkpoint_at_head();
+            written = write(self);
         }
-        signed
+        written
     }
 
     fn sign_checkpoint_at_head(&mut self) -> Result<(), LogError> {

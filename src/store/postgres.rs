@@ -47,13 +47,47 @@ type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 /// per call.
 const OUTAGE_RETRY: Duration = Duration::from_secs(1);
 
+/// Until when calls fail at once after a connect failed, and why.
+#[derive(Default)]
+struct Outage(std::sync::Mutex<Option<(std::time::Instant, String)>>);
+
+impl Outage {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(std::time::Instant, String)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An error while a failed connect is recent.
+    fn check(&self) -> Result<(), LogError> {
+        match self.lock().as_ref() {
+            Some((until, why)) if std::time::Instant::now() < *until => Err(LogError::Storage(
+                format!("no PostgreSQL connection: {why}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Notes how a connect went: a failure starts an outage.
+    fn connected<T, E: std::fmt::Display>(&self, result: Result<T, E>) -> Result<T, LogError> {
+        let mut outage = self.lock();
+        match result {
+            Ok(connection) => {
+                *outage = None;
+                Ok(connection)
+            }
+            Err(e) => {
+                *outage = Some((std::time::Instant::now() + OUTAGE_RETRY, e.to_string()));
+                Err(LogError::Storage(format!("no PostgreSQL connection: {e}")))
+            }
+        }
+    }
+}
+
 /// The pool, and what the last attempt to reach the database said.
 struct Shared {
     pool: Option<Pool>,
     /// The decision path's reads, which do not block a worker thread.
     reads: reads::Reads,
-    /// Until when calls fail at once, and why.
-    outage: std::sync::Mutex<Option<(std::time::Instant, String)>>,
+    outage: Outage,
     /// The log's size after this handle's last commit ([`UNKNOWN`] when
     /// there is none, or it may be stale): where its next batch guesses
     /// the head is.
@@ -75,7 +109,7 @@ impl Shared {
         Self {
             pool: Some(pool),
             reads,
-            outage: std::sync::Mutex::new(None),
+            outage: Outage::default(),
             head: AtomicU64::new(UNKNOWN),
             locked_batches: AtomicU32::new(0),
         }
@@ -83,31 +117,12 @@ impl Shared {
 
     /// A pooled connection; an error at once while an outage is fresh.
     fn get(&self) -> Result<Connection, LogError> {
-        let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((until, why)) = outage.as_ref() {
-            if std::time::Instant::now() < *until {
-                return Err(LogError::Storage(format!(
-                    "no PostgreSQL connection: {why}"
-                )));
-            }
-        }
-        drop(outage);
+        self.outage.check()?;
         let pool = self
             .pool
             .as_ref()
             .expect("the pool lives as long as its holder");
-        let got = pool.get();
-        outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
-        match got {
-            Ok(conn) => {
-                *outage = None;
-                Ok(conn)
-            }
-            Err(e) => {
-                *outage = Some((std::time::Instant::now() + OUTAGE_RETRY, e.to_string()));
-                Err(LogError::Storage(format!("no PostgreSQL connection: {e}")))
-            }
-        }
+        self.outage.connected(pool.get())
     }
 }
 

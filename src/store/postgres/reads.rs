@@ -6,11 +6,11 @@
 //!
 //! A connection that broke is opened again by the next read that picks it;
 //! while the database cannot be reached, reads fail at once (the decision
-//! denies) until [`OUTAGE_RETRY`] has passed.
+//! denies) until [`super::OUTAGE_RETRY`] has passed.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row};
@@ -20,9 +20,6 @@ use crate::log::LogError;
 /// Connections shared by the reads; each pipelines any number of them.
 const CONNECTIONS: usize = 2;
 
-/// How long reads fail at once after a connection could not be opened.
-const OUTAGE_RETRY: Duration = Duration::from_secs(1);
-
 /// A connection, opened on first use.
 type Slot = tokio::sync::Mutex<Option<Arc<Client>>>;
 
@@ -31,8 +28,7 @@ pub(super) struct Reads {
     timeout: Duration,
     slots: Vec<Slot>,
     turn: AtomicUsize,
-    /// Until when reads fail at once, and why.
-    outage: std::sync::Mutex<Option<(Instant, String)>>,
+    outage: super::Outage,
 }
 
 impl Reads {
@@ -50,7 +46,7 @@ impl Reads {
             timeout,
             slots: (0..CONNECTIONS).map(|_| Slot::default()).collect(),
             turn: AtomicUsize::new(0),
-            outage: std::sync::Mutex::new(None),
+            outage: super::Outage::default(),
         })
     }
 
@@ -79,35 +75,13 @@ impl Reads {
             return Ok(client.clone());
         }
         *slot = None;
-        self.fresh_outage()?;
-        match self.config.connect(NoTls).await {
-            Ok((client, connection)) => {
-                // Ends when the connection breaks or the client is dropped;
-                // a broken one is opened again by the next read.
-                tokio::spawn(connection);
-                let client = Arc::new(client);
-                *slot = Some(client.clone());
-                Ok(client)
-            }
-            Err(e) => {
-                let why = e.to_string();
-                *self.outage.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((Instant::now() + OUTAGE_RETRY, why.clone()));
-                Err(LogError::Storage(format!(
-                    "no PostgreSQL connection: {why}"
-                )))
-            }
-        }
-    }
-
-    /// An error while a failed connect is recent.
-    fn fresh_outage(&self) -> Result<(), LogError> {
-        let outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
-        match outage.as_ref() {
-            Some((until, why)) if Instant::now() < *until => Err(LogError::Storage(format!(
-                "no PostgreSQL connection: {why}"
-            ))),
-            _ => Ok(()),
-        }
+        self.outage.check()?;
+        let (client, connection) = self.outage.connected(self.config.connect(NoTls).await)?;
+        // Ends when the connection breaks or the client is dropped; a
+        // broken one is opened again by the next read.
+        tokio::spawn(connection);
+        let client = Arc::new(client);
+        *slot = Some(client.clone());
+        Ok(client)
     }
 }
