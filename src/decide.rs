@@ -201,7 +201,8 @@ impl Decider {
         let retrieved = self.retriever.retrieve(&request).await;
         let mut client = self
             .authenticator
-            .authenticate(&request, &retrieved, now.timestamp());
+            .authenticate(&request, &retrieved, now.timestamp())
+            .await;
         let logged = self
             .logged_state(&request.client.client_id, &session_id)
             .await;

@@ -340,6 +340,16 @@ fn jti_contract(jtis: &dyn JtiStore) {
         !jtis.first_use(b"k2", 400).unwrap(),
         "unexpired keys are kept"
     );
+    // The decision path claims from an async worker: the same claims.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let claim = |key: &'static [u8]| runtime.block_on(jtis.first_use_async(key, 500)).unwrap();
+    assert!(claim(b"k3"), "a new key, claimed async");
+    assert!(!claim(b"k3"), "a second async use is refused");
+    assert!(!jtis.first_use(b"k3", 500).unwrap(), "and a blocking one");
+    assert!(!claim(b"k2"), "a key claimed blocking is refused async");
 }
 
 #[test]

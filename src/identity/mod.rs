@@ -141,7 +141,7 @@ impl Authenticator {
     /// Checks the client identity document and the identity proof, using
     /// what was fetched for the request. Never fails: anything that does not
     /// check out becomes a reason.
-    pub fn authenticate(
+    pub async fn authenticate(
         &self,
         request: &ConnectionRequest,
         retrieved: &Retrieved,
@@ -239,10 +239,13 @@ impl Authenticator {
                 }
                 _ => {
                     method = ProofMethod::PrivateKeyJwt;
-                    let keys = client_keys(effective, registered, retrieved, &mut keys_record);
-                    keys.and_then(|keys| {
-                        self.check_client_assertion(token, &jwt, &keys, request, now)
-                    })
+                    match client_keys(effective, registered, retrieved, &mut keys_record) {
+                        Ok(keys) => {
+                            self.check_client_assertion(token, &jwt, &keys, request, now)
+                                .await
+                        }
+                        Err(reason) => Err(reason),
+                    }
                 }
             };
             match result {
@@ -297,7 +300,7 @@ impl Authenticator {
 
     /// RFC 7523 client authentication: `iss` = `sub` = client_id, `aud` names
     /// the AS, short-lived, and each `jti` used once.
-    fn check_client_assertion(
+    async fn check_client_assertion(
         &self,
         token: &str,
         jwt: &PresentedJwt,
@@ -325,7 +328,7 @@ impl Authenticator {
         // remembered at least that long.
         let leeway = i64::try_from(self.leeway_seconds).unwrap_or(i64::MAX);
         let remember_until = proof.exp.saturating_add(leeway);
-        match self.replay.first_use(client_id, jti, remember_until) {
+        match self.replay.first_use(client_id, jti, remember_until).await {
             Ok(true) => Ok(proof),
             Ok(false) => Err(format!("assertion jti {jti:?} was already used (replay)")),
             // Fail closed: an unrecordable jti could be replayed later.

@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::log::storage::BoxFuture;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("jti store failed: {0}")]
@@ -24,6 +26,17 @@ pub trait JtiStore: Send + Sync {
     /// Records `key` until `until` (Unix seconds) unless already recorded;
     /// true when it was not.
     fn first_use(&self, key: &[u8], until: i64) -> Result<bool, String>;
+    /// [`JtiStore::first_use`] for a caller on an async worker (the
+    /// decision path): a store that waits on a network (a fleet's
+    /// database) claims without holding the worker's thread. By default
+    /// it claims at once, with `first_use`.
+    fn first_use_async<'a>(
+        &'a self,
+        key: &'a [u8],
+        until: i64,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(std::future::ready(self.first_use(key, until)))
+    }
     /// Forgets keys recorded until before `now`; returns how many.
     fn prune(&self, now: i64) -> Result<usize, String>;
 }
@@ -44,10 +57,18 @@ impl ReplayGuard {
     /// than the last moment the assertion is accepted, `exp` plus leeway.
     /// Returns false when it was already used: the caller must treat the
     /// assertion as replayed.
-    pub fn first_use(&self, issuer: &str, jti: &str, until: i64) -> Result<bool, ReplayError> {
+    pub async fn first_use(
+        &self,
+        issuer: &str,
+        jti: &str,
+        until: i64,
+    ) -> Result<bool, ReplayError> {
         let key = replay_key(issuer, jti);
         match self {
-            Self::Persistent(store) => store.first_use(&key, until).map_err(ReplayError::Store),
+            Self::Persistent(store) => store
+                .first_use_async(&key, until)
+                .await
+                .map_err(ReplayError::Store),
             Self::Ephemeral(seen) => {
                 let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
                 Ok(seen.insert(key, until).is_none())

@@ -29,7 +29,7 @@ use crate::log::storage::{
 };
 use crate::log::LogError;
 
-mod reads;
+mod pipelined;
 
 /// The migrations, in order: version n is `MIGRATIONS[n - 1]`.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_log.sql")];
@@ -85,8 +85,8 @@ impl Outage {
 /// The pool, and what the last attempt to reach the database said.
 struct Shared {
     pool: Option<Pool>,
-    /// The decision path's reads, which do not block a worker thread.
-    reads: reads::Reads,
+    /// The decision path's queries, which do not block a worker thread.
+    pipelined: pipelined::Pipelined,
     outage: Outage,
     /// The log's size after this handle's last commit ([`UNKNOWN`] when
     /// there is none, or it may be stale): where its next batch guesses
@@ -105,10 +105,10 @@ const LOCKED_AFTER_A_MISS: u32 = 32;
 const UNKNOWN: u64 = u64::MAX;
 
 impl Shared {
-    fn new(pool: Pool, reads: reads::Reads) -> Self {
+    fn new(pool: Pool, pipelined: pipelined::Pipelined) -> Self {
         Self {
             pool: Some(pool),
-            reads,
+            pipelined,
             outage: Outage::default(),
             head: AtomicU64::new(UNKNOWN),
             locked_batches: AtomicU32::new(0),
@@ -296,7 +296,10 @@ impl PgLog {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(PostgresConnectionManager::new(config, NoTls));
         let log = Self {
-            pool: std::sync::Arc::new(Shared::new(pool, reads::Reads::new(url, options.timeout)?)),
+            pool: std::sync::Arc::new(Shared::new(
+                pool,
+                pipelined::Pipelined::new(url, options.timeout)?,
+            )),
             node: node.map(str::to_string),
         };
         let version = log
@@ -990,7 +993,7 @@ impl LogIndex for PgLog {
             let (fields, values, newest) = ends_params(keys);
             let rows = self
                 .pool
-                .reads
+                .pipelined
                 .query(
                     POSTING_ENDS,
                     &[
@@ -1130,7 +1133,30 @@ impl LogRetain for PgLog {
 /// Used client assertion `jti`s, shared by the fleet.
 pub struct PgJtis(std::sync::Arc<Shared>);
 
+/// Claims a `jti` in one statement: the primary key decides, so of two
+/// replicas claiming one jti at once exactly one inserts it (and gets its
+/// row back).
+const CLAIM_JTI: &str =
+    "INSERT INTO used_jtis (key, until) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING 1";
+
 impl JtiStore for PgJtis {
+    fn first_use_async<'a>(
+        &'a self,
+        key: &'a [u8],
+        until: i64,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            let params: [(&(dyn postgres::types::ToSql + Sync), Type); 2] =
+                [(&key, Type::BYTEA), (&until, Type::INT8)];
+            self.0
+                .pipelined
+                .query(CLAIM_JTI, &params)
+                .await
+                .map(|rows| rows.len() == 1)
+                .map_err(|e| e.to_string())
+        })
+    }
+
     fn first_use(&self, key: &[u8], until: i64) -> Result<bool, String> {
         blocking(|| {
             let mut c = self.0.get().map_err(|e| e.to_string())?;

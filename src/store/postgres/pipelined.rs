@@ -23,7 +23,7 @@ const CONNECTIONS: usize = 2;
 /// A connection, opened on first use.
 type Slot = tokio::sync::Mutex<Option<Arc<Client>>>;
 
-pub(super) struct Reads {
+pub(super) struct Pipelined {
     config: tokio_postgres::Config,
     timeout: Duration,
     slots: Vec<Slot>,
@@ -31,7 +31,7 @@ pub(super) struct Reads {
     outage: super::Outage,
 }
 
-impl Reads {
+impl Pipelined {
     /// `url` was already parsed once for the blocking pool, so it parses.
     pub(super) fn new(url: &str, timeout: Duration) -> Result<Self, LogError> {
         let mut config: tokio_postgres::Config = url
