@@ -1,12 +1,13 @@
-//! The decision path's reads from the fleet's database, made on the
+//! The decision path's queries to the fleet's database (its look-up of
+//! the client and session, its assertion's `jti` claim), made on the
 //! caller's own runtime: a few connections shared by every request, each
 //! carrying many queries at once (tokio-postgres pipelines them), so a
 //! decision waits on its query without handing its worker thread to a
 //! blocking pool connection.
 //!
-//! A connection that broke is opened again by the next read that picks it;
-//! while the database cannot be reached, reads fail at once (the decision
-//! denies) until [`super::OUTAGE_RETRY`] has passed.
+//! A connection that broke is opened again by the next query that picks
+//! it; while the database cannot be reached, queries fail at once (the
+//! decision denies) until [`super::OUTAGE_RETRY`] has passed.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use tokio_postgres::{Client, NoTls, Row};
 
 use crate::log::LogError;
 
-/// Connections shared by the reads; each pipelines any number of them.
+/// Connections shared by the queries; each pipelines any number of them.
 const CONNECTIONS: usize = 2;
 
 /// A connection, opened on first use.
@@ -78,7 +79,7 @@ impl Pipelined {
         self.outage.check()?;
         let (client, connection) = self.outage.connected(self.config.connect(NoTls).await)?;
         // Ends when the connection breaks or the client is dropped; a
-        // broken one is opened again by the next read.
+        // broken one is opened again by the next query.
         tokio::spawn(connection);
         let client = Arc::new(client);
         *slot = Some(client.clone());
