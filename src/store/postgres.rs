@@ -1160,14 +1160,9 @@ impl JtiStore for PgJtis {
     fn first_use(&self, key: &[u8], until: i64) -> Result<bool, String> {
         blocking(|| {
             let mut c = self.0.get().map_err(|e| e.to_string())?;
-            // The primary key decides, in one statement: of two replicas
-            // claiming one jti at once, exactly one inserts it.
-            c.execute_typed(
-                "INSERT INTO used_jtis (key, until) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-                &[(&key, Type::BYTEA), (&until, Type::INT8)],
-            )
-            .map(|inserted| inserted == 1)
-            .map_err(|e| format!("PostgreSQL: {e}"))
+            c.query_typed(CLAIM_JTI, &[(&key, Type::BYTEA), (&until, Type::INT8)])
+                .map(|rows| rows.len() == 1)
+                .map_err(|e| format!("PostgreSQL: {e}"))
         })
     }
 
