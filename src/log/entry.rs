@@ -2,8 +2,9 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
 
 use super::sealed::FieldGroup;
 use crate::model::{
@@ -15,7 +16,7 @@ use crate::model::{
 /// It is stored in its sealed form (`log::sealed`, LOG-FORMAT.md): RFC 8785
 /// canonical JSON, every object's keys sorted, top level included, so the
 /// same entry always produces the same bytes and the same hash.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct LogEntry {
     pub seq: u64,
     /// When the event happened (RFC 3339, UTC).
@@ -33,6 +34,88 @@ pub struct LogEntry {
     pub record: Record,
 }
 
+impl LogEntry {
+    /// The entry a parsed JSON object holds: the header fields, then the
+    /// record its `kind` names from the rest. Written out instead of
+    /// `#[serde(flatten)]` over the tagged `Record`, which buffers the whole
+    /// entry twice on the way in (every reader, `log verify` above all).
+    pub fn from_value(value: Value) -> Result<Self, serde_json::Error> {
+        let Value::Object(mut fields) = value else {
+            return Err(serde_json::Error::custom("an entry is a JSON object"));
+        };
+        let seq = required(&mut fields, "seq")?;
+        let time = required(&mut fields, "time")?;
+        let policy_revision = required(&mut fields, "policy_revision")?;
+        let node = optional(&mut fields, "node")?;
+        let trace_id = optional(&mut fields, "trace_id")?;
+        let kind: String = required(&mut fields, "kind")?;
+        // The policy input stays the JSON it is: moved, not rebuilt.
+        let input = fields.remove("input").unwrap_or(Value::Null);
+        let rest = Value::Object(fields);
+        let record = match kind.as_str() {
+            "connection_decision" => {
+                let mut decision: ConnectionDecisionRecord = record(rest)?;
+                decision.input = input;
+                Record::ConnectionDecision(Box::new(decision))
+            }
+            "grant_issued" => Record::GrantIssued(record(rest)?),
+            "tool_call" => {
+                let mut call: ToolCallRecord = record(rest)?;
+                call.input = input;
+                Record::ToolCall(call)
+            }
+            "grant_revoked" => Record::GrantRevoked(record(rest)?),
+            "session_revoked" => Record::SessionRevoked(record(rest)?),
+            "policy_loaded" => Record::PolicyLoaded(record(rest)?),
+            "policy_rejected" => Record::PolicyRejected(record(rest)?),
+            "signing_key" => Record::SigningKey(record(rest)?),
+            "retention" => Record::Retention(record(rest)?),
+            other => return Err(serde_json::Error::unknown_variant(other, &KINDS)),
+        };
+        Ok(Self {
+            seq,
+            time,
+            policy_revision,
+            node,
+            trace_id,
+            record,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for LogEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::Object(Map::deserialize(deserializer)?);
+        Self::from_value(value).map_err(D::Error::custom)
+    }
+}
+
+fn required<T: DeserializeOwned>(
+    fields: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<T, serde_json::Error> {
+    let value = fields
+        .remove(name)
+        .ok_or_else(|| serde_json::Error::missing_field(name))?;
+    serde_json::from_value(value).map_err(|e| serde_json::Error::custom(format!("{name}: {e}")))
+}
+
+fn optional<T: DeserializeOwned>(
+    fields: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<T>, serde_json::Error> {
+    match fields.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| serde_json::Error::custom(format!("{name}: {e}"))),
+    }
+}
+
+fn record<T: DeserializeOwned>(rest: Value) -> Result<T, serde_json::Error> {
+    serde_json::from_value(rest)
+}
+
 /// Every entry kind, as [`Record::kind`] names them.
 pub const KINDS: [&str; 9] = [
     "connection_decision",
@@ -46,7 +129,8 @@ pub const KINDS: [&str; 9] = [
     "retention",
 ];
 
-/// What happened. `kind` in the stored JSON names the variant.
+/// What happened. `kind` in the stored JSON names the variant (an entry
+/// reads its record by [`LogEntry::from_value`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
@@ -411,5 +495,106 @@ impl EntryReceipt {
             leaf_hash: STANDARD.encode(hash),
             tree_size,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decision() -> Value {
+        json!({
+            "authentication": {
+                "document": {"changed": false, "previous_sha256": "df88", "sha256": "df88", "source": "inline"},
+                "issuer": null, "key_id": null, "method": "none", "reasons": [],
+                "result": "document_only", "subject": "https://agents.example.com/client.json"
+            },
+            "client_id": "https://agents.example.com/client.json",
+            "decision": {
+                "allow": true, "approved_scopes": ["files:read"],
+                "denied_scopes": [{"reason": "unknown scope", "scope": "payroll"}],
+                "outcome": "reduced", "reasons": [],
+                "requested_scopes": ["files:read", "payroll"],
+                "tools": ["read_file"], "ttl_seconds": 300
+            },
+            "decision_id": "d-1",
+            "grant_jti": "g-1",
+            "input": {"scopes": ["files:read", "payroll"], "session_id": "s-1"},
+            "kind": "connection_decision",
+            "node": "a",
+            "policy_revision": "rev",
+            "seq": 7,
+            "session_id": "s-1",
+            "time": "2026-11-29T08:57:09.830899Z",
+            "trace_id": "e97d"
+        })
+    }
+
+    fn grant() -> Value {
+        json!({
+            "client_id": "https://agents.example.com/client.json",
+            "decision_id": "d-1",
+            "grant": {
+                "aud": "https://mcp.example.com/mcp", "decision_id": "d-1",
+                "exp": 1795942929, "iat": 1795942629, "iss": "https://trustpath.local",
+                "jti": "g-1", "scope": "files:read", "sid": "s-1",
+                "sub": "https://agents.example.com/client.json", "tools": ["read_file"]
+            },
+            "kind": "grant_issued",
+            "policy_revision": "rev",
+            "seq": 8,
+            "session_id": "s-1",
+            "time": "2026-11-29T08:57:09.830899Z",
+            "token_sha256": "5b54"
+        })
+    }
+
+    #[test]
+    fn an_entry_reads_back_as_it_was_written() {
+        for value in [decision(), grant()] {
+            let entry = LogEntry::from_value(value.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&entry).unwrap(), value);
+            let parsed: LogEntry = serde_json::from_str(&value.to_string()).unwrap();
+            assert_eq!(serde_json::to_value(&parsed).unwrap(), value);
+        }
+        let entry = LogEntry::from_value(decision()).unwrap();
+        let Record::ConnectionDecision(record) = entry.record else {
+            panic!("a connection decision");
+        };
+        assert_eq!(record.input["session_id"], "s-1", "the input moved in");
+        let mut expired_input = decision();
+        expired_input.as_object_mut().unwrap().remove("input");
+        let entry = LogEntry::from_value(expired_input).unwrap();
+        let Record::ConnectionDecision(record) = entry.record else {
+            panic!("a connection decision");
+        };
+        assert!(record.input.is_null(), "an expired input reads as null");
+    }
+
+    #[test]
+    fn a_malformed_entry_names_what_is_wrong() {
+        let error = |edit: fn(&mut Map<String, Value>)| {
+            let mut value = decision();
+            edit(value.as_object_mut().unwrap());
+            LogEntry::from_value(value).unwrap_err().to_string()
+        };
+        assert!(error(|m| {
+            m.remove("kind");
+        })
+        .contains("missing field `kind`"));
+        assert!(error(|m| {
+            m.insert("kind".into(), json!("teleport"));
+        })
+        .contains("unknown variant `teleport`"));
+        assert!(error(|m| {
+            m.insert("seq".into(), json!("seven"));
+        })
+        .contains("seq"));
+        assert!(error(|m| {
+            m.remove("decision_id");
+        })
+        .contains("missing field `decision_id`"));
+        assert!(LogEntry::from_value(json!([1, 2])).is_err());
     }
 }

@@ -388,7 +388,7 @@ impl Opened {
     /// [`Opened::entry`] without a copy, for readers done with the JSON.
     pub fn into_entry(mut self) -> Result<LogEntry, serde_json::Error> {
         remove_seals(&mut self.value);
-        serde_json::from_value(self.value)
+        LogEntry::from_value(self.value)
     }
 
     /// The groups redacted from this entry.
@@ -498,15 +498,17 @@ fn reveal(stored: &[u8], dropped: &BTreeSet<FieldGroup>) -> Result<(Opened, Vec<
     if !value.is_object() {
         return Err(SealError::Commitment("not an object".to_string()));
     }
-    let disclosures: Vec<Disclosure> = parse_disclosures(stored)?
+    let texts = parse_disclosures(stored)?;
+    let disclosures: Vec<Disclosure> = texts
         .iter()
         .enumerate()
         .map(|(i, text)| parse_disclosure(i, text))
         .collect::<Result<_, _>>()?;
     let mut walk = Walk {
-        disclosures: &disclosures,
-        dropped,
+        texts: &texts,
         used: vec![false; disclosures.len()],
+        disclosures,
+        dropped,
         withheld: Vec::new(),
     };
     walk.visit(&mut value, &mut String::new())?;
@@ -522,7 +524,9 @@ fn reveal(stored: &[u8], dropped: &BTreeSet<FieldGroup>) -> Result<(Opened, Vec<
 }
 
 struct Walk<'a> {
-    disclosures: &'a [Disclosure],
+    texts: &'a [String],
+    /// A disclosure's value is moved into the entry when first used.
+    disclosures: Vec<Disclosure>,
     dropped: &'a BTreeSet<FieldGroup>,
     used: Vec<bool>,
     withheld: Vec<Withheld>,
@@ -546,7 +550,7 @@ impl Walk<'_> {
                 });
                 return Ok(());
             };
-            let disclosure = &self.disclosures[index];
+            let disclosure = &mut self.disclosures[index];
             if disclosure.group != group.name() {
                 return Err(SealError::GroupMismatch {
                     index,
@@ -555,8 +559,11 @@ impl Walk<'_> {
                     sealed: group.name().to_string(),
                 });
             }
-            self.used[index] = true;
-            *value = disclosure.value.clone();
+            *value = match std::mem::replace(&mut self.used[index], true) {
+                false => std::mem::take(&mut disclosure.value),
+                // A second seal of the same disclosure: its value again.
+                true => parse_disclosure(index, &self.texts[index])?.value,
+            };
             return self.visit(value, path);
         }
         match value {

@@ -320,6 +320,7 @@ struct OpenedEntry {
 
 fn parse(seq: u64, bytes: &[u8], key: [u8; 32]) -> Parsed {
     let expired = sealed::is_expired(bytes);
+    let mut claims = None;
     let opened = (!expired).then(|| {
         let opened = sealed::open(bytes).map_err(|e| Tampering::Disclosure {
             seq,
@@ -330,6 +331,7 @@ fn parse(seq: u64, bytes: &[u8], key: [u8; 32]) -> Parsed {
             seq,
             reason: format!("{e} ({} bytes stored)", bytes.len()),
         })?;
+        claims = Some(entry.seq);
         let mut records = RecordSet::new(key);
         for record in records_of_entry(seq, &entry) {
             records.add(&record);
@@ -347,7 +349,8 @@ fn parse(seq: u64, bytes: &[u8], key: [u8; 32]) -> Parsed {
     Parsed {
         seq,
         expired,
-        claims: claimed_seq(bytes),
+        // Read from the entry when it opened: the same field, parsed once.
+        claims: claims.or_else(|| claimed_seq(bytes)),
         leaf: (!expired).then(|| sealed::leaf_hash(bytes)),
         opened,
     }
