@@ -165,4 +165,31 @@ fn main() {
         act: None,
     };
     time("sign grant (EdDSA)", || signer.sign(&claims).unwrap());
+    // The decision entry as the request seals it (canonical JSON, salted
+    // seals), with the policy input built above.
+    let entry = trustpath::log::entry::LogEntry::from_value(json!({
+        "authentication": serde_json::to_value(&client.authentication).unwrap(),
+        "client_id": "https://agents.example.com/client.json",
+        "decision": {
+            "allow": true, "approved_scopes": ["files:read"],
+            "denied_scopes": [{"reason": "requires verified authentication", "scope": "files:write"},
+                              {"reason": "unknown scope", "scope": "payroll"}],
+            "outcome": "reduced", "reasons": [],
+            "requested_scopes": ["files:read", "files:write", "payroll"],
+            "tools": ["list_files", "read_file"], "ttl_seconds": 300
+        },
+        "decision_id": "01a22685-c1c6-773d-8f32-95ba023d0efc",
+        "grant_jti": "01a22685-c1c6-773d-8f32-95bbf0f8518e",
+        "input": serde_json::to_value(&input).unwrap(),
+        "kind": "connection_decision",
+        "policy_revision": "3916b2aad3d559aaa454645f17c1f267cfa2cb95b5fa5a183e7bf3984f311b09",
+        "seq": 0,
+        "session_id": "bench-session-1-2",
+        "time": "2026-11-29T08:57:09.830899Z",
+        "trace_id": "e97dbb6f6cfcd696e7317390bd1a5db8"
+    }))
+    .unwrap();
+    time("seal decision entry", || {
+        trustpath::log::sealed::seal_unnumbered(&entry).unwrap()
+    });
 }

@@ -15,6 +15,7 @@
 //! writer thread, revocation and lifecycle plumbing are crate-private.
 
 pub mod app;
+pub mod canonical;
 pub mod config;
 pub mod decide;
 pub mod digest;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// or lower ones, never higher.
 const LAYERS: &[(&str, u8)] = &[
     // Basics: no domain knowledge.
+    ("canonical", 0),
     ("digest", 0),
     ("text", 0),
     ("time", 0),

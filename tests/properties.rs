@@ -404,3 +404,49 @@ proptest! {
         prop_assert_eq!(kept, fresh);
     }
 }
+
+/// Any JSON value: names and strings from all of Unicode (escapes, BMP
+/// characters above the surrogates, astral ones), integers of every size,
+/// finite floats, nested arrays and objects.
+fn any_json() -> impl Strategy<Value = serde_json::Value> {
+    let text = || {
+        proptest::string::string_regex(
+            "(.|[\\x00-\\x1f\"\\\\\u{e000}-\u{ffff}\u{10000}-\u{10ffff}]){0,8}",
+        )
+        .unwrap()
+    };
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        (-(1i64 << 54)..(1i64 << 54)).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        text().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 8, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map(text(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// The log's canonical JSON writer gives the reference crate's bytes
+    /// for any value.
+    #[test]
+    fn canonical_json_is_the_reference_implementations(value in any_json()) {
+        let ours = trustpath::canonical::to_vec(&value).unwrap();
+        let reference = serde_json_canonicalizer::to_vec(&value).unwrap();
+        prop_assert_eq!(
+            String::from_utf8_lossy(&ours),
+            String::from_utf8_lossy(&reference)
+        );
+    }
+}

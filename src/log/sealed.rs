@@ -234,8 +234,16 @@ fn append_disclosures(
     disclosures: Vec<String>,
 ) -> Result<(), serde_json::Error> {
     if !disclosures.is_empty() {
+        // The canonical form of the array of disclosure texts.
         bytes.push(SEPARATOR);
-        bytes.extend_from_slice(&canonical(&Value::from(disclosures))?);
+        bytes.push(b'[');
+        for (i, text) in disclosures.iter().enumerate() {
+            if i > 0 {
+                bytes.push(b',');
+            }
+            crate::canonical::string(bytes, text);
+        }
+        bytes.push(b']');
     }
     Ok(())
 }
@@ -285,9 +293,10 @@ pub fn seal_unnumbered_salted(
     let mut members: Vec<(Vec<u16>, Vec<u8>)> = Vec::with_capacity(map.len());
     for (key, value) in map.into_iter().filter(|(k, _)| k != "seq") {
         let order = key.encode_utf16().collect();
-        let mut member = canonical(&Value::String(key))?;
+        let mut member = Vec::new();
+        crate::canonical::string(&mut member, &key);
         member.push(b':');
-        member.extend_from_slice(&canonical(&value)?);
+        crate::canonical::write(&mut member, &value)?;
         members.push((order, member));
     }
     members.sort_by(|a, b| a.0.cmp(&b.0));
@@ -312,7 +321,7 @@ pub fn seal_unnumbered_salted(
 /// RFC 8785 (JCS) text: the same value always gives the same bytes,
 /// whichever serde_json features are on, and any JCS library agrees.
 fn canonical(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json_canonicalizer::to_vec(value)
+    crate::canonical::to_vec(value)
 }
 
 fn seal_of(group: FieldGroup, sha256: &str) -> Value {
