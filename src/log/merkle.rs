@@ -31,6 +31,38 @@ pub fn empty_root() -> Hash {
     sha256(b"")
 }
 
+/// Subtree levels `1..=DERIVED_LEVELS` are not stored: each is computed
+/// from at most 2^DERIVED_LEVELS = 8 leaf hashes when a proof needs it
+/// ([`derived_subtree`]). Stored, they were about one key per entry, the
+/// most of any record after the entry itself; what is stored now is each
+/// leaf and, amortised, one hash per 8 leaves above them.
+pub const DERIVED_LEVELS: u8 = 3;
+
+/// Whether an engine stores the subtree hashes of `level`.
+pub fn is_stored(level: u8) -> bool {
+    level == 0 || level > DERIVED_LEVELS
+}
+
+/// The hash of subtree (`level`, `index`), `level` ≤ [`DERIVED_LEVELS`],
+/// from the leaf hashes `leaf` gives.
+pub fn derived_subtree<E>(
+    level: u8,
+    index: u64,
+    mut leaf: impl FnMut(u64) -> Result<Hash, E>,
+) -> Result<Hash, E> {
+    let first = index << level;
+    let mut hashes = (first..first + (1 << level))
+        .map(&mut leaf)
+        .collect::<Result<Vec<Hash>, E>>()?;
+    while hashes.len() > 1 {
+        hashes = hashes
+            .chunks_exact(2)
+            .map(|pair| node_hash(&pair[0], &pair[1]))
+            .collect();
+    }
+    Ok(hashes[0])
+}
+
 /// Stored hashes of complete subtrees.
 pub trait HashSource {
     type Error;
@@ -240,20 +272,22 @@ pub struct BatchHashes {
 }
 
 impl BatchHashes {
-    /// The (level, index, hash) triples appending leaf `index` stores.
+    /// The (level, index, hash) triples appending leaf `index` stores
+    /// (levels [`is_stored`] says so; the batch keeps the others too).
     pub fn append<S: HashSource>(
         &mut self,
         stored: &S,
         index: u64,
         leaf: Hash,
     ) -> Result<Vec<(u8, u64, Hash)>, S::Error> {
-        let hashes =
+        let mut hashes =
             hashes_for_append(index, leaf, |level, i| match self.fresh.get(&(level, i)) {
                 Some(h) => Ok(*h),
                 None => stored.subtree(level, i),
             })?;
         self.fresh
             .extend(hashes.iter().map(|(l, i, h)| ((*l, *i), *h)));
+        hashes.retain(|(level, ..)| is_stored(*level));
         Ok(hashes)
     }
 
@@ -341,7 +375,9 @@ mod tests {
             for (i, leaf) in leaves.iter().enumerate().skip(start).take(size) {
                 let ours = batch.append(&Nothing, i as u64, *leaf).unwrap();
                 reference.push(*leaf);
+                assert_eq!(ours[0], (0, i as u64, *leaf));
                 for (level, index, hash) in ours {
+                    assert!(is_stored(level));
                     assert_eq!(reference.levels[level as usize][index as usize], hash);
                 }
             }
@@ -350,6 +386,24 @@ mod tests {
             assert_eq!(carried.fresh.len(), (start as u64).count_ones() as usize);
         }
         assert_eq!(start, 300);
+    }
+
+    #[test]
+    fn a_derived_subtree_is_the_stored_one() {
+        let leaves: Vec<Hash> = (0..64u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let tree = tree(&leaves);
+        for level in 0..=DERIVED_LEVELS {
+            for index in 0..(64u64 >> level) {
+                let derived =
+                    derived_subtree::<()>(level, index, |i| Ok(leaves[i as usize])).unwrap();
+                assert_eq!(derived, tree.levels[level as usize][index as usize]);
+            }
+        }
+        assert_eq!(
+            derived_subtree(2, 1, |i| if i == 6 { Err(i) } else { Ok(leaves[0]) }),
+            Err(6),
+            "a missing leaf is reported"
+        );
     }
 
     fn h(s: &str) -> Hash {

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use super::hot_index::{HotIndex, Keep};
 use super::index::{Field, IndexRecord};
-use super::merkle::{Hash, HashSource};
+use super::merkle::{self, Hash, HashSource};
 use super::LogError;
 
 /// An entry ready to be written: its seq, its canonical bytes, the decision
@@ -430,9 +430,16 @@ impl LogStore {
         batch.commit()
     }
 
-    /// A subtree hash that must exist.
+    /// A subtree hash that must exist: stored, or for the levels the log
+    /// does not store, derived from the leaves (see
+    /// `merkle::DERIVED_LEVELS`; logs written before store them too, and
+    /// the derived hash is the same).
     pub fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash, LogError> {
-        self.stored_hash(level, index)?.ok_or(LogError::Corrupt)
+        let stored = |level, index| self.stored_hash(level, index)?.ok_or(LogError::Corrupt);
+        match merkle::is_stored(level) {
+            true => stored(level, index),
+            false => merkle::derived_subtree(level, index, |leaf| stored(0, leaf)),
+        }
     }
 }
 
