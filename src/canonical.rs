@@ -7,6 +7,10 @@
 //! That crate stays the reference: numbers other than safe integers are
 //! written by it, and a property test (`tests/properties.rs`) checks every
 //! output here against it.
+//!
+//! Not the form OPA signs bundle files in (`policy/signature.rs`): that one
+//! orders names by UTF-8 bytes, escapes as Go does and keeps numbers as
+//! written, so the two writers look alike and must stay apart.
 
 use std::io::Write as _;
 
