@@ -67,6 +67,18 @@ fn log_contract(store: &LogStore) {
     assert!(store.seq_of_decision("d-9").unwrap().is_none());
     assert_eq!(store.stored_hash(0, 2).unwrap(), Some([2u8; 32]));
     assert!(store.stored_hash(1, 0).unwrap().is_none());
+    // A missing low-level subtree hash is derived from its leaves; one
+    // whose leaves are not all there, or a higher one, is corruption.
+    use trustpath::log::merkle::node_hash;
+    assert_eq!(
+        store.subtree_hash(1, 0).unwrap(),
+        node_hash(&[0u8; 32], &[1u8; 32])
+    );
+    assert!(store.subtree_hash(2, 0).is_err(), "leaf 3 is not there");
+    assert!(
+        store.subtree_hash(4, 0).is_err(),
+        "level 4 is never derived"
+    );
     assert_eq!(store.time_of(2).unwrap(), Some(2_000));
 
     // Scans, in the orders the contract names.

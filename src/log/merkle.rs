@@ -31,19 +31,15 @@ pub fn empty_root() -> Hash {
     sha256(b"")
 }
 
-/// Subtree levels `1..=DERIVED_LEVELS` are not stored: each is computed
-/// from at most 2^DERIVED_LEVELS = 8 leaf hashes when a proof needs it
-/// ([`derived_subtree`]). Stored, they were about one key per entry, the
-/// most of any record after the entry itself; what is stored now is each
-/// leaf and, amortised, one hash per 8 leaves above them.
-pub const DERIVED_LEVELS: u8 = 3;
+/// Subtree levels `1..=DERIVABLE_LEVELS` may be missing from a store:
+/// such a hash is computed from its 2 to 8 leaf hashes ([`derived_subtree`])
+/// when a proof or an append needs it. Every build still stores them, so a
+/// binary from before this rule reads a log written now; a later release
+/// can stop storing them (about one record per entry, BENCHMARKS.md) once
+/// every binary that may open a log can derive them.
+pub const DERIVABLE_LEVELS: u8 = 3;
 
-/// Whether an engine stores the subtree hashes of `level`.
-pub fn is_stored(level: u8) -> bool {
-    level == 0 || level > DERIVED_LEVELS
-}
-
-/// The hash of subtree (`level`, `index`), `level` ≤ [`DERIVED_LEVELS`],
+/// The hash of subtree (`level`, `index`), `level` ≤ [`DERIVABLE_LEVELS`],
 /// from the leaf hashes `leaf` gives.
 pub fn derived_subtree<E>(
     level: u8,
@@ -272,22 +268,20 @@ pub struct BatchHashes {
 }
 
 impl BatchHashes {
-    /// The (level, index, hash) triples appending leaf `index` stores
-    /// (levels [`is_stored`] says so; the batch keeps the others too).
+    /// The (level, index, hash) triples appending leaf `index` stores.
     pub fn append<S: HashSource>(
         &mut self,
         stored: &S,
         index: u64,
         leaf: Hash,
     ) -> Result<Vec<(u8, u64, Hash)>, S::Error> {
-        let mut hashes =
+        let hashes =
             hashes_for_append(index, leaf, |level, i| match self.fresh.get(&(level, i)) {
                 Some(h) => Ok(*h),
                 None => stored.subtree(level, i),
             })?;
         self.fresh
             .extend(hashes.iter().map(|(l, i, h)| ((*l, *i), *h)));
-        hashes.retain(|(level, ..)| is_stored(*level));
         Ok(hashes)
     }
 
@@ -377,7 +371,6 @@ mod tests {
                 reference.push(*leaf);
                 assert_eq!(ours[0], (0, i as u64, *leaf));
                 for (level, index, hash) in ours {
-                    assert!(is_stored(level));
                     assert_eq!(reference.levels[level as usize][index as usize], hash);
                 }
             }
@@ -392,7 +385,7 @@ mod tests {
     fn a_derived_subtree_is_the_stored_one() {
         let leaves: Vec<Hash> = (0..64u32).map(|i| leaf_hash(&i.to_be_bytes())).collect();
         let tree = tree(&leaves);
-        for level in 0..=DERIVED_LEVELS {
+        for level in 0..=DERIVABLE_LEVELS {
             for index in 0..(64u64 >> level) {
                 let derived =
                     derived_subtree::<()>(level, index, |i| Ok(leaves[i as usize])).unwrap();

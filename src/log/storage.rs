@@ -430,15 +430,16 @@ impl LogStore {
         batch.commit()
     }
 
-    /// A subtree hash that must exist: stored, or for the levels the log
-    /// does not store, derived from the leaves (see
-    /// `merkle::DERIVED_LEVELS`; logs written before store them too, and
-    /// the derived hash is the same).
+    /// A subtree hash that must exist: stored, or for the low levels a log
+    /// may leave out (`merkle::DERIVABLE_LEVELS`), derived from its leaves.
     pub fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash, LogError> {
         let stored = |level, index| self.stored_hash(level, index)?.ok_or(LogError::Corrupt);
-        match merkle::is_stored(level) {
-            true => stored(level, index),
-            false => merkle::derived_subtree(level, index, |leaf| stored(0, leaf)),
+        match self.stored_hash(level, index)? {
+            Some(hash) => Ok(hash),
+            None if (1..=merkle::DERIVABLE_LEVELS).contains(&level) => {
+                merkle::derived_subtree(level, index, |leaf| stored(0, leaf))
+            }
+            None => Err(LogError::Corrupt),
         }
     }
 }
