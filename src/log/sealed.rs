@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 
 use super::entry::LogEntry;
 use super::merkle::{self, Hash};
+use crate::canonical;
 use crate::digest::sha256_hex;
 
 /// Between the commitment and the disclosures.
@@ -188,8 +189,8 @@ pub fn seal_salted(
     salt: &mut dyn FnMut() -> [u8; 16],
 ) -> Result<Vec<u8>, serde_json::Error> {
     let (value, disclosures) = commitment_value(entry, salt)?;
-    let mut bytes = canonical(&value)?;
-    append_disclosures(&mut bytes, disclosures)?;
+    let mut bytes = canonical::to_vec(&value)?;
+    append_disclosures(&mut bytes, &disclosures);
     Ok(bytes)
 }
 
@@ -221,7 +222,7 @@ fn commitment_value(
             Value::String(rule.group.name().to_string()),
             field.take(),
         ]);
-        let text = String::from_utf8(canonical(&disclosure)?)
+        let text = String::from_utf8(canonical::to_vec(&disclosure)?)
             .expect("canonical JSON of UTF-8 strings is UTF-8");
         *field = seal_of(rule.group, &sha256_hex(text.as_bytes()));
         disclosures.push(text);
@@ -229,23 +230,21 @@ fn commitment_value(
     Ok((value, disclosures))
 }
 
-fn append_disclosures(
-    bytes: &mut Vec<u8>,
-    disclosures: Vec<String>,
-) -> Result<(), serde_json::Error> {
-    if !disclosures.is_empty() {
-        // The canonical form of the array of disclosure texts.
-        bytes.push(SEPARATOR);
-        bytes.push(b'[');
-        for (i, text) in disclosures.iter().enumerate() {
-            if i > 0 {
-                bytes.push(b',');
-            }
-            crate::canonical::string(bytes, text);
-        }
-        bytes.push(b']');
+/// The separator and the disclosure texts as a canonical JSON array, after
+/// the commitment; nothing when there are none.
+fn append_disclosures(bytes: &mut Vec<u8>, disclosures: &[String]) {
+    if disclosures.is_empty() {
+        return;
     }
-    Ok(())
+    bytes.push(SEPARATOR);
+    bytes.push(b'[');
+    for (i, text) in disclosures.iter().enumerate() {
+        if i > 0 {
+            bytes.push(b',');
+        }
+        canonical::string(bytes, text);
+    }
+    bytes.push(b']');
 }
 
 /// An entry sealed before the writer gives it a seq: its stored bytes but
@@ -264,7 +263,7 @@ impl Unnumbered {
     /// The stored bytes of the entry at `seq`: exactly what [`seal`] gives
     /// for it with the same salts.
     pub fn number(&self, seq: u64) -> Vec<u8> {
-        let mut digits = canonical(&Value::from(seq)).expect("JCS writes any number");
+        let mut digits = canonical::to_vec(&Value::from(seq)).expect("JCS writes any number");
         let mut bytes = Vec::with_capacity(self.before.len() + digits.len() + self.after.len());
         bytes.extend_from_slice(&self.before);
         bytes.append(&mut digits);
@@ -294,9 +293,9 @@ pub fn seal_unnumbered_salted(
     for (key, value) in map.into_iter().filter(|(k, _)| k != "seq") {
         let order = key.encode_utf16().collect();
         let mut member = Vec::new();
-        crate::canonical::string(&mut member, &key);
+        canonical::string(&mut member, &key);
         member.push(b':');
-        crate::canonical::write(&mut member, &value)?;
+        canonical::write(&mut member, &value)?;
         members.push((order, member));
     }
     members.sort_by(|a, b| a.0.cmp(&b.0));
@@ -314,14 +313,8 @@ pub fn seal_unnumbered_salted(
         after.extend_from_slice(member);
     }
     after.push(b'}');
-    append_disclosures(&mut after, disclosures)?;
+    append_disclosures(&mut after, &disclosures);
     Ok(Unnumbered { before, after })
-}
-
-/// RFC 8785 (JCS) text: the same value always gives the same bytes,
-/// whichever serde_json features are on, and any JCS library agrees.
-fn canonical(value: &Value) -> Result<Vec<u8>, serde_json::Error> {
-    crate::canonical::to_vec(value)
 }
 
 fn seal_of(group: FieldGroup, sha256: &str) -> Value {
@@ -448,12 +441,7 @@ pub fn redact(stored: &[u8], groups: &BTreeSet<FieldGroup>) -> Result<Option<Vec
         .map(|(text, _)| text)
         .collect();
     let mut bytes = commitment(stored).to_vec();
-    if !kept.is_empty() {
-        bytes.push(SEPARATOR);
-        let disclosures =
-            canonical(&Value::from(kept)).map_err(|e| SealError::Disclosures(e.to_string()))?;
-        bytes.extend_from_slice(&disclosures);
-    }
+    append_disclosures(&mut bytes, &kept);
     Ok(Some(bytes))
 }
 
@@ -634,11 +622,11 @@ mod tests {
     const EXAMPLE_LEAF: &str = "e8ec1abc30dc4c52f626442bfaee53532a200b1058708888beb3946d455a2b15";
 
     fn stored(commitment: &Value, disclosures: &[&str]) -> Vec<u8> {
-        let mut bytes = canonical(commitment).unwrap();
+        let mut bytes = canonical::to_vec(commitment).unwrap();
         if !disclosures.is_empty() {
             bytes.push(SEPARATOR);
             bytes.extend_from_slice(
-                &canonical(&Value::from(
+                &canonical::to_vec(&Value::from(
                     disclosures
                         .iter()
                         .map(|d| d.to_string())
