@@ -54,22 +54,22 @@ impl LogEntry {
         let rest = Value::Object(fields);
         let record = match kind.as_str() {
             "connection_decision" => {
-                let mut decision: ConnectionDecisionRecord = record(rest)?;
+                let mut decision: ConnectionDecisionRecord = serde_json::from_value(rest)?;
                 decision.input = input;
                 Record::ConnectionDecision(Box::new(decision))
             }
-            "grant_issued" => Record::GrantIssued(record(rest)?),
+            "grant_issued" => Record::GrantIssued(serde_json::from_value(rest)?),
             "tool_call" => {
-                let mut call: ToolCallRecord = record(rest)?;
+                let mut call: ToolCallRecord = serde_json::from_value(rest)?;
                 call.input = input;
                 Record::ToolCall(call)
             }
-            "grant_revoked" => Record::GrantRevoked(record(rest)?),
-            "session_revoked" => Record::SessionRevoked(record(rest)?),
-            "policy_loaded" => Record::PolicyLoaded(record(rest)?),
-            "policy_rejected" => Record::PolicyRejected(record(rest)?),
-            "signing_key" => Record::SigningKey(record(rest)?),
-            "retention" => Record::Retention(record(rest)?),
+            "grant_revoked" => Record::GrantRevoked(serde_json::from_value(rest)?),
+            "session_revoked" => Record::SessionRevoked(serde_json::from_value(rest)?),
+            "policy_loaded" => Record::PolicyLoaded(serde_json::from_value(rest)?),
+            "policy_rejected" => Record::PolicyRejected(serde_json::from_value(rest)?),
+            "signing_key" => Record::SigningKey(serde_json::from_value(rest)?),
+            "retention" => Record::Retention(serde_json::from_value(rest)?),
             other => return Err(serde_json::Error::unknown_variant(other, &KINDS)),
         };
         Ok(Self {
@@ -110,10 +110,6 @@ fn optional<T: DeserializeOwned>(
             .map(Some)
             .map_err(|e| serde_json::Error::custom(format!("{name}: {e}"))),
     }
-}
-
-fn record<T: DeserializeOwned>(rest: Value) -> Result<T, serde_json::Error> {
-    serde_json::from_value(rest)
 }
 
 /// Every entry kind, as [`Record::kind`] names them.
