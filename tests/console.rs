@@ -205,11 +205,9 @@ async fn console_pages_in_a_real_browser() {
     let altered = dir.path().join("altered");
     copy_dir(&data, &altered);
     {
-        let engine = trustpath::store::sled::SledLog::open(&altered).unwrap();
-        let tree = engine.raw_tree();
+        let raw = RawLog::open(&altered);
         let key = raw_entry_key(denied_seq);
-        let bytes = tree.get(&key).unwrap().unwrap().to_vec();
-        let text = String::from_utf8(bytes).unwrap();
+        let text = String::from_utf8(raw.entry(denied_seq)).unwrap();
         let (commitment, rest) = text.split_once('\t').unwrap_or((&text, ""));
         assert!(
             commitment.contains("\"outcome\":\"denied\""),
@@ -221,8 +219,8 @@ async fn console_pages_in_a_real_browser() {
         } else {
             format!("{forged}\t{rest}")
         };
-        tree.insert(key, stored.as_bytes()).unwrap();
-        engine.log_store().flush().unwrap();
+        raw.insert(key, stored.as_bytes()).unwrap();
+        raw.flush();
     }
 
     let honest = Server::start(&data, &repo_policies(), Some(&config));

@@ -221,8 +221,7 @@ async fn log_verify_names_the_tampered_seq_in_a_data_directory() {
 
     let (ok, out) = tampered(&data, "changed", |t| {
         let key = raw_entry_key(3);
-        let bytes = t.get(&key).unwrap().unwrap();
-        let edited = String::from_utf8(bytes.to_vec())
+        let edited = String::from_utf8(t.entry(3))
             .unwrap()
             .replace("\"denied\"", "\"approved\"");
         t.insert(key, edited.as_bytes()).unwrap();
@@ -235,16 +234,14 @@ async fn log_verify_names_the_tampered_seq_in_a_data_directory() {
     assert!(!ok && out.contains("entry 5 was removed"), "{out}");
 
     let (ok, out) = tampered(&data, "swapped", |t| {
-        let a = t.get(raw_entry_key(2)).unwrap().unwrap();
-        let b = t.get(raw_entry_key(6)).unwrap().unwrap();
+        let (a, b) = (t.entry(2), t.entry(6));
         t.insert(raw_entry_key(2), b).unwrap();
         t.insert(raw_entry_key(6), a).unwrap();
     });
     assert!(!ok && out.contains("entry 2 was reordered"), "{out}");
 
     let (ok, out) = tampered(&data, "appended", |t| {
-        let last = t.get(raw_entry_key(9)).unwrap().unwrap();
-        let forged = String::from_utf8(last.to_vec())
+        let forged = String::from_utf8(t.entry(9))
             .unwrap()
             .replace("\"seq\":9", "\"seq\":10");
         t.insert(raw_entry_key(10), forged.as_bytes()).unwrap();
@@ -260,6 +257,23 @@ async fn log_verify_names_the_tampered_seq_in_a_data_directory() {
             .unwrap();
     });
     assert!(!ok && out.contains("checkpoint at tree size 10"), "{out}");
+
+    // A byte of an entry changed in the entry file itself: the frame's
+    // checksum names the entry, where it is, and how long.
+    let copy = dir.path().join("entry-file-edited");
+    copy_dir(&data, &copy);
+    let path = copy.join("log.entries");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(8).position(|w| w == b"\"denied\"").unwrap();
+    bytes[at + 1] = b'D';
+    std::fs::write(&path, bytes).unwrap();
+    let (ok, out) = verify_dir(&copy);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("of ") && out.contains("log.entries: they fail their checksum"),
+        "{out}"
+    );
+    assert!(out.contains(" bytes at offset "), "{out}");
 }
 
 #[tokio::test]

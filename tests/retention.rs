@@ -172,8 +172,8 @@ fn carol_line(export: &str) -> usize {
         .expect("a whole connection decision")
 }
 
-fn stored(tree: &sled::Tree, seq: u64) -> Vec<u8> {
-    tree.get(raw_entry_key(seq)).unwrap().unwrap().to_vec()
+fn stored(raw: &RawLog, seq: u64) -> Vec<u8> {
+    raw.entry(seq)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -722,3 +722,173 @@ fn a_used_jti_survives_a_restart_once_the_log_is_flushed() {
     let jtis = engine.jti_store().unwrap();
     assert!(!jtis.first_use(b"flushed", i64::MAX).unwrap());
 }
+
+/// Appends entry `seq` whose bytes carry `marker`.
+fn append_marked(store: &LogStore, seq: u64, marker: &str) {
+    let bytes = format!("{{\"seq\":{seq},\"who\":\"{marker}\"}}");
+    let hashes = [(0u8, seq, [seq as u8; 32])];
+    let postings = [posting(Field::Session, "s")];
+    let entry = StoredEntry {
+        seq,
+        bytes: bytes.as_bytes(),
+        decision_id: None,
+        hashes: &hashes,
+        postings: &postings,
+        time_micros: Some(seq as i64),
+    };
+    store.append(&[entry]).unwrap();
+}
+
+/// How often `needle` occurs in the file at `path`.
+fn occurrences(path: &std::path::Path, needle: &str) -> usize {
+    let haystack = std::fs::read(path).unwrap();
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle.as_bytes())
+        .count()
+}
+
+/// The embedded engines keep entries' bytes in the data directory's
+/// `log.entries` (`store/entry_file.rs`): once each, gone from it when
+/// retention takes them out, and a torn tail (a crash or a full disk in
+/// the middle of an append) is cut at the next open.
+fn entry_file_contract(dir: &std::path::Path, open: impl Fn(&std::path::Path) -> LogStore) {
+    let file = dir.join("log.entries");
+    {
+        let store = open(dir);
+        for seq in 0..4 {
+            append_marked(&store, seq, &format!("person-{seq}"));
+        }
+        store.flush().unwrap();
+        for seq in 0..4 {
+            assert_eq!(occurrences(&file, &format!("person-{seq}")), 1);
+        }
+        store
+            .retain(&[
+                Retained {
+                    seq: 1,
+                    bytes: b"{\"seq\":1}".to_vec(),
+                    dropped: Vec::new(),
+                },
+                Retained {
+                    seq: 2,
+                    bytes: Vec::new(),
+                    dropped: Vec::new(),
+                },
+            ])
+            .unwrap();
+        assert_eq!(store.entry(1).unwrap().unwrap(), b"{\"seq\":1}");
+        assert_eq!(store.entry(2).unwrap().unwrap(), b"");
+        assert_eq!(occurrences(&file, "person-1"), 0, "redacted: off the disk");
+        assert_eq!(occurrences(&file, "person-2"), 0, "expired: off the disk");
+        assert_eq!(occurrences(&file, "person-3"), 1);
+    }
+    // Half a frame at the end, as a crash in the middle of an append
+    // leaves it.
+    let whole = std::fs::metadata(&file).unwrap().len();
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        f.write_all(&[0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 9, b'{'])
+            .unwrap();
+    }
+    let store = open(dir);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        whole,
+        "cut at open"
+    );
+    append_marked(&store, 4, "person-4");
+    let seqs: Vec<(u64, Vec<u8>)> = store.entries().map(|e| e.unwrap()).collect();
+    assert_eq!(seqs.len(), 5);
+    assert_eq!(
+        seqs[4].1,
+        b"{\"seq\":4,\"who\":\"person-4\"}".to_vec(),
+        "the next append reads back"
+    );
+}
+
+#[test]
+fn embedded_engines_keep_entries_in_the_entry_file() {
+    let dir = tempfile::tempdir().unwrap();
+    entry_file_contract(dir.path(), |d| {
+        trustpath::store::sled::SledLog::open(d)
+            .unwrap()
+            .log_store()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    entry_file_contract(dir.path(), |d| {
+        trustpath::store::fjall::FjallLog::open(d)
+            .unwrap()
+            .log_store()
+    });
+}
+
+/// A log written before the entry file keeps its entries in the engine,
+/// and a frame retention replaced but had not zeroed when it stopped is
+/// zeroed at the next open, while a frame still in use never is.
+#[test]
+fn a_log_without_an_entry_file_keeps_its_entries_inline_and_pending_erasures_finish() {
+    use trustpath::store::sled::{raw_entry_key, SledLog};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("log.entries");
+    {
+        let engine = SledLog::open(dir.path()).unwrap();
+        let store = engine.log_store();
+        for seq in 0..3 {
+            append_marked(&store, seq, &format!("person-{seq}"));
+        }
+        store.flush().unwrap();
+        let tree = engine.raw_tree();
+        // Entry 0 stored inline again, its frame left behind with a
+        // pending erasure; entry 1's frame listed as pending while in use.
+        let location = |seq: u64| tree.get(raw_entry_key(seq)).unwrap().unwrap().to_vec();
+        for (seq, inline) in [(0u64, true), (1, false)] {
+            let at = location(seq);
+            assert_eq!((at.len(), at[0]), (13, 0), "a location");
+            let mut key = vec![b'x'];
+            key.extend_from_slice(&at[1..9]);
+            let mut value = seq.to_be_bytes().to_vec();
+            value.extend_from_slice(&at[9..13]);
+            tree.insert(key, value).unwrap();
+            if inline {
+                let bytes = store.entry(seq).unwrap().unwrap();
+                tree.insert(raw_entry_key(seq), bytes).unwrap();
+            }
+        }
+        store.flush().unwrap();
+    }
+    {
+        let store = SledLog::open(dir.path()).unwrap().log_store();
+        assert_eq!(
+            occurrences(&file, "person-0"),
+            0,
+            "the pending erasure done"
+        );
+        assert_eq!(occurrences(&file, "person-1"), 1, "a frame in use kept");
+        assert!(store.entry(0).unwrap().unwrap().ends_with(b"person-0\"}"));
+    }
+    // The same log as a release before the file wrote it: entries inline.
+    {
+        let engine = SledLog::open(dir.path()).unwrap();
+        let store = engine.log_store();
+        let tree = engine.raw_tree();
+        for seq in 0..3 {
+            let bytes = store.entry(seq).unwrap().unwrap();
+            tree.insert(raw_entry_key(seq), bytes).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    std::fs::remove_file(&file).unwrap();
+    let engine = SledLog::open(dir.path()).unwrap();
+    assert!(!file.exists(), "an inline log gets no entry file");
+    let store = engine.log_store();
+    append_marked(&store, 3, "person-3");
+    let tree = engine.raw_tree();
+    let stored = tree.get(raw_entry_key(3)).unwrap().unwrap();
+    assert!(stored.starts_with(b"{\"seq\":3"), "appended inline too");
+    assert_eq!(store.entries().count(), 4);
+}

@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
+use super::entry_file::EntryFile;
 use super::ordered::{self, failed, KeyRange, KeyedLog, OrderedStore, Pair, Pairs};
 use super::used_jtis::{read_claims, Claim, ClaimTree, Jtis, UsedJtis};
 use crate::log::storage::LogStore;
@@ -29,6 +30,9 @@ struct Open {
 struct Shared {
     data_dir: PathBuf,
     handles: ordered::Handles<Open>,
+    /// The entries' bytes (`entry_file.rs`); none for a log that keeps
+    /// them in the partition, as logs written before the file did.
+    entries: OnceLock<Option<Arc<EntryFile>>>,
     /// Read from the `jti` partition when a server first asks for them.
     jtis: OnceLock<UsedJtis>,
 }
@@ -60,16 +64,40 @@ fn open_handles(data_dir: &Path) -> Result<Open, LogError> {
 }
 
 impl FjallLog {
+    /// Opens (or creates) the data directory's keyspace for a server or a
+    /// writing command.
     pub fn open(data_dir: &Path) -> Result<Self, LogError> {
+        Self::open_with(data_dir, true)
+    }
+
+    /// Opens it for a command that only reads: nothing is created, and the
+    /// entry file is left as it is.
+    pub fn open_for_scan(data_dir: &Path) -> Result<Self, LogError> {
+        Self::open_with(data_dir, false)
+    }
+
+    fn open_with(data_dir: &Path, writable: bool) -> Result<Self, LogError> {
         super::create_private_dir(data_dir).map_err(|e| LogError::Open {
             path: data_dir.to_path_buf(),
             message: e.to_string(),
         })?;
-        Ok(Self(Arc::new(Shared {
+        let log = Self(Arc::new(Shared {
             data_dir: data_dir.to_path_buf(),
             handles: ordered::Handles::new(open_handles(data_dir)?),
+            entries: OnceLock::new(),
             jtis: OnceLock::new(),
-        })))
+        }));
+        let entries = ordered::entry_file(&log, data_dir, writable)?;
+        let _ = log.0.entries.set(entries);
+        if writable {
+            log.keyed().settle()?;
+        }
+        Ok(log)
+    }
+
+    fn keyed(&self) -> KeyedLog<Self> {
+        let entries = self.0.entries.get().cloned().flatten();
+        KeyedLog::new(self.clone(), entries)
     }
 
     fn handles(&self) -> Result<Open, LogError> {
@@ -81,7 +109,7 @@ impl FjallLog {
     }
 
     pub fn log_store(&self) -> LogStore {
-        LogStore::new(KeyedLog(self.clone()))
+        LogStore::new(self.keyed())
     }
 
     /// The used-`jti` store: every unexpired claim is read into memory now.

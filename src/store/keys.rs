@@ -2,6 +2,7 @@
 //! a one-byte prefix per kind of record. Each engine stores these keys and
 //! values as they are, so a layout question has one answer.
 
+use super::entry_file::Location;
 use crate::log::index::{Field, IndexRecord};
 use crate::log::LogError;
 
@@ -22,6 +23,42 @@ pub(super) const INDEX: u8 = b'i';
 /// time moved into the leaf hash's value hold it: an entry's time is in
 /// one place or the other, never both.
 pub(super) const TIME: u8 = b't';
+/// Entry-file frames retention has replaced and not yet zeroed:
+/// `x` ‖ offset (u64) → seq (u64) ‖ length (u32), all big endian (see
+/// `ordered.rs`, `retain` and `settle`).
+pub(super) const PENDING_ERASE: u8 = b'x';
+
+pub(super) fn pending_erase_key(offset: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(PENDING_ERASE);
+    key.extend_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// The pending-erase record of entry `seq`'s old frame at `at`.
+pub(super) fn pending_erase(seq: u64, at: Location) -> (Vec<u8>, Vec<u8>) {
+    let mut value = Vec::with_capacity(12);
+    value.extend_from_slice(&seq.to_be_bytes());
+    value.extend_from_slice(&at.len.to_be_bytes());
+    (pending_erase_key(at.offset), value)
+}
+
+/// A pending-erase record read back: the entry's seq and its old frame.
+pub(super) fn parse_pending_erase(key: &[u8], value: &[u8]) -> Result<(u64, Location), LogError> {
+    if key.len() != 9 || value.len() != 12 {
+        return Err(malformed(
+            key,
+            format!(
+                "a pending erasure is a 9-byte key and a 12-byte value; this value is {} bytes",
+                value.len()
+            ),
+        ));
+    }
+    let offset = u64_at(key, &key[1..], "the offset")?;
+    let seq = u64_at(key, &value[..8], "the seq")?;
+    let len = u32::from_be_bytes(value[8..].try_into().unwrap_or([0; 4]));
+    Ok((seq, Location { offset, len }))
+}
 
 pub(super) fn hash_key(level: u8, index: u64) -> [u8; 10] {
     let mut key = [0u8; 10];

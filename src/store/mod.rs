@@ -3,6 +3,7 @@
 //! (`crate::identity::replay::JtiStore`). The pipeline never names one;
 //! `app` and the CLI open the engine a deployment uses.
 
+mod entry_file;
 pub mod fjall;
 mod keys;
 mod ordered;
@@ -112,7 +113,9 @@ pub fn open(
 /// Opens the data directory's log for a reading command; never creates.
 pub fn open_for_scan(data_dir: &Path) -> Result<LogStore, LogError> {
     match existing_engine(data_dir) {
-        Some(Engine::Fjall) => self::fjall::FjallLog::open(data_dir).map(|l| l.log_store()),
+        Some(Engine::Fjall) => {
+            self::fjall::FjallLog::open_for_scan(data_dir).map(|l| l.log_store())
+        }
         _ => self::sled::open_for_scan(data_dir),
     }
 }

@@ -5,9 +5,11 @@
 //! written once, whatever the engine.
 
 use std::ops::Bound;
-use std::sync::RwLock;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use super::entry_file::{self, EntryFile, Frames, Location};
 use super::keys::*;
 use crate::log::index::{Field, IndexRecord};
 use crate::log::merkle::Hash;
@@ -125,22 +127,109 @@ fn prefix_range(prefix: &[u8]) -> KeyRange {
     (Bound::Included(prefix.to_vec()), prefix_end(prefix))
 }
 
-/// The decision log kept in an [`OrderedStore`].
+/// The entry file of the log in `store` (see `entry_file.rs`), if it has
+/// one: a new log gets one when opened `writable`; a log whose entries are
+/// already in the engine keeps them there.
+pub(super) fn entry_file(
+    store: &impl OrderedStore,
+    data_dir: &Path,
+    writable: bool,
+) -> Result<Option<Arc<EntryFile>>, LogError> {
+    let path = entry_file::path(data_dir);
+    let exists = path
+        .try_exists()
+        .map_err(|e| LogError::Storage(format!("cannot look for {}: {e}", path.display())))?;
+    let file = if exists {
+        EntryFile::open(&path, writable)?
+    } else if writable && store.range(prefix_range(&[ENTRY]), false).next().is_none() {
+        EntryFile::create(&path)?
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(file)))
+}
+
+/// The decision log kept in an [`OrderedStore`], with its entries' bytes
+/// in the entry file beside it or, for a log written before there was
+/// one, in the engine.
 #[derive(Clone)]
-pub struct KeyedLog<S>(pub(super) S);
+pub struct KeyedLog<S> {
+    store: S,
+    file: Option<Arc<EntryFile>>,
+}
 
 impl<S: OrderedStore> KeyedLog<S> {
+    pub(super) fn new(store: S, file: Option<Arc<EntryFile>>) -> Self {
+        Self { store, file }
+    }
+
+    /// Brings the entry file in step with what the engine points to: at
+    /// open (before anything is appended) and after a failure. Frames
+    /// written after the newest entry's own that nothing points to go
+    /// (a commit that failed half way), and so do the old frames a
+    /// retention left pending (see [`LogRetain::retain`]).
+    pub(super) fn settle(&self) -> Result<(), LogError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let mut from = 0;
+        for item in self.store.range(prefix_range(&[ENTRY]), true) {
+            if let Some(at) = Location::decode(&item?.1) {
+                from = at.offset;
+                break;
+            }
+        }
+        file.settle(from, |found| {
+            let value = self.store.get(&entry_key(found.seq))?;
+            Ok(value.and_then(|v| Location::decode(&v)) == Some(found.at))
+        })?;
+        let mut pending = Vec::new();
+        let mut erase = Vec::new();
+        for item in self.store.range(prefix_range(&[PENDING_ERASE]), false) {
+            let (key, value) = item?;
+            let (seq, at) = parse_pending_erase(&key, &value)?;
+            let current = self.store.get(&entry_key(seq))?;
+            if file.holds(seq, at) && current.and_then(|v| Location::decode(&v)) != Some(at) {
+                erase.push(at);
+            }
+            pending.push(key);
+        }
+        file.erase(&erase)?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.store.write_batch(Vec::new(), pending)
+    }
+
+    /// An entry's bytes from its stored value: the bytes themselves, or
+    /// where they are in the entry file.
+    fn resolve(&self, seq: u64, value: Vec<u8>) -> Result<Vec<u8>, LogError> {
+        let Some(at) = Location::decode(&value) else {
+            return Ok(value);
+        };
+        match &self.file {
+            Some(file) => file.read(seq, at),
+            None => Err(malformed(
+                &entry_key(seq),
+                format!(
+                    "points to {} bytes at offset {} of log.entries, and this data directory has no such file",
+                    at.len, at.offset
+                ),
+            )),
+        }
+    }
+
     /// Entry `seq`'s stored leaf hash, and the event time it carries.
     fn leaf(&self, seq: u64) -> Result<Option<Leaf>, LogError> {
         let key = hash_key(0, seq);
-        self.0
+        self.store
             .get(&key)?
             .map(|v| split_hash_value(&key, &v))
             .transpose()
     }
 
     fn first_in(&self, prefix: &[u8], reverse: bool) -> Result<Option<Pair>, LogError> {
-        self.0
+        self.store
             .range(prefix_range(prefix), reverse)
             .next()
             .transpose()
@@ -159,7 +248,7 @@ impl<S: OrderedStore> KeyedLog<S> {
             None => prefix_end(prefix),
         };
         Box::new(
-            self.0
+            self.store
                 .range((Bound::Included(prefix.to_vec()), upper), true)
                 .map(move |item| seq_of(&item?.0)),
         )
@@ -173,23 +262,29 @@ impl<S: OrderedStore> LogAppend for KeyedLog<S> {
             log: self,
             next: self.next_seq()?,
             pairs: Vec::new(),
+            frames: Frames::default(),
         }))
     }
 
     fn flush(&self) -> Result<(), LogError> {
-        self.0.flush()
+        // The entry file is synced by every commit, before the engine's
+        // batch that points into it.
+        self.store.flush()
     }
 
     fn recover(&self) -> Result<(), LogError> {
-        self.0.reopen()
+        self.store.reopen()?;
+        self.settle()
     }
 }
 
-/// A batch of pairs written in one atomic `write_batch` on commit.
+/// A batch of pairs written in one atomic `write_batch` on commit, after
+/// its entries' frames are in the entry file.
 struct KeyedBatch<'a, S> {
     log: &'a KeyedLog<S>,
     next: u64,
     pairs: Vec<Pair>,
+    frames: Frames,
 }
 
 impl<S: OrderedStore> AppendBatch for KeyedBatch<'_, S> {
@@ -200,8 +295,12 @@ impl<S: OrderedStore> AppendBatch for KeyedBatch<'_, S> {
     fn append(&mut self, entries: &[StoredEntry<'_>]) -> Result<(), LogError> {
         check_follows(self.next, entries)?;
         for e in entries {
-            self.pairs
-                .push((entry_key(e.seq).to_vec(), e.bytes.to_vec()));
+            match self.log.file {
+                Some(_) => self.frames.push(e.seq, e.bytes)?,
+                None => self
+                    .pairs
+                    .push((entry_key(e.seq).to_vec(), e.bytes.to_vec())),
+            }
             if let Some(id) = e.decision_id {
                 self.pairs
                     .push((decision_key(id), e.seq.to_be_bytes().to_vec()));
@@ -230,19 +329,50 @@ impl<S: OrderedStore> AppendBatch for KeyedBatch<'_, S> {
     }
 
     fn commit(self: Box<Self>) -> Result<(), LogError> {
-        if self.pairs.is_empty() {
-            return Ok(());
+        let KeyedBatch {
+            log,
+            mut pairs,
+            frames,
+            ..
+        } = *self;
+        let write = |placed: Vec<(u64, Location)>| {
+            for (seq, at) in placed {
+                pairs.push((entry_key(seq).to_vec(), at.encode()));
+            }
+            match pairs.is_empty() {
+                true => Ok(()),
+                false => log.store.write_batch(pairs, Vec::new()),
+            }
+        };
+        match &log.file {
+            Some(file) => file.commit(&frames, write),
+            None => write(Vec::new()),
         }
-        self.log.0.write_batch(self.pairs, Vec::new())
     }
 }
 
 impl<S: OrderedStore> LogRetain for KeyedLog<S> {
+    /// With an entry file, the new bytes get frames of their own and the
+    /// old frames are zeroed once the engine points away from them (and
+    /// that is durable); until then the engine lists them as pending, so
+    /// a crash in between leaves them to `settle`.
     fn retain(&self, changes: &[Retained]) -> Result<(), LogError> {
         let mut pairs = Vec::with_capacity(changes.len());
         let mut removals = Vec::new();
+        let mut frames = Frames::default();
+        let mut superseded = Vec::new();
         for change in changes {
-            pairs.push((entry_key(change.seq).to_vec(), change.bytes.clone()));
+            let key = entry_key(change.seq);
+            if self.file.is_some() {
+                if let Some(old) = self.store.get(&key)?.and_then(|v| Location::decode(&v)) {
+                    pairs.push(pending_erase(change.seq, old));
+                    superseded.push(old);
+                }
+            }
+            match (&self.file, change.bytes.is_empty()) {
+                (Some(_), false) => frames.push(change.seq, &change.bytes)?,
+                _ => pairs.push((key.to_vec(), change.bytes.clone())),
+            }
             for record in &change.dropped {
                 if let IndexRecord::Time { seq, .. } = record {
                     // The time a leaf carries goes; its hash stays.
@@ -253,7 +383,26 @@ impl<S: OrderedStore> LogRetain for KeyedLog<S> {
                 removals.push(record_key_value(record).0);
             }
         }
-        self.0.write_batch(pairs, removals)
+        let write = |placed: Vec<(u64, Location)>| {
+            for (seq, at) in placed {
+                pairs.push((entry_key(seq).to_vec(), at.encode()));
+            }
+            self.store.write_batch(pairs, removals)
+        };
+        let Some(file) = &self.file else {
+            return write(Vec::new());
+        };
+        file.commit(&frames, write)?;
+        if superseded.is_empty() {
+            return Ok(());
+        }
+        self.store.flush()?;
+        file.erase(&superseded)?;
+        let done = superseded
+            .iter()
+            .map(|at| pending_erase_key(at.offset))
+            .collect();
+        self.store.write_batch(Vec::new(), done)
     }
 }
 
@@ -266,12 +415,15 @@ impl<S: OrderedStore> LogRead for KeyedLog<S> {
     }
 
     fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {
-        self.0.get(&entry_key(seq))
+        self.store
+            .get(&entry_key(seq))?
+            .map(|value| self.resolve(seq, value))
+            .transpose()
     }
 
     fn seq_of_decision(&self, decision_id: &str) -> Result<Option<u64>, LogError> {
         let key = decision_key(decision_id);
-        match self.0.get(&key)? {
+        match self.store.get(&key)? {
             Some(value) => u64_at(&key, &value, "its seq").map(Some),
             None => Ok(None),
         }
@@ -279,7 +431,7 @@ impl<S: OrderedStore> LogRead for KeyedLog<S> {
 
     fn stored_hash(&self, level: u8, index: u64) -> Result<Option<Hash>, LogError> {
         let key = hash_key(level, index);
-        match self.0.get(&key)? {
+        match self.store.get(&key)? {
             Some(v) => Ok(Some(split_hash_value(&key, &v)?.0)),
             None => Ok(None),
         }
@@ -293,7 +445,7 @@ impl<S: OrderedStore> LogRead for KeyedLog<S> {
 
     fn checkpoints(&self) -> Scan<'_, (u64, String)> {
         Box::new(
-            self.0
+            self.store
                 .range(prefix_range(&[CHECKPOINT]), false)
                 .map(|item| {
                     let (k, v) = item?;
@@ -303,9 +455,10 @@ impl<S: OrderedStore> LogRead for KeyedLog<S> {
     }
 
     fn entries(&self) -> Scan<'_, (u64, Vec<u8>)> {
-        Box::new(self.0.range(prefix_range(&[ENTRY]), false).map(|item| {
-            let (k, v) = item?;
-            Ok((seq_of_key(&k)?, v))
+        Box::new(self.store.range(prefix_range(&[ENTRY]), false).map(|item| {
+            let (key, value) = item?;
+            let seq = seq_of_key(&key)?;
+            Ok((seq, self.resolve(seq, value)?))
         }))
     }
 
@@ -319,7 +472,7 @@ impl<S: OrderedStore> LogRead for KeyedLog<S> {
         }
         // A log written before the time moved into the leaf.
         Ok(self
-            .0
+            .store
             .get(&time_key(seq))?
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .map(i64::from_be_bytes))
@@ -352,7 +505,7 @@ impl<S: OrderedStore> LogIndex for KeyedLog<S> {
     }
 
     fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError> {
-        Ok(self.0.get(&posting_key(field, value, seq))?.is_some())
+        Ok(self.store.get(&posting_key(field, value, seq))?.is_some())
     }
 
     fn index_records(&self) -> Scan<'_, IndexRecord> {
@@ -365,12 +518,13 @@ impl<S: OrderedStore> LogIndex for KeyedLog<S> {
             (Included(vec![CHECKPOINT + 1]), Excluded(vec![ENTRY])),
             (Included(vec![ENTRY + 1]), Excluded(vec![HASH])),
             (Included(vec![HASH, 0]), Excluded(vec![HASH, 1])),
-            (Included(vec![HASH + 1]), Unbounded),
+            (Included(vec![HASH + 1]), Excluded(vec![PENDING_ERASE])),
+            (Included(vec![PENDING_ERASE + 1]), Unbounded),
         ];
         Box::new(
             ranges
                 .into_iter()
-                .flat_map(|range| self.0.range(range, false))
+                .flat_map(|range| self.store.range(range, false))
                 .filter_map(|item| match item {
                     Ok((key, value)) => index_record(&key, &value),
                     Err(e) => Some(Err(e)),
@@ -391,7 +545,7 @@ impl<S: OrderedStore> LogIndex for KeyedLog<S> {
             }
             let next = (|| -> Result<Option<IndexRecord>, LogError> {
                 let Some((first, data)) = self
-                    .0
+                    .store
                     .range((from.clone(), end.clone()), false)
                     .next()
                     .transpose()?
@@ -435,6 +589,6 @@ impl<S: OrderedStore> LogIndex for KeyedLog<S> {
             }
         }
         let (key, value) = record_key_value(record);
-        Ok(self.0.get(&key)?.is_some_and(|v| v == value))
+        Ok(self.store.get(&key)?.is_some_and(|v| v == value))
     }
 }

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use super::entry_file::EntryFile;
 use super::keys::*;
 use super::ordered::{self, failed, KeyRange, KeyedLog, OrderedStore, Pair, Pairs};
 use super::used_jtis::{read_claims, Claim, ClaimTree, Jtis, UsedJtis};
@@ -36,6 +37,9 @@ struct Shared {
     data_dir: PathBuf,
     cache_capacity: Option<u64>,
     handles: ordered::Handles<Open>,
+    /// The entries' bytes (`entry_file.rs`); none for a log that keeps
+    /// them in the tree, as logs written before the file did.
+    entries: OnceLock<Option<Arc<EntryFile>>>,
     /// Read from the `jti` tree when a server first asks for them.
     jtis: OnceLock<UsedJtis>,
 }
@@ -66,7 +70,7 @@ impl SledLog {
             path: data_dir.to_path_buf(),
             message: e.to_string(),
         })?;
-        Self::open_with(data_dir, cache_capacity)
+        Self::open_with(data_dir, cache_capacity, true)
     }
 
     /// Opens the data directory for a tool that reads through the whole log
@@ -82,17 +86,33 @@ impl SledLog {
                     .into(),
             });
         }
-        Self::open_with(data_dir, Some(SCAN_CACHE_BYTES))
+        Self::open_with(data_dir, Some(SCAN_CACHE_BYTES), false)
     }
 
-    fn open_with(data_dir: &Path, cache_capacity: Option<u64>) -> Result<Self, LogError> {
+    fn open_with(
+        data_dir: &Path,
+        cache_capacity: Option<u64>,
+        writable: bool,
+    ) -> Result<Self, LogError> {
         let handles = open_handles(data_dir, cache_capacity)?;
-        Ok(Self(Arc::new(Shared {
+        let log = Self(Arc::new(Shared {
             data_dir: data_dir.to_path_buf(),
             cache_capacity,
             handles: ordered::Handles::new(handles),
+            entries: OnceLock::new(),
             jtis: OnceLock::new(),
-        })))
+        }));
+        let entries = ordered::entry_file(&log, data_dir, writable)?;
+        let _ = log.0.entries.set(entries);
+        if writable {
+            log.keyed().settle()?;
+        }
+        Ok(log)
+    }
+
+    fn keyed(&self) -> KeyedLog<Self> {
+        let entries = self.0.entries.get().cloned().flatten();
+        KeyedLog::new(self.clone(), entries)
     }
 
     fn handles(&self) -> Result<Open, LogError> {
@@ -105,7 +125,7 @@ impl SledLog {
 
     /// The log, behind its storage roles.
     pub fn log_store(&self) -> LogStore {
-        LogStore::new(KeyedLog(self.clone()))
+        LogStore::new(self.keyed())
     }
 
     /// The used-`jti` store, in the same database: every unexpired claim

@@ -428,15 +428,46 @@ pub fn verify_dir(data: &Path) -> (bool, String) {
     (ok, format!("{stdout}{stderr}"))
 }
 
+/// A stopped data directory's sled tree, opened to be edited by a test,
+/// with its entries' bytes readable (they are in the entry file).
+pub struct RawLog {
+    engine: trustpath::store::sled::SledLog,
+    tree: sled::Tree,
+}
+
+impl RawLog {
+    pub fn open(data: &Path) -> Self {
+        let engine = trustpath::store::sled::SledLog::open(data).unwrap();
+        let tree = engine.raw_tree();
+        Self { engine, tree }
+    }
+
+    /// Entry `seq`'s bytes, as stored and hashed.
+    pub fn entry(&self, seq: u64) -> Vec<u8> {
+        self.engine.log_store().entry(seq).unwrap().unwrap()
+    }
+
+    pub fn flush(&self) {
+        self.engine.log_store().flush().unwrap();
+    }
+}
+
+impl std::ops::Deref for RawLog {
+    type Target = sled::Tree;
+    fn deref(&self) -> &sled::Tree {
+        &self.tree
+    }
+}
+
 /// Copies the data directory to `name` beside it, applies `tamper` to the
 /// copy's sled tree, and runs `log verify` on the copy.
-pub fn tampered(data: &Path, name: &str, tamper: impl FnOnce(&sled::Tree)) -> (bool, String) {
+pub fn tampered(data: &Path, name: &str, tamper: impl FnOnce(&RawLog)) -> (bool, String) {
     let copy = data.parent().unwrap().join(name);
     copy_dir(data, &copy);
     {
-        let engine = trustpath::store::sled::SledLog::open(&copy).unwrap();
-        tamper(&engine.raw_tree());
-        engine.log_store().flush().unwrap();
+        let raw = RawLog::open(&copy);
+        tamper(&raw);
+        raw.flush();
     }
     verify_dir(&copy)
 }

@@ -1,0 +1,431 @@
+//! Entry bytes in an append-only file beside the key-value engine
+//! (`log.entries` in the data directory): the engine keeps, under each
+//! entry's key, where its bytes are instead of the bytes.
+//!
+//! Why: an entry is written once and read rarely, and an ordered engine
+//! pays for keeping large values in its tree (sled rewrites whole leaf
+//! pages; an LSM tree copies values through every compaction). Appended
+//! here, an entry's bytes reach the disk once.
+//!
+//! Layout: an 8-byte magic, then frames. A frame is a 16-byte header —
+//! payload length (u32), seq (u64), CRC-32 of seq and payload (u32), all
+//! big endian — and the payload, the entry's bytes exactly as hashed and
+//! stored. The CRC finds a frame a crash or a full disk left half written;
+//! the Merkle tree, not the CRC, is what proves an entry unchanged.
+//!
+//! Order of writes, so a crash never leaves the engine pointing at bytes
+//! that are not on disk: a commit writes its frames and syncs the file
+//! first, and only then writes the engine's batch that points to them
+//! (`EntryFile::commit`). Frames nothing points to (a commit that failed
+//! after its frames were written, a frame retention superseded) are
+//! zeroed or cut off by `settle`, which runs at open and after a failure.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::log::LogError;
+
+const MAGIC: &[u8; 8] = b"tplogE\x00\x01";
+const HEADER: u64 = 16;
+/// A location as the engine stores it: a 0x00 tag (no entry's bytes start
+/// with it: they are JSON, or empty once expired), offset, length.
+const LOCATION_LEN: usize = 13;
+
+/// Where the file lives in a data directory.
+pub(super) fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join("log.entries")
+}
+
+/// Where an entry's frame is in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Location {
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl Location {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut value = Vec::with_capacity(LOCATION_LEN);
+        value.push(0);
+        value.extend_from_slice(&self.offset.to_be_bytes());
+        value.extend_from_slice(&self.len.to_be_bytes());
+        value
+    }
+
+    /// The location a stored value holds, if it holds one.
+    pub fn decode(value: &[u8]) -> Option<Self> {
+        if value.len() != LOCATION_LEN || value[0] != 0 {
+            return None;
+        }
+        Some(Self {
+            offset: u64::from_be_bytes(value[1..9].try_into().ok()?),
+            len: u32::from_be_bytes(value[9..13].try_into().ok()?),
+        })
+    }
+
+    /// One past the frame's last byte.
+    fn end(&self) -> u64 {
+        self.offset + HEADER + u64::from(self.len)
+    }
+}
+
+fn crc(seq: u64, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&seq.to_be_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Frames built in memory for one commit, placed when it is written.
+#[derive(Default)]
+pub(super) struct Frames {
+    bytes: Vec<u8>,
+    /// seq, offset within `bytes`, payload length.
+    placed: Vec<(u64, u64, u32)>,
+}
+
+impl Frames {
+    pub fn push(&mut self, seq: u64, payload: &[u8]) -> Result<(), LogError> {
+        let len = u32::try_from(payload.len())
+            .map_err(|_| LogError::Encode(format!("entry {seq} is {} bytes", payload.len())))?;
+        self.placed.push((seq, self.bytes.len() as u64, len));
+        self.bytes.extend_from_slice(&len.to_be_bytes());
+        self.bytes.extend_from_slice(&seq.to_be_bytes());
+        self.bytes
+            .extend_from_slice(&crc(seq, payload).to_be_bytes());
+        self.bytes.extend_from_slice(payload);
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.placed.is_empty()
+    }
+
+    /// Each frame's seq and location, had the frames been written at `base`.
+    fn at(&self, base: u64) -> Vec<(u64, Location)> {
+        self.placed
+            .iter()
+            .map(|&(seq, offset, len)| {
+                (
+                    seq,
+                    Location {
+                        offset: base + offset,
+                        len,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// A frame read back by [`EntryFile::frames_from`].
+pub(super) struct FoundFrame {
+    pub seq: u64,
+    pub at: Location,
+}
+
+/// The open file.
+pub(super) struct EntryFile {
+    path: PathBuf,
+    file: File,
+    /// Where the next frame goes. Held from a commit's first write until
+    /// the engine's batch is stored, so `settle` never cuts off a frame
+    /// an engine batch may still come to point at.
+    tail: Mutex<u64>,
+}
+
+fn io_error(path: &Path, what: &str, e: std::io::Error) -> LogError {
+    LogError::Storage(format!("{what} {}: {e}", path.display()))
+}
+
+impl EntryFile {
+    /// Creates the file (with its magic, synced, and the directory entry
+    /// synced too): a new log keeps its entries here.
+    pub fn create(path: &Path) -> Result<Self, LogError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| io_error(path, "cannot create", e))?;
+        file.write_all_at(MAGIC, 0)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| io_error(path, "cannot write", e))?;
+        if let Some(dir) = path.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_error(dir, "cannot sync", e))?;
+        }
+        Self::open(path, true)
+    }
+
+    /// Opens an existing file; `writable` for a server or a writing command.
+    pub fn open(path: &Path, writable: bool) -> Result<Self, LogError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(path)
+            .map_err(|e| io_error(path, "cannot open", e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| io_error(path, "cannot read", e))?
+            .len();
+        let mut magic = [0u8; 8];
+        if size < MAGIC.len() as u64
+            || file.read_exact_at(&mut magic, 0).is_err()
+            || &magic != MAGIC
+        {
+            return Err(LogError::Malformed(format!(
+                "{} is not a trustpath entry file (its first 8 bytes are not the magic; {size} bytes long)",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            tail: Mutex::new(size),
+        })
+    }
+
+    fn lock_tail(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.tail.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn corrupt(&self, seq: u64, at: Location, why: impl std::fmt::Display) -> LogError {
+        LogError::Malformed(format!(
+            "entry {seq}: its {} bytes at offset {} of {}: {why}",
+            at.len,
+            at.offset,
+            self.path.display()
+        ))
+    }
+
+    /// Entry `seq`'s bytes from its frame at `at`, checked against the
+    /// frame's header and CRC.
+    pub fn read(&self, seq: u64, at: Location) -> Result<Vec<u8>, LogError> {
+        let mut frame = vec![0u8; (HEADER + u64::from(at.len)) as usize];
+        self.file
+            .read_exact_at(&mut frame, at.offset)
+            .map_err(|e| {
+                let size = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+                self.corrupt(
+                    seq,
+                    at,
+                    format!("cannot be read ({e}; the file is {size} bytes)"),
+                )
+            })?;
+        let (len, stored_seq, stored_crc) = header(&frame);
+        if len != at.len || stored_seq != seq {
+            return Err(self.corrupt(
+                seq,
+                at,
+                format!("the frame there is entry {stored_seq}'s, {len} bytes"),
+            ));
+        }
+        let payload = frame.split_off(HEADER as usize);
+        if crc(seq, &payload) != stored_crc {
+            return Err(self.corrupt(seq, at, "they fail their checksum"));
+        }
+        Ok(payload)
+    }
+
+    /// Writes `frames` at the end of the file and syncs it, then runs
+    /// `then` with each frame's seq and location (the engine's batch that
+    /// points to them), all under the tail's lock. If writing or syncing
+    /// fails, the next commit writes over what was written; if `then`
+    /// fails, the frames stay and `settle` decides whether anything points
+    /// to them.
+    pub fn commit<T>(
+        &self,
+        frames: &Frames,
+        then: impl FnOnce(Vec<(u64, Location)>) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        let mut tail = self.lock_tail();
+        if frames.is_empty() {
+            return then(Vec::new());
+        }
+        let base = *tail;
+        self.file
+            .write_all_at(&frames.bytes, base)
+            .and_then(|_| self.file.sync_data())
+            .map_err(|e| io_error(&self.path, "cannot append to", e))?;
+        *tail = base + frames.bytes.len() as u64;
+        then(frames.at(base))
+    }
+
+    /// Overwrites frames with zeros and syncs: bytes retention took out of
+    /// an entry leave the disk, not only the engine's index.
+    pub fn erase(&self, frames: &[Location]) -> Result<(), LogError> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        for at in frames {
+            let zeros = vec![0u8; (at.end() - at.offset) as usize];
+            self.file
+                .write_all_at(&zeros, at.offset)
+                .map_err(|e| io_error(&self.path, "cannot erase in", e))?;
+        }
+        self.file
+            .sync_data()
+            .map_err(|e| io_error(&self.path, "cannot sync", e))
+    }
+
+    /// The frame at `at` holds entry `seq`'s bytes of that length.
+    pub fn holds(&self, seq: u64, at: Location) -> bool {
+        let mut head = [0u8; HEADER as usize];
+        self.file.read_exact_at(&mut head, at.offset).is_ok() && {
+            let (len, stored_seq, _) = header(&head);
+            len == at.len && stored_seq == seq
+        }
+    }
+
+    /// Makes the file hold only what the engine points to from `from` on:
+    /// every frame there that `points_here` disowns is zeroed, and the
+    /// file is cut after the last one it owns (a torn frame ends the walk:
+    /// nothing after it was ever pointed to, since the engine is written
+    /// only after the file is synced). Runs at open and after a failure,
+    /// while no commit is under way.
+    pub fn settle(
+        &self,
+        from: u64,
+        points_here: impl Fn(&FoundFrame) -> Result<bool, LogError>,
+    ) -> Result<(), LogError> {
+        let mut tail = self.lock_tail();
+        let size = self
+            .file
+            .metadata()
+            .map_err(|e| io_error(&self.path, "cannot read", e))?
+            .len();
+        let from = from.max(MAGIC.len() as u64);
+        let mut keep_to = from;
+        let mut disowned: Vec<Location> = Vec::new();
+        for found in self.frames_from(from, size) {
+            let found = found?;
+            match points_here(&found)? {
+                true => keep_to = found.at.end(),
+                false => disowned.push(found.at),
+            }
+        }
+        // Frames past the last owned one go with the cut.
+        disowned.retain(|d| d.end() <= keep_to);
+        self.erase(&disowned)?;
+        if size > keep_to {
+            self.file
+                .set_len(keep_to)
+                .and_then(|_| self.file.sync_all())
+                .map_err(|e| io_error(&self.path, "cannot cut", e))?;
+        }
+        *tail = keep_to;
+        Ok(())
+    }
+
+    /// The whole frames from `from` up to `size`, ending at the first one
+    /// cut short or failing its CRC.
+    fn frames_from(
+        &self,
+        from: u64,
+        size: u64,
+    ) -> impl Iterator<Item = Result<FoundFrame, LogError>> + '_ {
+        let mut offset = from;
+        std::iter::from_fn(move || {
+            let mut head = [0u8; HEADER as usize];
+            if offset + HEADER > size || self.file.read_exact_at(&mut head, offset).is_err() {
+                return None;
+            }
+            let (len, seq, stored_crc) = header(&head);
+            let at = Location { offset, len };
+            if at.end() > size {
+                return None;
+            }
+            let mut payload = vec![0u8; len as usize];
+            if self
+                .file
+                .read_exact_at(&mut payload, offset + HEADER)
+                .is_err()
+                || crc(seq, &payload) != stored_crc
+            {
+                return None;
+            }
+            offset = at.end();
+            Some(Ok(FoundFrame { seq, at }))
+        })
+    }
+}
+
+fn header(bytes: &[u8]) -> (u32, u64, u32) {
+    let u32_at = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap_or([0; 4]));
+    let seq = u64::from_be_bytes(bytes[4..12].try_into().unwrap_or([0; 8]));
+    (u32_at(0), seq, u32_at(12))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(entries: &[(u64, &[u8])]) -> Frames {
+        let mut frames = Frames::default();
+        for (seq, bytes) in entries {
+            frames.push(*seq, bytes).unwrap();
+        }
+        frames
+    }
+
+    #[test]
+    fn a_committed_frame_reads_back_and_a_changed_byte_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = EntryFile::create(&path(dir.path())).unwrap();
+        let placed = file
+            .commit(&frames(&[(0, b"{\"a\":1}"), (1, b"{\"b\":2}")]), Ok)
+            .unwrap();
+        assert_eq!(placed[1].0, 1);
+        assert_eq!(file.read(1, placed[1].1).unwrap(), b"{\"b\":2}");
+        assert_eq!(Location::decode(&placed[0].1.encode()), Some(placed[0].1));
+
+        let at = placed[0].1;
+        let raw = File::options().write(true).open(path(dir.path())).unwrap();
+        raw.write_all_at(b"X", at.offset + HEADER + 2).unwrap();
+        let err = file.read(0, at).unwrap_err().to_string();
+        assert!(err.contains("entry 0") && err.contains("checksum"), "{err}");
+        assert!(err.contains(&format!("offset {}", at.offset)), "{err}");
+        let err = file.read(5, placed[1].1).unwrap_err().to_string();
+        assert!(err.contains("entry 1's"), "{err}");
+    }
+
+    #[test]
+    fn settle_zeroes_disowned_frames_and_cuts_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = EntryFile::create(&path(dir.path())).unwrap();
+        let placed = file
+            .commit(&frames(&[(0, b"zero"), (1, b"one"), (2, b"two")]), Ok)
+            .unwrap();
+        // Half a frame, as a full disk leaves it.
+        let end = placed[2].1.end();
+        file.file.write_all_at(&[0, 0, 0, 9, 1], end).unwrap();
+        // The engine points at 0 and 2, not 1.
+        file.settle(0, |f| Ok(f.seq != 1)).unwrap();
+        assert_eq!(file.file.metadata().unwrap().len(), end);
+        assert_eq!(file.read(2, placed[2].1).unwrap(), b"two");
+        assert!(!file.holds(1, placed[1].1));
+        // Nothing owned after frame 0: the rest is cut.
+        file.settle(0, |f| Ok(f.seq == 0)).unwrap();
+        assert_eq!(file.file.metadata().unwrap().len(), placed[0].1.end());
+        let next = file.commit(&frames(&[(3, b"three")]), Ok).unwrap();
+        assert_eq!(next[0].1.offset, placed[0].1.end());
+    }
+
+    #[test]
+    fn a_file_without_the_magic_is_refused_with_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(path(dir.path()), b"hello").unwrap();
+        let err = EntryFile::open(&path(dir.path()), false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("not a trustpath entry file") && err.contains("5 bytes"),
+            "{err}"
+        );
+    }
+}
