@@ -218,6 +218,14 @@ async fn log_verify_names_the_tampered_seq_in_a_data_directory() {
     let (ok, out) = verify_dir(&data);
     assert!(ok, "{out}");
     assert!(out.contains("OK: all 10 entries of tree size 10"), "{out}");
+    // A log with an entry file leaves out the inner hashes of levels 1-3:
+    // verification and proofs derive them from the leaves.
+    {
+        let raw = RawLog::open(&data);
+        assert!(raw.get(raw_hash_key(0, 9)).unwrap().is_some());
+        assert!(raw.get(raw_hash_key(1, 0)).unwrap().is_none());
+        assert!(raw.get(raw_hash_key(3, 0)).unwrap().is_none());
+    }
 
     let (ok, out) = tampered(&data, "changed", |t| {
         let key = raw_entry_key(3);

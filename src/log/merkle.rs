@@ -33,10 +33,10 @@ pub fn empty_root() -> Hash {
 
 /// Subtree levels `1..=DERIVABLE_LEVELS` may be missing from a store:
 /// such a hash is computed from its 2 to 8 leaf hashes ([`derived_subtree`])
-/// when a proof or an append needs it. Every build still stores them, so a
-/// binary from before this rule reads a log written now; a later release
-/// can stop storing them (about one record per entry, BENCHMARKS.md) once
-/// every binary that may open a log can derive them.
+/// when a proof or an append needs it. The embedded engines leave them out
+/// of a log that keeps its entries in an entry file (no binary from before
+/// this rule can open such a log anyway) and store them in older logs and
+/// in a fleet's database, which binaries from before may still read.
 pub const DERIVABLE_LEVELS: u8 = 3;
 
 /// The hash of subtree (`level`, `index`), `level` ≤ [`DERIVABLE_LEVELS`],

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::entry_file::{self, EntryFile, Frames, Location};
 use super::keys::*;
 use crate::log::index::{Field, IndexRecord};
-use crate::log::merkle::Hash;
+use crate::log::merkle::{Hash, DERIVABLE_LEVELS};
 use crate::log::storage::{
     check_follows, AppendBatch, LogAppend, LogIndex, LogRead, LogRetain, Retained, Scan,
     StoredEntry,
@@ -306,6 +306,13 @@ impl<S: OrderedStore> AppendBatch for KeyedBatch<'_, S> {
                     .push((decision_key(id), e.seq.to_be_bytes().to_vec()));
             }
             for (level, index, hash) in e.hashes {
+                // A log with an entry file is one no release before it can
+                // open, so it can leave out the low inner levels every
+                // reader derives from the leaves (`merkle::DERIVABLE_LEVELS`):
+                // about one record per entry fewer.
+                if self.log.file.is_some() && (1..=DERIVABLE_LEVELS).contains(level) {
+                    continue;
+                }
                 // The entry's own leaf carries its time (see `keys::HASH`).
                 let value = match (*level, *index == e.seq) {
                     (0, true) => leaf_value(hash, e.time_micros),
