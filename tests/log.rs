@@ -282,6 +282,17 @@ async fn log_verify_names_the_tampered_seq_in_a_data_directory() {
         "{out}"
     );
     assert!(out.contains(" bytes at offset "), "{out}");
+
+    // The entry file gone: every entry's location is named as missing.
+    let copy = dir.path().join("entry-file-removed");
+    copy_dir(&data, &copy);
+    std::fs::remove_file(copy.join("log.entries")).unwrap();
+    let (ok, out) = verify_dir(&copy);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("this data directory has no such file"),
+        "{out}"
+    );
 }
 
 #[tokio::test]

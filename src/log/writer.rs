@@ -377,10 +377,13 @@ struct WriterState {
 /// The log's checkpoint keys over time, read from its `signing_key`
 /// entries. Refuses a key that is not the log's own.
 fn key_history(store: &LogStore, signer: &LogSigner) -> Result<KeyHistory, LogError> {
-    KeyHistory::load(store, signer.verifier()).map_err(|e| {
-        LogError::Checkpoint(format!(
-            "{e}; a log key is changed with `trustpath keys rotate --log`"
-        ))
+    // Only a key the log does not know gets the hint; a store that cannot
+    // be read says so as it is.
+    KeyHistory::load(store, signer.verifier()).map_err(|e| match e {
+        LogError::Checkpoint(why) => LogError::Checkpoint(format!(
+            "{why}; a log key is changed with `trustpath keys rotate --log`"
+        )),
+        other => other,
     })
 }
 
