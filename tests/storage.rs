@@ -892,3 +892,66 @@ fn a_log_without_an_entry_file_keeps_its_entries_inline_and_pending_erasures_fin
     assert!(stored.starts_with(b"{\"seq\":3"), "appended inline too");
     assert_eq!(store.entries().count(), 4);
 }
+
+/// A session revocation's stored bytes, sealed as the writer seals them.
+fn revocation(seq: u64) -> Vec<u8> {
+    let entry = trustpath::log::LogEntry::from_value(serde_json::json!({
+        "seq": seq, "time": "2026-11-29T12:00:00Z", "policy_revision": "r",
+        "kind": "session_revoked", "revocation_id": "rv-1", "session_id": "s-gone",
+        "grant_jtis": [], "reason": "test", "revoked_by": "tester"
+    }))
+    .unwrap();
+    trustpath::log::sealed::seal(&entry).unwrap()
+}
+
+/// A used `jti` is written into the entry file by the next commit, with
+/// the entries that commit writes: the engine's own flush may come later
+/// (or never, in a crash), and opening the log claims it again.
+#[test]
+fn a_used_jti_is_durable_with_the_commit_that_follows_it() {
+    type Open = fn(&std::path::Path) -> (LogStore, Box<dyn JtiStore>);
+    let sled: Open = |d| {
+        let engine = trustpath::store::sled::SledLog::open(d).unwrap();
+        (engine.log_store(), Box::new(engine.jti_store().unwrap()))
+    };
+    let fjall: Open = |d| {
+        let engine = trustpath::store::fjall::FjallLog::open(d).unwrap();
+        (engine.log_store(), Box::new(engine.jti_store().unwrap()))
+    };
+    for (open, engine_dir) in [(sled, "log.sled"), (fjall, "log.fjall")] {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = revocation(0);
+        {
+            let (store, jtis) = open(dir.path());
+            assert!(jtis.first_use(b"used", i64::MAX).unwrap());
+            let derived = trustpath::log::index::derive_stored(&bytes).unwrap();
+            let leaf = trustpath::log::sealed::leaf_hash(&bytes);
+            store
+                .append(&[StoredEntry {
+                    seq: 0,
+                    bytes: &bytes,
+                    decision_id: None,
+                    hashes: &[(0, 0, leaf)],
+                    postings: &derived.postings,
+                    time_micros: derived.time_micros,
+                }])
+                .unwrap();
+            assert!(store.durable_on_commit());
+        }
+        // The engine's files gone, as if none of its writes had reached
+        // the disk: the entry file alone brings the entry and the claim back.
+        std::fs::remove_dir_all(dir.path().join(engine_dir)).unwrap();
+        let (store, jtis) = open(dir.path());
+        assert!(!jtis.first_use(b"used", i64::MAX).unwrap(), "{engine_dir}");
+        assert!(jtis.first_use(b"new", i64::MAX).unwrap());
+        assert_eq!(store.entry(0).unwrap().unwrap(), bytes);
+        assert_eq!(store.next_seq().unwrap(), 1);
+        assert_eq!(
+            store
+                .postings_descending(Field::RevokedSession, "s-gone", None)
+                .count(),
+            1,
+            "its postings indexed again"
+        );
+    }
+}

@@ -23,8 +23,9 @@
 //!   every method as soon as `commit` returns, flushed or not.
 //! - Durable after `flush`. Once `flush` returns, everything committed
 //!   before it survives a crash; until then it may be lost, but never in
-//!   part (a lost batch loses whole entries from the end). A fleet engine
-//!   is durable on commit.
+//!   part (a lost batch loses whole entries from the end). A fleet engine,
+//!   and an embedded one that keeps its entries in an entry file, are
+//!   durable on commit ([`LogAppend::durable_on_commit`]).
 //! - Append-only, but for retention. A hash or checkpoint once stored is
 //!   never changed or removed. An entry's bytes change only through
 //!   [`LogRetain`]: to fewer disclosures or to none at all (expired), the
@@ -97,7 +98,9 @@ pub trait LogAppend {
     /// writer only, with no append in progress; an `Err` means still
     /// broken, and the writer tries again later.
     fn recover(&self) -> Result<(), LogError>;
-    /// Whether a commit is durable by itself (a fleet's database): then
+    /// Whether a commit is durable by itself (a fleet's database; an entry
+    /// file synced by the commit, whose engine indexes again at open what
+    /// it had not flushed): then
     /// every entry [`LogRead::next_seq`] counts may leave the box, whoever
     /// wrote it. Otherwise only what the writer says it flushed.
     fn durable_on_commit(&self) -> bool {

@@ -652,6 +652,11 @@ impl WriterState {
         let written = started.elapsed();
         if !self.durable {
             self.unflushed_since.get_or_insert_with(Instant::now);
+        } else if self.store.durable_on_commit() {
+            // Durable already (a fleet's database; an entry file, synced by
+            // the commit): the engine's own flush can wait for the tick.
+            self.unflushed_since.get_or_insert_with(Instant::now);
+            self.published_durable();
         } else if let Err(e) = self.store.flush() {
             // Not durable, so not acknowledged. Recovery takes the log as the
             // storage kept it, with or without this batch.

@@ -29,6 +29,8 @@ use crate::log::LogError;
 
 const MAGIC: &[u8; 8] = b"tplogE\x00\x01";
 const HEADER: u64 = 16;
+/// The seq a frame of used-`jti` claims carries instead of an entry's.
+pub(super) const CLAIMS: u64 = u64::MAX;
 /// A location as the engine stores it: a 0x00 tag (no entry's bytes start
 /// with it: they are JSON, or empty once expired), offset, length.
 const LOCATION_LEN: usize = 13;
@@ -99,14 +101,30 @@ impl Frames {
         Ok(())
     }
 
+    /// A frame of used-`jti` claims: each its key's length (u32), the key,
+    /// and the Unix second it is kept until (i64), big endian.
+    pub fn push_claims(&mut self, claims: &[(Vec<u8>, i64)]) -> Result<(), LogError> {
+        let mut payload = Vec::new();
+        for (key, until) in claims {
+            let len = u32::try_from(key.len())
+                .map_err(|_| LogError::Encode(format!("a jti key of {} bytes", key.len())))?;
+            payload.extend_from_slice(&len.to_be_bytes());
+            payload.extend_from_slice(key);
+            payload.extend_from_slice(&until.to_be_bytes());
+        }
+        self.push(CLAIMS, &payload)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.placed.is_empty()
     }
 
-    /// Each frame's seq and location, had the frames been written at `base`.
+    /// Each entry frame's seq and location, had the frames been written
+    /// at `base`.
     fn at(&self, base: u64) -> Vec<(u64, Location)> {
         self.placed
             .iter()
+            .filter(|(seq, ..)| *seq != CLAIMS)
             .map(|&(seq, offset, len)| {
                 (
                     seq,
@@ -290,7 +308,7 @@ impl EntryFile {
     pub fn settle(
         &self,
         from: u64,
-        points_here: impl Fn(&FoundFrame) -> Result<bool, LogError>,
+        mut points_here: impl FnMut(&FoundFrame) -> Result<bool, LogError>,
     ) -> Result<(), LogError> {
         let mut tail = self.lock_tail();
         let size = self
@@ -354,6 +372,30 @@ impl EntryFile {
     }
 }
 
+/// The claims of a frame [`Frames::push_claims`] wrote.
+pub(super) fn parse_claims(payload: &[u8]) -> Result<Vec<(Vec<u8>, i64)>, LogError> {
+    let mut claims = Vec::new();
+    let mut rest = payload;
+    while !rest.is_empty() {
+        let short = || {
+            LogError::Malformed(format!(
+                "a claims frame of {} bytes is cut short",
+                payload.len()
+            ))
+        };
+        let len = rest.get(..4).ok_or_else(short)?;
+        let len = u32::from_be_bytes(len.try_into().map_err(|_| short())?) as usize;
+        let key = rest.get(4..4 + len).ok_or_else(short)?;
+        let until = rest.get(4 + len..12 + len).ok_or_else(short)?;
+        claims.push((
+            key.to_vec(),
+            i64::from_be_bytes(until.try_into().map_err(|_| short())?),
+        ));
+        rest = &rest[12 + len..];
+    }
+    Ok(claims)
+}
+
 fn header(bytes: &[u8]) -> (u32, u64, u32) {
     let u32_at = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap_or([0; 4]));
     let seq = u64::from_be_bytes(bytes[4..12].try_into().unwrap_or([0; 8]));
@@ -413,6 +455,22 @@ mod tests {
         assert_eq!(file.file.metadata().unwrap().len(), placed[0].1.end());
         let next = file.commit(&frames(&[(3, b"three")]), Ok).unwrap();
         assert_eq!(next[0].1.offset, placed[0].1.end());
+    }
+
+    #[test]
+    fn a_claims_frame_reads_back_and_is_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = EntryFile::create(&path(dir.path())).unwrap();
+        let mut frames = frames(&[(0, b"{}")]);
+        let claims = vec![(b"iss\0jti".to_vec(), 1_700_000_000), (Vec::new(), -1)];
+        frames.push_claims(&claims).unwrap();
+        let placed = file.commit(&frames, Ok).unwrap();
+        assert_eq!(placed.len(), 1, "only the entry is placed");
+        let found: Vec<FoundFrame> = file.frames_from(8, u64::MAX).map(|f| f.unwrap()).collect();
+        assert_eq!(found[1].seq, CLAIMS);
+        let payload = file.read(CLAIMS, found[1].at).unwrap();
+        assert_eq!(parse_claims(&payload).unwrap(), claims);
+        assert!(parse_claims(&payload[..payload.len() - 1]).is_err());
     }
 
     #[test]

@@ -9,12 +9,14 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use super::entry_file::{self, EntryFile, Frames, Location};
+use super::entry_file::{self, EntryFile, Frames, Location, CLAIMS};
 use super::keys::*;
-use crate::log::index::{Field, IndexRecord};
-use crate::log::merkle::{Hash, DERIVABLE_LEVELS};
+use super::used_jtis::ClaimTree;
+use crate::log::index::{self, Field, IndexRecord};
+use crate::log::merkle::{BatchHashes, Hash, DERIVABLE_LEVELS};
+use crate::log::sealed;
 use crate::log::storage::{
-    check_follows, AppendBatch, LogAppend, LogIndex, LogRead, LogRetain, Retained, Scan,
+    check_follows, AppendBatch, LogAppend, LogIndex, LogRead, LogRetain, LogStore, Retained, Scan,
     StoredEntry,
 };
 use crate::log::LogError;
@@ -27,7 +29,7 @@ pub(super) type Pairs = Box<dyn Iterator<Item = Result<Pair, LogError>>>;
 pub(super) type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
 /// What the log needs of an engine.
-pub(super) trait OrderedStore: Send + Sync + 'static {
+pub(super) trait OrderedStore: ClaimTree + Clone + Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError>;
     /// Stores every pair and removes every key in `removals`, or does
     /// nothing; visible to reads at once.
@@ -163,11 +165,14 @@ impl<S: OrderedStore> KeyedLog<S> {
         Self { store, file }
     }
 
-    /// Brings the entry file in step with what the engine points to: at
-    /// open (before anything is appended) and after a failure. Frames
-    /// written after the newest entry's own that nothing points to go
-    /// (a commit that failed half way), and so do the old frames a
-    /// retention left pending (see [`LogRetain::retain`]).
+    /// Brings the engine and the entry file in step: at open (before
+    /// anything is appended) and after a failure. The file is the log's
+    /// durable record and the engine is flushed lazily, so entries whose
+    /// frames follow the engine's newest one, seq after seq, are indexed
+    /// again ("caught up"), with the used `jti`s claimed in the same
+    /// commits; other frames there that nothing points to (a commit that
+    /// failed half way) go, and so do the old frames a retention left
+    /// pending (see [`LogRetain::retain`]).
     pub(super) fn settle(&self) -> Result<(), LogError> {
         let Some(file) = &self.file else {
             return Ok(());
@@ -179,10 +184,23 @@ impl<S: OrderedStore> KeyedLog<S> {
                 break;
             }
         }
+        let mut next = self.next_seq()?;
+        let mut behind = Vec::new();
+        let mut claims = Vec::new();
         file.settle(from, |found| {
+            if found.seq == CLAIMS {
+                claims.push(found.at);
+                return Ok(true);
+            }
             let value = self.store.get(&entry_key(found.seq))?;
+            if value.is_none() && found.seq == next {
+                behind.push((found.seq, found.at));
+                next += 1;
+                return Ok(true);
+            }
             Ok(value.and_then(|v| Location::decode(&v)) == Some(found.at))
         })?;
+        self.catch_up(file, &behind, &claims)?;
         let mut pending = Vec::new();
         let mut erase = Vec::new();
         for item in self.store.range(prefix_range(&[PENDING_ERASE]), false) {
@@ -199,6 +217,62 @@ impl<S: OrderedStore> KeyedLog<S> {
             return Ok(());
         }
         self.store.write_batch(Vec::new(), pending)
+    }
+
+    /// Indexes the entries at `behind` as the writer did (their hashes,
+    /// decision id, time and postings, derived from their bytes) and
+    /// claims the used `jti`s of the claims frames at `claims`; flushed.
+    fn catch_up(
+        &self,
+        file: &EntryFile,
+        behind: &[(u64, Location)],
+        claims: &[Location],
+    ) -> Result<(), LogError> {
+        for at in claims {
+            let payload = file.read(CLAIMS, *at)?;
+            let claimed = entry_file::parse_claims(&payload)?;
+            self.store.write_claims(&claimed, &[])?;
+            if let Some(jtis) = self.store.used_jtis() {
+                for (key, until) in &claimed {
+                    jtis.first_use(key, *until);
+                }
+            }
+        }
+        if behind.is_empty() {
+            return self.store.flush();
+        }
+        tracing::info!(
+            entries = behind.len(),
+            first_seq = behind[0].0,
+            "indexing decision log entries the key-value store had not flushed"
+        );
+        let hashes_from = LogStore::new(self.clone());
+        let mut hasher = BatchHashes::default();
+        let mut pairs = Vec::new();
+        for (seq, at) in behind {
+            let bytes = file.read(*seq, *at)?;
+            let derived = index::derive_stored(&bytes).map_err(|e| {
+                LogError::Malformed(format!(
+                    "entry {seq} in log.entries is not a log entry: {e}"
+                ))
+            })?;
+            let hashes = hasher.append(&hashes_from, *seq, sealed::leaf_hash(&bytes))?;
+            let entry = StoredEntry {
+                seq: *seq,
+                bytes: &bytes,
+                decision_id: derived.decision_id.as_deref(),
+                hashes: &hashes,
+                postings: &derived.postings,
+                time_micros: derived.time_micros,
+            };
+            push_records(&mut pairs, &entry, at.encode(), true);
+            if pairs.len() >= 10_000 {
+                self.store
+                    .write_batch(std::mem::take(&mut pairs), Vec::new())?;
+            }
+        }
+        self.store.write_batch(pairs, Vec::new())?;
+        self.store.flush()
     }
 
     /// An entry's bytes from its stored value: the bytes themselves, or
@@ -255,6 +329,37 @@ impl<S: OrderedStore> KeyedLog<S> {
     }
 }
 
+/// The pairs that store entry `e` with `value` under its key (its bytes,
+/// or where they are in the entry file), and everything that finds it.
+fn push_records(pairs: &mut Vec<Pair>, e: &StoredEntry<'_>, value: Vec<u8>, lean: bool) {
+    pairs.push((entry_key(e.seq).to_vec(), value));
+    push_index(pairs, e, lean);
+}
+
+/// The pairs that find entry `e`: its decision id, hashes (with its time)
+/// and postings. `lean` leaves out the inner hashes every reader can
+/// derive from the leaves (`merkle::DERIVABLE_LEVELS`): a log with an
+/// entry file is one no release before it opens, so nothing needs them.
+fn push_index(pairs: &mut Vec<Pair>, e: &StoredEntry<'_>, lean: bool) {
+    if let Some(id) = e.decision_id {
+        pairs.push((decision_key(id), e.seq.to_be_bytes().to_vec()));
+    }
+    for (level, index, hash) in e.hashes {
+        if lean && (1..=DERIVABLE_LEVELS).contains(level) {
+            continue;
+        }
+        // The entry's own leaf carries its time (see `keys::HASH`).
+        let value = match (*level, *index == e.seq) {
+            (0, true) => leaf_value(hash, e.time_micros),
+            _ => hash.to_vec(),
+        };
+        pairs.push((hash_key(*level, *index).to_vec(), value));
+    }
+    for p in e.postings {
+        pairs.push((posting_key(p.field, &p.value, e.seq), p.data.clone()));
+    }
+}
+
 impl<S: OrderedStore> LogAppend for KeyedLog<S> {
     fn begin(&self) -> Result<Box<dyn AppendBatch + '_>, LogError> {
         // One writer by contract: the head is the log's size as stored.
@@ -267,14 +372,20 @@ impl<S: OrderedStore> LogAppend for KeyedLog<S> {
     }
 
     fn flush(&self) -> Result<(), LogError> {
-        // The entry file is synced by every commit, before the engine's
-        // batch that points into it.
         self.store.flush()
     }
 
     fn recover(&self) -> Result<(), LogError> {
         self.store.reopen()?;
         self.settle()
+    }
+
+    /// With an entry file, a commit's frames (and the used `jti`s claimed
+    /// since the last one) are synced before it returns, and `settle`
+    /// indexes again whatever the engine had not flushed: the engine's
+    /// own flush can wait.
+    fn durable_on_commit(&self) -> bool {
+        self.file.is_some()
     }
 }
 
@@ -296,33 +407,12 @@ impl<S: OrderedStore> AppendBatch for KeyedBatch<'_, S> {
         check_follows(self.next, entries)?;
         for e in entries {
             match self.log.file {
-                Some(_) => self.frames.push(e.seq, e.bytes)?,
-                None => self
-                    .pairs
-                    .push((entry_key(e.seq).to_vec(), e.bytes.to_vec())),
-            }
-            if let Some(id) = e.decision_id {
-                self.pairs
-                    .push((decision_key(id), e.seq.to_be_bytes().to_vec()));
-            }
-            for (level, index, hash) in e.hashes {
-                // A log with an entry file is one no release before it can
-                // open, so it can leave out the low inner levels every
-                // reader derives from the leaves (`merkle::DERIVABLE_LEVELS`):
-                // about one record per entry fewer.
-                if self.log.file.is_some() && (1..=DERIVABLE_LEVELS).contains(level) {
-                    continue;
+                // Its key gets its location once the frames are written.
+                Some(_) => {
+                    self.frames.push(e.seq, e.bytes)?;
+                    push_index(&mut self.pairs, e, true);
                 }
-                // The entry's own leaf carries its time (see `keys::HASH`).
-                let value = match (*level, *index == e.seq) {
-                    (0, true) => leaf_value(hash, e.time_micros),
-                    _ => hash.to_vec(),
-                };
-                self.pairs.push((hash_key(*level, *index).to_vec(), value));
-            }
-            for p in e.postings {
-                self.pairs
-                    .push((posting_key(p.field, &p.value, e.seq), p.data.clone()));
+                None => push_records(&mut self.pairs, e, e.bytes.to_vec(), false),
             }
         }
         self.next += entries.len() as u64;
@@ -339,21 +429,37 @@ impl<S: OrderedStore> AppendBatch for KeyedBatch<'_, S> {
         let KeyedBatch {
             log,
             mut pairs,
-            frames,
+            mut frames,
             ..
         } = *self;
-        let write = |placed: Vec<(u64, Location)>| {
-            for (seq, at) in placed {
-                pairs.push((entry_key(seq).to_vec(), at.encode()));
-            }
-            match pairs.is_empty() {
+        let Some(file) = &log.file else {
+            return match pairs.is_empty() {
                 true => Ok(()),
                 false => log.store.write_batch(pairs, Vec::new()),
-            }
+            };
         };
-        match &log.file {
-            Some(file) => file.commit(&frames, write),
-            None => write(Vec::new()),
+        let write = |claims: &[(Vec<u8>, i64)]| {
+            if !claims.is_empty() {
+                frames.push_claims(claims)?;
+            }
+            file.commit(&frames, |placed| {
+                for (seq, at) in placed {
+                    pairs.push((entry_key(seq).to_vec(), at.encode()));
+                }
+                if !claims.is_empty() {
+                    log.store.write_claims(claims, &[])?;
+                }
+                match pairs.is_empty() {
+                    true => Ok(()),
+                    false => log.store.write_batch(pairs, Vec::new()),
+                }
+            })
+        };
+        // The `jti`s claimed since the last commit go into its frames, so
+        // they are as durable as the decisions that used them.
+        match log.store.used_jtis() {
+            Some(jtis) => jtis.with_unwritten(write),
+            None => write(&[]),
         }
     }
 }

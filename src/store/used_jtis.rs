@@ -63,10 +63,19 @@ impl UsedJtis {
         &self,
         write: impl FnOnce(&[Claim]) -> Result<(), LogError>,
     ) -> Result<(), LogError> {
-        let unwritten = std::mem::take(&mut self.state().unwritten);
-        if unwritten.is_empty() {
+        if self.state().unwritten.is_empty() {
             return Ok(());
         }
+        self.with_unwritten(write)
+    }
+
+    /// [`UsedJtis::write_unwritten`], calling `write` even with no claims
+    /// (a log commit that carries them when there are some).
+    pub fn with_unwritten<T>(
+        &self,
+        write: impl FnOnce(&[Claim]) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        let unwritten = std::mem::take(&mut self.state().unwritten);
         write(&unwritten).inspect_err(|_| {
             let mut state = self.state();
             let newer = std::mem::replace(&mut state.unwritten, unwritten);
