@@ -13,12 +13,17 @@
 //! stored. The CRC finds a frame a crash or a full disk left half written;
 //! the Merkle tree, not the CRC, is what proves an entry unchanged.
 //!
-//! Order of writes, so a crash never leaves the engine pointing at bytes
-//! that are not on disk: a commit writes its frames and syncs the file
-//! first, and only then writes the engine's batch that points to them
-//! (`EntryFile::commit`). Frames nothing points to (a commit that failed
-//! after its frames were written, a frame retention superseded) are
-//! zeroed or cut off by `settle`, which runs at open and after a failure.
+//! A frame whose seq is [`CLAIMS`] holds used `jti`s instead of an entry
+//! (the claims made since the commit before).
+//!
+//! The file is the log's durable record. A commit writes its frames and
+//! syncs the file first, and only then writes the engine's batch that
+//! points to them (`EntryFile::commit`), so the engine never points at
+//! bytes a crash lost; the engine is flushed later, and what it had not
+//! flushed is indexed again from the frames that follow its newest entry's
+//! (`ordered.rs`, `settle`, which runs at open and after a failure). Frames
+//! nothing points to there (a commit cut short, a frame retention
+//! superseded) are zeroed or cut off.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;

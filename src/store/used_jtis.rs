@@ -1,13 +1,16 @@
-//! Used `jti`s of an embedded engine, claimed in memory and written to the
-//! engine's `jti` tree by the next flush.
+//! Used `jti`s of an embedded engine, claimed in memory and written by the
+//! log writer's next commit: into the entry file, which that commit syncs,
+//! and the engine's `jti` tree (`ordered.rs`); a log without an entry file
+//! writes them to the tree by its next flush.
 //!
 //! Why: a claim is on every `private_key_jwt` decision, and a write to the
 //! engine from a request worker waits behind the log writer's batch (sled
 //! takes a process-wide lock for it). In memory the claim is one short
-//! mutex; the log writer's flush, which every decision waits for anyway,
+//! mutex; the writer's commit, which every decision waits for anyway,
 //! writes the claims made since the last one before it syncs. So a claim
 //! is durable no later than the decision that made it (the `JtiStore`
-//! contract), and a restart reads every unexpired claim back.
+//! contract), and a restart reads every unexpired claim back (those the
+//! engine had not flushed from the entry file).
 //!
 //! Memory holds each unexpired claim once (about 150 bytes): at most the
 //! claim rate times the longest assertion lifetime accepted, and `prune`
