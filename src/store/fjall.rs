@@ -10,7 +10,6 @@ use std::sync::{Arc, OnceLock};
 
 use fjall::{Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 
-use super::entry_file::EntryFile;
 use super::ordered::{self, failed, KeyRange, KeyedLog, OrderedStore, Pair, Pairs};
 use super::used_jtis::{read_claims, Claim, ClaimTree, Jtis, UsedJtis};
 use crate::log::storage::LogStore;
@@ -32,7 +31,7 @@ struct Shared {
     handles: ordered::Handles<Open>,
     /// The entries' bytes (`entry_file.rs`); none for a log that keeps
     /// them in the partition, as logs written before the file did.
-    entries: OnceLock<Option<Arc<EntryFile>>>,
+    entries: ordered::EntryFileSlot,
     /// Read from the `jti` partition when a server first asks for them.
     jtis: OnceLock<UsedJtis>,
 }
@@ -84,20 +83,15 @@ impl FjallLog {
         let log = Self(Arc::new(Shared {
             data_dir: data_dir.to_path_buf(),
             handles: ordered::Handles::new(open_handles(data_dir)?),
-            entries: OnceLock::new(),
+            entries: ordered::EntryFileSlot::default(),
             jtis: OnceLock::new(),
         }));
-        let entries = ordered::entry_file(&log, data_dir, writable)?;
-        let _ = log.0.entries.set(entries);
-        if writable {
-            log.keyed().settle()?;
-        }
+        log.0.entries.open(&log, data_dir, writable)?;
         Ok(log)
     }
 
     fn keyed(&self) -> KeyedLog<Self> {
-        let entries = self.0.entries.get().cloned().flatten();
-        KeyedLog::new(self.clone(), entries)
+        self.0.entries.log(self.clone())
     }
 
     fn handles(&self) -> Result<Open, LogError> {

@@ -6,7 +6,7 @@
 
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use super::entry_file::{self, EntryFile, Frames, Location, CLAIMS};
@@ -149,6 +149,32 @@ pub(super) fn entry_file(
         return Ok(None);
     };
     Ok(Some(Arc::new(file)))
+}
+
+/// An engine's entry file, once the engine is open (see [`entry_file`]).
+#[derive(Default)]
+pub(super) struct EntryFileSlot(OnceLock<Option<Arc<EntryFile>>>);
+
+impl EntryFileSlot {
+    /// Opens the entry file of the log in `store` and, for a writer,
+    /// brings the two in step ([`KeyedLog::settle`]).
+    pub fn open<S: OrderedStore>(
+        &self,
+        store: &S,
+        data_dir: &Path,
+        writable: bool,
+    ) -> Result<(), LogError> {
+        let _ = self.0.set(entry_file(store, data_dir, writable)?);
+        if writable {
+            self.log(store.clone()).settle()?;
+        }
+        Ok(())
+    }
+
+    /// The log kept in `store`, with this entry file if it has one.
+    pub fn log<S: OrderedStore>(&self, store: S) -> KeyedLog<S> {
+        KeyedLog::new(store, self.0.get().cloned().flatten())
+    }
 }
 
 /// The decision log kept in an [`OrderedStore`], with its entries' bytes

@@ -10,7 +10,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use super::entry_file::EntryFile;
 use super::keys::*;
 use super::ordered::{self, failed, KeyRange, KeyedLog, OrderedStore, Pair, Pairs};
 use super::used_jtis::{read_claims, Claim, ClaimTree, Jtis, UsedJtis};
@@ -39,7 +38,7 @@ struct Shared {
     handles: ordered::Handles<Open>,
     /// The entries' bytes (`entry_file.rs`); none for a log that keeps
     /// them in the tree, as logs written before the file did.
-    entries: OnceLock<Option<Arc<EntryFile>>>,
+    entries: ordered::EntryFileSlot,
     /// Read from the `jti` tree when a server first asks for them.
     jtis: OnceLock<UsedJtis>,
 }
@@ -99,20 +98,15 @@ impl SledLog {
             data_dir: data_dir.to_path_buf(),
             cache_capacity,
             handles: ordered::Handles::new(handles),
-            entries: OnceLock::new(),
+            entries: ordered::EntryFileSlot::default(),
             jtis: OnceLock::new(),
         }));
-        let entries = ordered::entry_file(&log, data_dir, writable)?;
-        let _ = log.0.entries.set(entries);
-        if writable {
-            log.keyed().settle()?;
-        }
+        log.0.entries.open(&log, data_dir, writable)?;
         Ok(log)
     }
 
     fn keyed(&self) -> KeyedLog<Self> {
-        let entries = self.0.entries.get().cloned().flatten();
-        KeyedLog::new(self.clone(), entries)
+        self.0.entries.log(self.clone())
     }
 
     fn handles(&self) -> Result<Open, LogError> {
