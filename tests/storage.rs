@@ -955,3 +955,60 @@ fn a_used_jti_is_durable_with_the_commit_that_follows_it() {
         );
     }
 }
+
+/// Appends sealed entry bytes with the hashes and postings the writer
+/// would give them.
+fn append_sealed(store: &LogStore, seq: u64, bytes: &[u8]) {
+    let derived = trustpath::log::index::derive_stored(bytes).unwrap();
+    let leaf = trustpath::log::sealed::leaf_hash(bytes);
+    let mut hashes = trustpath::log::merkle::BatchHashes::default();
+    let hashes = hashes.append(store, seq, leaf).unwrap();
+    store
+        .append(&[StoredEntry {
+            seq,
+            bytes,
+            decision_id: None,
+            hashes: &hashes,
+            postings: &derived.postings,
+            time_micros: derived.time_micros,
+        }])
+        .unwrap();
+}
+
+/// A commit cut short (its entry frames on disk, not the claims frame that
+/// ends every commit) is not indexed again: a batch is in the log whole or
+/// not at all.
+#[test]
+fn only_whole_commits_are_indexed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("log.entries");
+    {
+        let engine = trustpath::store::sled::SledLog::open(dir.path()).unwrap();
+        append_sealed(&engine.log_store(), 0, &revocation(0));
+    }
+    let whole = std::fs::metadata(&file).unwrap().len();
+    // Entry 1's frame as a commit writes it, with nothing after it.
+    let payload = revocation(1);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&1u64.to_be_bytes());
+    crc.update(&payload);
+    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&1u64.to_be_bytes());
+    frame.extend_from_slice(&crc.finalize().to_be_bytes());
+    frame.extend_from_slice(&payload);
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        f.write_all(&frame).unwrap();
+    }
+    std::fs::remove_dir_all(dir.path().join("log.sled")).unwrap();
+    let store = trustpath::store::sled::SledLog::open(dir.path())
+        .unwrap()
+        .log_store();
+    assert_eq!(store.next_seq().unwrap(), 1, "entry 0 indexed again, not 1");
+    assert_eq!(store.entry(0).unwrap().unwrap(), revocation(0));
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), whole, "cut");
+}

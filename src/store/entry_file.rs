@@ -36,6 +36,8 @@ const MAGIC: &[u8; 8] = b"tplogE\x00\x01";
 const HEADER: u64 = 16;
 /// The seq a frame of used-`jti` claims carries instead of an entry's.
 pub(super) const CLAIMS: u64 = u64::MAX;
+/// The seq of a frame whose bytes were erased (zeros).
+const ERASED: u64 = u64::MAX - 1;
 /// A location as the engine stores it: a 0x00 tag (no entry's bytes start
 /// with it: they are JSON, or empty once expired), offset, length.
 const LOCATION_LEN: usize = 13;
@@ -278,16 +280,23 @@ impl EntryFile {
         then(frames.at(base))
     }
 
-    /// Overwrites frames with zeros and syncs: bytes retention took out of
-    /// an entry leave the disk, not only the engine's index.
+    /// Overwrites frames' bytes with zeros and syncs: bytes retention took
+    /// out of an entry leave the disk, not only the engine's index. Each
+    /// stays a whole frame (of seq [`ERASED`]), so a walk over the file
+    /// passes it and finds the frames after it.
     pub fn erase(&self, frames: &[Location]) -> Result<(), LogError> {
         if frames.is_empty() {
             return Ok(());
         }
         for at in frames {
-            let zeros = vec![0u8; (at.end() - at.offset) as usize];
+            let zeros = vec![0u8; at.len as usize];
+            let mut frame = Vec::with_capacity(HEADER as usize + zeros.len());
+            frame.extend_from_slice(&at.len.to_be_bytes());
+            frame.extend_from_slice(&ERASED.to_be_bytes());
+            frame.extend_from_slice(&crc(ERASED, &zeros).to_be_bytes());
+            frame.extend_from_slice(&zeros);
             self.file
-                .write_all_at(&zeros, at.offset)
+                .write_all_at(&frame, at.offset)
                 .map_err(|e| io_error(&self.path, "cannot erase in", e))?;
         }
         self.file
@@ -326,6 +335,9 @@ impl EntryFile {
         let mut disowned: Vec<Location> = Vec::new();
         for found in self.frames_from(from, size) {
             let found = found?;
+            if found.seq == ERASED {
+                continue;
+            }
             match points_here(&found)? {
                 true => keep_to = found.at.end(),
                 false => disowned.push(found.at),
@@ -342,6 +354,20 @@ impl EntryFile {
         }
         *tail = keep_to;
         Ok(())
+    }
+
+    /// The whole frames from `from` to the end of the file, ending at the
+    /// first one cut short or failing its CRC.
+    pub fn frames_after(
+        &self,
+        from: u64,
+    ) -> Result<impl Iterator<Item = Result<FoundFrame, LogError>> + '_, LogError> {
+        let size = self
+            .file
+            .metadata()
+            .map_err(|e| io_error(&self.path, "cannot read", e))?
+            .len();
+        Ok(self.frames_from(from.max(MAGIC.len() as u64), size))
     }
 
     /// The whole frames from `from` up to `size`, ending at the first one
@@ -460,6 +486,22 @@ mod tests {
         assert_eq!(file.file.metadata().unwrap().len(), placed[0].1.end());
         let next = file.commit(&frames(&[(3, b"three")]), Ok).unwrap();
         assert_eq!(next[0].1.offset, placed[0].1.end());
+    }
+
+    #[test]
+    fn an_erased_frame_is_passed_over_and_the_frames_after_it_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = EntryFile::create(&path(dir.path())).unwrap();
+        let placed = file
+            .commit(&frames(&[(0, b"zero"), (1, b"secret"), (2, b"two")]), Ok)
+            .unwrap();
+        file.erase(&[placed[1].1]).unwrap();
+        let bytes = std::fs::read(path(dir.path())).unwrap();
+        assert!(!bytes.windows(6).any(|w| w == b"secret"));
+        // The engine points at 0 and 2: nothing is cut.
+        file.settle(0, |f| Ok(f.seq != 1)).unwrap();
+        assert_eq!(file.read(2, placed[2].1).unwrap(), b"two");
+        assert_eq!(file.frames_after(0).unwrap().count(), 3);
     }
 
     #[test]

@@ -210,20 +210,33 @@ impl<S: OrderedStore> KeyedLog<S> {
                 break;
             }
         }
-        let mut next = self.next_seq()?;
+        // The entries the engine lacks, from its head on, in commits that
+        // reached the file whole (each ends with its claims frame).
         let mut behind = Vec::new();
+        let mut open_commit = Vec::new();
         let mut claims = Vec::new();
-        file.settle(from, |found| {
+        let next = self.next_seq()?;
+        for found in file.frames_after(from)? {
+            let found = found?;
             if found.seq == CLAIMS {
+                behind.append(&mut open_commit);
                 claims.push(found.at);
+            } else if found.seq == next + (behind.len() + open_commit.len()) as u64
+                && self.store.get(&entry_key(found.seq))?.is_none()
+            {
+                open_commit.push((found.seq, found.at));
+            }
+        }
+        let kept: std::collections::HashSet<u64> = behind
+            .iter()
+            .map(|(_, at)| at.offset)
+            .chain(claims.iter().map(|at| at.offset))
+            .collect();
+        file.settle(from, |found| {
+            if kept.contains(&found.at.offset) {
                 return Ok(true);
             }
             let value = self.store.get(&entry_key(found.seq))?;
-            if value.is_none() && found.seq == next {
-                behind.push((found.seq, found.at));
-                next += 1;
-                return Ok(true);
-            }
             Ok(value.and_then(|v| Location::decode(&v)) == Some(found.at))
         })?;
         self.catch_up(file, &behind, &claims)?;
@@ -465,7 +478,9 @@ impl<S: OrderedStore> AppendBatch for KeyedBatch<'_, S> {
             };
         };
         let write = |claims: &[(Vec<u8>, i64)]| {
-            if !claims.is_empty() {
+            // The claims frame ends the commit's frames, even empty: an
+            // entry frame with none after it was never committed whole.
+            if !claims.is_empty() || !frames.is_empty() {
                 frames.push_claims(claims)?;
             }
             file.commit(&frames, |placed| {
