@@ -46,13 +46,8 @@ pub fn write(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> 
             out.push(b']');
         }
         Value::Object(map) => {
-            // JCS orders members by their names' UTF-16 code units; a
-            // serde_json map orders by UTF-8 bytes (or keeps insertion
-            // order with its `preserve_order` feature), so sort here.
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
             out.push(b'{');
-            for (i, (name, item)) in members.into_iter().enumerate() {
+            for (i, (name, item)) in members(map).into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
@@ -64,6 +59,20 @@ pub fn write(out: &mut Vec<u8>, value: &Value) -> Result<(), serde_json::Error> 
         }
     }
     Ok(())
+}
+
+/// The members of `map` in JCS order: by their names' UTF-16 code units.
+/// A serde_json map orders by UTF-8 bytes (or keeps insertion order with
+/// its `preserve_order` feature), so they are sorted here.
+pub fn members(map: &serde_json::Map<String, Value>) -> Vec<(&String, &Value)> {
+    let mut members: Vec<(&String, &Value)> = map.iter().collect();
+    members.sort_by(|a, b| precedes(a.0, b.0));
+    members
+}
+
+/// The JCS order of two member names.
+pub fn precedes(a: &str, b: &str) -> std::cmp::Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
 }
 
 /// Appends `s` as a JSON string. serde_json escapes exactly what JCS

@@ -286,31 +286,26 @@ pub fn seal_unnumbered_salted(
     let Value::Object(map) = value else {
         return Err(serde::ser::Error::custom("an entry is a JSON object"));
     };
-    // JCS writes an object as its members, each `"key":value`, sorted by
-    // the keys' UTF-16 code units, between braces: so the members are
+    // JCS writes an object as its members, each `"key":value`, in
+    // `canonical::members` order between braces: so the members are
     // written one by one and the seq's place is left open.
-    let mut members: Vec<(Vec<u16>, Vec<u8>)> = Vec::with_capacity(map.len());
-    for (key, value) in map.into_iter().filter(|(k, _)| k != "seq") {
-        let order = key.encode_utf16().collect();
-        let mut member = Vec::new();
-        canonical::string(&mut member, &key);
-        member.push(b':');
-        canonical::write(&mut member, &value)?;
-        members.push((order, member));
-    }
-    members.sort_by(|a, b| a.0.cmp(&b.0));
-    let seq_key: Vec<u16> = "seq".encode_utf16().collect();
-    let split = members.partition_point(|(key, _)| *key < seq_key);
+    let members = canonical::members(&map);
+    let split = members.partition_point(|(key, _)| canonical::precedes(key, "seq").is_lt());
+    let member = |out: &mut Vec<u8>, key: &str, value: &Value| -> Result<(), serde_json::Error> {
+        canonical::string(out, key);
+        out.push(b':');
+        canonical::write(out, value)
+    };
     let mut before = vec![b'{'];
-    for (_, member) in &members[..split] {
-        before.extend_from_slice(member);
+    for (key, value) in &members[..split] {
+        member(&mut before, key, value)?;
         before.push(b',');
     }
     before.extend_from_slice(b"\"seq\":");
     let mut after = Vec::new();
-    for (_, member) in &members[split..] {
+    for (key, value) in members[split..].iter().filter(|(k, _)| *k != "seq") {
         after.push(b',');
-        after.extend_from_slice(member);
+        member(&mut after, key, value)?;
     }
     after.push(b'}');
     append_disclosures(&mut after, &disclosures);

@@ -87,6 +87,15 @@ fn crc(seq: u64, payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// Appends one frame (header, then payload) to `out`: the one place a
+/// frame's layout is written.
+fn write_frame(out: &mut Vec<u8>, seq: u64, len: u32, payload: &[u8]) {
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&crc(seq, payload).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
 /// Frames built in memory for one commit, placed when it is written.
 #[derive(Default)]
 pub(super) struct Frames {
@@ -100,11 +109,7 @@ impl Frames {
         let len = u32::try_from(payload.len())
             .map_err(|_| LogError::Encode(format!("entry {seq} is {} bytes", payload.len())))?;
         self.placed.push((seq, self.bytes.len() as u64, len));
-        self.bytes.extend_from_slice(&len.to_be_bytes());
-        self.bytes.extend_from_slice(&seq.to_be_bytes());
-        self.bytes
-            .extend_from_slice(&crc(seq, payload).to_be_bytes());
-        self.bytes.extend_from_slice(payload);
+        write_frame(&mut self.bytes, seq, len, payload);
         Ok(())
     }
 
@@ -291,10 +296,7 @@ impl EntryFile {
         for at in frames {
             let zeros = vec![0u8; at.len as usize];
             let mut frame = Vec::with_capacity(HEADER as usize + zeros.len());
-            frame.extend_from_slice(&at.len.to_be_bytes());
-            frame.extend_from_slice(&ERASED.to_be_bytes());
-            frame.extend_from_slice(&crc(ERASED, &zeros).to_be_bytes());
-            frame.extend_from_slice(&zeros);
+            write_frame(&mut frame, ERASED, at.len, &zeros);
             self.file
                 .write_all_at(&frame, at.offset)
                 .map_err(|e| io_error(&self.path, "cannot erase in", e))?;

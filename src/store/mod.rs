@@ -5,6 +5,7 @@
 
 mod entry_file;
 pub mod fjall;
+mod indexer;
 mod keys;
 mod ordered;
 pub mod postgres;

@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use super::entry_file::{self, EntryFile, Frames, Location, CLAIMS};
+use super::indexer::Indexer;
 use super::keys::*;
 use super::used_jtis::ClaimTree;
 use crate::log::index::{self, Field, IndexRecord};
@@ -151,9 +152,18 @@ pub(super) fn entry_file(
     Ok(Some(Arc::new(file)))
 }
 
-/// An engine's entry file, once the engine is open (see [`entry_file`]).
+/// An engine's entry file, once the engine is open (see [`entry_file`]),
+/// and for a writer the indexer that applies the engine's batches behind
+/// it (see `indexer.rs`).
 #[derive(Default)]
-pub(super) struct EntryFileSlot(OnceLock<Option<Arc<EntryFile>>>);
+pub(super) struct EntryFileSlot(OnceLock<Option<Behind>>);
+
+/// The entry file and, when writable, its indexer.
+#[derive(Clone)]
+struct Behind {
+    file: Arc<EntryFile>,
+    indexer: Option<Arc<Indexer>>,
+}
 
 impl EntryFileSlot {
     /// Opens the entry file of the log in `store` and, for a writer,
@@ -164,7 +174,17 @@ impl EntryFileSlot {
         data_dir: &Path,
         writable: bool,
     ) -> Result<(), LogError> {
-        let _ = self.0.set(entry_file(store, data_dir, writable)?);
+        let behind = match entry_file(store, data_dir, writable)? {
+            Some(file) => Some(Behind {
+                file,
+                indexer: match writable {
+                    true => Some(Arc::new(Indexer::start()?)),
+                    false => None,
+                },
+            }),
+            None => None,
+        };
+        let _ = self.0.set(behind);
         if writable {
             self.log(store.clone()).settle()?;
         }
@@ -173,7 +193,12 @@ impl EntryFileSlot {
 
     /// The log kept in `store`, with this entry file if it has one.
     pub fn log<S: OrderedStore>(&self, store: S) -> KeyedLog<S> {
-        KeyedLog::new(store, self.0.get().cloned().flatten())
+        let behind = self.0.get().cloned().flatten();
+        KeyedLog {
+            engine: store,
+            file: behind.as_ref().map(|b| Arc::clone(&b.file)),
+            indexer: behind.and_then(|b| b.indexer),
+        }
     }
 }
 
@@ -182,13 +207,37 @@ impl EntryFileSlot {
 /// one, in the engine.
 #[derive(Clone)]
 pub struct KeyedLog<S> {
-    store: S,
+    /// Read through [`KeyedLog::store`], which waits for the indexer.
+    engine: S,
     file: Option<Arc<EntryFile>>,
+    indexer: Option<Arc<Indexer>>,
+}
+
+impl<S> Drop for KeyedLog<S> {
+    fn drop(&mut self) {
+        // Batches still being indexed hold the store: let them finish, so
+        // a store closed now is closed (and may be opened again).
+        if let Some(indexer) = &self.indexer {
+            let _ = indexer.caught_up();
+        }
+    }
 }
 
 impl<S: OrderedStore> KeyedLog<S> {
-    pub(super) fn new(store: S, file: Option<Arc<EntryFile>>) -> Self {
-        Self { store, file }
+    /// The engine, once every batch handed to the indexer is in it.
+    fn store(&self) -> Result<&S, LogError> {
+        if let Some(indexer) = &self.indexer {
+            indexer.caught_up()?;
+        }
+        Ok(&self.engine)
+    }
+
+    /// [`OrderedStore::range`] once the indexer has caught up.
+    fn range(&self, range: KeyRange, reverse: bool) -> Pairs {
+        match self.store() {
+            Ok(store) => store.range(range, reverse),
+            Err(e) => failed(e),
+        }
     }
 
     /// Brings the engine and the entry file in step: at open (before
@@ -204,7 +253,7 @@ impl<S: OrderedStore> KeyedLog<S> {
             return Ok(());
         };
         let mut from = 0;
-        for item in self.store.range(prefix_range(&[ENTRY]), true) {
+        for item in self.range(prefix_range(&[ENTRY]), true) {
             if let Some(at) = Location::decode(&item?.1) {
                 from = at.offset;
                 break;
@@ -222,7 +271,7 @@ impl<S: OrderedStore> KeyedLog<S> {
                 behind.append(&mut open_commit);
                 claims.push(found.at);
             } else if found.seq == next + (behind.len() + open_commit.len()) as u64
-                && self.store.get(&entry_key(found.seq))?.is_none()
+                && self.store()?.get(&entry_key(found.seq))?.is_none()
             {
                 open_commit.push((found.seq, found.at));
             }
@@ -236,16 +285,16 @@ impl<S: OrderedStore> KeyedLog<S> {
             if kept.contains(&found.at.offset) {
                 return Ok(true);
             }
-            let value = self.store.get(&entry_key(found.seq))?;
+            let value = self.store()?.get(&entry_key(found.seq))?;
             Ok(value.and_then(|v| Location::decode(&v)) == Some(found.at))
         })?;
         self.catch_up(file, &behind, &claims)?;
         let mut pending = Vec::new();
         let mut erase = Vec::new();
-        for item in self.store.range(prefix_range(&[PENDING_ERASE]), false) {
+        for item in self.range(prefix_range(&[PENDING_ERASE]), false) {
             let (key, value) = item?;
             let (seq, at) = parse_pending_erase(&key, &value)?;
-            let current = self.store.get(&entry_key(seq))?;
+            let current = self.store()?.get(&entry_key(seq))?;
             if file.holds(seq, at) && current.and_then(|v| Location::decode(&v)) != Some(at) {
                 erase.push(at);
             }
@@ -255,7 +304,7 @@ impl<S: OrderedStore> KeyedLog<S> {
         if pending.is_empty() {
             return Ok(());
         }
-        self.store.write_batch(Vec::new(), pending)
+        self.store()?.write_batch(Vec::new(), pending)
     }
 
     /// Indexes the entries at `behind` as the writer did (their hashes,
@@ -270,15 +319,19 @@ impl<S: OrderedStore> KeyedLog<S> {
         for at in claims {
             let payload = file.read(CLAIMS, *at)?;
             let claimed = entry_file::parse_claims(&payload)?;
-            self.store.write_claims(&claimed, &[])?;
-            if let Some(jtis) = self.store.used_jtis() {
+            self.store()?.write_claims(&claimed, &[])?;
+            if let Some(jtis) = self.engine.used_jtis() {
                 for (key, until) in &claimed {
                     jtis.first_use(key, *until);
                 }
             }
         }
         if behind.is_empty() {
-            return self.store.flush();
+            // Nothing new to index: flush only claims written just now.
+            return match claims.is_empty() {
+                true => Ok(()),
+                false => self.store()?.flush(),
+            };
         }
         tracing::info!(
             entries = behind.len(),
@@ -306,12 +359,12 @@ impl<S: OrderedStore> KeyedLog<S> {
             };
             push_records(&mut pairs, &entry, at.encode(), true);
             if pairs.len() >= 10_000 {
-                self.store
+                self.store()?
                     .write_batch(std::mem::take(&mut pairs), Vec::new())?;
             }
         }
-        self.store.write_batch(pairs, Vec::new())?;
-        self.store.flush()
+        self.store()?.write_batch(pairs, Vec::new())?;
+        self.store()?.flush()
     }
 
     /// An entry's bytes from its stored value: the bytes themselves, or
@@ -335,17 +388,14 @@ impl<S: OrderedStore> KeyedLog<S> {
     /// Entry `seq`'s stored leaf hash, and the event time it carries.
     fn leaf(&self, seq: u64) -> Result<Option<Leaf>, LogError> {
         let key = hash_key(0, seq);
-        self.store
+        self.store()?
             .get(&key)?
             .map(|v| split_hash_value(&key, &v))
             .transpose()
     }
 
     fn first_in(&self, prefix: &[u8], reverse: bool) -> Result<Option<Pair>, LogError> {
-        self.store
-            .range(prefix_range(prefix), reverse)
-            .next()
-            .transpose()
+        self.range(prefix_range(prefix), reverse).next().transpose()
     }
 
     /// The seqs of the keys under `prefix`, highest first, strictly below
@@ -361,8 +411,7 @@ impl<S: OrderedStore> KeyedLog<S> {
             None => prefix_end(prefix),
         };
         Box::new(
-            self.store
-                .range((Bound::Included(prefix.to_vec()), upper), true)
+            self.range((Bound::Included(prefix.to_vec()), upper), true)
                 .map(move |item| seq_of(&item?.0)),
         )
     }
@@ -401,21 +450,33 @@ fn push_index(pairs: &mut Vec<Pair>, e: &StoredEntry<'_>, lean: bool) {
 
 impl<S: OrderedStore> LogAppend for KeyedLog<S> {
     fn begin(&self) -> Result<Box<dyn AppendBatch + '_>, LogError> {
-        // One writer by contract: the head is the log's size as stored.
+        // One writer by contract: the head is where its last commit left
+        // it (the indexer may still be applying that commit's batch), or
+        // else the log's size as stored.
+        let remembered = match &self.indexer {
+            Some(indexer) => indexer.next_seq()?,
+            None => None,
+        };
         Ok(Box::new(KeyedBatch {
             log: self,
-            next: self.next_seq()?,
+            next: match remembered {
+                Some(next) => next,
+                None => self.next_seq()?,
+            },
             pairs: Vec::new(),
             frames: Frames::default(),
         }))
     }
 
     fn flush(&self) -> Result<(), LogError> {
-        self.store.flush()
+        self.store()?.flush()
     }
 
     fn recover(&self) -> Result<(), LogError> {
-        self.store.reopen()?;
+        if let Some(indexer) = &self.indexer {
+            indexer.reset();
+        }
+        self.engine.reopen()?;
         self.settle()
     }
 
@@ -467,14 +528,14 @@ impl<S: OrderedStore> AppendBatch for KeyedBatch<'_, S> {
     fn commit(self: Box<Self>) -> Result<(), LogError> {
         let KeyedBatch {
             log,
+            next,
             mut pairs,
             mut frames,
-            ..
         } = *self;
         let Some(file) = &log.file else {
             return match pairs.is_empty() {
                 true => Ok(()),
-                false => log.store.write_batch(pairs, Vec::new()),
+                false => log.store()?.write_batch(pairs, Vec::new()),
             };
         };
         let write = |claims: &[(Vec<u8>, i64)]| {
@@ -487,18 +548,28 @@ impl<S: OrderedStore> AppendBatch for KeyedBatch<'_, S> {
                 for (seq, at) in placed {
                     pairs.push((entry_key(seq).to_vec(), at.encode()));
                 }
-                if !claims.is_empty() {
-                    log.store.write_claims(claims, &[])?;
-                }
-                match pairs.is_empty() {
-                    true => Ok(()),
-                    false => log.store.write_batch(pairs, Vec::new()),
+                let store = log.engine.clone();
+                let claims = claims.to_vec();
+                let index = move || {
+                    if !claims.is_empty() {
+                        store.write_claims(&claims, &[])?;
+                    }
+                    match pairs.is_empty() {
+                        true => Ok(()),
+                        false => store.write_batch(pairs, Vec::new()),
+                    }
+                };
+                // Durable now (the frames are synced): the engine's batch
+                // only makes the entries findable, so it may follow.
+                match &log.indexer {
+                    Some(indexer) => indexer.hand_over(Box::new(index), next),
+                    None => index(),
                 }
             })
         };
         // The `jti`s claimed since the last commit go into its frames, so
         // they are as durable as the decisions that used them.
-        match log.store.used_jtis() {
+        match log.engine.used_jtis() {
             Some(jtis) => jtis.with_unwritten(write),
             None => write(&[]),
         }
@@ -518,7 +589,7 @@ impl<S: OrderedStore> LogRetain for KeyedLog<S> {
         for change in changes {
             let key = entry_key(change.seq);
             if self.file.is_some() {
-                if let Some(old) = self.store.get(&key)?.and_then(|v| Location::decode(&v)) {
+                if let Some(old) = self.store()?.get(&key)?.and_then(|v| Location::decode(&v)) {
                     pairs.push(pending_erase(change.seq, old));
                     superseded.push(old);
                 }
@@ -541,7 +612,7 @@ impl<S: OrderedStore> LogRetain for KeyedLog<S> {
             for (seq, at) in placed {
                 pairs.push((entry_key(seq).to_vec(), at.encode()));
             }
-            self.store.write_batch(pairs, removals)
+            self.store()?.write_batch(pairs, removals)
         };
         let Some(file) = &self.file else {
             return write(Vec::new());
@@ -550,13 +621,13 @@ impl<S: OrderedStore> LogRetain for KeyedLog<S> {
         if superseded.is_empty() {
             return Ok(());
         }
-        self.store.flush()?;
+        self.store()?.flush()?;
         file.erase(&superseded)?;
         let done = superseded
             .iter()
             .map(|at| pending_erase_key(at.offset))
             .collect();
-        self.store.write_batch(Vec::new(), done)
+        self.store()?.write_batch(Vec::new(), done)
     }
 }
 
@@ -569,7 +640,7 @@ impl<S: OrderedStore> LogRead for KeyedLog<S> {
     }
 
     fn entry(&self, seq: u64) -> Result<Option<Vec<u8>>, LogError> {
-        self.store
+        self.store()?
             .get(&entry_key(seq))?
             .map(|value| self.resolve(seq, value))
             .transpose()
@@ -577,7 +648,7 @@ impl<S: OrderedStore> LogRead for KeyedLog<S> {
 
     fn seq_of_decision(&self, decision_id: &str) -> Result<Option<u64>, LogError> {
         let key = decision_key(decision_id);
-        match self.store.get(&key)? {
+        match self.store()?.get(&key)? {
             Some(value) => u64_at(&key, &value, "its seq").map(Some),
             None => Ok(None),
         }
@@ -585,7 +656,7 @@ impl<S: OrderedStore> LogRead for KeyedLog<S> {
 
     fn stored_hash(&self, level: u8, index: u64) -> Result<Option<Hash>, LogError> {
         let key = hash_key(level, index);
-        match self.store.get(&key)? {
+        match self.store()?.get(&key)? {
             Some(v) => Ok(Some(split_hash_value(&key, &v)?.0)),
             None => Ok(None),
         }
@@ -598,18 +669,14 @@ impl<S: OrderedStore> LogRead for KeyedLog<S> {
     }
 
     fn checkpoints(&self) -> Scan<'_, (u64, String)> {
-        Box::new(
-            self.store
-                .range(prefix_range(&[CHECKPOINT]), false)
-                .map(|item| {
-                    let (k, v) = item?;
-                    Ok((seq_of_key(&k)?, String::from_utf8_lossy(&v).into_owned()))
-                }),
-        )
+        Box::new(self.range(prefix_range(&[CHECKPOINT]), false).map(|item| {
+            let (k, v) = item?;
+            Ok((seq_of_key(&k)?, String::from_utf8_lossy(&v).into_owned()))
+        }))
     }
 
     fn entries(&self) -> Scan<'_, (u64, Vec<u8>)> {
-        Box::new(self.store.range(prefix_range(&[ENTRY]), false).map(|item| {
+        Box::new(self.range(prefix_range(&[ENTRY]), false).map(|item| {
             let (key, value) = item?;
             let seq = seq_of_key(&key)?;
             Ok((seq, self.resolve(seq, value)?))
@@ -626,7 +693,7 @@ impl<S: OrderedStore> LogRead for KeyedLog<S> {
         }
         // A log written before the time moved into the leaf.
         Ok(self
-            .store
+            .store()?
             .get(&time_key(seq))?
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .map(i64::from_be_bytes))
@@ -659,7 +726,10 @@ impl<S: OrderedStore> LogIndex for KeyedLog<S> {
     }
 
     fn has_posting(&self, field: Field, value: &str, seq: u64) -> Result<bool, LogError> {
-        Ok(self.store.get(&posting_key(field, value, seq))?.is_some())
+        Ok(self
+            .store()?
+            .get(&posting_key(field, value, seq))?
+            .is_some())
     }
 
     fn index_records(&self) -> Scan<'_, IndexRecord> {
@@ -678,7 +748,7 @@ impl<S: OrderedStore> LogIndex for KeyedLog<S> {
         Box::new(
             ranges
                 .into_iter()
-                .flat_map(|range| self.store.range(range, false))
+                .flat_map(|range| self.range(range, false))
                 .filter_map(|item| match item {
                     Ok((key, value)) => index_record(&key, &value),
                     Err(e) => Some(Err(e)),
@@ -699,7 +769,6 @@ impl<S: OrderedStore> LogIndex for KeyedLog<S> {
             }
             let next = (|| -> Result<Option<IndexRecord>, LogError> {
                 let Some((first, data)) = self
-                    .store
                     .range((from.clone(), end.clone()), false)
                     .next()
                     .transpose()?
@@ -743,6 +812,6 @@ impl<S: OrderedStore> LogIndex for KeyedLog<S> {
             }
         }
         let (key, value) = record_key_value(record);
-        Ok(self.store.get(&key)?.is_some_and(|v| v == value))
+        Ok(self.store()?.get(&key)?.is_some_and(|v| v == value))
     }
 }
