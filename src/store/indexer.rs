@@ -20,6 +20,11 @@ use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 
 use crate::log::LogError;
 
+/// Batches handed over and not yet applied beyond which the writer waits:
+/// enough to overlap one sync with one batch's indexing, and no backlog
+/// for a read (a checkpoint, a query) to wait behind.
+const MAX_BEHIND: u64 = 2;
+
 /// One engine batch, with the store it goes to.
 pub(super) type Job = Box<dyn FnOnce() -> Result<(), LogError> + Send>;
 
@@ -90,9 +95,17 @@ impl Indexer {
     }
 
     /// Hands `job` over; `next_seq` is the seq after its entries. Called
-    /// in commit order (under the entry file's tail lock).
+    /// in commit order (under the entry file's tail lock); waits while
+    /// [`MAX_BEHIND`] batches are.
     pub fn hand_over(&self, job: Job, next_seq: u64) -> Result<(), LogError> {
         let mut progress = self.shared.lock();
+        while progress.handed - progress.applied >= MAX_BEHIND && progress.failed.is_none() {
+            progress = self
+                .shared
+                .changed
+                .wait(progress)
+                .unwrap_or_else(|p| p.into_inner());
+        }
         if let Some(why) = &progress.failed {
             return Err(failed(why));
         }
@@ -169,6 +182,8 @@ mod tests {
         let applied = Arc::new(AtomicU64::new(0));
         for n in 1..=5 {
             indexer.hand_over(counting(&applied, n), n * 10).unwrap();
+            // Never more than MAX_BEHIND batches waiting.
+            assert!(n - applied.load(Ordering::SeqCst) <= MAX_BEHIND);
         }
         indexer.caught_up().unwrap();
         assert_eq!(applied.load(Ordering::SeqCst), 5);
@@ -183,7 +198,8 @@ mod tests {
         indexer
             .hand_over(Box::new(|| Err(LogError::Storage("no space".into()))), 2)
             .unwrap();
-        indexer.hand_over(counting(&applied, 3), 3).unwrap();
+        // Refused, or taken and dropped, depending on when the failure is seen.
+        let _ = indexer.hand_over(counting(&applied, 3), 3);
         let e = indexer.caught_up().unwrap_err().to_string();
         assert!(e.contains("no space"), "{e}");
         // The batch after the failed one was not applied: the engine's
