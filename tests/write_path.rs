@@ -307,3 +307,94 @@ async fn full_disk(engine: &str) {
         stderr.lines().count()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_assertion_is_refused_after_a_kill_9_sled() {
+    used_assertions_survive_kill_9("sled").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_assertion_is_refused_after_a_kill_9_fjall() {
+    used_assertions_survive_kill_9("fjall").await;
+}
+
+/// The replay guard across crashes: every assertion whose decision was
+/// answered is refused after a `kill -9` that follows the answers at once
+/// (before the engine's lazy flush), and after one that lands mid-burst.
+async fn used_assertions_survive_kill_9(engine: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = write_config(dir.path(), &format!("[log]\nengine = \"{engine}\"\n"));
+    let key = TestKey::generate("k1");
+    let client = http();
+    let mut used: Vec<Value> = Vec::new();
+    for cycle in 0..4u64 {
+        let server = Server::start(&data, &repo_policies(), Some(&config));
+        // Everything answered before every earlier crash is refused now.
+        for body in &used {
+            let out = post_decision(&server, body).await;
+            assert_eq!(out["authentication"]["result"], "failed", "{out:#}");
+            assert!(
+                out["authentication"]["reasons"]
+                    .to_string()
+                    .contains("already used (replay)"),
+                "cycle {cycle}: {out:#}"
+            );
+            assert!(out["grant"].is_null(), "{out:#}");
+        }
+        // Odd cycles are killed mid-burst, even ones right after it.
+        let pid = server.pid();
+        let killer = (cycle % 2 == 1).then(|| {
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(40 + 30 * cycle));
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            })
+        });
+        let tasks: Vec<_> = (0..48)
+            .map(|i| {
+                let body = verified_request(&key, &format!("replay-{cycle}-{i}"), &["files:read"]);
+                let (client, url) = (client.clone(), server.url("/v1/decisions"));
+                tokio::spawn(async move {
+                    let resp = client.post(url).json(&body).send().await.ok()?;
+                    let answer: Value = match resp.status().as_u16() {
+                        200 => resp.json().await.ok()?,
+                        _ => return None,
+                    };
+                    (answer["authentication"]["result"] == "verified").then_some(body)
+                })
+            })
+            .collect();
+        let mut answered = 0;
+        for task in tasks {
+            if let Some(body) = task.await.unwrap() {
+                used.push(body);
+                answered += 1;
+            }
+        }
+        if let Some(killer) = killer {
+            killer.join().unwrap();
+        } else {
+            assert_eq!(
+                answered, 48,
+                "cycle {cycle}: a verified decision was not answered"
+            );
+        }
+        server.kill();
+    }
+    assert!(used.len() >= 96, "only {} assertions were used", used.len());
+    let server = Server::start(&data, &repo_policies(), Some(&config));
+    for body in &used {
+        let out = post_decision(&server, body).await;
+        assert!(
+            out["authentication"]["reasons"]
+                .to_string()
+                .contains("already used (replay)"),
+            "{out:#}"
+        );
+    }
+    server.stop();
+    let (ok, out, err) = trustpath(&["log", "verify", "--data-dir", data.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+}
