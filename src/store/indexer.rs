@@ -75,7 +75,12 @@ impl Indexer {
                             drop(job);
                             Ok(())
                         }
-                        false => job(),
+                        // A panic in the engine fails the batch like an
+                        // error: a reader waiting for it must not wait on.
+                        false => std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+                            .unwrap_or_else(|_| {
+                                Err(LogError::Storage("the engine panicked".into()))
+                            }),
                     };
                     let mut progress = worker.lock();
                     if let Err(e) = outcome {
@@ -209,6 +214,13 @@ mod tests {
         assert!(indexer.hand_over(counting(&applied, 4), 4).is_err());
         indexer.reset();
         assert_eq!(indexer.next_seq().unwrap(), None);
+        // A batch that panics fails like one that errs, and nobody hangs.
+        indexer
+            .hand_over(Box::new(|| panic!("engine bug")), 4)
+            .unwrap();
+        let e = indexer.caught_up().unwrap_err().to_string();
+        assert!(e.contains("panicked"), "{e}");
+        indexer.reset();
         indexer.hand_over(counting(&applied, 5), 5).unwrap();
         indexer.caught_up().unwrap();
         assert_eq!(applied.load(Ordering::SeqCst), 5);
