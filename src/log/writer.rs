@@ -2,10 +2,12 @@
 //!
 //! Every append goes through one thread, which gives entries gap-free seqs
 //! in order. It takes whatever appends are waiting, writes them with their
-//! Merkle hashes in one atomic batch, flushes once, and only then answers
-//! each of them: many decisions share one fsync, and none is answered
-//! before it is durable. The same thread signs checkpoints, so a checkpoint
-//! always describes a tree that is on disk.
+//! Merkle hashes in one atomic batch, makes it durable once, and only then
+//! answers each of them: many decisions share one fsync, and none is
+//! answered before it is durable. (With an entry file the commit's sync is
+//! that moment, and the engine's index follows on the store's indexer
+//! thread; see `store/indexer.rs`.) The same thread signs checkpoints, so
+//! a checkpoint always describes a tree that is on disk.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
