@@ -7,9 +7,10 @@ pub(crate) mod status;
 
 use std::path::{Path, PathBuf};
 
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
@@ -30,9 +31,11 @@ pub enum GrantError {
 /// Grants are signed here with the expanded key kept in memory, not through
 /// `jsonwebtoken::encode`, which re-parses the PKCS#8 key and recomputes
 /// the public key on every call: about 49 µs against 23 µs per grant
-/// (BENCHMARKS.md). The tests verify every grant with `jsonwebtoken`.
+/// (BENCHMARKS.md); and with aws-lc (jsonwebtoken's own backend) rather
+/// than ed25519-dalek, whose base-point multiplication is slower here. The
+/// tests verify every grant with `jsonwebtoken`.
 pub struct GrantSigner {
-    key: SigningKey,
+    key: Ed25519KeyPair,
     /// base64url of the fixed JOSE header.
     encoded_header: String,
     kid: String,
@@ -209,7 +212,11 @@ impl GrantSigner {
     }
 
     fn from_key(key: &SigningKey, issuer: &str) -> Result<Self, String> {
-        let x = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+        let public = key.verifying_key();
+        let pair = Ed25519KeyPair::from_seed_and_public_key(key.as_bytes(), public.as_bytes())
+            .map_err(|e| format!("the key does not load into aws-lc: {e}"))?;
+        debug_assert_eq!(pair.public_key().as_ref(), public.as_bytes());
+        let x = URL_SAFE_NO_PAD.encode(public.as_bytes());
         // RFC 7638: members in lexicographic order, no whitespace.
         let thumbprint_input = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
         let kid = URL_SAFE_NO_PAD.encode(sha256(thumbprint_input.as_bytes()));
@@ -228,7 +235,7 @@ impl GrantSigner {
         validation.set_issuer(&[issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub", "jti"]);
         Ok(Self {
-            key: key.clone(),
+            key: pair,
             encoded_header: URL_SAFE_NO_PAD.encode(header.to_string()),
             public_jwk,
             kid,
@@ -271,7 +278,7 @@ impl GrantSigner {
         URL_SAFE_NO_PAD.encode_string(payload, &mut token);
         let signature = self.key.sign(token.as_bytes());
         token.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
         Ok(token)
     }
 
@@ -292,5 +299,37 @@ impl GrantSigner {
         jsonwebtoken::decode::<GrantClaims>(token, key, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| format!("grant does not verify: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ed25519 is deterministic (RFC 8032): aws-lc must sign exactly what
+    /// ed25519-dalek, which made and stores the key, would.
+    #[test]
+    fn a_grant_is_signed_as_ed25519_dalek_would_and_verifies() {
+        use ed25519_dalek::Signer as _;
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let signer = GrantSigner::from_key(&key, "https://trustpath.test").unwrap();
+        let claims = GrantClaims {
+            iss: "https://trustpath.test".into(),
+            sub: "client".into(),
+            aud: None,
+            scope: "files:read".into(),
+            tools: vec!["read_file".into()],
+            sid: "s-1".into(),
+            jti: "g-1".into(),
+            decision_id: "d-1".into(),
+            iat: 1,
+            exp: 2,
+            act: None,
+        };
+        let token = signer.sign(&claims).unwrap();
+        let (input, signature) = token.rsplit_once('.').unwrap();
+        let expected = URL_SAFE_NO_PAD.encode(key.sign(input.as_bytes()).to_bytes());
+        assert_eq!(signature, expected);
+        assert_eq!(signer.verify(&token).unwrap().jti, "g-1");
     }
 }
