@@ -53,7 +53,7 @@ impl Shared {
 /// The indexer of one open log: a thread applying [`Job`]s in order. The
 /// thread ends when the indexer is dropped.
 pub(super) struct Indexer {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
     shared: Arc<Shared>,
 }
 
@@ -93,10 +93,7 @@ impl Indexer {
                 }
             })
             .map_err(|e| LogError::Storage(format!("cannot start the log indexer: {e}")))?;
-        Ok(Self {
-            jobs: Mutex::new(tx),
-            shared,
-        })
+        Ok(Self { jobs: tx, shared })
     }
 
     /// Hands `job` over; `next_seq` is the seq after its entries. Called
@@ -115,8 +112,6 @@ impl Indexer {
             return Err(failed(why));
         }
         self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .send(job)
             .map_err(|_| LogError::Storage("the log indexer has stopped".into()))?;
         progress.handed += 1;
