@@ -327,11 +327,7 @@ impl EntryFile {
         mut points_here: impl FnMut(&FoundFrame) -> Result<bool, LogError>,
     ) -> Result<(), LogError> {
         let mut tail = self.lock_tail();
-        let size = self
-            .file
-            .metadata()
-            .map_err(|e| io_error(&self.path, "cannot read", e))?
-            .len();
+        let size = self.size()?;
         let from = from.max(MAGIC.len() as u64);
         let mut keep_to = from;
         let mut disowned: Vec<Location> = Vec::new();
@@ -364,12 +360,15 @@ impl EntryFile {
         &self,
         from: u64,
     ) -> Result<impl Iterator<Item = Result<FoundFrame, LogError>> + '_, LogError> {
-        let size = self
-            .file
+        Ok(self.frames_from(from.max(MAGIC.len() as u64), self.size()?))
+    }
+
+    /// The file's length now.
+    fn size(&self) -> Result<u64, LogError> {
+        self.file
             .metadata()
-            .map_err(|e| io_error(&self.path, "cannot read", e))?
-            .len();
-        Ok(self.frames_from(from.max(MAGIC.len() as u64), size))
+            .map(|m| m.len())
+            .map_err(|e| io_error(&self.path, "cannot read", e))
     }
 
     /// The whole frames from `from` up to `size`, ending at the first one

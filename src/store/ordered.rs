@@ -252,6 +252,8 @@ impl<S: OrderedStore> KeyedLog<S> {
         let Some(file) = &self.file else {
             return Ok(());
         };
+        // Nothing is appended meanwhile: the engine as it stands is read.
+        let store = self.store()?;
         let mut from = 0;
         for item in self.range(prefix_range(&[ENTRY]), true) {
             if let Some(at) = Location::decode(&item?.1) {
@@ -271,7 +273,7 @@ impl<S: OrderedStore> KeyedLog<S> {
                 behind.append(&mut open_commit);
                 claims.push(found.at);
             } else if found.seq == next + (behind.len() + open_commit.len()) as u64
-                && self.store()?.get(&entry_key(found.seq))?.is_none()
+                && store.get(&entry_key(found.seq))?.is_none()
             {
                 open_commit.push((found.seq, found.at));
             }
@@ -285,7 +287,7 @@ impl<S: OrderedStore> KeyedLog<S> {
             if kept.contains(&found.at.offset) {
                 return Ok(true);
             }
-            let value = self.store()?.get(&entry_key(found.seq))?;
+            let value = store.get(&entry_key(found.seq))?;
             Ok(value.and_then(|v| Location::decode(&v)) == Some(found.at))
         })?;
         self.catch_up(file, &behind, &claims)?;
@@ -294,7 +296,7 @@ impl<S: OrderedStore> KeyedLog<S> {
         for item in self.range(prefix_range(&[PENDING_ERASE]), false) {
             let (key, value) = item?;
             let (seq, at) = parse_pending_erase(&key, &value)?;
-            let current = self.store()?.get(&entry_key(seq))?;
+            let current = store.get(&entry_key(seq))?;
             if file.holds(seq, at) && current.and_then(|v| Location::decode(&v)) != Some(at) {
                 erase.push(at);
             }
@@ -304,7 +306,7 @@ impl<S: OrderedStore> KeyedLog<S> {
         if pending.is_empty() {
             return Ok(());
         }
-        self.store()?.write_batch(Vec::new(), pending)
+        store.write_batch(Vec::new(), pending)
     }
 
     /// Indexes the entries at `behind` as the writer did (their hashes,
@@ -316,10 +318,11 @@ impl<S: OrderedStore> KeyedLog<S> {
         behind: &[(u64, Location)],
         claims: &[Location],
     ) -> Result<(), LogError> {
+        let store = self.store()?;
         for at in claims {
             let payload = file.read(CLAIMS, *at)?;
             let claimed = entry_file::parse_claims(&payload)?;
-            self.store()?.write_claims(&claimed, &[])?;
+            store.write_claims(&claimed, &[])?;
             if let Some(jtis) = self.engine.used_jtis() {
                 for (key, until) in &claimed {
                     jtis.first_use(key, *until);
@@ -330,7 +333,7 @@ impl<S: OrderedStore> KeyedLog<S> {
             // Nothing new to index: flush only claims written just now.
             return match claims.is_empty() {
                 true => Ok(()),
-                false => self.store()?.flush(),
+                false => store.flush(),
             };
         }
         tracing::info!(
@@ -359,12 +362,11 @@ impl<S: OrderedStore> KeyedLog<S> {
             };
             push_records(&mut pairs, &entry, at.encode(), true);
             if pairs.len() >= 10_000 {
-                self.store()?
-                    .write_batch(std::mem::take(&mut pairs), Vec::new())?;
+                store.write_batch(std::mem::take(&mut pairs), Vec::new())?;
             }
         }
-        self.store()?.write_batch(pairs, Vec::new())?;
-        self.store()?.flush()
+        store.write_batch(pairs, Vec::new())?;
+        store.flush()
     }
 
     /// An entry's bytes from its stored value: the bytes themselves, or
