@@ -148,6 +148,29 @@ const fn rule(kind: &'static str, path: &'static [&'static str], group: FieldGro
     SealRule { kind, path, group }
 }
 
+/// The member that marks a copy: `{"_copy_of": "<top-level member>"}`.
+pub const COPY_OF: &str = "_copy_of";
+
+/// A field of entries of `kind` that holds the same value as the entry's
+/// top-level member `source`, and is stored as a copy marker instead.
+pub struct CopyRule {
+    pub kind: &'static str,
+    pub path: &'static [&'static str],
+    pub source: &'static str,
+}
+
+/// Every field stored as a copy. A connection decision's policy input
+/// carries the authentication result the entry records beside it: stored
+/// once, it costs ~800 bytes less per decision, and the input's copy is
+/// redacted with the original (an erasure that seals `authentication.subject`
+/// seals the input's too; a second copy in the clear inside the body would
+/// have kept it).
+pub const COPIES: &[CopyRule] = &[CopyRule {
+    kind: "connection_decision",
+    path: &["input", "authentication"],
+    source: "authentication",
+}];
+
 /// The kinds retention applies to: the ones with sealed fields. The rest
 /// (revocations, policy bundles, keys, retention's own records) are the
 /// evidence of what operators did and are kept whole.
@@ -202,15 +225,10 @@ fn commitment_value(
 ) -> Result<(Value, Vec<String>), serde_json::Error> {
     let mut value = serde_json::to_value(entry)?;
     let kind = entry.record.kind();
+    mark_copies(&mut value, kind);
     let mut disclosures: Vec<String> = Vec::new();
     for rule in RULES.iter().filter(|r| r.kind == kind) {
-        let Some((last, parents)) = rule.path.split_last() else {
-            continue;
-        };
-        let parent = parents
-            .iter()
-            .try_fold(&mut value, |v, name| v.get_mut(*name));
-        let Some(field) = parent.and_then(|p| p.get_mut(*last)) else {
+        let Some(field) = field_mut(&mut value, rule.path) else {
             continue;
         };
         if field.is_null() {
@@ -228,6 +246,66 @@ fn commitment_value(
         disclosures.push(text);
     }
     Ok((value, disclosures))
+}
+
+/// Replaces each field [`COPIES`] names by a copy marker where it holds
+/// exactly its source's value (before anything is sealed).
+fn mark_copies(value: &mut Value, kind: &str) {
+    for copy in COPIES.iter().filter(|c| c.kind == kind) {
+        let Some(field) = field_mut(value, copy.path) else {
+            continue;
+        };
+        let held = field.take();
+        let same = value.get(copy.source) == Some(&held);
+        if let Some(field) = field_mut(value, copy.path) {
+            *field = if same { copy_marker(copy.source) } else { held };
+        }
+    }
+}
+
+/// Puts each copy's source back where a copy marker stands (after the
+/// disclosures are in place), and reports a field withheld in the source
+/// as withheld in the copy too.
+fn resolve_copies(value: &mut Value, withheld: &mut Vec<Withheld>) {
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let copies: Vec<&CopyRule> = COPIES.iter().filter(|c| c.kind == kind).collect();
+    for copy in copies {
+        let marked = field_mut(value, copy.path).is_some_and(|f| is_copy_of(f, copy.source));
+        let Some(source) = value.get(copy.source).filter(|_| marked).cloned() else {
+            continue;
+        };
+        if let Some(field) = field_mut(value, copy.path) {
+            *field = source;
+        }
+        let at = copy.path.join(".");
+        let inherited: Vec<Withheld> = withheld
+            .iter()
+            .filter_map(|w| {
+                let rest = w.path.strip_prefix(copy.source)?;
+                (rest.is_empty() || rest.starts_with('.')).then(|| Withheld {
+                    group: w.group,
+                    path: format!("{at}{rest}"),
+                })
+            })
+            .collect();
+        withheld.extend(inherited);
+    }
+}
+
+fn field_mut<'v>(value: &'v mut Value, path: &[&str]) -> Option<&'v mut Value> {
+    path.iter().try_fold(value, |v, name| v.get_mut(*name))
+}
+
+fn copy_marker(source: &str) -> Value {
+    let mut map = Map::new();
+    map.insert(COPY_OF.to_string(), Value::String(source.to_string()));
+    Value::Object(map)
+}
+
+fn is_copy_of(value: &Value, source: &str) -> bool {
+    value
+        .as_object()
+        .is_some_and(|m| m.len() == 1 && m.get(COPY_OF).and_then(Value::as_str) == Some(source))
 }
 
 /// The separator and the disclosure texts as a canonical JSON array, after
@@ -505,10 +583,12 @@ fn reveal(stored: &[u8], dropped: &BTreeSet<FieldGroup>) -> Result<(Opened, Vec<
     };
     walk.visit(&mut value, &mut String::new())?;
     let used = walk.used;
+    let mut withheld = walk.withheld;
+    resolve_copies(&mut value, &mut withheld);
     Ok((
         Opened {
             value,
-            withheld: walk.withheld,
+            withheld,
             expired: false,
         },
         used,
@@ -608,6 +688,7 @@ fn remove_seals(value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::entry::Record;
 
     const EXAMPLE_STORED: &str = concat!(
         r#"{"client_id":"https://agent.example/c","decision":{"allow":true,"reasons":[],"required_scopes":[]},"decision_id":"d-1","grant_jti":"g-1","input":{"_sealed":"body","sha256":"7a053a4a43a25e52ef49abd3bfb08e2f9d78d21d5119187216c96a151c9a2699"},"kind":"tool_call","method":"tools/call","policy_revision":"sha256:ab","seq":7,"session_id":"s-1","time":"2026-11-28T10:00:00Z","tool":"read_file","tool_call_id":"tc-1"}"#,
@@ -712,6 +793,94 @@ mod tests {
         })
         .unwrap();
         assert_eq!(String::from_utf8(worked.number(7)).unwrap(), EXAMPLE_STORED);
+    }
+
+    /// A connection decision as the decider logs it: the input carries the
+    /// same authentication result as the entry.
+    fn connection_decision() -> LogEntry {
+        let authentication = serde_json::json!({
+            "result": "verified", "method": "private_key_jwt",
+            "issuer": "https://agent.example/c", "subject": "agent-subject-7", "key_id": "k1",
+            "reasons": [],
+            "document": {"source": "inline", "sha256": "ea9b", "changed": false},
+            "proof": {"header": {"alg": "EdDSA"}, "claims": {"jti": "proof-jti-1"}, "sha256": "9e25"},
+        });
+        serde_json::from_value(serde_json::json!({
+            "seq": 3, "time": "2026-11-28T10:00:00Z", "policy_revision": "sha256:ab",
+            "kind": "connection_decision", "decision_id": "d-1", "session_id": "s-1",
+            "client_id": "https://agent.example/c", "grant_jti": "g-1",
+            "authentication": authentication,
+            "input": {
+                "session_id": "s-1", "scopes": ["files:read"],
+                "authentication": authentication,
+                "subject": {"iss": "https://idp.example", "sub": "alice"},
+            },
+            "decision": {
+                "outcome": "approved", "allow": true, "requested_scopes": ["files:read"],
+                "approved_scopes": ["files:read"], "denied_scopes": [], "tools": [],
+                "ttl_seconds": 600, "reasons": [],
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_inputs_authentication_is_stored_once_and_read_back_whole() {
+        let entry = connection_decision();
+        let bytes = seal(&entry).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert_eq!(text.matches("proof-jti-1").count(), 1, "{text}");
+        assert_eq!(text.matches(COPY_OF).count(), 1, "{text}");
+        let opened = open(&bytes).unwrap();
+        assert!(opened.withheld.is_empty());
+        assert_eq!(
+            opened.value["input"]["authentication"],
+            opened.value["authentication"]
+        );
+        assert_eq!(
+            serde_json::to_value(opened.into_entry().unwrap()).unwrap(),
+            serde_json::to_value(&entry).unwrap()
+        );
+    }
+
+    #[test]
+    fn redacting_the_subject_redacts_the_inputs_copy_of_it() {
+        let bytes = seal(&connection_decision()).unwrap();
+        let redacted = redact(&bytes, &BTreeSet::from([FieldGroup::EndUser]))
+            .unwrap()
+            .unwrap();
+        let text = String::from_utf8(redacted.clone()).unwrap();
+        assert!(!text.contains("agent-subject-7"), "{text}");
+        assert!(!text.contains("alice"), "{text}");
+        let opened = open(&redacted).unwrap();
+        let paths: BTreeSet<&str> = opened.withheld.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            BTreeSet::from([
+                "authentication.subject",
+                "input.authentication.subject",
+                "input.subject"
+            ])
+        );
+        assert_eq!(opened.value["input"]["authentication"]["key_id"], "k1");
+        let entry = opened.into_entry().unwrap();
+        let Record::ConnectionDecision(decision) = entry.record else {
+            panic!("a connection decision")
+        };
+        assert!(decision.input["authentication"].get("subject").is_none());
+    }
+
+    #[test]
+    fn an_input_whose_authentication_differs_is_stored_as_it_is() {
+        let mut entry = connection_decision();
+        if let Record::ConnectionDecision(decision) = &mut entry.record {
+            decision.input["authentication"]["result"] = "failed".into();
+        }
+        let bytes = seal(&entry).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains(COPY_OF));
+        let opened = open(&bytes).unwrap();
+        assert_eq!(opened.value["input"]["authentication"]["result"], "failed");
+        assert_eq!(opened.value["authentication"]["result"], "verified");
     }
 
     #[test]
