@@ -272,8 +272,21 @@ async fn log_verify_names_the_tampered_seq_in_a_data_directory() {
     copy_dir(&data, &copy);
     let path = copy.join("log.entries");
     let mut bytes = std::fs::read(&path).unwrap();
-    let at = bytes.windows(8).position(|w| w == b"\"denied\"").unwrap();
-    bytes[at + 1] = b'D';
+    // The middle of the first entry frame at least 100 bytes long (entries
+    // are stored compressed: there is no text to look for). A frame is a
+    // length whose top bit says compressed, a seq and a CRC (u32, u64,
+    // u32, big endian), then the payload.
+    let mut at = 8;
+    loop {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) & !(1 << 31);
+        let seq = u64::from_be_bytes(bytes[at + 4..at + 12].try_into().unwrap());
+        if len >= 100 && seq < u64::MAX - 1 {
+            at += 16 + len as usize / 2;
+            break;
+        }
+        at += 16 + len as usize;
+    }
+    bytes[at] ^= 0x55;
     std::fs::write(&path, bytes).unwrap();
     let (ok, out) = verify_dir(&copy);
     assert!(!ok, "{out}");

@@ -267,7 +267,10 @@ fn mark_copies(value: &mut Value, kind: &str) {
 /// disclosures are in place), and reports a field withheld in the source
 /// as withheld in the copy too.
 fn resolve_copies(value: &mut Value, withheld: &mut Vec<Withheld>) {
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let copies: Vec<&CopyRule> = COPIES.iter().filter(|c| c.kind == kind).collect();
     for copy in copies {
         let marked = field_mut(value, copy.path).is_some_and(|f| is_copy_of(f, copy.source));
