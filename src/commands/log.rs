@@ -503,7 +503,10 @@ fn print_stats(stats: &trustpath::retention::Stats) {
         mb(stats.bytes_under_retention),
         mb(stats.bytes_after_a_year_under_retention)
     );
-    println!("(entry bytes only; indexes and engine overhead come on top)");
+    println!(
+        "(entry bytes as read back; a data directory's log.entries holds them compressed, \
+         and indexes and engine overhead come on top)"
+    );
 }
 
 /// Says which entries retention redacted or expired (each covered by a
