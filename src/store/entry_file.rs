@@ -11,7 +11,7 @@
 //! payload length (u32), seq (u64), CRC-32 of seq and payload (u32), all
 //! big endian — and the payload: the entry's bytes exactly as hashed and
 //! stored, or, when the length's top bit is set, those bytes compressed
-//! with zstd and the fixed dictionary `entry_dictionary.txt`. The CRC
+//! (`entry_compression.rs`: zstd and a fixed dictionary). The CRC
 //! (over the payload as stored) finds a frame a crash or a full disk left
 //! half written; the Merkle tree, not the CRC, is what proves an entry
 //! unchanged.
@@ -19,10 +19,8 @@
 //! Why compressed: entries are JSON with the same member names, seals and
 //! escaped disclosures over and over, and their bytes are most of what a
 //! decision writes to disk. Compressed one by one (an entry is still read
-//! alone) against a dictionary of typical entries, they shrink to about a
-//! third, for a few microseconds each on the writer. The dictionary is part
-//! of the format: frames written with it are read with it, so it never
-//! changes (a test pins its digest); a new one would need a new flag.
+//! alone) against a dictionary of typical entries, they shrink to under a
+//! third, for a few microseconds each on the writer.
 //!
 //! Files written before compression existed carry the magic `…\x01` and no
 //! compressed frame; a writable open rewrites it to `…\x02`, so an older
@@ -40,14 +38,12 @@
 //! nothing points to there (a commit cut short, a frame retention
 //! superseded) are zeroed or cut off.
 
-use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 
-use zstd::bulk::{Compressor, Decompressor};
-use zstd::dict::{DecoderDictionary, EncoderDictionary};
+use super::entry_compression::{compress, decompress};
 
 use crate::log::LogError;
 
@@ -57,17 +53,7 @@ const MAGIC_UNCOMPRESSED: &[u8; 8] = b"tplogE\x00\x01";
 const HEADER: u64 = 16;
 /// The top bit of a frame's length: its payload is compressed.
 const COMPRESSED: u32 = 1 << 31;
-/// Shorter entries are stored as they are (compression would not pay).
-const COMPRESS_FROM: usize = 128;
-/// zstd's level for entry frames: level 1 keeps the writer's cost at a few
-/// microseconds an entry; higher levels saved ~5% more for ~20% more time.
-const LEVEL: i32 = 1;
-/// The most an entry's bytes may decompress to (a frame claiming more is
-/// refused as corrupt rather than allocated).
-const MAX_ENTRY: u64 = 64 << 20;
-/// Typical entries of the busiest kinds, with generic values: the fixed
-/// dictionary every compressed frame is written and read with.
-const DICTIONARY: &[u8] = include_bytes!("entry_dictionary.txt");
+
 /// The seq a frame of used-`jti` claims carries instead of an entry's.
 pub(super) const CLAIMS: u64 = u64::MAX;
 /// The seq of a frame whose bytes were erased (zeros).
@@ -129,60 +115,6 @@ fn write_frame(out: &mut Vec<u8>, seq: u64, len: u32, compressed: bool, payload:
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(&crc(seq, payload).to_be_bytes());
     out.extend_from_slice(payload);
-}
-
-static ENCODER_DICTIONARY: LazyLock<EncoderDictionary<'static>> =
-    LazyLock::new(|| EncoderDictionary::copy(DICTIONARY, LEVEL));
-static DECODER_DICTIONARY: LazyLock<DecoderDictionary<'static>> =
-    LazyLock::new(|| DecoderDictionary::copy(DICTIONARY));
-
-thread_local! {
-    // A compression context is ~1 MB to set up: one per thread, reused.
-    static COMPRESSOR: RefCell<Option<Compressor<'static>>> = const { RefCell::new(None) };
-    static DECOMPRESSOR: RefCell<Option<Decompressor<'static>>> = const { RefCell::new(None) };
-}
-
-/// `bytes` compressed with the dictionary, or `None` when that fails or
-/// saves nothing (the frame then holds the bytes as they are).
-fn compress(bytes: &[u8]) -> Option<Vec<u8>> {
-    if bytes.len() < COMPRESS_FROM {
-        return None;
-    }
-    COMPRESSOR.with_borrow_mut(|slot| {
-        if slot.is_none() {
-            *slot = Compressor::with_prepared_dictionary(&ENCODER_DICTIONARY).ok();
-        }
-        let compressed = slot.as_mut()?.compress(bytes).ok()?;
-        (compressed.len() < bytes.len()).then_some(compressed)
-    })
-}
-
-/// A compressed payload's bytes; the error says why they cannot be had.
-fn decompress(payload: &[u8]) -> Result<Vec<u8>, String> {
-    let size = match zstd::zstd_safe::get_frame_content_size(payload) {
-        Ok(Some(size)) if size <= MAX_ENTRY => size as usize,
-        Ok(Some(size)) => return Err(format!("they claim {size} bytes uncompressed")),
-        _ => return Err("they are not a compressed entry".to_string()),
-    };
-    DECOMPRESSOR.with_borrow_mut(|slot| {
-        if slot.is_none() {
-            *slot = Some(
-                Decompressor::with_prepared_dictionary(&DECODER_DICTIONARY)
-                    .map_err(|e| e.to_string())?,
-            );
-        }
-        let decompressor = slot.as_mut().expect("set above");
-        let bytes = decompressor
-            .decompress(payload, size)
-            .map_err(|e| format!("they do not decompress ({e})"))?;
-        if bytes.len() != size {
-            return Err(format!(
-                "they decompress to {} bytes, not the {size} they claim",
-                bytes.len()
-            ));
-        }
-        Ok(bytes)
-    })
 }
 
 /// Frames built in memory for one commit, placed when it is written.
@@ -564,6 +496,7 @@ fn header(bytes: &[u8]) -> Header {
 
 #[cfg(test)]
 mod tests {
+    use super::super::entry_compression::entry_like;
     use super::*;
 
     fn frames(entries: &[(u64, &[u8])]) -> Frames {
@@ -649,15 +582,6 @@ mod tests {
         assert!(parse_claims(&payload[..payload.len() - 1]).is_err());
     }
 
-    /// An entry as the log stores one: a line of the dictionary with
-    /// `marker` in it.
-    fn entry_like(marker: &str) -> Vec<u8> {
-        let text = std::str::from_utf8(DICTIONARY).unwrap();
-        let line = text.lines().last().unwrap();
-        line.replacen("\"kind\"", &format!("\"who\":\"{marker}\",\"kind\""), 1)
-            .into_bytes()
-    }
-
     #[test]
     fn an_entry_is_stored_compressed_and_reads_back_exactly() {
         let dir = tempfile::tempdir().unwrap();
@@ -692,31 +616,6 @@ mod tests {
         let payload = &raw[(stored.offset + HEADER) as usize..stored.end() as usize];
         assert!(payload.iter().all(|b| *b == 0));
         assert_eq!(file.frames_after(0).unwrap().count(), 2);
-    }
-
-    #[test]
-    fn a_compressed_frame_that_claims_too_much_is_refused_not_allocated() {
-        let mut payload = zstd::bulk::compress(b"{}", 1).unwrap();
-        // zstd's magic, then a frame header saying 8 bytes of content
-        // size, single segment, and a size of terabytes.
-        let mut huge = payload[..4].to_vec();
-        huge.push(0xC0);
-        huge.extend_from_slice(&(1u64 << 40).to_le_bytes());
-        huge.extend_from_slice(&[0; 8]);
-        let err = decompress(&huge).unwrap_err();
-        assert!(err.contains("bytes uncompressed"), "{err}");
-        payload.truncate(3);
-        assert!(decompress(&payload).is_err());
-    }
-
-    /// The dictionary is part of the format: changing it makes every
-    /// compressed frame written with it unreadable.
-    #[test]
-    fn the_dictionary_never_changes() {
-        assert_eq!(
-            crate::digest::sha256_hex(DICTIONARY),
-            "3a8b20a677733170ab739574254bebeeafc570995521ae48ce46e305d6995742"
-        );
     }
 
     #[test]

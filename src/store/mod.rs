@@ -3,6 +3,7 @@
 //! (`crate::identity::replay::JtiStore`). The pipeline never names one;
 //! `app` and the CLI open the engine a deployment uses.
 
+mod entry_compression;
 mod entry_file;
 pub mod fjall;
 mod indexer;
